@@ -1,0 +1,29 @@
+"""otel-corr: one line, one ID -- request IDs and OpenTelemetry traces joined.
+
+::
+
+    import otel_corr
+    otel_corr.instrument(app)   # FastAPI, Starlette, any ASGI app, Flask, any WSGI app
+
+Every request then gets one server span and one request ID (the trace ID
+itself wherever possible), echoed in ``X-Request-ID`` and ``traceresponse``.
+"""
+
+from __future__ import annotations
+
+from ._context import Ids, current_ids
+from ._instrument import instrument, uninstrument
+from ._provider import flush
+from ._version import __version__
+from .exceptions import ConfigError, OtelCorrError
+
+__all__ = [
+    "ConfigError",
+    "Ids",
+    "OtelCorrError",
+    "__version__",
+    "current_ids",
+    "flush",
+    "instrument",
+    "uninstrument",
+]

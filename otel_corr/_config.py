@@ -1,0 +1,305 @@
+"""Every setting, resolved and validated once, at start-up.
+
+Precedence for our own settings: ``instrument()`` argument > ``OTEL_CORR_*``
+environment variable > default.  OpenTelemetry's own settings (``OTEL_*``) are
+read by the SDK the way it always reads them; this module only *checks* them
+eagerly, because the SDK merely logs a warning and falls back (a sampler named
+``sometimes`` silently becomes ``parentbased_always_on``).  A bad value raises
+:class:`~otel_corr.ConfigError` naming the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TypedDict
+from urllib.parse import urlsplit
+
+from opentelemetry.trace import TracerProvider
+
+from .exceptions import ConfigError
+
+__all__ = ["Options", "Settings", "check_otel_environment", "resolve_settings"]
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
+
+# Always redacted when captured, whatever the user lists (matched with re.search,
+# case-insensitive, against the header name).
+DEFAULT_SANITIZE = ("authorization", "cookie", "set-cookie", "token", "key", "secret", "password")
+
+
+class Options(TypedDict, total=False):
+    """Keyword arguments of :func:`otel_corr.instrument` (all optional)."""
+
+    header_name: str
+    generator: Callable[[], str]
+    validator: Callable[[str], bool]
+    transformer: Callable[[str], str]
+    update_request_header: bool
+    trace_response: bool
+    excluded_urls: str | Sequence[str]
+    capture_request_headers: Sequence[str]
+    capture_response_headers: Sequence[str]
+    sanitize_fields: Sequence[str]
+    service_name: str
+    tracer_provider: TracerProvider
+    shutdown_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The resolved, validated settings of one instrumented application."""
+
+    header_name: str = "X-Request-ID"
+    generator: Callable[[], str] | None = None
+    validator: Callable[[str], bool] | None = None
+    transformer: Callable[[str], str] | None = None
+    update_request_header: bool = True
+    trace_response: bool = True
+    excluded_urls: re.Pattern[str] | None = None
+    capture_request_headers: re.Pattern[str] | None = None
+    capture_response_headers: re.Pattern[str] | None = None
+    sanitize: re.Pattern[str] = field(
+        default_factory=lambda: re.compile("|".join(DEFAULT_SANITIZE), re.IGNORECASE)
+    )
+    service_name: str | None = None
+    tracer_provider: TracerProvider | None = None
+    shutdown_timeout: float = 5.0
+    sdk_disabled: bool = False
+
+    @property
+    def header_key(self) -> str:
+        """The request-ID header name, lower-cased as ASGI and our carriers hold it."""
+        return self.header_name.lower()
+
+
+def _bool(name: str, value: str) -> bool:
+    low = value.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ConfigError(name, value, "true or false")
+
+
+def _regex_list(name: str, items: Sequence[str], flags: int = 0) -> re.Pattern[str] | None:
+    items = [item.strip() for item in items if item.strip()]
+    if not items:
+        return None
+    for item in items:
+        try:
+            re.compile(item)
+        except re.error as exc:
+            raise ConfigError(name, item, f"a comma-separated list of regular expressions ({exc})") from None
+    return re.compile("|".join(f"(?:{item})" for item in items), flags)
+
+
+def _split(value: str | Sequence[str]) -> list[str]:
+    return value.split(",") if isinstance(value, str) else list(value)
+
+
+def resolve_settings(
+    options: Options, framework: str = "", env: Mapping[str, str] | None = None
+) -> Settings:
+    """Resolve ``options`` > ``OTEL_CORR_*``/``OTEL_*`` variables > defaults, validating each."""
+    env = os.environ if env is None else env
+    unknown = set(options) - set(Options.__annotations__)
+    if unknown:
+        raise ConfigError(
+            "instrument() argument", sorted(unknown)[0], "one of " + ", ".join(sorted(Options.__annotations__))
+        )
+
+    header_name = options.get("header_name") or env.get("OTEL_CORR_REQUEST_ID_HEADER") or "X-Request-ID"
+    if not isinstance(header_name, str) or not _HEADER_NAME.fullmatch(header_name):
+        src = "header_name" if "header_name" in options else "OTEL_CORR_REQUEST_ID_HEADER"
+        raise ConfigError(src, header_name, "an HTTP header name such as X-Request-ID or X-Correlation-ID")
+    if header_name.lower() in ("traceparent", "tracestate", "baggage", "traceresponse"):
+        raise ConfigError("header_name", header_name, "a header other than the W3C trace-context ones")
+
+    for hook in ("generator", "validator", "transformer"):
+        if hook in options and not callable(options[hook]):  # type: ignore[literal-required]
+            raise ConfigError(hook, options[hook], "a callable")  # type: ignore[literal-required]
+
+    def flag(key: str, var: str, default: bool) -> bool:
+        if key in options:
+            value = options[key]  # type: ignore[literal-required]
+            if not isinstance(value, bool):
+                raise ConfigError(key, value, "True or False")
+            return value
+        raw = env.get(var)
+        return default if raw is None or raw.strip() == "" else _bool(var, raw)
+
+    if "excluded_urls" in options:
+        excluded = _regex_list("excluded_urls", _split(options["excluded_urls"]))
+    else:
+        var = f"OTEL_PYTHON_{framework.upper()}_EXCLUDED_URLS" if framework else ""
+        if var and var in env:
+            excluded = _regex_list(var, env[var].split(","))
+        else:
+            excluded = _regex_list("OTEL_PYTHON_EXCLUDED_URLS", env.get("OTEL_PYTHON_EXCLUDED_URLS", "").split(","))
+
+    def capture(key: str, var: str) -> re.Pattern[str] | None:
+        items = _split(options[key]) if key in options else env.get(var, "").split(",")  # type: ignore[literal-required]
+        pattern = _regex_list(key if key in options else var, items, re.IGNORECASE)
+        # contrib matches the whole header name against each configured regex
+        return None if pattern is None else re.compile(f"(?:{pattern.pattern})\\Z", re.IGNORECASE)
+
+    san_var = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS"
+    extra = _split(options["sanitize_fields"]) if "sanitize_fields" in options else env.get(san_var, "").split(",")
+    sanitize = _regex_list(
+        "sanitize_fields" if "sanitize_fields" in options else san_var,
+        [*DEFAULT_SANITIZE, *extra],
+        re.IGNORECASE,
+    )
+    assert sanitize is not None  # the defaults are never empty
+
+    timeout: object = options.get("shutdown_timeout", env.get("OTEL_CORR_SHUTDOWN_TIMEOUT", "5"))
+    try:
+        shutdown_timeout = float(timeout)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        shutdown_timeout = -1.0
+    if not 0 <= shutdown_timeout <= 300:
+        src = "shutdown_timeout" if "shutdown_timeout" in options else "OTEL_CORR_SHUTDOWN_TIMEOUT"
+        raise ConfigError(src, timeout, "a number of seconds between 0 and 300")
+
+    service_name = options.get("service_name")
+    if service_name is not None and (not isinstance(service_name, str) or not service_name.strip()):
+        raise ConfigError("service_name", service_name, "a non-empty string")
+
+    provider = options.get("tracer_provider")
+    if provider is not None and not isinstance(provider, TracerProvider):
+        raise ConfigError("tracer_provider", provider, "an opentelemetry.trace.TracerProvider")
+
+    return Settings(
+        header_name=header_name,
+        generator=options.get("generator"),
+        validator=options.get("validator"),
+        transformer=options.get("transformer"),
+        update_request_header=flag("update_request_header", "OTEL_CORR_UPDATE_REQUEST_HEADER", True),
+        trace_response=flag("trace_response", "OTEL_CORR_TRACE_RESPONSE", True),
+        excluded_urls=excluded,
+        capture_request_headers=capture(
+            "capture_request_headers", "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST"
+        ),
+        capture_response_headers=capture(
+            "capture_response_headers", "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE"
+        ),
+        sanitize=sanitize,
+        service_name=service_name,
+        tracer_provider=provider,
+        shutdown_timeout=shutdown_timeout,
+        sdk_disabled=_bool("OTEL_SDK_DISABLED", env.get("OTEL_SDK_DISABLED") or "false"),
+    )
+
+
+# --- OpenTelemetry's own variables: checked here, read by the SDK -----------------
+
+_SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+_PROTOCOLS = ("http/protobuf", "grpc")
+_COMPRESSIONS = ("gzip", "deflate", "none")
+
+
+def _entry_point_names(group: str) -> set[str]:
+    return {ep.name for ep in entry_points(group=group)}
+
+
+def _kv_list(name: str, value: str, secret: bool) -> None:
+    for item in value.split(","):
+        if item.strip() and ("=" not in item or not item.split("=", 1)[0].strip()):
+            raise ConfigError(name, "<redacted>" if secret else value, "a comma-separated list of key=value pairs")
+
+
+def check_otel_environment(env: Mapping[str, str] | None = None) -> None:
+    """Check the standard ``OTEL_*`` variables the SDK will read; raise on the first bad one."""
+    env = os.environ if env is None else env
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    if (v := get("OTEL_SDK_DISABLED")) is not None:
+        _bool("OTEL_SDK_DISABLED", v)
+
+    if (v := get("OTEL_TRACES_EXPORTER")) is not None:
+        known = {"otlp", "console", "none"} | _entry_point_names("opentelemetry_traces_exporter")
+        for name in (n.strip() for n in v.split(",")):
+            if name not in known:
+                raise ConfigError("OTEL_TRACES_EXPORTER", v, "a comma-separated list of " + ", ".join(sorted(known)))
+
+    for var in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"):
+        if (v := get(var)) is not None and v not in _PROTOCOLS:
+            hint = " (http/json is not supported by the Python OTLP exporter)" if v == "http/json" else ""
+            raise ConfigError(var, v, "http/protobuf or grpc" + hint)
+
+    for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        if (v := get(var)) is not None:
+            try:
+                parts = urlsplit(v)
+                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+                parts.port  # noqa: B018 - raises ValueError on a bad port
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError(var, v, "an http:// or https:// URL such as http://localhost:4318")
+
+    for var in ("OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"):
+        if (v := get(var)) is not None and v not in _COMPRESSIONS:
+            raise ConfigError(var, v, "gzip, deflate or none")
+
+    for var in ("OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"):
+        if (v := get(var)) is not None:
+            try:
+                ok = float(v) >= 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError(var, v, "a non-negative number (seconds, as the Python exporter reads it)")
+
+    for var in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"):
+        if (v := get(var)) is not None:
+            _kv_list(var, v, secret=True)
+    if (v := get("OTEL_RESOURCE_ATTRIBUTES")) is not None:
+        _kv_list("OTEL_RESOURCE_ATTRIBUTES", v, secret=False)
+
+    sampler = (get("OTEL_TRACES_SAMPLER") or "parentbased_always_on").lower()
+    if sampler not in _SAMPLERS:
+        raise ConfigError("OTEL_TRACES_SAMPLER", env.get("OTEL_TRACES_SAMPLER"), "one of " + ", ".join(_SAMPLERS))
+    if sampler.endswith("traceidratio") and (v := get("OTEL_TRACES_SAMPLER_ARG")) is not None:
+        try:
+            ok = 0.0 <= float(v) <= 1.0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError("OTEL_TRACES_SAMPLER_ARG", v, "a probability between 0 and 1")
+
+    if (v := get("OTEL_PROPAGATORS")) is not None:
+        known = {"none"} | _entry_point_names("opentelemetry_propagator")
+        for name in (n.strip() for n in v.split(",")):
+            if name not in known:
+                raise ConfigError("OTEL_PROPAGATORS", v, "a comma-separated list of " + ", ".join(sorted(known)))
+
+    sizes: dict[str, int] = {}
+    for var in ("OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"):
+        if (v := get(var)) is not None:
+            try:
+                sizes[var] = int(v)
+            except ValueError:
+                sizes[var] = -1
+            if sizes[var] <= 0 and not (var.endswith("TIMEOUT") and sizes[var] == 0):
+                raise ConfigError(var, v, "a positive integer" + (" (milliseconds)" if "DELAY" in var or "TIMEOUT" in var else ""))
+    queue = sizes.get("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+    batch = sizes.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
+    if batch > queue:
+        raise ConfigError("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", batch, f"at most OTEL_BSP_MAX_QUEUE_SIZE ({queue})")

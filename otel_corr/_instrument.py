@@ -1,0 +1,187 @@
+"""``instrument(obj)``: recognise what ``obj`` is and wire otel-corr into it.
+
+FastAPI and Starlette are instrumented in place, outermost: their
+``build_middleware_stack`` is wrapped so our middleware sits *outside*
+Starlette's ``ServerErrorMiddleware`` and the 500 it produces still carries
+the IDs.  Flask is instrumented in place by wrapping ``app.wsgi_app``.  Any
+other ASGI or WSGI callable is wrapped and the wrapper returned.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
+
+from ._config import Options, check_otel_environment, resolve_settings
+from ._provider import ensure_tracer_provider
+from .exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from ._request import Runtime
+
+__all__ = ["instrument", "uninstrument"]
+
+_STATE = "_otel_corr_state"
+App = TypeVar("App")
+
+
+def _is_starlette(app: Any) -> bool:
+    return hasattr(app, "build_middleware_stack") and hasattr(app, "user_middleware")
+
+
+def _is_flask(app: Any) -> bool:
+    return hasattr(app, "wsgi_app") and hasattr(app, "url_map")
+
+
+def _is_asgi(app: Any) -> bool:
+    return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(getattr(app, "__call__", None))  # noqa: B004
+
+
+def _positional(fn: Any) -> list[str]:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _framework(app: Any) -> str:
+    module = type(app).__module__.split(".")[0]
+    return {"fastapi": "FASTAPI", "starlette": "STARLETTE", "flask": "FLASK"}.get(module, "")
+
+
+def instrument(app: App, **options: Unpack[Options]) -> App:
+    """Give every request of ``app`` one server span and one request ID.
+
+    ``app`` may be a FastAPI or Starlette application, any ASGI callable, a
+    Flask application or any WSGI callable.  FastAPI, Starlette and Flask are
+    instrumented in place and returned; a bare callable is wrapped and the
+    wrapper returned, so both ``instrument(app)`` and ``app = instrument(app)``
+    work.  Calling it twice does nothing more.
+
+    Settings come from the arguments, then ``OTEL_CORR_*`` variables, then
+    defaults; OpenTelemetry's own come from the standard ``OTEL_*`` variables.
+    A bad value raises :class:`~otel_corr.ConfigError` here, before the app
+    takes traffic.
+
+    Args:
+        app: the application.
+        header_name: the request-ID header (``OTEL_CORR_REQUEST_ID_HEADER``,
+            default ``X-Request-ID``).
+        generator: makes a request ID when none came in (default: the trace ID).
+        validator: decides whether an incoming ID is acceptable (default:
+            1-128 of ``[A-Za-z0-9._:-]``).
+        transformer: rewrites an accepted incoming ID before use.
+        update_request_header: write the chosen ID into the request's headers
+            (``OTEL_CORR_UPDATE_REQUEST_HEADER``, default true).
+        trace_response: add a W3C ``traceresponse`` header
+            (``OTEL_CORR_TRACE_RESPONSE``, default true).
+        excluded_urls: regexes searched in the full URL; matching requests are
+            not traced (default ``OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS``, then
+            ``OTEL_PYTHON_EXCLUDED_URLS``).
+        capture_request_headers, capture_response_headers: header-name regexes
+            recorded as span attributes (default
+            ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST``/``_RESPONSE``).
+        sanitize_fields: more header-name regexes to redact, on top of
+            authorization, cookies and anything with token/key/secret/password.
+        service_name: ``service.name`` when otel-corr builds the provider
+            (default ``OTEL_SERVICE_NAME``).
+        tracer_provider: use this provider instead of the global one.
+        shutdown_timeout: seconds the shutdown flush may take
+            (``OTEL_CORR_SHUTDOWN_TIMEOUT``, default 5).
+
+    Returns:
+        The instrumented application.
+
+    Raises:
+        ConfigError: a setting has a value otel-corr cannot use.
+
+    .. versionadded:: 0.1
+    """
+    if getattr(app, _STATE, None) is not None or _is_wrapper(app):
+        return app
+    if inspect.isclass(app) or not callable(app):
+        raise ConfigError("app", type(app).__name__, "a FastAPI, Starlette or Flask app, or an ASGI/WSGI callable")
+    check_otel_environment()
+    # Imported only now: opentelemetry.propagate reads OTEL_PROPAGATORS at import and
+    # would fail with a bare ValueError before check_otel_environment() could explain.
+    from ._request import Runtime
+
+    settings = resolve_settings(options, _framework(app))
+    runtime = Runtime(settings, ensure_tracer_provider(settings))
+
+    if _is_starlette(app):
+        _instrument_starlette(app, runtime)
+        return app
+    if _is_flask(app):
+        from .wsgi import CorrelationWSGIMiddleware
+
+        from . import _flask
+
+        _flask.install(app, CorrelationWSGIMiddleware(app.wsgi_app, runtime=runtime), _STATE)  # type: ignore[attr-defined]
+        return app
+    if _is_asgi(app):
+        from .asgi import CorrelationMiddleware
+
+        return CorrelationMiddleware(app, runtime=runtime)  # type: ignore[return-value,arg-type]
+    if len(_positional(app)) >= 2:
+        from .wsgi import CorrelationWSGIMiddleware
+
+        return CorrelationWSGIMiddleware(app, runtime=runtime)  # type: ignore[return-value,arg-type]
+    raise ConfigError("app", type(app).__name__, "a FastAPI, Starlette or Flask app, or an ASGI/WSGI callable")
+
+
+def _is_wrapper(app: Any) -> bool:
+    return type(app).__name__ in ("CorrelationMiddleware", "CorrelationWSGIMiddleware") and type(
+        app
+    ).__module__.startswith("otel_corr")
+
+
+def _instrument_starlette(app: Any, runtime: Runtime) -> None:
+    from .asgi import CorrelationMiddleware
+
+    original = app.build_middleware_stack  # the bound method
+
+    def build_middleware_stack() -> Any:
+        return CorrelationMiddleware(original(), runtime=runtime)
+
+    saved: dict[str, Any] = {}
+    telemetry = getattr(app, "_telemetry", None)
+    if isinstance(telemetry, dict):
+        # FastAPI >= 0.16x traces natively as soon as an SDK provider exists: a server span
+        # plus operation spans.  Ours is the one server span; switch its spans off (metrics
+        # and logs stay as the app configured them).
+        for key in ("tracing", "operation_spans"):
+            if key in telemetry:
+                saved[key] = telemetry[key]
+                telemetry[key] = False
+    app.build_middleware_stack = build_middleware_stack
+    app.middleware_stack = None  # rebuilt, with us outermost, on the next call
+    setattr(app, _STATE, saved)
+
+
+def uninstrument(app: Any) -> Any:
+    """Undo :func:`instrument`; returns the original application.
+
+    For a wrapped bare callable, pass the wrapper: the wrapped app is returned.
+
+    .. versionadded:: 0.1
+    """
+    if _is_wrapper(app):
+        return app.app
+    saved = getattr(app, _STATE, None)
+    if saved is None:
+        return app
+    if _is_starlette(app):
+        if "build_middleware_stack" in vars(app):
+            del app.build_middleware_stack
+        app.middleware_stack = None
+        telemetry = getattr(app, "_telemetry", None)
+        if isinstance(telemetry, dict):
+            telemetry.update(saved)
+    elif _is_flask(app):
+        from . import _flask
+
+        _flask.uninstall(app)
+    delattr(app, _STATE)
+    return app

@@ -1,0 +1,260 @@
+"""What happens at the start and end of every request, shared by the ASGI and WSGI middlewares.
+
+:class:`Runtime` is built once per instrumented application and never mutated
+afterwards; everything that belongs to one request lives in locals of
+:meth:`Runtime.begin`'s caller.  The per-request path is written for speed:
+one pass over the headers (done by the caller), one propagator extract, one
+span, one context attach.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from ._config import Settings
+from ._context import bind_request_id
+from ._ids import (
+    REQUEST_ID_ATTRIBUTE,
+    format_span_id,
+    format_trace_id,
+    is_safe_header_value,
+    is_valid_request_id,
+    trace_id_of,
+)
+from ._version import __version__
+
+__all__ = ["Runtime", "finish_span"]
+
+_log = logging.getLogger("otel_corr")
+_SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
+_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
+# The trace ID the next server span must have; set only around tracer.start_span().
+_FORCED_TRACE_ID: ContextVar[int] = ContextVar("otel_corr.forced_trace_id", default=0)
+
+
+def _wrap_id_generator(tracer: trace.Tracer) -> None:
+    """Let our server spans take their trace ID from the request ID.
+
+    The SDK picks a root span's trace ID from the tracer's ``id_generator``;
+    the only other way to choose it would be to invent a parent span, which
+    the one-ID rule forbids.  Only our own tracer is touched: the
+    application's spans keep the provider's generator.
+    """
+    inner = getattr(tracer, "id_generator", None)
+    if inner is None or isinstance(inner, _RequestIdGenerator):
+        return
+    tracer.id_generator = _RequestIdGenerator(inner)  # type: ignore[attr-defined]
+
+
+class _RequestIdGenerator:
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def generate_span_id(self) -> int:
+        return int(self._inner.generate_span_id())
+
+    def generate_trace_id(self) -> int:
+        return _FORCED_TRACE_ID.get() or int(self._inner.generate_trace_id())
+
+    def is_trace_id_random(self) -> bool:
+        # A request ID is not guaranteed to be random (W3C trace-context level 2).
+        return not _FORCED_TRACE_ID.get() and bool(getattr(self._inner, "is_trace_id_random", lambda: False)())
+
+
+def _redact_query(query: str, sanitize: re.Pattern[str]) -> str:
+    parts = []
+    for item in query.split("&"):
+        key, sep, _ = item.partition("=")
+        parts.append(f"{key}=REDACTED" if sep and sanitize.search(key) else item)
+    return "&".join(parts)
+
+
+def _split_host(host: str) -> tuple[str, int | None]:
+    """Split a Host header into address and port; never raises."""
+    if host.startswith("["):  # an IPv6 literal: [::1]:8000
+        end = host.find("]")
+        address = host[1:end] if end > 0 else host
+        port = host[end + 2 :] if end > 0 and host[end + 1 : end + 2] == ":" else ""
+    else:
+        address, _, port = host.partition(":")
+    return address[:255], int(port) if port.isdigit() and len(port) <= 5 else None
+
+
+class Runtime:
+    """The immutable per-application part of request handling."""
+
+    __slots__ = ("settings", "tracer", "_propagator", "_warn")
+
+    def __init__(self, settings: Settings, provider: trace.TracerProvider) -> None:
+        self.settings = settings
+        self.tracer = provider.get_tracer("otel_corr", __version__, schema_url=_SCHEMA_URL)
+        _wrap_id_generator(self.tracer)
+        self._propagator = propagate.get_global_textmap()
+
+    def accept(self, raw: str) -> str | None:
+        """The request ID to use for an incoming header value, or ``None`` if it is rejected."""
+        s = self.settings
+        if s.validator is None and s.transformer is None:
+            return raw if is_valid_request_id(raw) else None
+        if not is_safe_header_value(raw):
+            return None
+        try:
+            ok = (s.validator or is_valid_request_id)(raw)
+            value = s.transformer(raw) if ok and s.transformer is not None else raw
+        except Exception:  # a user hook must never break the request
+            _log.warning("otel-corr: the request-ID validator or transformer raised; ignoring the header", exc_info=True)
+            return None
+        return value if ok and isinstance(value, str) and is_safe_header_value(value) else None
+
+    def _generate(self) -> str | None:
+        generator = self.settings.generator
+        if generator is None:
+            return None
+        try:
+            value = generator()
+        except Exception:
+            _log.warning("otel-corr: the request-ID generator raised; using the trace ID", exc_info=True)
+            return None
+        if isinstance(value, str) and is_safe_header_value(value):
+            return value
+        _log.warning("otel-corr: the request-ID generator returned an unusable value; using the trace ID")
+        return None
+
+    def begin(
+        self, carrier: Mapping[str, str], method: str, attributes: dict[str, Any]
+    ) -> tuple[trace.Span, str, object]:
+        """Decide the IDs, start the server span and attach the request context.
+
+        ``carrier`` maps lower-case header names to values.  Returns the span,
+        the request ID and the context token the caller must detach.
+        """
+        raw = carrier.get(self.settings.header_key)
+        request_id = None if raw is None else self.accept(raw)
+        parent = self._propagator.extract(carrier)
+        parent_sc = trace.get_current_span(parent).get_span_context()
+        rejected = []
+        if raw is not None and request_id is None:
+            rejected.append(f"{self.settings.header_name} header ({len(raw)} characters)")
+        if not parent_sc.is_valid and "traceparent" in carrier:
+            rejected.append(f"traceparent header ({len(carrier['traceparent'])} characters)")
+
+        forced = 0
+        if not parent_sc.is_valid:
+            if request_id is None:
+                request_id = self._generate()
+            if request_id is not None:
+                forced = trace_id_of(request_id) or 0
+
+        if method not in _METHODS:
+            attributes["http.request.method_original"] = method[:32]
+            method = "_OTHER"
+        attributes["http.request.method"] = method
+        name = "HTTP" if method == "_OTHER" else method
+        if forced:
+            token = _FORCED_TRACE_ID.set(forced)
+            try:
+                span = self.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+            finally:
+                _FORCED_TRACE_ID.reset(token)
+        else:
+            span = self.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+        sc = span.get_span_context()
+        if not sc.is_valid or sc.span_id == parent_sc.span_id:
+            # A no-op tracer (OTEL_SDK_DISABLED, or a no-op provider): keep the IDs anyway,
+            # so that logs, traceresponse and outbound calls still carry one trace.
+            trace_id = parent_sc.trace_id if parent_sc.is_valid else forced or random.getrandbits(128)
+            flags = parent_sc.trace_flags if parent_sc.is_valid else TraceFlags(0)
+            span = NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64), False, flags))
+            sc = span.get_span_context()
+        if request_id is None:
+            request_id = format_trace_id(sc.trace_id)
+        span.set_attribute(REQUEST_ID_ATTRIBUTE, request_id)
+        token_ctx = otel_context.attach(bind_request_id(request_id, trace.set_span_in_context(span, parent)))
+        if rejected:
+            # Never the raw value: it is attacker-controlled (log injection, JNDI lookups, secrets).
+            _log.warning("otel-corr: ignored an invalid %s; request ID is %s", " and ".join(rejected), request_id)
+        return span, request_id, token_ctx
+
+    def trace_response(self, span: trace.Span) -> str:
+        """The W3C ``traceresponse`` header value for the server span."""
+        sc = span.get_span_context()
+        return f"00-{format_trace_id(sc.trace_id)}-{format_span_id(sc.span_id)}-{int(sc.trace_flags):02x}"
+
+    def request_attributes(
+        self,
+        *,
+        scheme: str,
+        path: str,
+        query: str,
+        host: str | None,
+        server: tuple[str, int | None] | None,
+        client: tuple[str, int] | None,
+        user_agent: str | None,
+        protocol: str | None,
+    ) -> dict[str, Any]:
+        """The stable HTTP semantic-convention attributes known when the request starts."""
+        attributes: dict[str, Any] = {"url.scheme": scheme, "url.path": path}
+        if query:
+            attributes["url.query"] = _redact_query(query, self.settings.sanitize)
+        address: str | None = None
+        port: int | None = None
+        if host:
+            address, port = _split_host(host)
+            if port is None:
+                port = 443 if scheme in ("https", "wss") else 80
+        elif server is not None:
+            address, port = server
+        if address:
+            attributes["server.address"] = address
+            if port is not None:
+                attributes["server.port"] = port
+        if client is not None:
+            attributes["client.address"] = client[0]
+            attributes["client.port"] = client[1]
+        if user_agent:
+            attributes["user_agent.original"] = user_agent[:512]
+        if protocol:
+            attributes["network.protocol.version"] = protocol
+        return attributes
+
+    def header_attributes(
+        self, prefix: str, headers: Mapping[str, str], pattern: re.Pattern[str]
+    ) -> dict[str, list[str]]:
+        """Captured headers as ``http.{request|response}.header.<name>`` attributes, redacted."""
+        out: dict[str, list[str]] = {}
+        sanitize = self.settings.sanitize
+        for key, value in headers.items():
+            if pattern.match(key):
+                out[f"{prefix}{key}"] = ["[REDACTED]" if sanitize.search(key) else value]
+        return out
+
+
+def finish_span(span: trace.Span, status: int | None, route: str | None, method: str, exc: BaseException | None) -> None:
+    """Set what is known at the end (status, route, error) and end the span."""
+    if route is not None:
+        span.set_attribute("http.route", route)
+        span.update_name(f"{method if method in _METHODS else 'HTTP'} {route}")
+    if exc is not None:
+        span.record_exception(exc)
+        span.set_attribute("error.type", type(exc).__qualname__)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}"))
+        if status is None:
+            status = 500
+    if status is not None:
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            if exc is None:
+                span.set_attribute("error.type", str(status))
+                span.set_status(Status(StatusCode.ERROR))
+    span.end()

@@ -1,0 +1,182 @@
+"""The pure ASGI middleware: one request, top to bottom.
+
+Per-request state lives in locals of ``__call__`` (the instance is shared by
+every concurrent request).  The context is attached with a token and detached
+in ``finally``, so on one keep-alive connection request 2 never sees request
+1's IDs.  Headers are added by wrapping ``send``; an exception that escapes
+before the response started gets a 500 *with* the IDs before it is re-raised
+to the server, which logs it as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Unpack
+
+from opentelemetry import context as otel_context
+
+from ._config import Options, resolve_settings
+from ._provider import ensure_tracer_provider, flush
+from ._request import Runtime, finish_span
+from ._types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["CorrelationMiddleware"]
+
+_log = logging.getLogger("otel_corr")
+_MARK = "otel_corr.request_id"
+_RESPONSE_START = frozenset({"http.response.start", "websocket.http.response.start", "websocket.accept"})
+_ERROR_BODY = b"Internal Server Error"
+
+
+def _route(scope: Scope, root_path: str) -> str | None:
+    route = scope.get("route")
+    path_format = getattr(route, "path_format", None)
+    if not isinstance(path_format, str):
+        return None
+    # Mount prefixes below the app's own root_path (a proxy prefix is not part of the route).
+    prefix = str(scope.get("root_path", ""))[len(root_path) :].rstrip("/")
+    if hasattr(route, "routes") and not hasattr(route, "endpoint"):  # a Mount with no inner route
+        return prefix or "/"
+    return (prefix + path_format) or "/"
+
+
+class CorrelationMiddleware:
+    """Give every HTTP request and websocket one server span and one request ID.
+
+    Usually added for you by :func:`otel_corr.instrument`; use it directly to
+    wrap any ASGI callable yourself::
+
+        app = CorrelationMiddleware(app, header_name="X-Correlation-ID")
+
+    Args:
+        app: the ASGI application to wrap.
+        **options: the keyword arguments of :func:`otel_corr.instrument`.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("app", "runtime")
+
+    def __init__(self, app: ASGIApp, runtime: Runtime | None = None, **options: Unpack[Options]) -> None:
+        self.app = app
+        if runtime is None:
+            settings = resolve_settings(options)
+            runtime = Runtime(settings, ensure_tracer_provider(settings))
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if scope_type not in ("http", "websocket") or _MARK in scope:
+            await self.app(scope, receive, send)
+            return
+        rt = self.runtime
+        s = rt.settings
+        carrier: dict[str, str] = {}
+        for raw_key, raw_value in scope["headers"]:
+            key = raw_key.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            carrier[key] = f"{carrier[key]},{value}" if key in carrier else value
+        scheme = scope.get("scheme") or ("ws" if scope_type == "websocket" else "http")
+        path = scope.get("path", "")
+        root_path = scope.get("root_path", "")
+        query = scope.get("query_string", b"").decode("latin-1")
+        if s.excluded_urls is not None:
+            host = carrier.get("host", "")
+            url = f"{scheme}://{host}{root_path}{path}" + (f"?{query}" if query else "")
+            if s.excluded_urls.search(url):
+                await self.app(scope, receive, send)
+                return
+
+        method = scope.get("method", "GET")
+        attributes = rt.request_attributes(
+            scheme=scheme,
+            path=path,
+            query=query,
+            host=carrier.get("host"),
+            server=scope.get("server"),
+            client=scope.get("client"),
+            user_agent=carrier.get("user-agent"),
+            protocol=scope.get("http_version"),
+        )
+        if s.capture_request_headers is not None:
+            attributes.update(rt.header_attributes("http.request.header.", carrier, s.capture_request_headers))
+        span, request_id, token = rt.begin(carrier, method, attributes)
+        try:
+            header_key = s.header_key.encode("latin-1")
+            encoded_id = request_id.encode("latin-1")
+            scope[_MARK] = request_id
+            if s.update_request_header and carrier.get(s.header_key) != request_id:
+                scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != header_key]
+                scope["headers"].append((header_key, encoded_id))
+            extra = [(header_key, encoded_id)]
+            if s.trace_response:
+                extra.append((b"traceresponse", rt.trace_response(span).encode("latin-1")))
+            drop = {name for name, _ in extra}
+        except BaseException:
+            finish_span(span, None, None, method, None)
+            otel_context.detach(token)
+            raise
+        status: int | None = None
+        capture_response = s.capture_response_headers
+
+        async def send_with_ids(message: Message) -> None:
+            nonlocal status
+            if message["type"] in _RESPONSE_START:
+                status = message.get("status", 101 if message["type"] == "websocket.accept" else None)
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in drop]
+                if capture_response is not None:
+                    names = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
+                    span.set_attributes(rt.header_attributes("http.response.header.", names, capture_response))
+                headers.extend(extra)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive, send_with_ids)
+        except Exception as exc:
+            error = exc
+            if status is None and scope_type == "http":
+                await self._send_500(send_with_ids)
+            raise
+        finally:
+            finish_span(span, status, _route(scope, root_path), method, error)
+            otel_context.detach(token)
+
+    @staticmethod
+    async def _send_500(send: Send) -> None:
+        # The server would send its own 500 without our headers; send one with them.
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"text/plain; charset=utf-8"),
+                        (b"content-length", str(len(_ERROR_BODY)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": _ERROR_BODY})
+        except Exception:  # the client may be gone; the original error matters more
+            _log.debug("otel-corr: could not send the 500 response", exc_info=True)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass lifespan through untouched, flushing queued spans at shutdown.
+
+        Why here: uvicorn re-raises SIGTERM after its graceful shutdown, so
+        ``atexit`` handlers (and the SDK's own flush) never run.  The flush
+        happens before ``lifespan.shutdown.complete`` is passed on, while the
+        server still waits for us; it is bounded by ``shutdown_timeout``.
+        """
+        timeout = self.runtime.settings.shutdown_timeout
+
+        async def send_and_flush(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                flush(timeout)
+            await send(message)
+
+        await self.app(scope, receive, send_and_flush)
