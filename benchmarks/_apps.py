@@ -1,0 +1,191 @@
+"""The benchmarked applications, shared by ``request_overhead.py`` and uvicorn.
+
+Every configuration is built by :func:`build` from its name.  All of them log
+one line per request through the same root handler (a formatter writing to
+``/dev/null``), and every tracer provider is an SDK ``TracerProvider`` with a
+real ``BatchSpanProcessor`` around :class:`NoopExporter`, so spans go through
+the normal batching path and are then thrown away.
+
+For the end-to-end mode uvicorn imports ``_apps:app``; the configuration comes
+from the ``OTEL_CORR_BENCH_CONFIG`` environment variable and is built on first
+access (module ``__getattr__``), so importing this module builds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+__all__ = ["APP_CONFIGS", "CONFIG_ENV", "Bench", "NoopExporter", "build", "make_provider", "setup_logging"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CONFIG_ENV = "OTEL_CORR_BENCH_CONFIG"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+BODY = b'{"message":"hello"}'
+_app_log = logging.getLogger("app")
+
+
+class NoopExporter(SpanExporter):
+    """Accept every batch, keep only a count of the spans it saw."""
+
+    def __init__(self) -> None:
+        self.exported = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+@dataclass
+class Bench:
+    """One built configuration: the ASGI app and, when traced, its provider and exporter."""
+
+    app: ASGIApp
+    provider: TracerProvider | None = None
+    exporter: NoopExporter | None = None
+
+
+def setup_logging() -> logging.Handler:
+    """The logging every configuration pays for: one root handler, a formatter, ``/dev/null``."""
+    handler = logging.StreamHandler(open(os.devnull, "w"))  # lives as long as the process
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+def make_provider(*, set_global: bool) -> tuple[TracerProvider, NoopExporter]:
+    """An SDK provider with a real batch processor around a no-op exporter."""
+    exporter = NoopExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    if set_global:
+        trace.set_tracer_provider(provider)
+    return provider, exporter
+
+
+def fastapi_app(telemetry: dict[str, Any] | None = None) -> Any:
+    """A FastAPI app with one ``async def`` GET route returning a small dict, logging one line."""
+    from fastapi import FastAPI
+
+    app = FastAPI(telemetry=telemetry)  # type: ignore[arg-type]
+
+    @app.get("/")
+    async def hello() -> dict[str, str]:
+        _app_log.info("hello")
+        return {"message": "hello"}
+
+    return app
+
+
+async def raw_asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """A raw ASGI callable: a 200 JSON response and one log line per HTTP request."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    _app_log.info("hello")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": BODY})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        kind = message["type"].rsplit(".", 1)[-1]  # "startup" or "shutdown"
+        await send({"type": f"lifespan.{kind}.complete"})
+        if kind == "shutdown":
+            return
+
+
+def _bare_fastapi(handler: logging.Handler) -> Bench:
+    return Bench(fastapi_app())
+
+
+def _otel_corr_fastapi(handler: logging.Handler) -> Bench:
+    import otel_corr
+
+    provider, exporter = make_provider(set_global=False)
+    app = fastapi_app()
+    otel_corr.instrument(app, tracer_provider=provider)
+    return Bench(app, provider, exporter)
+
+
+def _stacked_fastapi(handler: logging.Handler) -> Bench:
+    """asgi-correlation-id + contrib's FastAPI and logging instrumentors, as users stack them today."""
+    from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.logging import LoggingInstrumentor
+
+    provider, exporter = make_provider(set_global=True)
+    # A global SDK provider switches FastAPI's native telemetry on; keep only contrib's spans.
+    app = fastapi_app({"tracing": False, "operation_spans": False})
+    app.add_middleware(CorrelationIdMiddleware)
+    handler.addFilter(CorrelationIdFilter())
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+    # Trace IDs on log records only: no OTel log handler (no log export in any row).
+    LoggingInstrumentor().instrument(
+        tracer_provider=provider, inject_trace_context=True, enable_log_auto_instrumentation=False
+    )
+    return Bench(app, provider, exporter)
+
+
+def _fastapi_builtin_span(handler: logging.Handler) -> Bench:
+    provider, exporter = make_provider(set_global=True)
+    app = fastapi_app({"operation_spans": False, "metrics": False, "logs": False})
+    return Bench(app, provider, exporter)
+
+
+def _bare_asgi(handler: logging.Handler) -> Bench:
+    return Bench(raw_asgi_app)
+
+
+def _otel_corr_asgi(handler: logging.Handler) -> Bench:
+    import otel_corr
+
+    provider, exporter = make_provider(set_global=False)
+    return Bench(otel_corr.instrument(raw_asgi_app, tracer_provider=provider), provider, exporter)
+
+
+_BUILDERS: dict[str, Callable[[logging.Handler], Bench]] = {
+    "bare-fastapi": _bare_fastapi,
+    "otel-corr-fastapi": _otel_corr_fastapi,
+    "stacked-fastapi": _stacked_fastapi,
+    "fastapi-builtin-span": _fastapi_builtin_span,
+    "bare-asgi": _bare_asgi,
+    "otel-corr-asgi": _otel_corr_asgi,
+}
+APP_CONFIGS: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def build(config: str, handler: logging.Handler) -> Bench:
+    """Build the named configuration; ``handler`` is the one from :func:`setup_logging`."""
+    return _BUILDERS[config](handler)
+
+
+def __getattr__(name: str) -> Any:
+    """``_apps:app`` for uvicorn: the configuration named by ``OTEL_CORR_BENCH_CONFIG``."""
+    if name != "app":
+        raise AttributeError(name)
+    bench = build(os.environ[CONFIG_ENV], setup_logging())
+    globals()["app"] = bench.app
+    return bench.app
