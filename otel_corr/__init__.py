@@ -9,8 +9,6 @@ Every request then gets one server span and one request ID (the trace ID
 itself wherever possible), echoed in ``X-Request-ID`` and ``traceresponse``.
 """
 
-from __future__ import annotations
-
 from ._context import Ids, current_ids
 from ._instrument import instrument, uninstrument
 from ._provider import flush

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
-
-from .wsgi import ROUTE_KEY
+from .wsgi import EXCEPTION_KEY, ROUTE_KEY
 
 __all__ = ["install", "uninstall"]
 
@@ -29,10 +26,10 @@ def _on_request_started(sender: Any, **_: Any) -> None:
 
 
 def _on_exception(sender: Any, exception: BaseException, **_: Any) -> None:
-    span = trace.get_current_span()
-    span.record_exception(exception)
-    span.set_attribute("error.type", type(exception).__qualname__)
-    span.set_status(Status(StatusCode.ERROR, type(exception).__qualname__))
+    from flask import request
+
+    # Recorded on the server span when it ends, like an exception that escaped.
+    request.environ[EXCEPTION_KEY] = exception
 
 
 def install(app: Any, middleware: Any, state_attr: str) -> None:

@@ -26,6 +26,8 @@ __all__ = ["CorrelationWSGIMiddleware"]
 _log = logging.getLogger("otel_corr")
 #: Set by framework hooks (Flask) so the span can be named after the matched route.
 ROUTE_KEY = "otel_corr.route"
+#: Set by framework hooks (Flask) with an exception the framework turned into a 500 itself.
+EXCEPTION_KEY = "otel_corr.exception"
 
 
 class _ClosingIterator:
@@ -156,7 +158,7 @@ class CorrelationWSGIMiddleware:
                 return
             finished = True
             try:
-                finish_span(span, status, environ.get(ROUTE_KEY), method, exc)
+                finish_span(span, status, environ.get(ROUTE_KEY), method, exc or environ.get(EXCEPTION_KEY))
             finally:
                 otel_context.detach(token)
 

@@ -1,0 +1,113 @@
+"""The WSGI middleware as a client sees it: Flask routes, errors, streaming, bare WSGI callables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from flask import Flask, Response, abort
+from opentelemetry.trace import SpanKind, StatusCode
+
+import otel_corr
+
+from .conftest import Capture
+
+
+def _flask(capture: Capture) -> Flask:
+    app = Flask(__name__)
+
+    @app.get("/users/<int:uid>")
+    def user(uid: int) -> Any:
+        return {"request_id": otel_corr.current_ids().request_id}
+
+    @app.get("/boom")
+    def boom() -> Any:
+        raise RuntimeError("flask-boom")
+
+    @app.get("/missing")
+    def missing() -> Any:
+        abort(404)
+
+    @app.get("/stream")
+    def stream() -> Response:
+        def chunks() -> Iterator[str]:
+            for i in range(3):
+                yield f"{otel_corr.current_ids().request_id}:{i}\n"
+
+        return Response(chunks(), mimetype="text/plain", headers={"X-Request-ID": "route-set"})
+
+    assert otel_corr.instrument(app, tracer_provider=capture.provider) is app
+    return app
+
+
+def _client(app: Any) -> httpx.Client:
+    return httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://testserver")
+
+
+def test_flask_span_is_named_after_the_rule(capture: Capture) -> None:
+    """One SERVER span 'GET /users/<int:uid>' with the route and the request ID."""
+    with _client(_flask(capture)) as c:
+        r = c.get("/users/3", headers={"X-Request-ID": "f-1"})
+    assert r.json() == {"request_id": "f-1"}
+    assert r.headers["x-request-id"] == "f-1"
+    span = capture.one()
+    assert span.kind is SpanKind.SERVER
+    assert span.name == "GET /users/<int:uid>"
+    assert span.attributes["http.route"] == "/users/<int:uid>"
+    assert span.attributes["http.response.status_code"] == 200
+    assert span.attributes["url.path"] == "/users/3"
+
+
+def test_flask_errors_carry_ids_and_record_the_exception(capture: Capture) -> None:
+    """Flask's own 500 for an exception carries the IDs; the span has the exception event and error status."""
+    with _client(_flask(capture)) as c:
+        r = c.get("/boom", headers={"X-Request-ID": "f-err"})
+        r404 = c.get("/missing")
+    assert r.status_code == 500 and r.headers["x-request-id"] == "f-err"
+    assert r404.status_code == 404 and "x-request-id" in r404.headers
+    boom, missing = capture.spans()
+    assert boom.status.status_code is StatusCode.ERROR
+    assert boom.attributes["error.type"] == "RuntimeError"
+    assert [e.name for e in boom.events] == ["exception"]
+    assert missing.status.status_code is StatusCode.UNSET
+
+
+def test_streaming_keeps_the_context_until_close(capture: Capture) -> None:
+    """A streamed body is generated inside the request context; the span ends after the last chunk."""
+    with _client(_flask(capture)) as c:
+        r = c.get("/stream", headers={"X-Request-ID": "s-9"})
+    assert r.text == "s-9:0\ns-9:1\ns-9:2\n"
+    assert r.headers.get_list("x-request-id") == ["s-9"]
+    assert capture.one().attributes["http.response.status_code"] == 200
+    assert not otel_corr.current_ids()
+
+
+def test_bare_wsgi_callable_is_wrapped_and_its_exception_answered(capture: Capture) -> None:
+    """A bare WSGI app is wrapped; an exception becomes a 500 with the IDs instead of a bare server error."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/boom":
+            raise KeyError("nope")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["HTTP_X_REQUEST_ID"].encode()]
+
+    wrapped = otel_corr.instrument(app, tracer_provider=capture.provider)
+    assert wrapped is not app
+    transport = httpx.WSGITransport(app=wrapped, raise_app_exceptions=False)
+    with httpx.Client(transport=transport, base_url="http://testserver") as c:
+        ok = c.get("/", headers={"X-Request-ID": "not valid!"})
+        err = c.get("/boom", headers={"X-Request-ID": "w-2"})
+    assert ok.text == ok.headers["x-request-id"] != "not valid!"  # rewritten into the environ
+    assert err.status_code == 500 and err.headers["x-request-id"] == "w-2"
+    assert capture.spans()[1].attributes["error.type"] == "KeyError"
+
+
+def test_flask_uninstrument(capture: Capture) -> None:
+    """uninstrument() restores Flask's wsgi_app and disconnects our signals."""
+    app = _flask(capture)
+    otel_corr.uninstrument(app)
+    with _client(app) as c:
+        r = c.get("/users/1")
+    assert "x-request-id" not in r.headers
+    assert capture.spans() == []
