@@ -64,9 +64,7 @@ class Settings:
     excluded_urls: re.Pattern[str] | None = None
     capture_request_headers: re.Pattern[str] | None = None
     capture_response_headers: re.Pattern[str] | None = None
-    sanitize: re.Pattern[str] = field(
-        default_factory=lambda: re.compile("|".join(DEFAULT_SANITIZE), re.IGNORECASE)
-    )
+    sanitize: re.Pattern[str] = field(default_factory=lambda: re.compile("|".join(DEFAULT_SANITIZE), re.IGNORECASE))
     service_name: str | None = None
     tracer_provider: TracerProvider | None = None
     shutdown_timeout: float = 5.0
@@ -103,9 +101,7 @@ def _split(value: str | Sequence[str]) -> list[str]:
     return value.split(",") if isinstance(value, str) else list(value)
 
 
-def resolve_settings(
-    options: Options, framework: str = "", env: Mapping[str, str] | None = None
-) -> Settings:
+def resolve_settings(options: Options, framework: str = "", env: Mapping[str, str] | None = None) -> Settings:
     """Resolve ``options`` > ``OTEL_CORR_*``/``OTEL_*`` variables > defaults, validating each."""
     env = os.environ if env is None else env
     unknown = set(options) - set(Options.__annotations__)
@@ -122,8 +118,8 @@ def resolve_settings(
         raise ConfigError("header_name", header_name, "a header other than the W3C trace-context ones")
 
     for hook in ("generator", "validator", "transformer"):
-        if hook in options and not callable(options[hook]):  # type: ignore[literal-required]
-            raise ConfigError(hook, options[hook], "a callable")  # type: ignore[literal-required]
+        if hook in options and not callable(options[hook]):
+            raise ConfigError(hook, options[hook], "a callable")
 
     def flag(key: str, var: str, default: bool) -> bool:
         if key in options:
@@ -291,14 +287,21 @@ def check_otel_environment(env: Mapping[str, str] | None = None) -> None:
                 raise ConfigError("OTEL_PROPAGATORS", v, "a comma-separated list of " + ", ".join(sorted(known)))
 
     sizes: dict[str, int] = {}
-    for var in ("OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"):
+    for var in (
+        "OTEL_BSP_SCHEDULE_DELAY",
+        "OTEL_BSP_EXPORT_TIMEOUT",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    ):
         if (v := get(var)) is not None:
             try:
                 sizes[var] = int(v)
             except ValueError:
                 sizes[var] = -1
             if sizes[var] <= 0 and not (var.endswith("TIMEOUT") and sizes[var] == 0):
-                raise ConfigError(var, v, "a positive integer" + (" (milliseconds)" if "DELAY" in var or "TIMEOUT" in var else ""))
+                raise ConfigError(
+                    var, v, "a positive integer" + (" (milliseconds)" if "DELAY" in var or "TIMEOUT" in var else "")
+                )
     queue = sizes.get("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
     batch = sizes.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
     if batch > queue:

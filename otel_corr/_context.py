@@ -52,9 +52,7 @@ def get_request_id(context: otel_context.Context | None = None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def bind_request_id(
-    request_id: str, context: otel_context.Context | None = None
-) -> otel_context.Context:
+def bind_request_id(request_id: str, context: otel_context.Context | None = None) -> otel_context.Context:
     """Return a copy of ``context`` (default: the current one) carrying ``request_id``."""
     return otel_context.set_value(_REQUEST_ID_KEY, request_id, context)
 

@@ -45,7 +45,7 @@ def install(app: Any, middleware: Any, state_attr: str) -> None:
 def uninstall(app: Any) -> None:
     from flask import got_request_exception, request_started
 
-    state = getattr(app, "_otel_corr_state")
+    state = app._otel_corr_state
     app.wsgi_app = state["wsgi_app"]
     request_started.disconnect(_on_request_started, app)
     got_request_exception.disconnect(_on_exception, app)

@@ -33,9 +33,7 @@ INVALID_SPAN_ID = "0" * 16
 
 _VALID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # A UUID in its canonical 8-4-4-4-12 form, or its 32 hex digits without dashes.
-_TRACE_LIKE = re.compile(
-    r"[0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
-)
+_TRACE_LIKE = re.compile(r"[0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 # Whatever a user-supplied validator accepts, we never echo a value with
 # control characters, non-ASCII or absurd length into a response header.
 _SAFE = re.compile(r"[\x21-\x7e]{1,1024}")

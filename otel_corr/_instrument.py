@@ -114,20 +114,19 @@ def instrument(app: App, **options: Unpack[Options]) -> App:
         _instrument_starlette(app, runtime)
         return app
     if _is_flask(app):
-        from .wsgi import CorrelationWSGIMiddleware
-
         from . import _flask
+        from .wsgi import CorrelationWSGIMiddleware
 
         _flask.install(app, CorrelationWSGIMiddleware(app.wsgi_app, runtime=runtime), _STATE)  # type: ignore[attr-defined]
         return app
     if _is_asgi(app):
         from .asgi import CorrelationMiddleware
 
-        return CorrelationMiddleware(app, runtime=runtime)  # type: ignore[return-value,arg-type]
+        return CorrelationMiddleware(app, runtime=runtime)  # type: ignore[return-value]
     if len(_positional(app)) >= 2:
         from .wsgi import CorrelationWSGIMiddleware
 
-        return CorrelationWSGIMiddleware(app, runtime=runtime)  # type: ignore[return-value,arg-type]
+        return CorrelationWSGIMiddleware(app, runtime=runtime)  # type: ignore[return-value]
     raise ConfigError("app", type(app).__name__, "a FastAPI, Starlette or Flask app, or an ASGI/WSGI callable")
 
 

@@ -13,7 +13,7 @@ import logging
 import random
 import re
 from collections.abc import Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -113,7 +113,9 @@ class Runtime:
             ok = (s.validator or is_valid_request_id)(raw)
             value = s.transformer(raw) if ok and s.transformer is not None else raw
         except Exception:  # a user hook must never break the request
-            _log.warning("otel-corr: the request-ID validator or transformer raised; ignoring the header", exc_info=True)
+            _log.warning(
+                "otel-corr: the request-ID validator or transformer raised; ignoring the header", exc_info=True
+            )
             return None
         return value if ok and isinstance(value, str) and is_safe_header_value(value) else None
 
@@ -133,7 +135,7 @@ class Runtime:
 
     def begin(
         self, carrier: Mapping[str, str], method: str, attributes: dict[str, Any]
-    ) -> tuple[trace.Span, str, object]:
+    ) -> tuple[trace.Span, str, Token[otel_context.Context]]:
         """Decide the IDs, start the server span and attach the request context.
 
         ``carrier`` maps lower-case header names to values.  Returns the span,
@@ -240,7 +242,9 @@ class Runtime:
         return out
 
 
-def finish_span(span: trace.Span, status: int | None, route: str | None, method: str, exc: BaseException | None) -> None:
+def finish_span(
+    span: trace.Span, status: int | None, route: str | None, method: str, exc: BaseException | None
+) -> None:
     """Set what is known at the end (status, route, error) and end the span."""
     if route is not None:
         span.set_attribute("http.route", route)

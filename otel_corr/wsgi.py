@@ -113,14 +113,15 @@ class CorrelationWSGIMiddleware:
 
         method = get("REQUEST_METHOD", "GET")
         port = get("SERVER_PORT", "")
-        remote_port = get("REMOTE_PORT", "")
+        remote_port = str(get("REMOTE_PORT", ""))
+        remote_addr = get("REMOTE_ADDR")
         attributes = rt.request_attributes(
             scheme=scheme,
             path=root_path + path,
             query=query,
             host=host,
             server=(get("SERVER_NAME", ""), int(port) if port.isdigit() else None),
-            client=(get("REMOTE_ADDR"), int(remote_port)) if str(remote_port).isdigit() and get("REMOTE_ADDR") else None,
+            client=(remote_addr, int(remote_port)) if remote_port.isdigit() and remote_addr else None,
             user_agent=get("HTTP_USER_AGENT"),
             protocol=str(get("SERVER_PROTOCOL", "")).removeprefix("HTTP/") or None,
         )

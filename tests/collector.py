@@ -72,8 +72,14 @@ def parse_dump(text: str) -> list[ReceivedSpan]:
             if key.startswith("SpanEvent") or key == "-> Name" or (section == "events" and key == "Name"):
                 current.events.append(value)
             elif section == "span":
-                attr = {"Trace ID": "trace_id", "Parent ID": "parent_id", "ID": "span_id", "Name": "name",
-                        "Kind": "kind", "Status code": "status"}.get(key)
+                attr = {
+                    "Trace ID": "trace_id",
+                    "Parent ID": "parent_id",
+                    "ID": "span_id",
+                    "Name": "name",
+                    "Kind": "kind",
+                    "Status code": "status",
+                }.get(key)
                 if attr:
                     setattr(current, attr, value)
     return spans
@@ -87,13 +93,25 @@ class Collector:
         self.log = workdir / f"rotel-{self.http_port}.out"
         self.http_endpoint = f"http://127.0.0.1:{self.http_port}"
         self.grpc_endpoint = f"http://127.0.0.1:{self.grpc_port}"
-        self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
+        self._out = open(self.log, "w")
         self.proc = subprocess.Popen(
-            [str(AGENT), "start",
-             "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
-             "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}",
-             "--exporter", "blackhole", "--debug-log", "traces", "--debug-log-verbosity", "detailed"],
-            stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"},
+            [
+                str(AGENT),
+                "start",
+                "--otlp-grpc-endpoint",
+                f"127.0.0.1:{self.grpc_port}",
+                "--otlp-http-endpoint",
+                f"127.0.0.1:{self.http_port}",
+                "--exporter",
+                "blackhole",
+                "--debug-log",
+                "traces",
+                "--debug-log-verbosity",
+                "detailed",
+            ],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1"},
         )
         wait_for_port(self.http_port, self.proc)
         wait_for_port(self.grpc_port, self.proc)

@@ -74,7 +74,7 @@ class Server:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
-        self._out = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self._out = open(log, "w")
         self.proc = subprocess.Popen(argv, env=env, stdout=self._out, stderr=subprocess.STDOUT, cwd=ROOT)
         wait_for_port(port, self.proc)
 

@@ -108,8 +108,9 @@ async def test_route_header_is_replaced_never_duplicated(capture: Capture) -> No
     assert r.headers["traceresponse"] != "bogus"
 
 
-@pytest.mark.parametrize(("path", "status", "error"), [("/teapot", 418, False), ("/unavailable", 503, True),
-                                                       ("/nope", 404, False)])
+@pytest.mark.parametrize(
+    ("path", "status", "error"), [("/teapot", 418, False), ("/unavailable", 503, True), ("/nope", 404, False)]
+)
 async def test_errors_carry_the_ids(capture: Capture, path: str, status: int, error: bool) -> None:
     """4xx and 5xx responses carry the IDs; 5xx marks the span as an error, 4xx does not."""
     async with _client(_app(capture)) as c:
@@ -152,8 +153,18 @@ async def test_bare_asgi_exception_gets_a_500_with_ids(capture: Capture) -> None
     assert capture.one().attributes["error.type"] == "ValueError"
 
 
-@pytest.mark.parametrize("value", ["x" * 5000, "${jndi:ldap://evil/a}", "<script>alert(1)</script>", "a\x00b",
-                                   "\u00e9t\u00e9", "a\tb", "' OR 1=1 --"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x" * 5000,
+        "${jndi:ldap://evil/a}",
+        "<script>alert(1)</script>",
+        "a\x00b",
+        "\u00e9t\u00e9",
+        "a\tb",
+        "' OR 1=1 --",
+    ],
+)
 async def test_hostile_request_ids_are_replaced_and_never_logged(
     capture: Capture, caplog: pytest.LogCaptureFixture, value: str
 ) -> None:
@@ -193,8 +204,9 @@ async def test_request_header_written_back_for_the_app(capture: Capture) -> None
         r = await c.get("/", headers={"X-Request-ID": "bad id"})
     assert seen[0] == [(b"x-request-id", r.headers["x-request-id"].encode())]
     seen.clear()
-    async with _client(otel_corr.instrument(app, tracer_provider=capture.provider,
-                                            update_request_header=False, trace_response=False)) as c:
+    async with _client(
+        otel_corr.instrument(app, tracer_provider=capture.provider, update_request_header=False, trace_response=False)
+    ) as c:
         r = await c.get("/", headers={"X-Request-ID": "bad id"})
     assert seen[0] == [(b"x-request-id", b"bad id")]
     assert "traceresponse" not in r.headers
@@ -202,8 +214,13 @@ async def test_request_header_written_back_for_the_app(capture: Capture) -> None
 
 async def test_custom_header_generator_validator_transformer(capture: Capture) -> None:
     """Hooks: another header name, our generator, our validator and transformer."""
-    app = _app(capture, header_name="X-Correlation-ID", generator=lambda: "gen-1",
-               validator=lambda v: v.startswith("ok-"), transformer=str.upper)
+    app = _app(
+        capture,
+        header_name="X-Correlation-ID",
+        generator=lambda: "gen-1",
+        validator=lambda v: v.startswith("ok-"),
+        transformer=str.upper,
+    )
     async with _client(app) as c:
         a = await c.get("/items/1", headers={"X-Correlation-ID": "ok-abc"})
         b = await c.get("/items/1", headers={"X-Correlation-ID": "nope"})
@@ -248,11 +265,15 @@ async def test_excluded_urls_are_not_traced(capture: Capture, monkeypatch: pytes
 
 async def test_header_capture_redacts_sensitive_headers(capture: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
     """Captured request/response headers become attributes; authorization, cookies and *token* are redacted."""
-    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", "x-tenant,authorization,x-api-token,cookie")
+    monkeypatch.setenv(
+        "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", "x-tenant,authorization,x-api-token,cookie"
+    )
     monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE", "content-type")
     async with _client(_app(capture)) as c:
-        await c.get("/items/1", headers={"X-Tenant": "acme", "Authorization": "Bearer s3cret",
-                                         "X-Api-Token": "t0k", "Cookie": "sid=1"})
+        await c.get(
+            "/items/1",
+            headers={"X-Tenant": "acme", "Authorization": "Bearer s3cret", "X-Api-Token": "t0k", "Cookie": "sid=1"},
+        )
     a = capture.one().attributes
     assert a["http.request.header.x-tenant"] == ("acme",)
     assert a["http.request.header.authorization"] == ("[REDACTED]",)
@@ -350,6 +371,8 @@ async def test_sdk_disabled_keeps_request_ids(monkeypatch: pytest.MonkeyPatch) -
     async with _client(app) as c:
         r = await c.get("/x", headers={"X-Request-ID": "3f2504e0-4f89-11d3-9a0c-0305e82c3301"})
         r2 = await c.get("/x")
-    assert r.json() == {"trace_id": "3f2504e04f8911d39a0c0305e82c3301",
-                        "request_id": "3f2504e0-4f89-11d3-9a0c-0305e82c3301"}
+    assert r.json() == {
+        "trace_id": "3f2504e04f8911d39a0c0305e82c3301",
+        "request_id": "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+    }
     assert r2.headers["x-request-id"] == r2.json()["trace_id"] != "0" * 32

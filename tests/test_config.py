@@ -53,12 +53,17 @@ def test_secret_headers_are_not_echoed_in_errors(monkeypatch: pytest.MonkeyPatch
     assert "OTEL_EXPORTER_OTLP_HEADERS" in str(info.value) and "s3cret" not in str(info.value)
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [({"header_name": "bad header"}, "header_name"),
-                                              ({"generator": "uuid4"}, "generator"),
-                                              ({"trace_response": "yes"}, "trace_response"),
-                                              ({"shutdown_timeout": -1}, "shutdown_timeout"),
-                                              ({"excluded_urls": ["("]}, "excluded_urls"),
-                                              ({"header_nmae": "X"}, "instrument() argument")])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"header_name": "bad header"}, "header_name"),
+        ({"generator": "uuid4"}, "generator"),
+        ({"trace_response": "yes"}, "trace_response"),
+        ({"shutdown_timeout": -1}, "shutdown_timeout"),
+        ({"excluded_urls": ["("]}, "excluded_urls"),
+        ({"header_nmae": "X"}, "instrument() argument"),
+    ],
+)
 def test_bad_arguments_fail_naming_the_argument(kwargs: dict[str, object], name: str) -> None:
     """Bad keyword arguments raise ConfigError naming the argument."""
     with pytest.raises(ConfigError) as info:
