@@ -134,3 +134,18 @@ def test_gunicorn_flask_spans_and_sigterm_flush(collector: Collector, start_guni
     assert by_id[rid].resource["service.name"] == "e2e-flask"
     assert by_id["g-err"].status == "STATUS_CODE_ERROR"
     assert by_id["g-stream"].attributes["http.response.status_code"] == "200"
+
+
+def test_websocket_handshake_carries_the_ids(collector: Collector, start_uvicorn: Any) -> None:
+    """A real websocket client sees the request ID and traceresponse on the handshake; one span is exported."""
+    from websockets.sync.client import connect
+
+    server = start_uvicorn(server_env(collector))
+    with connect(f"ws://127.0.0.1:{server.port}/ws", additional_headers={"X-Request-ID": "ws-e2e"}) as conn:
+        assert conn.recv(timeout=10) == "ws-e2e"
+        assert conn.response is not None
+        assert conn.response.headers["X-Request-ID"] == "ws-e2e"
+        trace_id = conn.response.headers["traceresponse"].split("-")[1]
+    (span,) = collector.wait_for_spans(1, trace_id=trace_id)
+    assert span.attributes["request.id"] == "ws-e2e"
+    assert span.attributes["http.route"] == "/ws"

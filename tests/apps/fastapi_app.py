@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
 
 import otel_corr
@@ -41,6 +41,13 @@ def stream() -> StreamingResponse:
             yield f"{otel_corr.current_ids().request_id}:{i}\n".encode()
 
     return StreamingResponse(chunks())
+
+
+@app.websocket("/ws")
+async def ws(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text(otel_corr.current_ids().request_id)
+    await websocket.close()
 
 
 otel_corr.instrument(app)
