@@ -88,7 +88,9 @@ def test_hostile_ids_on_the_wire(collector: Collector, start_uvicorn: Any, value
     response = _raw_get(server.port, b"X-Request-ID: " + value)
     head = response.split(b"\r\n\r\n", 1)[0]
     assert head.startswith(b"HTTP/1.1 200"), head[:80]
-    echoed = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"x-request-id")]
+    echoed = [
+        line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"x-request-id")
+    ]
     assert len(echoed) == 1 and len(echoed[0]) == 32 and value not in response
     server.sigterm()
     assert value.decode("latin-1") not in server.output()
