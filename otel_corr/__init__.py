@@ -14,14 +14,17 @@ from ._instrument import instrument, uninstrument
 from ._provider import flush
 from ._version import __version__
 from .exceptions import ConfigError, OtelCorrError
+from .logging import configure_logging, instrument_logging
 
 __all__ = [
     "ConfigError",
     "Ids",
     "OtelCorrError",
     "__version__",
+    "configure_logging",
     "current_ids",
     "flush",
     "instrument",
+    "instrument_logging",
     "uninstrument",
 ]

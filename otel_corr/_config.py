@@ -30,7 +30,7 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 
 # Always redacted when captured, whatever the user lists (matched with re.search,
 # case-insensitive, against the header name).
-DEFAULT_SANITIZE = ("authorization", "cookie", "set-cookie", "token", "key", "secret", "password")
+DEFAULT_SANITIZE = ("authorization", "cookie", "set-cookie", "token", "key", "secret", "password", "session", "csrf")
 
 
 class Options(TypedDict, total=False):
@@ -49,6 +49,8 @@ class Options(TypedDict, total=False):
     service_name: str
     tracer_provider: TracerProvider
     shutdown_timeout: float
+    access_log: bool
+    error_log: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,9 @@ class Settings:
     tracer_provider: TracerProvider | None = None
     shutdown_timeout: float = 5.0
     sdk_disabled: bool = False
+    #: None: follow configure_logging(access_log=...); True/False: this app's own choice.
+    access_log: bool | None = None
+    error_log: bool = True
 
     @property
     def header_key(self) -> str:
@@ -190,6 +195,10 @@ def resolve_settings(options: Options, framework: str = "", env: Mapping[str, st
         tracer_provider=provider,
         shutdown_timeout=shutdown_timeout,
         sdk_disabled=_bool("OTEL_SDK_DISABLED", env.get("OTEL_SDK_DISABLED") or "false"),
+        access_log=flag("access_log", "OTEL_CORR_ACCESS_LOG", False)
+        if "access_log" in options or env.get("OTEL_CORR_ACCESS_LOG", "").strip()
+        else None,
+        error_log=flag("error_log", "OTEL_CORR_ERROR_LOG", True),
     )
 
 

@@ -107,17 +107,21 @@ def flush(timeout: float = 5.0) -> bool:
 
     .. versionadded:: 0.1
     """
-    provider = trace.get_tracer_provider()
-    force_flush = getattr(provider, "force_flush", None)
-    if force_flush is None:
+    from opentelemetry._logs import get_logger_provider
+
+    flushes = [
+        f for f in (getattr(p, "force_flush", None) for p in (trace.get_tracer_provider(), get_logger_provider())) if f
+    ]
+    if not flushes:
         return True
     done = threading.Event()
 
     def run() -> None:
         try:
-            force_flush(int(timeout * 1000))
+            for force_flush in flushes:
+                force_flush(int(timeout * 1000))
         except Exception:  # a flush must never take the process down
-            _log.warning("otel-corr: flushing spans failed", exc_info=True)
+            _log.warning("otel-corr: flushing telemetry failed", exc_info=True)
         finally:
             done.set()
 

@@ -19,6 +19,8 @@ from ._config import Options, resolve_settings
 from ._provider import ensure_tracer_provider, flush
 from ._request import Runtime, finish_span
 from ._types import ASGIApp, Message, Receive, Scope, Send
+from .logging import stop_queue
+from .logging._access import access_enabled, log_access, log_error, request_summary, start_time
 
 __all__ = ["CorrelationMiddleware"]
 
@@ -26,6 +28,11 @@ _log = logging.getLogger("otel_corr")
 _MARK = "otel_corr.request_id"
 _RESPONSE_START = frozenset({"http.response.start", "websocket.http.response.start", "websocket.accept"})
 _ERROR_BODY = b"Internal Server Error"
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else ""
 
 
 def _route(scope: Scope, root_path: str) -> str | None:
@@ -72,6 +79,7 @@ class CorrelationMiddleware:
         if scope_type not in ("http", "websocket") or _MARK in scope:
             await self.app(scope, receive, send)
             return
+        start = start_time()
         rt = self.runtime
         s = rt.settings
         carrier: dict[str, str] = {}
@@ -139,12 +147,19 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send_with_ids)
         except Exception as exc:
             error = exc
+            if s.error_log:
+                log_error(exc, request_summary(method, path, query, carrier, _client(scope), s.header_key))
             if status is None and scope_type == "http":
                 await self._send_500(send_with_ids)
             raise
         finally:
-            finish_span(span, status, _route(scope, root_path), method, error)
-            otel_context.detach(token)
+            try:
+                if access_enabled(s.access_log):
+                    target = f"{path}?{attributes['url.query']}" if query else path
+                    log_access(method, target, status, start, _client(scope), carrier.get("user-agent"))
+            finally:
+                finish_span(span, status, _route(scope, root_path), method, error)
+                otel_context.detach(token)
 
     @staticmethod
     async def _send_500(send: Send) -> None:
@@ -177,6 +192,7 @@ class CorrelationMiddleware:
         async def send_and_flush(message: Message) -> None:
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 flush(timeout)
+                stop_queue()
             await send(message)
 
         await self.app(scope, receive, send_and_flush)

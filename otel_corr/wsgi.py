@@ -20,6 +20,7 @@ from ._config import Options, resolve_settings
 from ._provider import ensure_tracer_provider
 from ._request import Runtime, finish_span
 from ._types import Environ, StartResponse, WSGIApp
+from .logging._access import access_enabled, log_access, log_error, request_summary, start_time
 
 __all__ = ["CorrelationWSGIMiddleware"]
 
@@ -94,6 +95,7 @@ class CorrelationWSGIMiddleware:
         self._keys = tuple((name, "HTTP_" + name.upper().replace("-", "_")) for name in sorted(names))
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        start = start_time()
         rt = self.runtime
         s = rt.settings
         get = environ.get
@@ -152,23 +154,34 @@ class CorrelationWSGIMiddleware:
             return start_response(status_line, headers)
 
         finished = False
+        client = f"{remote_addr}:{remote_port}" if remote_addr else ""
 
         def finish(exc: BaseException | None) -> None:
             nonlocal finished
             if finished:
                 return
             finished = True
+            exc = exc or environ.get(EXCEPTION_KEY)
             try:
-                finish_span(span, status, environ.get(ROUTE_KEY), method, exc or environ.get(EXCEPTION_KEY))
+                if exc is not None and s.error_log:
+                    headers = {k[5:].lower().replace("_", "-"): v for k, v in environ.items() if k.startswith("HTTP_")}
+                    log_error(exc, request_summary(method, root_path + path, query, headers, client, s.header_key))
+                if access_enabled(s.access_log):
+                    target = root_path + path + (f"?{attributes['url.query']}" if query else "")
+                    log_access(method, target, status, start, client, get("HTTP_USER_AGENT"))
             finally:
-                otel_context.detach(token)
+                try:
+                    finish_span(span, status, environ.get(ROUTE_KEY), method, exc)
+                finally:
+                    otel_context.detach(token)
 
         try:
             iterable = self.app(environ, start_response_with_ids)
         except Exception as exc:
-            # Answer with a 500 that carries the IDs (the server's own would not), and log
-            # the error here since it stops with us.
-            _log.error("Exception in WSGI application", exc_info=True)
+            # Answer with a 500 that carries the IDs (the server's own would not); the
+            # error line is written by finish(), or here if the app switched it off.
+            if not s.error_log:
+                _log.error("Exception in WSGI application", exc_info=True)
             try:
                 start_response_with_ids(
                     "500 Internal Server Error", [("Content-Type", "text/plain; charset=utf-8")], sys.exc_info()

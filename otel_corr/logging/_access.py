@@ -1,0 +1,103 @@
+"""The access line and the error line, written inside the request context so they carry the IDs.
+
+uvicorn's own access line is written after the ASGI call returns, outside
+the request's context, so it can only show zeros; ours is written just before
+the context is detached.  The error line summarises the request in a bounded
+way, with every sensitive header and query field redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from time import perf_counter
+from typing import Any
+
+__all__ = ["ACCESS_LOGGER", "ERROR_LOGGER", "access_enabled", "log_access", "log_error", "set_access_log"]
+
+ACCESS_LOGGER = logging.getLogger("otel_corr.access")
+ERROR_LOGGER = logging.getLogger("otel_corr.error")
+_INFO = logging.INFO
+_MAX_HEADERS = 32
+_MAX_VALUE = 256
+#: Redacted in the error line's request summary (header names and query fields, case-insensitive).
+SENSITIVE = re.compile(r"authorization|cookie|password|passwd|secret|token|key|session|csrf|credential", re.I)
+
+_access = False
+
+
+def set_access_log(enabled: bool) -> None:
+    """Switch the access line on or off for every instrumented app in the process."""
+    global _access
+    _access = enabled
+
+
+def access_enabled(setting: bool | None) -> bool:
+    """Whether to write the access line: the app's own setting, else the process-wide switch."""
+    return (_access if setting is None else setting) and ACCESS_LOGGER.isEnabledFor(_INFO)
+
+
+def log_access(method: str, path: str, status: int | None, start: float, client: str, user_agent: str | None) -> None:
+    """Write the access line (the caller checked :func:`access_enabled`)."""
+    duration_ms = round((perf_counter() - start) * 1000, 3)
+    ACCESS_LOGGER.info(
+        '%s - "%s %s" %s %.1fms',
+        client or "-",
+        method,
+        path,
+        status if status is not None else "-",
+        duration_ms,
+        extra={
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "client": client,
+            "user_agent": (user_agent or "")[:_MAX_VALUE],
+        },
+    )
+
+
+def _redact_query(query: str) -> str:
+    out = []
+    for item in query.split("&")[:_MAX_HEADERS]:
+        key, sep, value = item.partition("=")
+        out.append(f"{key[:_MAX_VALUE]}=[REDACTED]" if sep and SENSITIVE.search(key) else item[:_MAX_VALUE])
+    return "&".join(out)
+
+
+def request_summary(
+    method: str, path: str, query: str, headers: Mapping[str, str], client: str, skip: str
+) -> dict[str, Any]:
+    """A bounded, redacted summary of a request for the error line.
+
+    ``skip`` is the request-ID header: its raw value may have been rejected and
+    is never logged (the chosen request ID is on the record anyway).
+    """
+    shown: dict[str, str] = {}
+    for name, value in headers.items():
+        if len(shown) >= _MAX_HEADERS:
+            break
+        if name == skip:
+            continue
+        shown[name[:64]] = "[REDACTED]" if SENSITIVE.search(name) else value[:_MAX_VALUE]
+    return {"method": method, "path": path[:2048], "query": _redact_query(query), "client": client, "headers": shown}
+
+
+def log_error(exc: BaseException, summary: dict[str, Any]) -> None:
+    """Write the ERROR line for an unhandled exception, with its traceback."""
+    try:
+        ERROR_LOGGER.error(
+            "Unhandled %s in %s %s",
+            type(exc).__qualname__,
+            summary["method"],
+            summary["path"],
+            exc_info=(type(exc), exc, exc.__traceback__),
+            extra={"method": summary["method"], "path": summary["path"], "request": summary},
+        )
+    except Exception:  # pragma: no cover - logging itself never raises, but never let it break a response
+        pass
+
+
+start_time = perf_counter

@@ -1,0 +1,234 @@
+"""``instrument_logging()`` and ``configure_logging()``: one call instead of a page of dictConfig."""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import logging
+import logging.handlers
+import os
+import queue
+import sys
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from ..exceptions import ConfigError
+from . import _access, _otlp, _stamp
+from ._formatters import JsonFormatter, TextFormatter
+
+__all__ = ["configure_logging", "instrument_logging", "stop_queue"]
+
+# Loggers that servers and workers configure with handlers of their own; we route them to the
+# root handlers so that every line has one format.
+_SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error", "hypercorn.error", "celery")
+_SERVER_ACCESS_LOGGERS = ("uvicorn.access", "gunicorn.access", "hypercorn.access")
+_OURS = "_otel_corr_handler"
+_listener: logging.handlers.QueueListener | None = None
+
+
+def instrument_logging(service_name: str | None = None) -> None:
+    """Stamp every LogRecord in the process with ``trace_id``, ``span_id``, ``request_id``, ``service_name``.
+
+    Called by :func:`otel_corr.instrument`; call it yourself in a process with no
+    web app (a worker, a script).  Idempotent.  With ``OTEL_LOGS_EXPORTER=otlp``
+    it also sends records to the collector, tied to their spans.
+
+    Args:
+        service_name: the ``service_name`` field (default: the tracer
+            provider's ``service.name``, else ``OTEL_SERVICE_NAME``).
+
+    .. versionadded:: 0.1
+    """
+    from opentelemetry import trace
+
+    resource = getattr(trace.get_tracer_provider(), "resource", None)
+    name = service_name or (resource.attributes.get("service.name") if resource is not None else None)
+    if isinstance(name, str) and name:
+        _stamp.set_service_name(name)
+    _stamp.install()
+    if _otlp.enabled_by_env():
+        from opentelemetry.sdk.resources import Resource
+
+        _otlp.install(resource if resource is not None else Resource.create())
+
+
+class _QueueHandler(logging.handlers.QueueHandler):
+    """Hands records to the listener thread without flattening their exception away.
+
+    The standard ``prepare()`` merges the traceback into the message; a JSON
+    formatter downstream then has no ``exception`` to show.  The IDs were stamped
+    when the record was created, so they survive the hop to the other thread.
+    """
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.message = record.getMessage()
+        record.msg, record.args = record.message, None
+        if record.exc_info:
+            record.exc_text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        return record
+
+
+def _env(name: str, value: Any, default: Any) -> Any:
+    if value is not None:
+        return value
+    raw = os.environ.get(name, "").strip()
+    return raw if raw else default
+
+
+def _file_handler(path: str, retention_days: int, per_process: bool) -> logging.Handler:
+    target = Path(path)
+    if per_process:
+        target = target.with_name(f"{target.stem}-{os.getpid()}{target.suffix or '.log'}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.TimedRotatingFileHandler(
+        target, when="midnight", backupCount=retention_days, encoding="utf-8", delay=True
+    )
+    handler._otel_corr_file = (path, retention_days, per_process)  # type: ignore[attr-defined]
+    return handler
+
+
+def _reopen_files_after_fork() -> None:
+    """A forked worker (gunicorn --preload) gets files of its own, named after its pid."""
+    for handler in logging.getLogger().handlers + ([*(_listener.handlers)] if _listener else []):
+        spec = getattr(handler, "_otel_corr_file", None)
+        if spec is None or not spec[2] or not isinstance(handler, logging.handlers.TimedRotatingFileHandler):
+            continue
+        fresh = _file_handler(*spec)
+        assert isinstance(fresh, logging.handlers.TimedRotatingFileHandler)
+        handler.close()
+        handler.baseFilename = fresh.baseFilename
+        handler.rolloverAt = fresh.rolloverAt
+
+
+os.register_at_fork(after_in_child=_reopen_files_after_fork)
+
+
+def stop_queue() -> None:
+    """Stop the queue listener (flushing what it holds); called at lifespan shutdown and exit."""
+    global _listener
+    listener, _listener = _listener, None
+    if listener is not None:
+        listener.stop()
+
+
+atexit.register(stop_queue)
+
+
+def configure_logging(
+    fmt: Literal["text", "json"] | None = None,
+    level: str | int | None = None,
+    *,
+    stream: IO[str] | None = None,
+    file: str | None = None,
+    retention_days: int | None = None,
+    per_process: bool = True,
+    queue_handler: bool | None = None,
+    access_log: bool | None = None,
+    silence_server_access_logs: bool = True,
+    static_fields: dict[str, object] | None = None,
+) -> None:
+    """Set up logging for an app that has none: one format for every logger, IDs on every line.
+
+    Every argument left out falls back to its ``OTEL_CORR_*`` variable, then to
+    the default.  Calling it again replaces what the previous call installed.
+
+    Args:
+        fmt: ``"text"`` or ``"json"`` (``OTEL_CORR_LOG_FORMAT``, default text).
+        level: the root level (``OTEL_CORR_LOG_LEVEL``, default ``INFO``).
+        stream: where lines go (default ``sys.stderr``); ignored when ``file`` is set.
+        file: write to this file instead, rotated daily (``OTEL_CORR_LOG_FILE``).
+        retention_days: rotated files kept (``OTEL_CORR_LOG_RETENTION_DAYS``, default 7).
+        per_process: name the file after the process (``app-<pid>.log``) so that
+            workers never interleave writes (default true).
+        queue_handler: write through a ``QueueHandler``/``QueueListener`` thread so
+            the event loop never blocks on I/O (``OTEL_CORR_LOG_QUEUE``, default false).
+        access_log: one access line per request, inside its context
+            (``OTEL_CORR_ACCESS_LOG``, default true).
+        silence_server_access_logs: turn off uvicorn's/gunicorn's/hypercorn's own
+            access lines, which duplicate ours without the IDs (default true).
+        static_fields: extra fields on every JSON line.
+
+    Raises:
+        ConfigError: an argument or variable has a bad value.
+
+    .. versionadded:: 0.1
+    """
+    global _listener
+    fmt_value = str(_env("OTEL_CORR_LOG_FORMAT", fmt, "text")).lower()
+    if fmt_value not in ("text", "json"):
+        raise ConfigError("fmt" if fmt is not None else "OTEL_CORR_LOG_FORMAT", fmt_value, "text or json")
+    level_value = _env("OTEL_CORR_LOG_LEVEL", level, "INFO")
+    if isinstance(level_value, str):
+        level_value = level_value.upper()
+        if not isinstance(logging.getLevelName(level_value), int):
+            raise ConfigError(
+                "level" if level is not None else "OTEL_CORR_LOG_LEVEL",
+                level_value,
+                "DEBUG, INFO, WARNING, ERROR or CRITICAL",
+            )
+    file_value = _env("OTEL_CORR_LOG_FILE", file, None)
+    days = _env("OTEL_CORR_LOG_RETENTION_DAYS", retention_days, 7)
+    try:
+        days = int(days)
+        if days < 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(
+            "retention_days" if retention_days is not None else "OTEL_CORR_LOG_RETENTION_DAYS",
+            days,
+            "a whole number of days, 0 or more",
+        ) from None
+    use_queue = _bool_env("OTEL_CORR_LOG_QUEUE", queue_handler, "queue_handler", False)
+    access = _bool_env("OTEL_CORR_ACCESS_LOG", access_log, "access_log", True)
+
+    instrument_logging()
+    formatter: logging.Formatter = (
+        JsonFormatter(static_fields=static_fields) if fmt_value == "json" else TextFormatter()
+    )
+    handler: logging.Handler = (
+        _file_handler(file_value, days, per_process) if file_value else logging.StreamHandler(stream or sys.stderr)
+    )
+    handler.setFormatter(formatter)
+
+    root = logging.getLogger()
+    stop_queue()
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(old)
+        old.close()
+    front: logging.Handler = handler
+    if use_queue:
+        q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        front = _QueueHandler(q)
+        _listener = logging.handlers.QueueListener(q, handler, respect_handler_level=True)
+        _listener.start()
+    setattr(front, _OURS, True)
+    root.addHandler(front)
+    root.setLevel(level_value)
+
+    for name in _SERVER_LOGGERS:
+        server_logger = logging.getLogger(name)
+        server_logger.handlers.clear()
+        server_logger.propagate = True
+    for name in _SERVER_ACCESS_LOGGERS:
+        server_logger = logging.getLogger(name)
+        server_logger.handlers.clear()
+        server_logger.propagate = not silence_server_access_logs
+        server_logger.disabled = silence_server_access_logs
+    _access.set_access_log(access)
+
+
+def _bool_env(var: str, value: bool | None, arg: str, default: bool) -> bool:
+    if value is not None:
+        if not isinstance(value, bool):
+            raise ConfigError(arg, value, "True or False")
+        return value
+    raw = os.environ.get(var, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(var, raw, "true or false")

@@ -1,0 +1,127 @@
+"""Stamping: every LogRecord created in the process carries the current IDs.
+
+A record factory (``logging.setLogRecordFactory``), not a filter: a filter
+works only on the handlers someone remembered to attach it to, a factory
+stamps every record of every logger, whichever handlers exist now or later.
+The values are taken when the record is *created*, in the caller's context,
+so a record formatted later on another thread (a queue handler) keeps them.
+
+The factory puts ``trace_id``, ``span_id``, ``request_id`` and
+``service_name`` in the record's ``__dict__`` (so ``%(request_id)s`` works in
+any format string).  ``Logger.makeRecord`` refuses an ``extra=`` key that is
+already in the record, so a call such as ``logger.info("x",
+extra={"request_id": r})`` would raise ``KeyError``; the guard around
+``makeRecord`` lets the caller's value win instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from .._context import _REQUEST_ID_KEY
+
+__all__ = ["FIELDS", "MISSING", "install", "service_name", "set_service_name", "stamp", "uninstall"]
+
+#: What a field holds outside a request or a span.
+MISSING = "-"
+FIELDS = ("trace_id", "span_id", "request_id", "service_name")
+_FIELD_SET = frozenset(FIELDS)
+
+_service = os.environ.get("OTEL_SERVICE_NAME") or "unknown_service"
+# A one-entry cache: consecutive records of one span reuse its hex IDs.
+_last: tuple[object, str, str] = (None, MISSING, MISSING)
+_get_current = otel_context.get_current
+_current_span = trace.get_current_span
+
+
+def service_name() -> str:
+    return _service
+
+
+def set_service_name(name: str) -> None:
+    global _service
+    _service = name
+
+
+def stamp(d: dict[str, Any]) -> None:
+    """Put the current IDs into a record's ``__dict__``; never raises."""
+    global _last
+    try:
+        ctx = _get_current()
+        sc = _current_span(ctx).get_span_context()
+        last = _last
+        if last[0] is sc:
+            trace_id, span_id = last[1], last[2]
+        elif sc.is_valid:
+            trace_id, span_id = format(sc.trace_id, "032x"), format(sc.span_id, "016x")
+            _last = (sc, trace_id, span_id)
+        else:
+            trace_id = span_id = MISSING
+        d["trace_id"] = trace_id
+        d["span_id"] = span_id
+        d["request_id"] = ctx.get(_REQUEST_ID_KEY) or MISSING
+    except Exception:  # logging must never fail because of us
+        d["trace_id"] = d["span_id"] = d["request_id"] = MISSING
+    d["service_name"] = _service
+
+
+class _Factory:
+    """The record factory wrapping whatever factory was installed before."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record: logging.LogRecord = self.inner(*args, **kwargs)
+        stamp(record.__dict__)
+        return record
+
+
+_original_make_record = logging.Logger.makeRecord
+
+
+def _make_record(
+    self: logging.Logger,
+    name: str,
+    level: int,
+    fn: str,
+    lno: int,
+    msg: object,
+    args: Any,
+    exc_info: Any,
+    func: str | None = None,
+    extra: Any = None,
+    sinfo: str | None = None,
+) -> logging.LogRecord:
+    if extra is None or _FIELD_SET.isdisjoint(extra):
+        return _original_make_record(self, name, level, fn, lno, msg, args, exc_info, func, extra, sinfo)
+    mine = {k: v for k, v in extra.items() if k in _FIELD_SET}
+    rest = {k: v for k, v in extra.items() if k not in _FIELD_SET}
+    record = _original_make_record(self, name, level, fn, lno, msg, args, exc_info, func, rest, sinfo)
+    record.__dict__.update(mine)
+    return record
+
+
+def install() -> None:
+    """Install the factory and the ``extra=`` guard (idempotent)."""
+    current = logging.getLogRecordFactory()
+    if not isinstance(current, _Factory):
+        logging.setLogRecordFactory(_Factory(current))
+    if logging.Logger.makeRecord is not _make_record:
+        logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    """Remove what :func:`install` installed (only if nobody wrapped it since)."""
+    current = logging.getLogRecordFactory()
+    if isinstance(current, _Factory):
+        logging.setLogRecordFactory(current.inner)
+    if logging.Logger.makeRecord is _make_record:
+        logging.Logger.makeRecord = _original_make_record  # type: ignore[method-assign]
