@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,44 @@ class ReceivedSpan:
     events: list[str] = field(default_factory=list)
 
 
+@dataclass
+class ReceivedLog:
+    body: str = ""
+    severity: str = ""
+    trace_id: str = ""
+    span_id: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    resource: dict[str, str] = field(default_factory=dict)
+
+
+def parse_logs(text: str) -> list[ReceivedLog]:
+    logs: list[ReceivedLog] = []
+    resource: dict[str, str] = {}
+    current: ReceivedLog | None = None
+    in_resource = False
+    for raw in _ANSI.sub("", text).splitlines():
+        line = raw.rstrip()
+        if line.startswith(("ResourceLog #", "ResourceSpans #")):
+            resource, current, in_resource = {}, None, line.startswith("ResourceLog")
+        elif line.startswith("LogRecord #") and in_resource:
+            current = ReceivedLog(resource=resource)
+            logs.append(current)
+        elif (m := _ATTR.match(line)) is not None and in_resource:
+            (resource if current is None else current.attributes)[m.group(1).strip()] = m.group(3)
+        elif current is not None and ":" in line:
+            key, _, value = line.strip().partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "Body":
+                current.body = value[4:-1] if value.startswith("Str(") else value
+            elif key == "SeverityText":
+                current.severity = value
+            elif key == "Trace ID":
+                current.trace_id = value
+            elif key == "Span ID":
+                current.span_id = value
+    return logs
+
+
 def parse_dump(text: str) -> list[ReceivedSpan]:
     spans: list[ReceivedSpan] = []
     resource: dict[str, str] = {}
@@ -50,6 +89,8 @@ def parse_dump(text: str) -> list[ReceivedSpan]:
         line = raw.rstrip()
         if line.startswith("ResourceSpans #"):
             resource, current, section = {}, None, "resource"
+        elif line.startswith("ResourceLog #"):
+            resource, current, section = {}, None, "ignored"
         elif line.startswith("Span #"):
             current = ReceivedSpan(resource=resource)
             spans.append(current)
@@ -106,6 +147,8 @@ class Collector:
                 "blackhole",
                 "--debug-log",
                 "traces",
+                "--debug-log",
+                "logs",
                 "--debug-log-verbosity",
                 "detailed",
             ],
@@ -118,6 +161,17 @@ class Collector:
 
     def spans(self) -> list[ReceivedSpan]:
         return parse_dump(self.log.read_text(errors="replace"))
+
+    def logs(self) -> list[ReceivedLog]:
+        return parse_logs(self.log.read_text(errors="replace"))
+
+    def wait_for_logs(self, predicate: Callable[[ReceivedLog], bool], timeout: float = 15.0) -> list[ReceivedLog]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [entry for entry in self.logs() if predicate(entry)]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
 
     def wait_for_spans(self, count: int, timeout: float = 15.0, **match: str) -> list[ReceivedSpan]:
         """Wait until ``count`` spans matching ``match`` (field=value) arrived; return them."""

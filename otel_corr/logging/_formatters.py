@@ -41,7 +41,10 @@ def _iso_timestamp(created: float, _cache: list[Any] = [None, "", ""]) -> str:  
 
 
 def _default(value: object) -> str:
-    return repr(value)[:_MAX_EXTRA]
+    try:
+        return repr(value)[:_MAX_EXTRA]
+    except Exception:  # a hostile __repr__ must not cost us the line
+        return f"<unrepresentable {type(value).__qualname__}>"
 
 
 def _encode_value(value: object) -> str:
@@ -51,7 +54,7 @@ def _encode_value(value: object) -> str:
         return json.dumps(value)
     try:
         return json.dumps(value, default=_default, ensure_ascii=False)[: _MAX_EXTRA * 4]
-    except (TypeError, ValueError, RecursionError):  # circular or hostile objects
+    except Exception:  # circular or hostile objects: never lose the line
         return str(_enc(_default(value)))
 
 
