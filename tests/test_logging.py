@@ -325,4 +325,3 @@ async def test_loguru_patcher(capture: Capture) -> None:
     await _get(app, "/l", headers={"X-Request-ID": "lg-1"})
     logger.remove(sink)
     assert out.getvalue().strip() == f"lg-1 {format(capture.one().context.trace_id, '032x')} from loguru"
-
