@@ -15,12 +15,15 @@ from ._provider import flush
 from ._version import __version__
 from .exceptions import ConfigError, OtelCorrError
 from .logging import configure_logging, instrument_logging
+from .propagation import carry
+from .propagation import adopt_environment as _adopt_environment
 
 __all__ = [
     "ConfigError",
     "Ids",
     "OtelCorrError",
     "__version__",
+    "carry",
     "configure_logging",
     "current_ids",
     "flush",
@@ -28,3 +31,7 @@ __all__ = [
     "instrument_logging",
     "uninstrument",
 ]
+
+# A child process started from a request continues its trace and request ID (TRACEPARENT,
+# X_REQUEST_ID in the environment); OTEL_CORR_ADOPT_ENVIRONMENT=false turns this off.
+_adopt_environment()

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from opentelemetry.trace import TracerProvider
 
 from .exceptions import ConfigError
+from .propagation import parse_links
 
 __all__ = ["Options", "Settings", "check_otel_environment", "resolve_settings"]
 
@@ -51,6 +52,7 @@ class Options(TypedDict, total=False):
     shutdown_timeout: float
     access_log: bool
     error_log: bool
+    propagate: bool | str | Sequence[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ class Settings:
     #: None: follow configure_logging(access_log=...); True/False: this app's own choice.
     access_log: bool | None = None
     error_log: bool = True
+    propagate: frozenset[str] = frozenset()
 
     @property
     def header_key(self) -> str:
@@ -199,6 +202,9 @@ def resolve_settings(options: Options, framework: str = "", env: Mapping[str, st
         if "access_log" in options or env.get("OTEL_CORR_ACCESS_LOG", "").strip()
         else None,
         error_log=flag("error_log", "OTEL_CORR_ERROR_LOG", True),
+        propagate=parse_links(options["propagate"], "propagate")
+        if "propagate" in options
+        else parse_links(env.get("OTEL_CORR_PROPAGATE") or "all", "OTEL_CORR_PROPAGATE"),
     )
 
 

@@ -109,9 +109,11 @@ def instrument(app: App, **options: Unpack[Options]) -> App:
 
     settings = resolve_settings(options, _framework(app))
     runtime = Runtime(settings, ensure_tracer_provider(settings))
+    from . import propagation
     from .logging import instrument_logging
 
     instrument_logging(settings.service_name)
+    propagation.install(settings.propagate, settings.header_name)
 
     if _is_starlette(app):
         _instrument_starlette(app, runtime)

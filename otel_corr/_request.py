@@ -94,13 +94,29 @@ def _split_host(host: str) -> tuple[str, int | None]:
 class Runtime:
     """The immutable per-application part of request handling."""
 
-    __slots__ = ("settings", "tracer", "_propagator", "_warn")
+    __slots__ = ("settings", "tracer", "_seen", "_propagator")
 
     def __init__(self, settings: Settings, provider: trace.TracerProvider) -> None:
         self.settings = settings
         self.tracer = provider.get_tracer("otel_corr", __version__, schema_url=_SCHEMA_URL)
         _wrap_id_generator(self.tracer)
+        self._seen: object = None
         self._propagator = propagate.get_global_textmap()
+
+    def _server_propagator(self) -> Any:
+        """The global propagator minus the request-ID one (the middleware reads that header itself)."""
+        current = propagate.get_global_textmap()
+        if current is not self._seen:
+            from opentelemetry.propagators.composite import CompositePropagator
+
+            from .propagation import RequestIdPropagator
+
+            inner = getattr(current, "_propagators", None)
+            if inner is not None and any(isinstance(p, RequestIdPropagator) for p in inner):
+                current = CompositePropagator([p for p in inner if not isinstance(p, RequestIdPropagator)])
+            self._propagator = current
+            self._seen = propagate.get_global_textmap()
+        return self._propagator
 
     def accept(self, raw: str) -> str | None:
         """The request ID to use for an incoming header value, or ``None`` if it is rejected."""
@@ -143,7 +159,7 @@ class Runtime:
         """
         raw = carrier.get(self.settings.header_key)
         request_id = None if raw is None else self.accept(raw)
-        parent = self._propagator.extract(carrier)
+        parent = self._server_propagator().extract(carrier, otel_context.Context())
         parent_sc = trace.get_current_span(parent).get_span_context()
         rejected = []
         if raw is not None and request_id is None:

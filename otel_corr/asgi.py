@@ -128,12 +128,28 @@ class CorrelationMiddleware:
             otel_context.detach(token)
             raise
         status: int | None = None
+        failure: BaseException | None = None
+        done = False
         capture_response = s.capture_response_headers
+
+        def complete() -> None:
+            # The request is over for the client: access line and span end here, once.
+            # Work the app does after this (BackgroundTasks) still runs in the request's
+            # context, but does not stretch the request span.
+            nonlocal done
+            done = True
+            try:
+                if access_enabled(s.access_log):
+                    target = f"{path}?{attributes['url.query']}" if query else path
+                    log_access(method, target, status, start, _client(scope), carrier.get("user-agent"))
+            finally:
+                finish_span(span, status, _route(scope, root_path), method, failure)
 
         async def send_with_ids(message: Message) -> None:
             nonlocal status
-            if message["type"] in _RESPONSE_START:
-                status = message.get("status", 101 if message["type"] == "websocket.accept" else None)
+            message_type = message["type"]
+            if message_type in _RESPONSE_START:
+                status = message.get("status", 101 if message_type == "websocket.accept" else None)
                 headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in drop]
                 if capture_response is not None:
                     names = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
@@ -141,12 +157,20 @@ class CorrelationMiddleware:
                 headers.extend(extra)
                 message = {**message, "headers": headers}
             await send(message)
+            # A 5xx waits for the app to return: Starlette sends its 500 *before* re-raising,
+            # and the span should record that exception.
+            if (
+                message_type == "http.response.body"
+                and not message.get("more_body", False)
+                and not done
+                and (status or 0) < 500
+            ):
+                complete()
 
-        error: BaseException | None = None
         try:
             await self.app(scope, receive, send_with_ids)
         except Exception as exc:
-            error = exc
+            failure = exc
             if s.error_log:
                 log_error(exc, request_summary(method, path, query, carrier, _client(scope), s.header_key))
             if status is None and scope_type == "http":
@@ -154,11 +178,9 @@ class CorrelationMiddleware:
             raise
         finally:
             try:
-                if access_enabled(s.access_log):
-                    target = f"{path}?{attributes['url.query']}" if query else path
-                    log_access(method, target, status, start, _client(scope), carrier.get("user-agent"))
+                if not done:
+                    complete()
             finally:
-                finish_span(span, status, _route(scope, root_path), method, error)
                 otel_context.detach(token)
 
     @staticmethod

@@ -1,0 +1,74 @@
+"""Starlette/FastAPI ``BackgroundTasks``: each task gets its own span, a child of the request span.
+
+The tasks run after the response was sent, still inside the ASGI call and so
+inside the request's context: the IDs are there.  The server span has already
+ended by then (the middleware ends it when the last body chunk is sent), so
+the request's duration does not include the work.
+
+Child, not link: the work belongs to the request -- it has the request's trace
+ID, so the ID the customer quotes finds it, and the waterfall shows it under
+the request, after it.  A link would put it in a trace of its own, and "one
+ID" would become two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from .._context import get_request_id
+from .._ids import REQUEST_ID_ATTRIBUTE
+from .._version import __version__
+
+__all__ = ["install", "uninstall"]
+
+_original: Any = None
+
+
+def _wrap(original: Any) -> Any:
+    async def __call__(self: Any) -> None:
+        request_id = get_request_id()
+        if request_id is None:  # not inside an instrumented request
+            await original(self)
+            return
+        func = getattr(self, "func", None)
+        name = getattr(func, "__qualname__", None) or type(func).__name__
+        tracer = trace.get_tracer("otel_corr.background", __version__)
+        with tracer.start_as_current_span(
+            f"BackgroundTask {name}",
+            attributes={REQUEST_ID_ATTRIBUTE: request_id},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                await original(self)
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_attribute("error.type", type(exc).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+                raise
+
+    return __call__
+
+
+def install() -> bool:
+    global _original
+    try:
+        from starlette.background import BackgroundTask
+    except ImportError:
+        return False
+    if _original is None:
+        _original = BackgroundTask.__call__
+        BackgroundTask.__call__ = _wrap(_original)  # type: ignore[method-assign]
+    return True
+
+
+def uninstall() -> None:
+    global _original
+    if _original is not None:
+        from starlette.background import BackgroundTask
+
+        BackgroundTask.__call__ = _original  # type: ignore[method-assign]
+        _original = None

@@ -1,0 +1,238 @@
+"""Outbound HTTP: httpx (sync and async), requests, aiohttp each send ``traceparent``
+(+ ``tracestate``, ``baggage``) and the request ID, and make one CLIENT span per request.
+
+Why our own wrappers rather than OpenTelemetry's contrib instrumentations:
+those pin ``opentelemetry-instrumentation`` to one exact beta, which lags the
+SDK (``opentelemetry-instrumentation-aiohttp-client`` has no release matching
+SDK 1.45.2: pip reports *ResolutionImpossible* or downgrades the SDK), and
+contrib's httpx wrapper only sees ``HTTPTransport``, not mounted or custom
+transports.  If a contrib instrumentation is already active for a library we
+leave that library to it -- it injects through the global propagator, which
+carries the request ID too -- so a request never gets two client spans.
+
+Spans follow the stable HTTP client conventions: name ``{method}``,
+``http.request.method``, ``url.full`` (credentials and sensitive query values
+redacted), ``server.address``, ``server.port``, ``http.response.status_code``,
+``error.type``; error status for 4xx/5xx and exceptions.  Nothing happens when
+instrumentation is suppressed (the OTLP exporter's own requests).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .._config import DEFAULT_SANITIZE
+from .._version import __version__
+
+__all__ = ["install", "uninstall"]
+
+_SUPPRESS = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
+_SENSITIVE_QUERY = re.compile("|".join((*DEFAULT_SANITIZE, "sig", "signature", "credential")), re.I)
+_originals: dict[str, tuple[Any, str, Any]] = {}
+
+
+def _tracer() -> trace.Tracer:
+    return trace.get_tracer("otel_corr.http_client", __version__)
+
+
+def _redact(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "[unparseable URL]"
+    netloc = parts.netloc.rpartition("@")[2] if "@" in parts.netloc else parts.netloc
+    query = parts.query
+    if query:
+        query = "&".join(
+            f"{k}=REDACTED" if sep and _SENSITIVE_QUERY.search(k) else f"{k}{sep}{v}"
+            for k, sep, v in (item.partition("=") for item in query.split("&"))
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _start(method: str, url: str, host: str | None, port: int | None) -> tuple[trace.Span, otel_context.Context]:
+    method = method.upper()
+    known = method in _METHODS
+    attributes: dict[str, Any] = {"http.request.method": method if known else "_OTHER", "url.full": _redact(url)}
+    if not known:
+        attributes["http.request.method_original"] = method[:32]
+    if host:
+        attributes["server.address"] = host
+    if port:
+        attributes["server.port"] = port
+    span = _tracer().start_span(method if known else "HTTP", kind=SpanKind.CLIENT, attributes=attributes)
+    return span, trace.set_span_in_context(span)
+
+
+def _finish(span: trace.Span, status: int | None, exc: BaseException | None) -> None:
+    if status is not None:
+        span.set_attribute("http.response.status_code", status)
+        if status >= 400:
+            span.set_attribute("error.type", str(status))
+            span.set_status(Status(StatusCode.ERROR))
+    if exc is not None:
+        span.record_exception(exc)
+        span.set_attribute("error.type", type(exc).__qualname__)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+    span.end()
+
+
+def _default_port(scheme: str, port: int | None) -> int | None:
+    return port if port is not None else {"http": 80, "https": 443}.get(scheme)
+
+
+# --- httpx: per hop (redirects included), any transport -----------------------------------
+
+
+def _httpx_sync(original: Any) -> Any:
+    def _send_single_request(self: Any, request: Any) -> Any:
+        if otel_context.get_value(_SUPPRESS):
+            return original(self, request)
+        url = request.url
+        span, ctx = _start(request.method, str(url), url.host, _default_port(url.scheme, url.port))
+        propagate.inject(request.headers, context=ctx)
+        try:
+            response = original(self, request)
+        except BaseException as exc:
+            _finish(span, None, exc)
+            raise
+        _finish(span, response.status_code, None)
+        return response
+
+    return _send_single_request
+
+
+def _httpx_async(original: Any) -> Any:
+    async def _send_single_request(self: Any, request: Any) -> Any:
+        if otel_context.get_value(_SUPPRESS):
+            return await original(self, request)
+        url = request.url
+        span, ctx = _start(request.method, str(url), url.host, _default_port(url.scheme, url.port))
+        propagate.inject(request.headers, context=ctx)
+        try:
+            response = await original(self, request)
+        except BaseException as exc:
+            _finish(span, None, exc)
+            raise
+        _finish(span, response.status_code, None)
+        return response
+
+    return _send_single_request
+
+
+# --- requests: Session.send is called once per hop ----------------------------------------
+
+
+def _requests_send(original: Any) -> Any:
+    def send(self: Any, request: Any, **kwargs: Any) -> Any:
+        if otel_context.get_value(_SUPPRESS):
+            return original(self, request, **kwargs)
+        parts = urlsplit(request.url or "")
+        span, ctx = _start(
+            request.method or "GET", request.url or "", parts.hostname, _default_port(parts.scheme, parts.port)
+        )
+        propagate.inject(request.headers, context=ctx)
+        try:
+            response = original(self, request, **kwargs)
+        except BaseException as exc:
+            _finish(span, None, exc)
+            raise
+        _finish(span, response.status_code, None)
+        return response
+
+    return send
+
+
+# --- aiohttp: a TraceConfig added to every ClientSession -----------------------------------
+
+
+def _aiohttp_trace_config() -> Any:
+    import aiohttp
+
+    async def on_start(session: Any, ctx: Any, params: Any) -> None:
+        if otel_context.get_value(_SUPPRESS):
+            ctx.otel_corr_span = None
+            return
+        url = params.url
+        span, span_ctx = _start(params.method, str(url), url.host, url.port)
+        propagate.inject(params.headers, context=span_ctx)
+        ctx.otel_corr_span = span
+
+    async def on_end(session: Any, ctx: Any, params: Any) -> None:
+        span = getattr(ctx, "otel_corr_span", None)
+        if span is not None:
+            _finish(span, params.response.status, None)
+
+    async def on_exception(session: Any, ctx: Any, params: Any) -> None:
+        span = getattr(ctx, "otel_corr_span", None)
+        if span is not None:
+            _finish(span, None, params.exception)
+
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(on_start)
+    config.on_request_end.append(on_end)
+    config.on_request_exception.append(on_exception)
+    return config
+
+
+def _aiohttp_init(original: Any) -> Any:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        configs = list(kwargs.get("trace_configs") or ())
+        configs.append(_aiohttp_trace_config())
+        kwargs["trace_configs"] = configs
+        original(self, *args, **kwargs)
+
+    return __init__
+
+
+def _patch(key: str, owner: Any, name: str, make: Any) -> None:
+    current = getattr(owner, name)
+    if key in _originals or hasattr(current, "__wrapped__"):  # ours already, or contrib's (wrapt)
+        return
+    _originals[key] = (owner, name, current)
+    setattr(owner, name, make(current))
+
+
+def install(libraries: set[str]) -> list[str]:
+    """Wrap the libraries that are installed and named in ``libraries``; returns those wrapped."""
+    done = []
+    if "httpx" in libraries:
+        try:
+            import httpx
+        except ImportError:
+            pass
+        else:
+            if hasattr(httpx.Client, "_send_single_request"):
+                _patch("httpx", httpx.Client, "_send_single_request", _httpx_sync)
+                _patch("httpx-async", httpx.AsyncClient, "_send_single_request", _httpx_async)
+                done.append("httpx")
+    if "requests" in libraries:
+        try:
+            import requests
+        except ImportError:
+            pass
+        else:
+            _patch("requests", requests.Session, "send", _requests_send)
+            done.append("requests")
+    if "aiohttp" in libraries:
+        try:
+            import aiohttp
+        except ImportError:
+            pass
+        else:
+            _patch("aiohttp", aiohttp.ClientSession, "__init__", _aiohttp_init)
+            done.append("aiohttp")
+    return done
+
+
+def uninstall() -> None:
+    for owner, name, original in _originals.values():
+        setattr(owner, name, original)
+    _originals.clear()
