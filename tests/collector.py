@@ -112,6 +112,8 @@ def parse_dump(text: str) -> list[ReceivedSpan]:
             key, value = key.strip(), value.strip()
             if key.startswith("SpanEvent") or key == "-> Name" or (section == "events" and key == "Name"):
                 current.events.append(value)
+            elif key in ("Start time", "End time"):
+                current.attributes["_start" if key == "Start time" else "_end"] = value
             elif section == "span":
                 attr = {
                     "Trace ID": "trace_id",
