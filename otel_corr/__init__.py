@@ -15,8 +15,8 @@ from ._provider import flush
 from ._version import __version__
 from .exceptions import ConfigError, OtelCorrError
 from .logging import configure_logging, instrument_logging
-from .propagation import carry
 from .propagation import adopt_environment as _adopt_environment
+from .propagation import carry
 
 __all__ = [
     "ConfigError",

@@ -108,12 +108,13 @@ def instrument(app: App, **options: Unpack[Options]) -> App:
     from ._request import Runtime
 
     settings = resolve_settings(options, _framework(app))
-    runtime = Runtime(settings, ensure_tracer_provider(settings))
+    provider = ensure_tracer_provider(settings)
+    runtime = Runtime(settings, provider)
     from . import propagation
     from .logging import instrument_logging
 
     instrument_logging(settings.service_name)
-    propagation.install(settings.propagate, settings.header_name)
+    propagation.install(settings.propagate, settings.header_name, provider)
 
     if _is_starlette(app):
         _instrument_starlette(app, runtime)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from opentelemetry.trace import TracerProvider
+
 from ..exceptions import ConfigError
 from ._process import adopt_environment, attach_carrier, environment
 from ._propagator import RequestIdPropagator
@@ -48,11 +50,12 @@ def parse_links(value: bool | str | Collection[str], name: str) -> frozenset[str
     return frozenset(items)
 
 
-def install(links: Collection[str], header: str) -> None:
-    """Hold the given links (idempotent per link)."""
-    from . import _background, _http_clients, _process, _threads
+def install(links: Collection[str], header: str, provider: TracerProvider | None = None) -> None:
+    """Hold the given links (idempotent per link); our spans go to ``provider``."""
+    from . import _background, _http_clients, _process, _threads, _tracing
     from ._propagator import install_global
 
+    _tracing.set_provider(provider)
     install_global(header)
     if "threads" in links:
         _threads.install()

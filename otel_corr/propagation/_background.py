@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from .._context import get_request_id
 from .._ids import REQUEST_ID_ATTRIBUTE
-from .._version import __version__
+from ._tracing import tracer
 
 __all__ = ["install", "uninstall"]
 
@@ -35,8 +34,7 @@ def _wrap(original: Any) -> Any:
             return
         func = getattr(self, "func", None)
         name = getattr(func, "__qualname__", None) or type(func).__name__
-        tracer = trace.get_tracer("otel_corr.background", __version__)
-        with tracer.start_as_current_span(
+        with tracer("otel_corr.background").start_as_current_span(
             f"BackgroundTask {name}",
             attributes={REQUEST_ID_ATTRIBUTE: request_id},
             record_exception=False,

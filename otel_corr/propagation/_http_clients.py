@@ -13,8 +13,8 @@ carries the request ID too -- so a request never gets two client spans.
 Spans follow the stable HTTP client conventions: name ``{method}``,
 ``http.request.method``, ``url.full`` (credentials and sensitive query values
 redacted), ``server.address``, ``server.port``, ``http.response.status_code``,
-``error.type``; error status for 4xx/5xx and exceptions.  Nothing happens when
-instrumentation is suppressed (the OTLP exporter's own requests).
+``error.type``; error status for 4xx/5xx and exceptions.  Nothing happens outside a request or
+trace, or when instrumentation is suppressed (the OTLP exporter's own requests).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._config import DEFAULT_SANITIZE
-from .._version import __version__
+from .._context import get_request_id
+from ._tracing import tracer
 
 __all__ = ["install", "uninstall"]
 
@@ -38,8 +39,17 @@ _SENSITIVE_QUERY = re.compile("|".join((*DEFAULT_SANITIZE, "sig", "signature", "
 _originals: dict[str, tuple[Any, str, Any]] = {}
 
 
+def _skip() -> bool:
+    """Leave the call alone when instrumentation is suppressed (the exporter's own requests) or
+    when it is made outside any trace: a script's or health checker's calls stay untraced."""
+    ctx = otel_context.get_current()
+    if ctx.get(_SUPPRESS):
+        return True
+    return not trace.get_current_span(ctx).get_span_context().is_valid and get_request_id(ctx) is None
+
+
 def _tracer() -> trace.Tracer:
-    return trace.get_tracer("otel_corr.http_client", __version__)
+    return tracer("otel_corr.http_client")
 
 
 def _redact(url: str) -> str:
@@ -93,7 +103,7 @@ def _default_port(scheme: str, port: int | None) -> int | None:
 
 def _httpx_sync(original: Any) -> Any:
     def _send_single_request(self: Any, request: Any) -> Any:
-        if otel_context.get_value(_SUPPRESS):
+        if _skip():
             return original(self, request)
         url = request.url
         span, ctx = _start(request.method, str(url), url.host, _default_port(url.scheme, url.port))
@@ -111,7 +121,7 @@ def _httpx_sync(original: Any) -> Any:
 
 def _httpx_async(original: Any) -> Any:
     async def _send_single_request(self: Any, request: Any) -> Any:
-        if otel_context.get_value(_SUPPRESS):
+        if _skip():
             return await original(self, request)
         url = request.url
         span, ctx = _start(request.method, str(url), url.host, _default_port(url.scheme, url.port))
@@ -132,7 +142,7 @@ def _httpx_async(original: Any) -> Any:
 
 def _requests_send(original: Any) -> Any:
     def send(self: Any, request: Any, **kwargs: Any) -> Any:
-        if otel_context.get_value(_SUPPRESS):
+        if _skip():
             return original(self, request, **kwargs)
         parts = urlsplit(request.url or "")
         span, ctx = _start(
@@ -157,7 +167,7 @@ def _aiohttp_trace_config() -> Any:
     import aiohttp
 
     async def on_start(session: Any, ctx: Any, params: Any) -> None:
-        if otel_context.get_value(_SUPPRESS):
+        if _skip():
             ctx.otel_corr_span = None
             return
         url = params.url
