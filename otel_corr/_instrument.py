@@ -45,6 +45,10 @@ def _positional(fn: Any) -> list[str]:
     return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
+def _is_celery(app: Any) -> bool:
+    return type(app).__module__.split(".")[0] == "celery" and hasattr(app, "tasks") and hasattr(app, "conf")
+
+
 def _framework(app: Any) -> str:
     module = type(app).__module__.split(".")[0]
     return {"fastapi": "FASTAPI", "starlette": "STARLETTE", "flask": "FLASK"}.get(module, "")
@@ -100,7 +104,7 @@ def instrument(app: App, **options: Unpack[Options]) -> App:
     """
     if getattr(app, _STATE, None) is not None or _is_wrapper(app):
         return app
-    if inspect.isclass(app) or not callable(app):
+    if inspect.isclass(app) or not (callable(app) or _is_celery(app)):
         raise ConfigError("app", type(app).__name__, "a FastAPI, Starlette or Flask app, or an ASGI/WSGI callable")
     check_otel_environment()
     # Imported only now: opentelemetry.propagate reads OTEL_PROPAGATORS at import and
@@ -116,6 +120,15 @@ def instrument(app: App, **options: Unpack[Options]) -> App:
     instrument_logging(settings.service_name)
     propagation.install(settings.propagate, settings.header_name, provider)
 
+    if _is_celery(app):
+        from .logging import _stamp
+        from .propagation import _celery
+
+        _stamp.set_task_key(_celery.TASK_KEY)
+        if "celery" in settings.propagate:
+            _celery.install()
+        setattr(app, _STATE, {})
+        return app
     if _is_starlette(app):
         _instrument_starlette(app, runtime)
         return app
@@ -188,5 +201,9 @@ def uninstrument(app: Any) -> Any:
         from . import _flask
 
         _flask.uninstall(app)
+    elif _is_celery(app):
+        from .propagation import _celery
+
+        _celery.uninstall()
     delattr(app, _STATE)
     return app

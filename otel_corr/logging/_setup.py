@@ -24,6 +24,18 @@ _SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error", "hypercorn.erro
 _SERVER_ACCESS_LOGGERS = ("uvicorn.access", "gunicorn.access", "hypercorn.access")
 _OURS = "_otel_corr_handler"
 _listener: logging.handlers.QueueListener | None = None
+_last_call: dict[str, Any] | None = None
+
+
+def configured() -> bool:
+    """Whether :func:`configure_logging` has been called in this process."""
+    return _last_call is not None
+
+
+def reapply() -> None:
+    """Put back what the last :func:`configure_logging` installed (a Celery worker replaces it at start)."""
+    if _last_call is not None:
+        configure_logging(**_last_call)
 
 
 def instrument_logging(service_name: str | None = None) -> None:
@@ -155,7 +167,19 @@ def configure_logging(
 
     .. versionadded:: 0.1
     """
-    global _listener
+    global _listener, _last_call
+    _last_call = {
+        "fmt": fmt,
+        "level": level,
+        "stream": stream,
+        "file": file,
+        "retention_days": retention_days,
+        "per_process": per_process,
+        "queue_handler": queue_handler,
+        "access_log": access_log,
+        "silence_server_access_logs": silence_server_access_logs,
+        "static_fields": static_fields,
+    }
     fmt_value = str(_env("OTEL_CORR_LOG_FORMAT", fmt, "text")).lower()
     if fmt_value not in ("text", "json"):
         raise ConfigError("fmt" if fmt is not None else "OTEL_CORR_LOG_FORMAT", fmt_value, "text or json")
@@ -196,7 +220,7 @@ def configure_logging(
     stop_queue()
     for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
         root.removeHandler(old)
-        old.close()
+        old.close()  # a StreamHandler leaves its stream open; a file handler closes its file
     front: logging.Handler = handler
     if use_queue:
         q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()

@@ -33,6 +33,14 @@ FIELDS = ("trace_id", "span_id", "request_id", "service_name")
 _FIELD_SET = frozenset(FIELDS)
 
 _service = os.environ.get("OTEL_SERVICE_NAME") or "unknown_service"
+_TASK_KEY: str | None = None  # set when Celery is instrumented
+
+
+def set_task_key(key: str) -> None:
+    global _TASK_KEY
+    _TASK_KEY = key
+
+
 # A one-entry cache: consecutive records of one span reuse its hex IDs.
 _last: tuple[object, str, str] = (None, MISSING, MISSING)
 _get_current = otel_context.get_current
@@ -65,6 +73,9 @@ def stamp(d: dict[str, Any]) -> None:
         d["trace_id"] = trace_id
         d["span_id"] = span_id
         d["request_id"] = ctx.get(_REQUEST_ID_KEY) or MISSING
+        task = ctx.get(_TASK_KEY) if _TASK_KEY else None
+        if isinstance(task, tuple):  # inside a Celery task: its ID and its parent's
+            d["task_id"], d["parent_task_id"] = task[0], task[1] or MISSING
     except Exception:  # logging must never fail because of us
         d["trace_id"] = d["span_id"] = d["request_id"] = MISSING
     d["service_name"] = _service

@@ -138,3 +138,11 @@ async def outbound_link() -> dict[str, Any]:
 
 
 otel_corr.instrument(app)
+
+
+@app.get("/celery")
+async def celery_link() -> dict[str, Any]:
+    from .celery_app import charge
+
+    result = charge.delay(42)
+    return {"task_id": result.id, "request": _ids()}
