@@ -141,11 +141,11 @@ def instrument(app: App, **options: Unpack[Options]) -> App:
     if _is_asgi(app):
         from .asgi import CorrelationMiddleware
 
-        return CorrelationMiddleware(app, runtime=runtime)  # type: ignore[return-value]
+        return CorrelationMiddleware(app, runtime=runtime)  # type: ignore[return-value,arg-type]
     if len(_positional(app)) >= 2:
         from .wsgi import CorrelationWSGIMiddleware
 
-        return CorrelationWSGIMiddleware(app, runtime=runtime)  # type: ignore[return-value]
+        return CorrelationWSGIMiddleware(app, runtime=runtime)  # type: ignore[return-value,arg-type]
     raise ConfigError("app", type(app).__name__, "a FastAPI, Starlette or Flask app, or an ASGI/WSGI callable")
 
 

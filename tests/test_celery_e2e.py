@@ -59,7 +59,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
     def start(env: dict[str, str], *args: str) -> Server:
         log = tmp_path / f"worker-{len(workers)}.log"
-        out = open(log, "w")  # noqa: SIM115 - closed by Server.stop
+        out = open(log, "w")
         argv = [
             sys.executable,
             "-m",
