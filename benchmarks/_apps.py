@@ -3,11 +3,12 @@
 Every configuration is built by :func:`build` from its name.  All of them log
 one line per request through the same root handler (a formatter writing to
 ``/dev/null``), and every tracer provider is an SDK ``TracerProvider`` with a
-real ``BatchSpanProcessor`` around :class:`NoopExporter`, so spans go through
-the normal batching path and are then thrown away.
+real ``BatchSpanProcessor`` around a no-op exporter (``_tracing.py``), so spans
+go through the normal batching path and are then thrown away.  The bare
+configurations never import the SDK.
 
 For the end-to-end mode uvicorn imports ``_apps:app``; the configuration comes
-from the ``OTEL_CORR_BENCH_CONFIG`` environment variable and is built on first
+from the ``BENCH_APP_CONFIG`` environment variable and is built on first
 access (module ``__getattr__``), so importing this module builds nothing.
 """
 
@@ -15,15 +16,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+if TYPE_CHECKING:  # the SDK is imported only by the traced configurations (see _tracing.py)
+    from _tracing import NoopExporter
+    from opentelemetry.sdk.trace import TracerProvider
 
-__all__ = ["APP_CONFIGS", "CONFIG_ENV", "Bench", "NoopExporter", "build", "make_provider", "setup_logging"]
+__all__ = ["APP_CONFIGS", "CONFIG_ENV", "Bench", "build", "setup_logging"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,27 +32,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-CONFIG_ENV = "OTEL_CORR_BENCH_CONFIG"
+CONFIG_ENV = "BENCH_APP_CONFIG"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 BODY = b'{"message":"hello"}'
 _app_log = logging.getLogger("app")
-
-
-class NoopExporter(SpanExporter):
-    """Accept every batch, keep only a count of the spans it saw."""
-
-    def __init__(self) -> None:
-        self.exported = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.exported += len(spans)
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        return None
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
 
 
 @dataclass
@@ -71,16 +55,6 @@ def setup_logging() -> logging.Handler:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     return handler
-
-
-def make_provider(*, set_global: bool) -> tuple[TracerProvider, NoopExporter]:
-    """An SDK provider with a real batch processor around a no-op exporter."""
-    exporter = NoopExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    if set_global:
-        trace.set_tracer_provider(provider)
-    return provider, exporter
 
 
 def fastapi_app(telemetry: dict[str, Any] | None = None) -> Any:
@@ -122,9 +96,11 @@ def _bare_fastapi(handler: logging.Handler) -> Bench:
 
 
 def _otel_corr_fastapi(handler: logging.Handler) -> Bench:
+    import _tracing
+
     import otel_corr
 
-    provider, exporter = make_provider(set_global=False)
+    provider, exporter = _tracing.make_provider(set_global=False)
     app = fastapi_app()
     otel_corr.instrument(app, tracer_provider=provider)
     return Bench(app, provider, exporter)
@@ -132,11 +108,12 @@ def _otel_corr_fastapi(handler: logging.Handler) -> Bench:
 
 def _stacked_fastapi(handler: logging.Handler) -> Bench:
     """asgi-correlation-id + contrib's FastAPI and logging instrumentors, as users stack them today."""
+    import _tracing
     from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.instrumentation.logging import LoggingInstrumentor
 
-    provider, exporter = make_provider(set_global=True)
+    provider, exporter = _tracing.make_provider(set_global=True)
     # A global SDK provider switches FastAPI's native telemetry on; keep only contrib's spans.
     app = fastapi_app({"tracing": False, "operation_spans": False})
     app.add_middleware(CorrelationIdMiddleware)
@@ -150,7 +127,9 @@ def _stacked_fastapi(handler: logging.Handler) -> Bench:
 
 
 def _fastapi_builtin_span(handler: logging.Handler) -> Bench:
-    provider, exporter = make_provider(set_global=True)
+    import _tracing
+
+    provider, exporter = _tracing.make_provider(set_global=True)
     app = fastapi_app({"operation_spans": False, "metrics": False, "logs": False})
     return Bench(app, provider, exporter)
 
@@ -160,10 +139,38 @@ def _bare_asgi(handler: logging.Handler) -> Bench:
 
 
 def _otel_corr_asgi(handler: logging.Handler) -> Bench:
+    import _tracing
+
     import otel_corr
 
-    provider, exporter = make_provider(set_global=False)
+    provider, exporter = _tracing.make_provider(set_global=False)
     return Bench(otel_corr.instrument(raw_asgi_app, tracer_provider=provider), provider, exporter)
+
+
+def _asgi_span_floor(handler: logging.Handler) -> Bench:
+    """The raw app inside a middleware that only starts and ends one plain SDK span.
+
+    ``sdk-span-floor`` measures the same span in a tight loop, where the SDK's
+    code and data stay hot in the CPU caches; this row is that floor paid
+    inside a real request path, interleaved with the app's own work.
+    """
+    import _tracing
+    from opentelemetry.trace import SpanKind
+
+    provider, exporter = _tracing.make_provider(set_global=False)
+    tracer = provider.get_tracer("bench")
+
+    async def span_only(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await raw_asgi_app(scope, receive, send)
+            return
+        span = tracer.start_span("GET /", kind=SpanKind.SERVER)
+        try:
+            await raw_asgi_app(scope, receive, send)
+        finally:
+            span.end()
+
+    return Bench(span_only, provider, exporter)
 
 
 _BUILDERS: dict[str, Callable[[logging.Handler], Bench]] = {
@@ -173,6 +180,7 @@ _BUILDERS: dict[str, Callable[[logging.Handler], Bench]] = {
     "fastapi-builtin-span": _fastapi_builtin_span,
     "bare-asgi": _bare_asgi,
     "otel-corr-asgi": _otel_corr_asgi,
+    "asgi-span-floor": _asgi_span_floor,
 }
 APP_CONFIGS: tuple[str, ...] = tuple(_BUILDERS)
 
@@ -183,7 +191,7 @@ def build(config: str, handler: logging.Handler) -> Bench:
 
 
 def __getattr__(name: str) -> Any:
-    """``_apps:app`` for uvicorn: the configuration named by ``OTEL_CORR_BENCH_CONFIG``."""
+    """``_apps:app`` for uvicorn: the configuration named by ``BENCH_APP_CONFIG``."""
     if name != "app":
         raise AttributeError(name)
     bench = build(os.environ[CONFIG_ENV], setup_logging())

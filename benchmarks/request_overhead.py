@@ -20,6 +20,9 @@ Methodology (in-process, the default mode)
   carried an ``X-Request-ID``.
 * ``sdk-span-floor`` has no app: it times ``start_span(...).end()`` of one SDK
   server span through the same batch processor -- the cost floor of any tracer.
+  In such a tight loop the SDK's code and data stay hot in the CPU caches, so
+  ``asgi-span-floor`` (an extra row) pays the same plain span inside the raw
+  ASGI request path, where it is interleaved with the app's own work.
 * Repetitions are interleaved (``for rep: for config: run``) so slow drift of
   the machine hits every configuration alike; the table shows the median over
   ``--reps`` (default 5), overheads are differences of medians against the
@@ -30,7 +33,8 @@ End-to-end mode (``--e2e``)
 Starts ``python -m uvicorn _apps:app`` (one worker, loopback, no access log)
 for each configuration in turn and drives it with
 ``wrk -t2 -c32 -d<duration>s`` after a short wrk warm-up; repetitions are
-interleaved the same way and the median requests/s is reported.
+interleaved the same way (``--reps``, default 1 to keep the run short) and the
+median requests/s is reported.
 
 Targets are printed with PASS/MISS for information only; the exit code is 0
 unless a worker or server fails.
@@ -69,6 +73,7 @@ CONFIGS = (
     "fastapi-builtin-span",
     "bare-asgi",
     "otel-corr-asgi",
+    "asgi-span-floor",
     FLOOR,
 )
 E2E_CONFIGS = ("bare-fastapi", "otel-corr-fastapi", "stacked-fastapi")
@@ -77,8 +82,24 @@ BASELINE = {
     "stacked-fastapi": "bare-fastapi",
     "fastapi-builtin-span": "bare-fastapi",
     "otel-corr-asgi": "bare-asgi",
+    "asgi-span-floor": "bare-asgi",
 }
 SANITY_REQUESTS = 200
+RESULT_HEADERS = (
+    "config",
+    "median us/req",
+    "min-max",
+    "overhead us",
+    "RSS MB",
+    "dRSS MB",
+    "spans/req",
+    "status",
+    "X-Req-ID",
+)
+LEGEND = """\
+overhead us / dRSS MB: this row's median minus its bare row's (bare-fastapi for the FastAPI rows, bare-asgi
+for otel-corr-asgi and asgi-span-floor); sdk-span-floor shows its own cost.  spans/req, status, X-Req-ID:
+untimed sanity check after the timed loop (200 requests between two force_flush calls, last response)."""
 REQUEST_HEADERS = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench/1.0"), (b"accept", b"*/*")]
 PACKAGES = (
     "otel-corr",
@@ -188,10 +209,11 @@ async def app_worker(config: str, n: int, warmup: int) -> dict[str, Any]:
 def floor_worker(n: int, warmup: int) -> dict[str, Any]:
     """Start and end one SDK server span per iteration through a batch processor, no app."""
     import _apps
+    import _tracing
     from opentelemetry.trace import SpanKind
 
     _apps.setup_logging()
-    provider, exporter = _apps.make_provider(set_global=False)
+    provider, exporter = _tracing.make_provider(set_global=False)
     tracer = provider.get_tracer("bench")
 
     def spans(k: int) -> int:
@@ -375,12 +397,25 @@ def checks(s: dict[str, Summary]) -> list[Check]:
         return rss_delta(s, config) if config in s else None
 
     candidates = [
-        ratio_check("otel-corr-fastapi overhead / stacked-fastapi overhead", oh("otel-corr-fastapi"),
-                    oh("stacked-fastapi"), 0.20),
+        ratio_check(
+            "otel-corr-fastapi overhead / stacked-fastapi overhead",
+            oh("otel-corr-fastapi"),
+            oh("stacked-fastapi"),
+            0.20,
+        ),
         ratio_check("otel-corr-fastapi overhead / sdk-span-floor", oh("otel-corr-fastapi"), oh(FLOOR), 1.5),
         ratio_check("otel-corr-asgi overhead / sdk-span-floor", oh("otel-corr-asgi"), oh(FLOOR), 1.5),
-        below_check("otel-corr-fastapi overhead vs fastapi-builtin-span overhead", oh("otel-corr-fastapi"),
-                    oh("fastapi-builtin-span")),
+        ratio_check(
+            "otel-corr-asgi overhead / asgi-span-floor overhead (extra)",
+            oh("otel-corr-asgi"),
+            oh("asgi-span-floor"),
+            1.5,
+        ),
+        below_check(
+            "otel-corr-fastapi overhead vs fastapi-builtin-span overhead",
+            oh("otel-corr-fastapi"),
+            oh("fastapi-builtin-span"),
+        ),
         rss_check("otel-corr-fastapi RSS - bare-fastapi RSS", rd("otel-corr-fastapi"), 5.0),
         rss_check("otel-corr-asgi RSS - bare-asgi RSS", rd("otel-corr-asgi"), 5.0),
     ]
@@ -402,22 +437,59 @@ def package_versions() -> str:
     return ", ".join(parts)
 
 
-def print_header(mode: str, details: str) -> None:
+def source_state() -> str:
+    """The checkout being measured: commit and whether otel_corr/ has uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--", "otel_corr"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "source: unknown (no git)"
+    return f"source: {commit}" + (" + uncommitted changes in otel_corr/" if dirty else "")
+
+
+def print_header(mode: str, details: str) -> str:
+    """Print what is measured and how; return the source state, to compare at the end."""
+    state = source_state()
     print(f"otel-corr request overhead -- {mode}")
+    print(state)
     print(f"python {platform.python_version()} ({sys.executable}), {os.cpu_count()} CPUs, {platform.platform()}")
     print(package_versions())
     print(details)
-    print()
+    print(flush=True)  # before the progress lines on stderr
+    return state
+
+
+def warn_if_changed(state: str) -> None:
+    """The tree may be edited while a long run goes on: say so rather than mix versions silently."""
+    now = source_state()
+    if now != state:
+        print(f"\nwarning: the checkout changed during the run (started at '{state}', now '{now}')")
 
 
 def run_in_process(configs: Sequence[str], reps: int, n: int, warmup: int) -> None:
-    print_header("in-process", f"N={n} timed requests per repetition (+{warmup} warm-up), median of {reps} "
-                 "interleaved repetitions, one subprocess per configuration and repetition")
+    state = print_header(
+        "in-process",
+        f"N={n} timed requests per repetition (+{warmup} warm-up), median of {reps} "
+        "interleaved repetitions, one subprocess per configuration and repetition",
+    )
     s = summarise(collect(configs, reps, n, warmup))
-    headers = ["config", "median us/req", "min-max", "overhead us", "RSS MB", "dRSS MB", "spans/req", "status", "X-Req-ID"]
-    print(render_table(headers, result_rows(s)))
+    print(render_table(RESULT_HEADERS, result_rows(s)))
+    print(LEGEND)
     print()
     print(render_checks(checks(s)))
+    warn_if_changed(state)
 
 
 # --------------------------------------------------------------------------- end-to-end
@@ -437,9 +509,22 @@ def free_port() -> int:
 
 def start_server(config: str, port: int, log: Any) -> subprocess.Popen[bytes]:
     """uvicorn, one worker, on loopback, serving ``_apps:app`` for ``config``."""
-    cmd = [sys.executable, "-m", "uvicorn", "_apps:app", "--app-dir", str(BENCH_DIR), "--port", str(port),
-           "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"]
-    env = {**child_env(), "OTEL_CORR_BENCH_CONFIG": config}
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "_apps:app",
+        "--app-dir",
+        str(BENCH_DIR),
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    env = {**child_env(), "BENCH_APP_CONFIG": config}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
 
 
@@ -506,8 +591,11 @@ def run_e2e(configs: Sequence[str], reps: int, duration: int) -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: install it (Debian/Ubuntu: apt-get install -y wrk) to run --e2e")
     warmup = max(1, min(2, duration // 2))
-    print_header("end-to-end (uvicorn + wrk)", f"wrk -t2 -c32 -d{duration}s after a {warmup}s wrk warm-up, "
-                 f"median of {reps} interleaved repetitions; {server_flavour()}")
+    state = print_header(
+        "end-to-end (uvicorn + wrk)",
+        f"wrk -t2 -c32 -d{duration}s after a {warmup}s wrk warm-up, "
+        f"median of {reps} interleaved repetitions; {server_flavour()}",
+    )
     rps: dict[str, list[float]] = {c: [] for c in configs}
     notes: dict[str, set[str]] = {c: set() for c in configs}
     for rep in range(reps):
@@ -516,19 +604,33 @@ def run_e2e(configs: Sequence[str], reps: int, duration: int) -> None:
             rps[config].append(result.rps)
             notes[config].update(n for n in [result.problems, "X-Request-ID" if "x-request-id" in headers else ""] if n)
             print(f"  rep {rep + 1}/{reps} {config}: {result.rps:.0f} req/s", file=sys.stderr)
-    print(render_table(["config", "median req/s", "runs", "ratio vs bare", "target", "result", "notes"],
-                       e2e_rows(rps, notes)))
+    print(
+        render_table(
+            ["config", "median req/s", "runs", "ratio vs bare", "target", "result", "notes"], e2e_rows(rps, notes)
+        )
+    )
+    warn_if_changed(state)
 
 
 def e2e_rows(rps: dict[str, list[float]], notes: dict[str, set[str]]) -> list[list[str]]:
-    bare = statistics.median(rps["bare-fastapi"]) if "bare-fastapi" in rps else None
+    """Median requests/s per configuration and its ratio to the configuration's bare row."""
     rows = []
     for config, runs in rps.items():
         median = statistics.median(runs)
-        ratio = None if bare is None or config == "bare-fastapi" else median / bare
+        base = BASELINE.get(config)
+        ratio = median / statistics.median(rps[base]) if base in rps else None
         verdict = "-" if ratio is None else ("PASS" if ratio >= 0.6 else "MISS")
-        rows.append([config, f"{median:.0f}", " ".join(f"{r:.0f}" for r in runs), fmt(ratio),
-                     "-" if ratio is None else ">= 0.60", verdict, ", ".join(sorted(notes[config])) or "-"])
+        rows.append(
+            [
+                config,
+                f"{median:.0f}",
+                " ".join(f"{r:.0f}" for r in runs),
+                fmt(ratio),
+                "-" if ratio is None else ">= 0.60",
+                verdict,
+                ", ".join(sorted(notes[config])) or "-",
+            ]
+        )
     return rows
 
 
@@ -549,7 +651,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="short smoke run (N=2000, reps=2; e2e: 2 s, 1 rep)")
     p.add_argument("-n", "--requests", type=int, default=20_000, help="timed requests per repetition (in-process)")
     p.add_argument("--warmup", type=int, default=2_000, help="untimed warm-up requests per worker (in-process)")
-    p.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 5 in-process, 3 e2e)")
+    p.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 5 in-process, 1 e2e)")
     p.add_argument("--duration", type=int, default=10, help="wrk seconds per measured run (e2e)")
     p.add_argument("--configs", type=config_list, default=None, help="comma-separated subset of configurations")
     p.add_argument("--worker", choices=CONFIGS, help=argparse.SUPPRESS)
@@ -557,7 +659,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.requests, args.warmup, args.duration = 2_000, 500, 2
         args.reps = args.reps or (1 if args.e2e else 2)
-    args.reps = args.reps or (3 if args.e2e else 5)
+    args.reps = args.reps or (1 if args.e2e else 5)
     if min(args.requests, args.reps, args.duration) < 1 or args.warmup < 0:
         p.error("--requests, --reps and --duration must be positive, --warmup non-negative")
     return args
@@ -568,6 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker:
         run_worker(args.worker, args.requests, args.warmup)
     elif args.e2e:
+        if FLOOR in (args.configs or ()):
+            raise SystemExit(f"{FLOOR} has no app to serve; leave it out of --configs with --e2e")
         run_e2e(args.configs or E2E_CONFIGS, args.reps, args.duration)
     else:
         run_in_process(args.configs or CONFIGS, args.reps, args.requests, args.warmup)
