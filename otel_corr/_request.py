@@ -37,7 +37,8 @@ __all__ = ["Runtime", "finish_span"]
 _log = logging.getLogger("otel_corr")
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 _METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
-# The trace ID the next server span must have; set only around tracer.start_span().
+# The trace ID the next server span must have, set only around tracer.start_span():
+# positive when we drew it at random, negative when it came from a request ID.
 _FORCED_TRACE_ID: ContextVar[int] = ContextVar("otel_corr.forced_trace_id", default=0)
 
 
@@ -65,11 +66,15 @@ class _RequestIdGenerator:
         return int(self._inner.generate_span_id())
 
     def generate_trace_id(self) -> int:
-        return _FORCED_TRACE_ID.get() or int(self._inner.generate_trace_id())
+        forced = _FORCED_TRACE_ID.get()
+        return abs(forced) if forced else int(self._inner.generate_trace_id())
 
     def is_trace_id_random(self) -> bool:
         # A request ID is not guaranteed to be random (W3C trace-context level 2).
-        return not _FORCED_TRACE_ID.get() and bool(getattr(self._inner, "is_trace_id_random", lambda: False)())
+        forced = _FORCED_TRACE_ID.get()
+        if forced:
+            return forced > 0
+        return bool(getattr(self._inner, "is_trace_id_random", lambda: False)())
 
 
 def _redact_query(query: str, sanitize: re.Pattern[str]) -> str:
@@ -167,12 +172,24 @@ class Runtime:
         if not parent_sc.is_valid and "traceparent" in carrier:
             rejected.append(f"traceparent header ({len(carrier['traceparent'])} characters)")
 
+        # The trace ID is decided here, before the span starts, so the request ID is known
+        # up front and goes in with the other start attributes (one attribute pass in the SDK).
         forced = 0
-        if not parent_sc.is_valid:
+        random_trace = False
+        if parent_sc.is_valid:
+            if request_id is None:
+                request_id = format_trace_id(parent_sc.trace_id)
+        else:
             if request_id is None:
                 request_id = self._generate()
             if request_id is not None:
                 forced = trace_id_of(request_id) or 0
+            if not forced:
+                forced = random.getrandbits(128) or 1
+                random_trace = True
+            if request_id is None:
+                request_id = format_trace_id(forced)
+        attributes[REQUEST_ID_ATTRIBUTE] = request_id
 
         if method not in _METHODS:
             attributes["http.request.method_original"] = method[:32]
@@ -180,7 +197,7 @@ class Runtime:
         attributes["http.request.method"] = method
         name = "HTTP" if method == "_OTHER" else method
         if forced:
-            token = _FORCED_TRACE_ID.set(forced)
+            token = _FORCED_TRACE_ID.set(forced if random_trace else -forced)
             try:
                 span = self.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
             finally:
@@ -191,13 +208,10 @@ class Runtime:
         if not sc.is_valid or sc.span_id == parent_sc.span_id:
             # A no-op tracer (OTEL_SDK_DISABLED, or a no-op provider): keep the IDs anyway,
             # so that logs, traceresponse and outbound calls still carry one trace.
-            trace_id = parent_sc.trace_id if parent_sc.is_valid else forced or random.getrandbits(128)
+            trace_id = parent_sc.trace_id if parent_sc.is_valid else forced
             flags = parent_sc.trace_flags if parent_sc.is_valid else TraceFlags(0)
             span = NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64), False, flags))
             sc = span.get_span_context()
-        if request_id is None:
-            request_id = format_trace_id(sc.trace_id)
-        span.set_attribute(REQUEST_ID_ATTRIBUTE, request_id)
         token_ctx = otel_context.attach(bind_request_id(request_id, trace.set_span_in_context(span, parent)))
         if rejected:
             # Never the raw value: it is attacker-controlled (log injection, JNDI lookups, secrets).
@@ -238,8 +252,7 @@ class Runtime:
             if port is not None:
                 attributes["server.port"] = port
         if client is not None:
-            attributes["client.address"] = client[0]
-            attributes["client.port"] = client[1]
+            attributes["client.address"] = client[0]  # client.port is opt-in in the conventions
         if user_agent:
             attributes["user_agent.original"] = user_agent[:512]
         if protocol:
@@ -262,19 +275,20 @@ def finish_span(
     span: trace.Span, status: int | None, route: str | None, method: str, exc: BaseException | None
 ) -> None:
     """Set what is known at the end (status, route, error) and end the span."""
+    attributes: dict[str, Any] = {}
     if route is not None:
-        span.set_attribute("http.route", route)
+        attributes["http.route"] = route
         span.update_name(f"{method if method in _METHODS else 'HTTP'} {route}")
     if exc is not None:
         span.record_exception(exc)
-        span.set_attribute("error.type", type(exc).__qualname__)
-        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}"))
+        attributes["error.type"] = type(exc).__qualname__
+        span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
         if status is None:
             status = 500
     if status is not None:
-        span.set_attribute("http.response.status_code", status)
-        if status >= 500:
-            if exc is None:
-                span.set_attribute("error.type", str(status))
-                span.set_status(Status(StatusCode.ERROR))
+        attributes["http.response.status_code"] = status
+        if status >= 500 and exc is None:
+            attributes["error.type"] = str(status)
+            span.set_status(Status(StatusCode.ERROR))
+    span.set_attributes(attributes)
     span.end()

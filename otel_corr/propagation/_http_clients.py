@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._config import DEFAULT_SANITIZE
 from .._context import get_request_id
+from ._import_hooks import when_imported
 from ._tracing import tracer
 
 __all__ = ["install", "uninstall"]
@@ -210,36 +211,27 @@ def _patch(key: str, owner: Any, name: str, make: Any) -> None:
     setattr(owner, name, make(current))
 
 
-def install(libraries: set[str]) -> list[str]:
-    """Wrap the libraries that are installed and named in ``libraries``; returns those wrapped."""
-    done = []
-    if "httpx" in libraries:
-        try:
-            import httpx
-        except ImportError:
-            pass
-        else:
-            if hasattr(httpx.Client, "_send_single_request"):
-                _patch("httpx", httpx.Client, "_send_single_request", _httpx_sync)
-                _patch("httpx-async", httpx.AsyncClient, "_send_single_request", _httpx_async)
-                done.append("httpx")
-    if "requests" in libraries:
-        try:
-            import requests
-        except ImportError:
-            pass
-        else:
-            _patch("requests", requests.Session, "send", _requests_send)
-            done.append("requests")
-    if "aiohttp" in libraries:
-        try:
-            import aiohttp
-        except ImportError:
-            pass
-        else:
-            _patch("aiohttp", aiohttp.ClientSession, "__init__", _aiohttp_init)
-            done.append("aiohttp")
-    return done
+def _patch_httpx(httpx: Any) -> None:
+    if hasattr(httpx.Client, "_send_single_request"):
+        _patch("httpx", httpx.Client, "_send_single_request", _httpx_sync)
+        _patch("httpx-async", httpx.AsyncClient, "_send_single_request", _httpx_async)
+
+
+def _patch_requests(requests: Any) -> None:
+    _patch("requests", requests.Session, "send", _requests_send)
+
+
+def _patch_aiohttp(aiohttp: Any) -> None:
+    _patch("aiohttp", aiohttp.ClientSession, "__init__", _aiohttp_init)
+
+
+_PATCHERS = {"httpx": _patch_httpx, "requests": _patch_requests, "aiohttp": _patch_aiohttp}
+
+
+def install(libraries: set[str]) -> None:
+    """Wrap the named libraries now if imported, else when they are first imported (never importing them)."""
+    for name in sorted(libraries & _PATCHERS.keys()):
+        when_imported(name, _PATCHERS[name])
 
 
 def uninstall() -> None:

@@ -1,0 +1,76 @@
+"""Run a function right after a module is imported, without importing it ourselves.
+
+Instrumenting httpx, requests and aiohttp must not import them: an app that
+uses none pays ~17 MB and hundreds of modules for nothing.  Modules already
+imported are patched at once; the others when (and if) they are imported.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+__all__ = ["when_imported"]
+
+_hooks: dict[str, list[Callable[[ModuleType], None]]] = {}
+_lock = threading.RLock()
+_busy = threading.local()
+
+
+class _Loader(importlib.abc.Loader):
+    def __init__(self, inner: importlib.abc.Loader, name: str) -> None:
+        self._inner = inner
+        self._name = name
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._inner.exec_module(module)
+        with _lock:
+            hooks = _hooks.pop(self._name, [])
+        for hook in hooks:
+            hook(module)
+
+    def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package...
+        return getattr(self._inner, name)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in _hooks or getattr(_busy, "active", False):
+            return None
+        _busy.active = True
+        try:
+            for finder in sys.meta_path:
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec = finder.find_spec(fullname, path, target)
+                if spec is not None and spec.loader is not None:
+                    spec.loader = _Loader(spec.loader, fullname)
+                    return spec
+            return None
+        finally:
+            _busy.active = False
+
+
+_finder = _Finder()
+
+
+def when_imported(name: str, hook: Callable[[ModuleType], None]) -> None:
+    """Call ``hook(module)`` now if ``name`` is imported, else right after its first import."""
+    with _lock:
+        module = sys.modules.get(name)
+        if module is None:
+            _hooks.setdefault(name, []).append(hook)
+            if _finder not in sys.meta_path:
+                sys.meta_path.insert(0, _finder)
+            return
+    hook(module)
