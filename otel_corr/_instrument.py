@@ -167,9 +167,10 @@ def _instrument_starlette(app: Any, runtime: Runtime) -> None:
     telemetry = getattr(app, "_telemetry", None)
     if isinstance(telemetry, dict):
         # FastAPI >= 0.16x traces natively as soon as an SDK provider exists: a server span
-        # plus operation spans.  Ours is the one server span; switch its spans off (metrics
-        # and logs stay as the app configured them).
-        for key in ("tracing", "operation_spans"):
+        # plus operation spans.  Ours is the one server span; switch its spans off, and its
+        # exception log records too while our error line writes them (metrics stay as they are).
+        keys = ["tracing", "operation_spans"] + (["logs"] if runtime.settings.error_log else [])
+        for key in keys:
             if key in telemetry:
                 saved[key] = telemetry[key]
                 telemetry[key] = False

@@ -1,0 +1,282 @@
+"""The backend's HTTP side: OTLP/HTTP ingest and Jaeger's query API (v1 and api_v3).
+
+One ASGI app; ``serve`` binds it to both ports and :func:`dispatch_by_port`
+sends OTLP paths on the OTLP port and everything else on the query port.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ._ids import parse_trace_id
+from ._jaeger import v1_envelope, v1_error, v1_trace, v3_resource_spans
+from ._model import KIND_NAMES, Span
+from ._otlp import BadRequest, TooLarge, decode_logs, decode_spans, decompress, parse_logs, parse_traces
+from ._query import QueryError, go_duration_ns, rfc3339_ns, tags_param
+from ._store import Store, StoreFull
+
+__all__ = ["build_app", "find_trace"]
+
+_KIND_BY_NAME = {v: k for k, v in KIND_NAMES.items() if k}
+
+
+def find_trace(store: Store, text: str) -> tuple[bytes, list[Span]] | None:
+    """A trace by trace ID in any accepted form, else by request ID."""
+    trace_id = parse_trace_id(text)
+    if trace_id is not None:
+        spans = store.trace(trace_id)
+        if spans:
+            return trace_id, spans
+    for candidate in store.traces_for_request(text.strip()[:256], limit=1):
+        spans = store.trace(candidate)
+        if spans:
+            return candidate, spans
+    return None
+
+
+def _otlp_response(request: Request, kind: str, rejected: int, reason: str) -> Response:
+    field = "rejectedSpans" if kind == "traces" else "rejectedLogRecords"
+    partial = {field: str(rejected), "errorMessage": reason} if rejected else {}
+    if request.headers.get("content-type", "").startswith("application/x-protobuf"):
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+        message: Any = ExportTraceServiceResponse() if kind == "traces" else ExportLogsServiceResponse()
+        if rejected:
+            setattr(message.partial_success, "rejected_spans" if kind == "traces" else "rejected_log_records", rejected)
+            message.partial_success.error_message = reason
+        return Response(message.SerializeToString(), media_type="application/x-protobuf")
+    return JSONResponse({"partialSuccess": partial})
+
+
+def _error(request: Request, status: int, message: str) -> Response:
+    # OTLP/HTTP errors carry a google.rpc.Status; the message is the one-line reason.
+    if request.headers.get("content-type", "").startswith("application/x-protobuf"):
+        from google.rpc import status_pb2
+
+        return Response(
+            status_pb2.Status(code=3, message=message).SerializeToString(),
+            status_code=status,
+            media_type="application/x-protobuf",
+        )
+    return JSONResponse({"code": 3, "message": message}, status_code=status)
+
+
+def build_app(store: Store, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
+    """The Starlette app with every route; run it with :func:`otel_corr.server.serve`."""
+
+    async def ingest(request: Request, kind: str) -> Response:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body:  # compressed bodies can only grow: refuse early
+                return _error(request, 413, f"body is over {max_body} bytes")
+        try:
+            raw = decompress(bytes(body), request.headers.get("content-encoding", ""), max_body)
+            ctype = request.headers.get("content-type", "")
+            if kind == "traces":
+                spans, rejected, reason = decode_spans(parse_traces(raw, ctype))
+                logs: list[Any] = []
+            else:
+                logs, rejected, reason = decode_logs(parse_logs(raw, ctype))
+                spans = []
+            store.add(spans, logs)
+        except TooLarge as exc:
+            return _error(request, 413, str(exc))
+        except BadRequest as exc:
+            return _error(request, 400, str(exc))
+        except StoreFull:
+            return Response("store busy, retry", status_code=503, headers={"Retry-After": "1"})
+        return _otlp_response(request, kind, rejected, reason)
+
+    async def v1_traces_post(request: Request) -> Response:
+        return await ingest(request, "traces")
+
+    async def v1_logs_post(request: Request) -> Response:
+        return await ingest(request, "logs")
+
+    # --- Jaeger v1 --------------------------------------------------------------------------
+
+    def v1_json(data: Any, status: int = 200) -> JSONResponse:
+        return JSONResponse(data, status_code=status)
+
+    async def api_services(request: Request) -> Response:
+        services = store.services()
+        return v1_json(v1_envelope(services, total=len(services)))
+
+    async def api_service_operations(request: Request) -> Response:
+        names = sorted({name for name, _ in store.operations(request.path_params["service"])})
+        return v1_json(v1_envelope(names, total=len(names)))
+
+    async def api_operations(request: Request) -> Response:
+        service = request.query_params.get("service")
+        if not service:
+            return v1_json(v1_error(400, "parameter 'service' is required"), 400)
+        kind_name = request.query_params.get("spanKind")
+        kind = _KIND_BY_NAME.get(kind_name) if kind_name else None
+        ops = [{"name": n, "spanKind": KIND_NAMES.get(k, "internal")} for n, k in store.operations(service, kind)]
+        return v1_json(v1_envelope(ops, total=len(ops)))
+
+    def v1_full(trace_id: bytes) -> dict[str, Any] | None:
+        spans = store.trace(trace_id)
+        return v1_trace(spans, store.logs(trace_id)) if spans else None
+
+    async def api_trace(request: Request) -> Response:
+        found = find_trace(store, request.path_params["trace_id"])
+        if found is None:
+            return v1_json(v1_error(404, "trace not found"), 404)
+        trace_id, spans = found
+        return v1_json(v1_envelope([v1_trace(spans, store.logs(trace_id))]))
+
+    async def api_traces(request: Request) -> Response:
+        q = request.query_params
+        try:
+            ids = q.getlist("traceID")
+            if ids:
+                data, errors = [], []
+                for text in ids:
+                    found = find_trace(store, text)
+                    if found is None:
+                        errors.append({"code": 404, "msg": "trace not found", "traceID": text})
+                    else:
+                        data.append(v1_trace(found[1], store.logs(found[0])))
+                return v1_json(v1_envelope(data, errors=errors or None))
+            service = q.get("service")
+            if not service:
+                raise QueryError("parameter 'service' is required")
+            now_us = time.time_ns() // 1000
+            start_us = int(q.get("start") or now_us - 2 * 86_400_000_000)
+            end_us = int(q.get("end") or now_us)
+            min_d = go_duration_ns("minDuration", q["minDuration"]) if q.get("minDuration") else None
+            max_d = go_duration_ns("maxDuration", q["maxDuration"]) if q.get("maxDuration") else None
+            if min_d is not None and max_d is not None and max_d < min_d:
+                raise QueryError("maxDuration must be greater than minDuration")
+            limit = min(int(q.get("limit") or 100), 1500)
+            found_ids = store.search(
+                service=service,
+                operation=q.get("operation") or None,
+                tags=tags_param(q.get("tags"), q.getlist("tag")),
+                start_ns=start_us * 1000,
+                end_ns=end_us * 1000,
+                min_duration_ns=min_d,
+                max_duration_ns=max_d,
+                limit=limit,
+            )
+        except (QueryError, ValueError) as exc:
+            return v1_json(v1_error(400, str(exc)), 400)
+        data = [t for t in (v1_full(i) for i in found_ids) if t is not None]
+        return v1_json(v1_envelope(data))
+
+    async def api_dependencies(request: Request) -> Response:
+        q = request.query_params
+        try:
+            end_ms = int(q.get("endTs") or time.time_ns() // 1_000_000)
+            lookback_ms = int(q.get("lookback") or 86_400_000)
+        except ValueError:
+            return v1_json(v1_error(400, "endTs and lookback must be integers (ms)"), 400)
+        deps = store.dependencies((end_ms - lookback_ms) * 1_000_000, end_ms * 1_000_000)
+        service = q.get("service")
+        data = [{"parent": p, "child": c, "callCount": n} for p, c, n in deps if not service or service in (p, c)]
+        return v1_json(v1_envelope(data))
+
+    # --- Jaeger api_v3 ----------------------------------------------------------------------
+
+    def v3_error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": {"httpCode": status, "message": message}}, status_code=status)
+
+    async def v3_services(request: Request) -> Response:
+        return JSONResponse({"services": store.services()})
+
+    async def v3_operations(request: Request) -> Response:
+        q = request.query_params
+        service = q.get("service")
+        if not service:
+            return v3_error(400, "service is required")
+        kind_name = q.get("spanKind") or q.get("span_kind")
+        kind = _KIND_BY_NAME.get(kind_name) if kind_name else None
+        ops = [{"name": n, "spanKind": KIND_NAMES.get(k, "internal")} for n, k in store.operations(service, kind)]
+        return JSONResponse({"operations": ops})
+
+    async def v3_trace(request: Request) -> Response:
+        found = find_trace(store, request.path_params["trace_id"])
+        if found is None:
+            return v3_error(404, "trace not found")
+        return JSONResponse({"result": {"resourceSpans": v3_resource_spans(found[1])}})
+
+    async def v3_traces(request: Request) -> Response:
+        q = request.query_params
+
+        def param(*names: str) -> str | None:
+            for name in names:
+                if q.get(name):
+                    return q[name]
+            return None
+
+        try:
+            tmin = param("query.startTimeMin", "query.start_time_min")
+            tmax = param("query.startTimeMax", "query.start_time_max")
+            if not tmin or not tmax:
+                raise QueryError("query.start_time_min and query.start_time_max are required")
+            start_ns, end_ns = rfc3339_ns("query.start_time_min", tmin), rfc3339_ns("query.start_time_max", tmax)
+            if end_ns < start_ns:
+                raise QueryError("query.start_time_max is before query.start_time_min")
+            dmin = param("query.durationMin", "query.duration_min")
+            dmax = param("query.durationMax", "query.duration_max")
+            attributes = param("query.attributes")
+            found_ids = store.search(
+                service=param("query.serviceName", "query.service_name"),
+                operation=param("query.operationName", "query.operation_name", "query.span_name"),
+                tags=tags_param(attributes, []),
+                start_ns=start_ns,
+                end_ns=end_ns,
+                min_duration_ns=go_duration_ns("query.duration_min", dmin) if dmin else None,
+                max_duration_ns=go_duration_ns("query.duration_max", dmax) if dmax else None,
+                limit=min(int(param("query.searchDepth", "query.search_depth", "query.num_traces") or 100), 1500),
+            )
+        except (QueryError, ValueError) as exc:
+            return v3_error(400, str(exc))
+        spans = [s for i in found_ids for s in store.trace(i)]
+        if not spans:
+            return v3_error(404, "No traces found")
+        return JSONResponse({"result": {"resourceSpans": v3_resource_spans(spans)}})
+
+    routes = [
+        Route("/v1/traces", v1_traces_post, methods=["POST"]),
+        Route("/v1/logs", v1_logs_post, methods=["POST"]),
+        Route("/api/services", api_services),
+        Route("/api/services/{service:path}/operations", api_service_operations),
+        Route("/api/operations", api_operations),
+        Route("/api/traces", api_traces),
+        Route("/api/traces/{trace_id}", api_trace),
+        Route("/api/dependencies", api_dependencies),
+        Route("/api/v3/services", v3_services),
+        Route("/api/v3/operations", v3_operations),
+        Route("/api/v3/traces", v3_traces),
+        Route("/api/v3/traces/{trace_id}", v3_trace),
+    ]
+    return Starlette(routes=routes)
+
+
+def dispatch_by_port(app: Callable[..., Awaitable[None]], otlp_port: int) -> Callable[..., Awaitable[None]]:
+    """OTLP paths only on the OTLP port; everything else only on the query port."""
+
+    async def dispatch(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            server = scope.get("server") or ("", 0)
+            on_otlp_port = server[1] == otlp_port
+            if on_otlp_port != scope["path"].startswith("/v1/"):
+                await send(
+                    {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]}
+                )
+                await send({"type": "http.response.body", "body": b"Not Found"})
+                return
+        await app(scope, receive, send)
+
+    return dispatch

@@ -1,0 +1,48 @@
+"""The records the backend stores and returns: one shape for spans, one for log records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["KIND_NAMES", "LogRecord", "Span"]
+
+#: OTLP span kinds (1..5) as Jaeger's ``span.kind`` tag spells them.
+KIND_NAMES = {0: "internal", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
+
+
+@dataclass(slots=True)
+class Span:
+    trace_id: bytes
+    span_id: bytes
+    parent_id: bytes | None
+    service: str
+    name: str
+    kind: int
+    start_ns: int
+    duration_ns: int
+    status: int  # 0 unset, 1 ok, 2 error
+    request_id: str | None = None
+    scope: str = ""
+    scope_version: str = ""
+    status_message: str = ""
+    trace_state: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)  # {"t": ns, "n": name, "a": {...}}
+    links: list[dict[str, Any]] = field(default_factory=list)  # {"t": hex, "s": hex, "a": {...}}
+    resource: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class LogRecord:
+    time_ns: int
+    severity_number: int
+    severity_text: str
+    body: str
+    service: str
+    trace_id: bytes | None = None
+    span_id: bytes | None = None
+    logger: str = ""
+    request_id: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    resource: dict[str, Any] = field(default_factory=dict)

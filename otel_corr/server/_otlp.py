@@ -1,0 +1,213 @@
+"""OTLP decoding: protobuf or JSON bodies (gzip or not) into :mod:`._model` records.
+
+Every limit is checked before anything is stored, and every failure is a
+:class:`BadRequest` with a one-line reason (HTTP 400) or :class:`TooLarge`
+(HTTP 413): the body limit applies *after* decompression, read in bounded
+chunks, so a gzip bomb costs at most the limit in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from .._ids import REQUEST_ID_ATTRIBUTE
+from ._model import LogRecord, Span
+
+__all__ = ["BadRequest", "TooLarge", "decode_logs", "decode_spans", "decompress", "parse_logs", "parse_traces"]
+
+MAX_ATTRIBUTES = 1000
+MAX_VALUE_BYTES = 64 * 1024
+
+
+class BadRequest(ValueError):
+    """The body is not valid OTLP (the message is the one-line reason)."""
+
+
+class TooLarge(ValueError):
+    """The (decompressed) body is over the limit."""
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Undo ``Content-Encoding`` (gzip, deflate or none) without ever holding more than ``limit`` bytes."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        if len(body) > limit:
+            raise TooLarge(f"body is {len(body)} bytes; the limit is {limit}")
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise BadRequest(f"unsupported Content-Encoding {encoding[:32]!r}: use gzip, deflate or none")
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"invalid {encoding} data: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise TooLarge(f"body is over {limit} bytes after decompression")
+    if not inflater.eof:
+        raise BadRequest(f"truncated {encoding} data")
+    return out
+
+
+def _hex_ids_to_base64(node: Any) -> Any:
+    """OTLP/JSON writes IDs as hex; protobuf's JSON parser expects base64."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
+                try:
+                    node[key] = base64.b64encode(bytes.fromhex(value)).decode() if value else ""
+                except ValueError:
+                    raise BadRequest(f"{key} {value[:40]!r} is not hex") from None
+            else:
+                _hex_ids_to_base64(value)
+    elif isinstance(node, list):
+        for item in node:
+            _hex_ids_to_base64(item)
+    return node
+
+
+def _parse(body: bytes, content_type: str, message: Any) -> Any:
+    ctype = content_type.split(";")[0].strip().lower()
+    try:
+        if ctype == "application/x-protobuf":
+            message.ParseFromString(body)
+        elif ctype == "application/json":
+            json_format.ParseDict(_hex_ids_to_base64(json.loads(body)), message, ignore_unknown_fields=True)
+        else:
+            raise BadRequest(f"unsupported Content-Type {ctype[:64]!r}: use application/x-protobuf or application/json")
+    except BadRequest:
+        raise
+    except (DecodeError, json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        kind = "protobuf" if ctype == "application/x-protobuf" else "JSON"
+        raise BadRequest(
+            f"invalid OTLP {kind}: {str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}"
+        ) from None
+    return message
+
+
+def parse_traces(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+    return _parse(body, content_type, ExportTraceServiceRequest())  # type: ignore[no-any-return]
+
+
+def parse_logs(body: bytes, content_type: str) -> ExportLogsServiceRequest:
+    return _parse(body, content_type, ExportLogsServiceRequest())  # type: ignore[no-any-return]
+
+
+def _value(v: Any) -> Any:
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        if len(v.string_value) > MAX_VALUE_BYTES:
+            raise BadRequest(f"an attribute value is {len(v.string_value)} characters; the limit is {MAX_VALUE_BYTES}")
+        return v.string_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "int_value":
+        return v.int_value
+    if kind == "double_value":
+        return v.double_value
+    if kind == "array_value":
+        return [_value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return _attributes(v.kvlist_value.values)
+    if kind == "bytes_value":
+        if len(v.bytes_value) > MAX_VALUE_BYTES:
+            raise BadRequest(f"a bytes value is {len(v.bytes_value)} bytes; the limit is {MAX_VALUE_BYTES}")
+        return base64.b64encode(v.bytes_value).decode()
+    return None
+
+
+def _attributes(kvs: Any) -> dict[str, Any]:
+    if len(kvs) > MAX_ATTRIBUTES:
+        raise BadRequest(f"{len(kvs)} attributes on one item; the limit is {MAX_ATTRIBUTES}")
+    return {kv.key: _value(kv.value) for kv in kvs}
+
+
+def _id(raw: bytes, size: int, what: str, allow_empty: bool = False) -> bytes | None:
+    if not raw and allow_empty:
+        return None
+    if len(raw) != size or not any(raw):
+        raise BadRequest(f"{what} must be {size} bytes and not all zero (got {len(raw)} bytes)")
+    return raw
+
+
+def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], int, str]:
+    """Records for every valid span; returns (spans, rejected count, reason for the rejections)."""
+    spans: list[Span] = []
+    rejected = 0
+    reason = ""
+    for rs in request.resource_spans:
+        resource = _attributes(rs.resource.attributes)
+        service = str(resource.get("service.name") or "unknown_service")
+        for ss in rs.scope_spans:
+            scope, version = ss.scope.name, ss.scope.version
+            for s in ss.spans:
+                trace_id = _id(s.trace_id, 16, "traceId")
+                span_id = _id(s.span_id, 8, "spanId")
+                parent = _id(s.parent_span_id, 8, "parentSpanId", allow_empty=True)
+                if s.end_time_unix_nano < s.start_time_unix_nano:
+                    rejected += 1
+                    reason = "a span ends before it starts"
+                    continue
+                attributes = _attributes(s.attributes)
+                rid = attributes.get(REQUEST_ID_ATTRIBUTE)
+                spans.append(
+                    Span(
+                        trace_id=trace_id,  # type: ignore[arg-type]
+                        span_id=span_id,  # type: ignore[arg-type]
+                        parent_id=parent,
+                        service=service,
+                        name=s.name[:1024],
+                        kind=s.kind,
+                        start_ns=s.start_time_unix_nano,
+                        duration_ns=s.end_time_unix_nano - s.start_time_unix_nano,
+                        status=s.status.code,
+                        status_message=s.status.message[:1024],
+                        request_id=str(rid)[:256] if rid is not None else None,
+                        scope=scope,
+                        scope_version=version,
+                        trace_state=s.trace_state[:512],
+                        attributes=attributes,
+                        events=[{"t": e.time_unix_nano, "n": e.name, "a": _attributes(e.attributes)} for e in s.events],
+                        links=[
+                            {"t": link.trace_id.hex(), "s": link.span_id.hex(), "a": _attributes(link.attributes)}
+                            for link in s.links
+                        ],
+                        resource=resource,
+                    )
+                )
+    return spans, rejected, reason
+
+
+def decode_logs(request: ExportLogsServiceRequest) -> tuple[list[LogRecord], int, str]:
+    records: list[LogRecord] = []
+    for rl in request.resource_logs:
+        resource = _attributes(rl.resource.attributes)
+        service = str(resource.get("service.name") or "unknown_service")
+        for sl in rl.scope_logs:
+            for r in sl.log_records:
+                attributes = _attributes(r.attributes)
+                body = _value(r.body)
+                rid = attributes.get(REQUEST_ID_ATTRIBUTE)
+                records.append(
+                    LogRecord(
+                        time_ns=r.time_unix_nano or r.observed_time_unix_nano,
+                        severity_number=r.severity_number,
+                        severity_text=r.severity_text[:32],
+                        body=body if isinstance(body, str) else json.dumps(body, default=str),
+                        service=service,
+                        trace_id=_id(r.trace_id, 16, "traceId", allow_empty=True),
+                        span_id=_id(r.span_id, 8, "spanId", allow_empty=True),
+                        logger=sl.scope.name,
+                        request_id=str(rid)[:256] if rid is not None else None,
+                        attributes=attributes,
+                        resource=resource,
+                    )
+                )
+    return records, 0, ""

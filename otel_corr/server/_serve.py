@@ -1,0 +1,125 @@
+"""``otel-corr serve``: the store, OTLP/HTTP + query API on uvicorn, OTLP/gRPC, retention, in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import ConfigError
+
+__all__ = ["ServeConfig", "default_db_path", "run"]
+
+_log = logging.getLogger("otel_corr.server")
+
+
+def default_db_path() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "otel-corr" / "traces.db"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 16686
+    otlp_http_port: int = 4318
+    otlp_grpc_port: int = 4317
+    db: Path = Path()
+    retention_ns: int | None = 7 * 86_400 * 1_000_000_000
+    max_spans: int | None = None
+    max_body: int = 16 * 1024 * 1024
+    allow_remote: bool = False
+
+    def check(self) -> None:
+        try:
+            loopback = self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback and not self.allow_remote:
+            raise ConfigError(
+                "--host",
+                self.host,
+                "a loopback address (127.0.0.1, ::1), or --allow-remote to listen beyond this machine",
+            )
+        ports = [self.port, self.otlp_http_port, self.otlp_grpc_port]
+        if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
+            raise ConfigError("ports", ports, "three different ports between 1 and 65535")
+
+
+def _socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(512)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _retention(store: Any, config: ServeConfig) -> None:
+    while True:
+        await asyncio.sleep(60)
+        try:
+            await asyncio.to_thread(store.prune, max_age_ns=config.retention_ns, max_spans=config.max_spans)
+        except Exception:
+            _log.exception("otel-corr serve: retention failed")
+
+
+def run(config: ServeConfig) -> None:
+    """Serve until SIGINT/SIGTERM; the store is flushed and closed on the way out."""
+    import uvicorn
+
+    from ._app import build_app, dispatch_by_port
+    from ._grpc import start_grpc
+    from ._store import Store
+
+    config.check()
+    if config.allow_remote:
+        _log.warning("otel-corr serve: listening on %s: anyone who can reach it can read and write traces", config.host)
+    sockets = [_socket(config.host, config.port), _socket(config.host, config.otlp_http_port)]
+    store = Store(config.db)
+    grpc_server = start_grpc(store, config.host, config.otlp_grpc_port, config.max_body)
+    app = dispatch_by_port(build_app(store, max_body=config.max_body), config.otlp_http_port)
+    retention_task: asyncio.Task[None] | None = None
+
+    async def lifespan_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal retention_task
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                retention_task = asyncio.create_task(_retention(store, config))
+                await asyncio.to_thread(store.prune, max_age_ns=config.retention_ns, max_spans=config.max_spans)
+                await send({"type": "lifespan.startup.complete"})
+                print(
+                    f"otel-corr serve: UI and Jaeger API http://{config.host}:{config.port}  "
+                    f"OTLP/HTTP http://{config.host}:{config.otlp_http_port}  "
+                    f"OTLP/gRPC {config.host}:{config.otlp_grpc_port}  store {config.db}",
+                    flush=True,
+                )
+            elif message["type"] == "lifespan.shutdown":
+                if retention_task is not None:
+                    retention_task.cancel()
+                grpc_server.stop(2).wait(5)
+                await asyncio.to_thread(store.close)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    server = uvicorn.Server(
+        uvicorn.Config(lifespan_app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, access_log=False)
+    )
+    started = time.monotonic()
+    server.run(sockets=sockets)
+    _log.debug("otel-corr serve: stopped after %.1fs", time.monotonic() - started)

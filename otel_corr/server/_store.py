@@ -1,0 +1,424 @@
+"""The embedded store: one SQLite file (WAL), written by one thread in batched transactions.
+
+Why SQLite: it ships with Python, keeps everything in one file that survives
+restarts, and in WAL mode readers never wait for the writer.  Spans are
+clustered by trace (``WITHOUT ROWID`` primary key ``(trace_id, span_id)``), so
+a trace lookup reads adjacent pages; the request ID, service/operation/time and
+root-span indexes serve the other lookups.  Attributes, events and links are
+one compact JSON column per span.
+
+Ingest never touches the database on the event loop: decoded records are put
+on a bounded queue and the writer thread commits them in batches.  A full
+queue is reported to the sender as "retry later" (HTTP 503 / gRPC
+UNAVAILABLE), which OTLP exporters honour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._model import LogRecord, Span
+
+__all__ = ["Store", "StoreFull"]
+
+_log = logging.getLogger("otel_corr.server")
+
+_SCHEMA = """
+PRAGMA journal_mode=WAL;
+CREATE TABLE IF NOT EXISTS resources(
+    id INTEGER PRIMARY KEY, digest TEXT UNIQUE NOT NULL, service TEXT NOT NULL, attributes TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS spans(
+    trace_id BLOB NOT NULL, span_id BLOB NOT NULL, parent_id BLOB, resource_id INTEGER NOT NULL,
+    service TEXT NOT NULL, name TEXT NOT NULL, kind INTEGER NOT NULL, start_ns INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL, status INTEGER NOT NULL, request_id TEXT, scope TEXT NOT NULL,
+    detail TEXT NOT NULL, PRIMARY KEY (trace_id, span_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS spans_request ON spans(request_id) WHERE request_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS spans_service ON spans(service, start_ns);
+CREATE INDEX IF NOT EXISTS spans_operation ON spans(service, name, start_ns);
+CREATE INDEX IF NOT EXISTS spans_roots ON spans(start_ns) WHERE parent_id IS NULL;
+CREATE TABLE IF NOT EXISTS logs(
+    id INTEGER PRIMARY KEY, trace_id BLOB, span_id BLOB, time_ns INTEGER NOT NULL, severity INTEGER NOT NULL,
+    severity_text TEXT NOT NULL, body TEXT NOT NULL, logger TEXT NOT NULL, request_id TEXT,
+    resource_id INTEGER NOT NULL, attributes TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_trace ON logs(trace_id, time_ns) WHERE trace_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS logs_time ON logs(time_ns);
+"""
+
+_SPAN_COLUMNS = (
+    "trace_id, span_id, parent_id, resource_id, service, name, kind, start_ns, duration_ns, status, request_id, "
+    "scope, detail"
+)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+class StoreFull(Exception):
+    """The ingest queue is full: the sender should retry later."""
+
+
+class Store:
+    """One SQLite file; ``add`` never blocks on disk, queries run on per-thread read connections."""
+
+    def __init__(self, path: str | Path, *, queue_size: int = 256) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._queue: queue.Queue[tuple[list[Span], list[LogRecord]] | None] = queue.Queue(queue_size)
+        self._resources: dict[str, int] = {}
+        self._pending = 0
+        self._idle = threading.Condition()
+        writer = self._connect()
+        writer.executescript(_SCHEMA)
+        writer.commit()
+        self._writer_conn = writer
+        self._thread = threading.Thread(target=self._run, name="otel-corr-store", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def add(self, spans: list[Span], logs: list[LogRecord] | None = None) -> None:
+        """Queue records for the writer; raises :class:`StoreFull` instead of blocking."""
+        with self._idle:
+            self._pending += 1
+        try:
+            self._queue.put_nowait((spans, logs or []))
+        except queue.Full:
+            with self._idle:
+                self._pending -= 1
+            raise StoreFull from None
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything queued so far is committed."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def close(self) -> None:
+        self.flush()
+        self._queue.put(None)
+        self._thread.join(30)
+        self._writer_conn.close()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < 64:  # one transaction for whatever else is waiting
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                batch.append(more)
+            try:
+                self._write(batch)
+            except Exception:  # never let one bad batch stop the writer
+                _log.exception("otel-corr serve: could not store a batch")
+            finally:
+                with self._idle:
+                    self._pending -= len(batch)
+                    self._idle.notify_all()
+
+    def _resource_id(self, conn: sqlite3.Connection, service: str, attributes: dict[str, Any]) -> int:
+        text = _dumps(attributes)
+        digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        rid = self._resources.get(digest)
+        if rid is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO resources(digest, service, attributes) VALUES (?, ?, ?)", (digest, service, text)
+            )
+            rid = conn.execute("SELECT id FROM resources WHERE digest = ?", (digest,)).fetchone()[0]
+            self._resources[digest] = rid
+        return int(rid)
+
+    def _write(self, batch: Sequence[tuple[list[Span], list[LogRecord]]]) -> None:
+        conn = self._writer_conn
+        span_rows = []
+        log_rows = []
+        resource_ids: dict[int, int] = {}
+        for spans, logs in batch:
+            for s in spans:
+                key = id(s.resource)
+                rid = resource_ids.get(key)
+                if rid is None:
+                    rid = resource_ids[key] = self._resource_id(conn, s.service, s.resource)
+                detail: dict[str, Any] = {"a": s.attributes}
+                if s.events:
+                    detail["e"] = s.events
+                if s.links:
+                    detail["l"] = s.links
+                if s.status_message:
+                    detail["m"] = s.status_message
+                if s.scope_version:
+                    detail["v"] = s.scope_version
+                if s.trace_state:
+                    detail["s"] = s.trace_state
+                span_rows.append(
+                    (
+                        s.trace_id,
+                        s.span_id,
+                        s.parent_id,
+                        rid,
+                        s.service,
+                        s.name,
+                        s.kind,
+                        s.start_ns,
+                        s.duration_ns,
+                        s.status,
+                        s.request_id,
+                        s.scope,
+                        _dumps(detail),
+                    )
+                )
+            for r in logs:
+                key = id(r.resource)
+                rid = resource_ids.get(key)
+                if rid is None:
+                    rid = resource_ids[key] = self._resource_id(conn, r.service, r.resource)
+                log_rows.append(
+                    (
+                        r.trace_id,
+                        r.span_id,
+                        r.time_ns,
+                        r.severity_number,
+                        r.severity_text,
+                        r.body,
+                        r.logger,
+                        r.request_id,
+                        rid,
+                        _dumps(r.attributes),
+                    )
+                )
+        with conn:
+            if span_rows:
+                conn.executemany(
+                    f"INSERT OR REPLACE INTO spans({_SPAN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", span_rows
+                )
+            if log_rows:
+                conn.executemany(
+                    "INSERT INTO logs(trace_id, span_id, time_ns, severity, severity_text, body, logger, request_id,"
+                    " resource_id, attributes) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    log_rows,
+                )
+
+    def prune(self, *, max_age_ns: int | None = None, max_spans: int | None = None) -> int:
+        """Delete what retention no longer keeps (whole traces by age, oldest spans by count)."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            removed = 0
+            with conn:
+                if max_age_ns is not None:
+                    cutoff = time.time_ns() - max_age_ns
+                    removed += conn.execute("DELETE FROM spans WHERE start_ns < ?", (cutoff,)).rowcount
+                    conn.execute("DELETE FROM logs WHERE time_ns < ?", (cutoff,))
+                if max_spans is not None:
+                    count = conn.execute("SELECT count(*) FROM spans").fetchone()[0]
+                    if count > max_spans:
+                        row = conn.execute(
+                            "SELECT start_ns FROM spans ORDER BY start_ns LIMIT 1 OFFSET ?", (count - max_spans,)
+                        ).fetchone()
+                        if row is not None:
+                            removed += conn.execute("DELETE FROM spans WHERE start_ns < ?", (row[0],)).rowcount
+                            conn.execute("DELETE FROM logs WHERE time_ns < ?", (row[0],))
+            return removed
+
+        return work(self._read())  # a separate connection: WAL lets it write between writer batches
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _read(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _spans(self, sql: str, params: Iterable[Any]) -> list[Span]:
+        rows = (
+            self._read()
+            .execute(
+                f"SELECT s.trace_id, s.span_id, s.parent_id, s.service, s.name, s.kind, s.start_ns, s.duration_ns, "
+                f"s.status, s.request_id, s.scope, s.detail, r.attributes FROM spans s "
+                f"JOIN resources r ON r.id = s.resource_id {sql}",
+                tuple(params),
+            )
+            .fetchall()
+        )
+        out = []
+        for row in rows:
+            detail = json.loads(row[11])
+            out.append(
+                Span(
+                    trace_id=row[0],
+                    span_id=row[1],
+                    parent_id=row[2],
+                    service=row[3],
+                    name=row[4],
+                    kind=row[5],
+                    start_ns=row[6],
+                    duration_ns=row[7],
+                    status=row[8],
+                    request_id=row[9],
+                    scope=row[10],
+                    attributes=detail.get("a", {}),
+                    events=detail.get("e", []),
+                    links=detail.get("l", []),
+                    status_message=detail.get("m", ""),
+                    scope_version=detail.get("v", ""),
+                    trace_state=detail.get("s", ""),
+                    resource=json.loads(row[12]),
+                )
+            )
+        return out
+
+    def trace(self, trace_id: bytes) -> list[Span]:
+        """Every span of one trace, in start order."""
+        return self._spans("WHERE s.trace_id = ? ORDER BY s.start_ns", (trace_id,))
+
+    def traces_for_request(self, request_id: str, limit: int = 20) -> list[bytes]:
+        """Trace IDs whose spans carry ``request_id``, newest first."""
+        rows = (
+            self._read()
+            .execute(
+                "SELECT trace_id, max(start_ns) m FROM spans WHERE request_id = ?"
+                " GROUP BY trace_id ORDER BY m DESC LIMIT ?",
+                (request_id, limit),
+            )
+            .fetchall()
+        )
+        return [r[0] for r in rows]
+
+    def logs(self, trace_id: bytes) -> list[LogRecord]:
+        """The log records of one trace, in time order."""
+        rows = (
+            self._read()
+            .execute(
+                "SELECT l.trace_id, l.span_id, l.time_ns, l.severity, l.severity_text, l.body, l.logger, l.request_id,"
+                " l.attributes, r.service, r.attributes FROM logs l JOIN resources r ON r.id = l.resource_id"
+                " WHERE l.trace_id = ? ORDER BY l.time_ns",
+                (trace_id,),
+            )
+            .fetchall()
+        )
+        return [
+            LogRecord(
+                trace_id=r[0],
+                span_id=r[1],
+                time_ns=r[2],
+                severity_number=r[3],
+                severity_text=r[4],
+                body=r[5],
+                logger=r[6],
+                request_id=r[7],
+                attributes=json.loads(r[8]),
+                service=r[9],
+                resource=json.loads(r[10]),
+            )
+            for r in rows
+        ]
+
+    def services(self) -> list[str]:
+        return [r[0] for r in self._read().execute("SELECT DISTINCT service FROM resources ORDER BY service")]
+
+    def operations(self, service: str, kind: int | None = None) -> list[tuple[str, int]]:
+        sql = "SELECT DISTINCT name, kind FROM spans WHERE service = ?"
+        params: list[Any] = [service]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        return [(r[0], r[1]) for r in self._read().execute(sql + " ORDER BY name", params)]
+
+    def search(
+        self,
+        *,
+        service: str | None = None,
+        operation: str | None = None,
+        tags: dict[str, str] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        min_duration_ns: int | None = None,
+        max_duration_ns: int | None = None,
+        limit: int = 20,
+    ) -> list[bytes]:
+        """Trace IDs with a span matching every criterion, newest first."""
+        where = []
+        params: list[Any] = []
+        if service:
+            where.append("service = ?")
+            params.append(service)
+        if operation:
+            where.append("name = ?")
+            params.append(operation)
+        if start_ns is not None:
+            where.append("start_ns >= ?")
+            params.append(start_ns)
+        if end_ns is not None:
+            where.append("start_ns <= ?")
+            params.append(end_ns)
+        if min_duration_ns is not None:
+            where.append("duration_ns >= ?")
+            params.append(min_duration_ns)
+        if max_duration_ns is not None:
+            where.append("duration_ns <= ?")
+            params.append(max_duration_ns)
+        for key, value in (tags or {}).items():
+            if key == "error" and value == "true":
+                where.append("status = 2")
+            elif key in ("request.id", "request_id"):
+                where.append("request_id = ?")
+                params.append(value)
+            else:
+                where.append("CAST(json_extract(detail, ?) AS TEXT) = ?")
+                params.extend([f'$.a."{key}"', value])
+        sql = "SELECT trace_id, max(start_ns) m FROM spans"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " GROUP BY trace_id ORDER BY m DESC LIMIT ?"
+        params.append(limit)
+        return [r[0] for r in self._read().execute(sql, params)]
+
+    def dependencies(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int]]:
+        """(parent service, child service, calls) for parent/child spans of different services."""
+        rows = (
+            self._read()
+            .execute(
+                "SELECT p.service, c.service, count(*) FROM spans c JOIN spans p"
+                " ON p.trace_id = c.trace_id AND p.span_id = c.parent_id"
+                " WHERE c.start_ns BETWEEN ? AND ? AND p.service != c.service GROUP BY 1, 2 ORDER BY 1, 2",
+                (start_ns, end_ns),
+            )
+            .fetchall()
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def stats(self) -> dict[str, int]:
+        conn = self._read()
+        return {
+            "spans": conn.execute("SELECT count(*) FROM spans").fetchone()[0],
+            "logs": conn.execute("SELECT count(*) FROM logs").fetchone()[0],
+            "bytes": self.path.stat().st_size,
+        }
