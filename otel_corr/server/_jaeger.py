@@ -110,7 +110,6 @@ def v1_trace(spans: list[Span], logs: list[LogRecord]) -> dict[str, Any]:
                 "logs": span_logs,
                 "processID": pid,
                 "warnings": None,
-                "flags": 1,
             }
         )
     return {"traceID": trace_hex, "spans": out_spans, "processes": processes, "warnings": None}
