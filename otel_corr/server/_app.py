@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -21,6 +22,7 @@ from ._model import KIND_NAMES, Span
 from ._otlp import BadRequest, TooLarge, decode_logs, decode_spans, decompress, parse_logs, parse_traces
 from ._query import QueryError, go_duration_ns, rfc3339_ns, tags_param
 from ._store import Store, StoreFull
+from ._ui import SecurityHeaders, ui_routes
 
 __all__ = ["build_app", "find_trace"]
 
@@ -260,8 +262,9 @@ def build_app(store: Store, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
         Route("/api/v3/operations", v3_operations),
         Route("/api/v3/traces", v3_traces),
         Route("/api/v3/traces/{trace_id}", v3_trace),
+        *ui_routes(store, find_trace),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
 
 
 def dispatch_by_port(app: Callable[..., Awaitable[None]], otlp_port: int) -> Callable[..., Awaitable[None]]:

@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS spans(
 CREATE INDEX IF NOT EXISTS spans_request ON spans(request_id) WHERE request_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_service ON spans(service, start_ns);
 CREATE INDEX IF NOT EXISTS spans_operation ON spans(service, name, start_ns);
-CREATE INDEX IF NOT EXISTS spans_roots ON spans(start_ns) WHERE parent_id IS NULL;
+CREATE INDEX IF NOT EXISTS spans_start ON spans(start_ns);
 CREATE TABLE IF NOT EXISTS logs(
     id INTEGER PRIMARY KEY, trace_id BLOB, span_id BLOB, time_ns INTEGER NOT NULL, severity INTEGER NOT NULL,
     severity_text TEXT NOT NULL, body TEXT NOT NULL, logger TEXT NOT NULL, request_id TEXT,
@@ -414,6 +414,57 @@ class Store:
             .fetchall()
         )
         return [(r[0], r[1], r[2]) for r in rows]
+
+    def entries(
+        self,
+        *,
+        service: str | None = None,
+        name_like: str | None = None,
+        errors_only: bool = False,
+        min_duration_ns: int | None = None,
+        since_ns: int | None = None,
+        limit: int = 50,
+    ) -> list[Span]:
+        """The spans where requests entered the system, newest first.
+
+        A root span, or a SERVER span whose parent is not stored (the caller sent a
+        traceparent from outside): one row per request as a user thinks of it.
+        """
+        where = [
+            "(s.parent_id IS NULL OR (s.kind = 2 AND NOT EXISTS ("
+            "SELECT 1 FROM spans p WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_id)))"
+        ]
+        params: list[Any] = []
+        if service:
+            where.append("s.service = ?")
+            params.append(service)
+        if name_like:
+            where.append("s.name LIKE ? ESCAPE '\\'")
+            params.append("%" + name_like.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if errors_only:
+            where.append("s.status = 2")
+        if min_duration_ns is not None:
+            where.append("s.duration_ns >= ?")
+            params.append(min_duration_ns)
+        if since_ns is not None:
+            where.append("s.start_ns >= ?")
+            params.append(since_ns)
+        params.append(limit)
+        return self._spans("WHERE " + " AND ".join(where) + " ORDER BY s.start_ns DESC LIMIT ?", params)
+
+    def entry_stats(self, since_ns: int) -> list[tuple[str, str, int, int, int]]:
+        """(service, name, start_ns, duration_ns, status) of every entry span since ``since_ns``."""
+        rows = (
+            self._read()
+            .execute(
+                "SELECT s.service, s.name, s.start_ns, s.duration_ns, s.status FROM spans s WHERE s.start_ns >= ? AND"
+                " (s.parent_id IS NULL OR (s.kind = 2 AND NOT EXISTS ("
+                "SELECT 1 FROM spans p WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_id)))",
+                (since_ns,),
+            )
+            .fetchall()
+        )
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     def stats(self) -> dict[str, int]:
         conn = self._read()

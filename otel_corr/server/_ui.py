@@ -1,0 +1,247 @@
+"""The page: static assets shipped in the package, and the small JSON API it reads.
+
+Everything a span or a log record carries is attacker-controlled (headers,
+paths, messages).  The page builds its DOM with text nodes only, and every
+response of the query port carries a strict Content-Security-Policy: no inline
+script, no inline style attribute, nothing from another origin.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from importlib.resources import files
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._model import KIND_NAMES, LogRecord, Span
+from ._store import Store
+
+__all__ = ["SecurityHeaders", "ui_routes"]
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+_STATIC = files("otel_corr.server") / "static"
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".html": "text/html; charset=utf-8",
+    ".png": "image/png",
+}
+_STATUS_CLASSES = {"2xx": (200, 300), "3xx": (300, 400), "4xx": (400, 500), "5xx": (500, 600)}
+
+
+class SecurityHeaders:
+    """Pure ASGI: add the CSP and friends to every HTTP response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _status_code(span: Span) -> int | None:
+    value = span.attributes.get("http.response.status_code")
+    return value if isinstance(value, int) else None
+
+
+def _row(span: Span) -> dict[str, Any]:
+    return {
+        "trace_id": span.trace_id.hex(),
+        "time_ns": str(span.start_ns),
+        "service": span.service,
+        "name": span.name,
+        "method": span.attributes.get("http.request.method"),
+        "route": span.attributes.get("http.route"),
+        "status": _status_code(span),
+        "error": span.status == 2,
+        "duration_ms": round(span.duration_ns / 1e6, 3),
+        "request_id": span.request_id,
+    }
+
+
+def _span(span: Span) -> dict[str, Any]:
+    return {
+        "span_id": span.span_id.hex(),
+        "parent_id": span.parent_id.hex() if span.parent_id else None,
+        "service": span.service,
+        "name": span.name,
+        "kind": KIND_NAMES.get(span.kind, "internal"),
+        "start_ns": str(span.start_ns),
+        "duration_ns": str(span.duration_ns),
+        "status": {0: "unset", 1: "ok", 2: "error"}.get(span.status, "unset"),
+        "status_message": span.status_message,
+        "request_id": span.request_id,
+        "attributes": span.attributes,
+        "events": [{"time_ns": str(e["t"]), "name": e["n"], "attributes": e["a"]} for e in span.events],
+        "resource": span.resource,
+        "scope": span.scope,
+    }
+
+
+def _log(record: LogRecord) -> dict[str, Any]:
+    return {
+        "time_ns": str(record.time_ns),
+        "span_id": record.span_id.hex() if record.span_id else None,
+        "level": record.severity_text or str(record.severity_number),
+        "severity": record.severity_number,
+        "logger": record.logger,
+        "message": record.body,
+        "service": record.service,
+        "exception": record.attributes.get("exception.stacktrace"),
+        "attributes": {k: v for k, v in record.attributes.items() if not k.startswith("exception.")},
+    }
+
+
+def _percentile(sorted_values: list[int], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index] / 1e6
+
+
+def ui_routes(store: Store, find_trace: Any) -> list[Route]:
+    """Routes of the page and its API (mounted on the query port)."""
+
+    async def page(request: Request) -> Response:
+        return Response(
+            (_STATIC / "index.html").read_bytes(),
+            media_type="text/html; charset=utf-8",
+            headers={"cache-control": "no-store"},
+        )
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if "/" in name or name.startswith(".") or not any(name.endswith(ext) for ext in _TYPES):
+            return Response("Not Found", status_code=404)
+        asset = _STATIC / name
+        if not asset.is_file():
+            return Response("Not Found", status_code=404)
+        return Response(
+            asset.read_bytes(), media_type=_TYPES[name[name.rindex(".") :]], headers={"cache-control": "no-cache"}
+        )
+
+    async def requests(request: Request) -> Response:
+        q = request.query_params
+        search = (q.get("q") or "").strip()
+        if search:
+            found = find_trace(store, search)
+            if found is None:
+                return JSONResponse({"rows": [], "found": False})
+            spans = found[1]
+            ids = {s.span_id for s in spans}
+            roots = [s for s in spans if s.parent_id is None or s.parent_id not in ids] or spans[:1]
+            return JSONResponse({"rows": [_row(s) for s in roots[:1]], "found": True, "trace_id": found[0].hex()})
+        status_class = q.get("status") or ""
+        try:
+            min_ms = float(q.get("min_ms") or 0)
+            limit = max(1, min(int(q.get("limit") or 50), 500))
+        except ValueError:
+            return JSONResponse({"error": "min_ms and limit must be numbers"}, status_code=400)
+        rows: list[dict[str, Any]] = []
+        # Status codes live in the attributes: filter them here, over a bounded over-fetch.
+        fetch = limit if status_class in ("", "error") else limit * 10
+        for span in store.entries(
+            service=q.get("service") or None,
+            name_like=q.get("route") or None,
+            errors_only=status_class == "error",
+            min_duration_ns=int(min_ms * 1e6) if min_ms else None,
+            limit=fetch,
+        ):
+            bounds = _STATUS_CLASSES.get(status_class)
+            code = _status_code(span)
+            if bounds and (code is None or not bounds[0] <= code < bounds[1]):
+                continue
+            rows.append(_row(span))
+            if len(rows) >= limit:
+                break
+        return JSONResponse({"rows": rows, "services": store.services()})
+
+    async def trace(request: Request) -> Response:
+        found = find_trace(store, request.path_params["trace_id"])
+        if found is None:
+            return JSONResponse({"error": "no trace found for that ID"}, status_code=404)
+        trace_id, spans = found
+        return JSONResponse(
+            {
+                "trace_id": trace_id.hex(),
+                "request_ids": sorted({s.request_id for s in spans if s.request_id}),
+                "spans": [_span(s) for s in spans],
+                "logs": [_log(r) for r in store.logs(trace_id)],
+            }
+        )
+
+    async def endpoints(request: Request) -> Response:
+        try:
+            window_s = max(60, min(int(request.query_params.get("window") or 3600), 30 * 86400))
+        except ValueError:
+            return JSONResponse({"error": "window must be seconds"}, status_code=400)
+        now = time.time_ns()
+        since = now - window_s * 1_000_000_000
+        buckets = 30
+        width = (now - since) / buckets
+        groups: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
+        for service, name, start, duration, status in store.entry_stats(since):
+            groups.setdefault((service, name), []).append((start, duration, status))
+        out = []
+        for (service, name), items in groups.items():
+            durations = sorted(d for _, d, _ in items)
+            errors = sum(1 for _, _, st in items if st == 2)
+            counts = [0] * buckets
+            per_bucket: list[list[int]] = [[] for _ in range(buckets)]
+            for start, duration, _ in items:
+                i = min(buckets - 1, max(0, int((start - since) / width)))
+                counts[i] += 1
+                per_bucket[i].append(duration)
+            out.append(
+                {
+                    "service": service,
+                    "name": name,
+                    "count": len(items),
+                    "rate_per_min": round(len(items) / (window_s / 60), 3),
+                    "error_rate": round(errors / len(items), 4),
+                    "p50_ms": _percentile(durations, 0.50),
+                    "p95_ms": _percentile(durations, 0.95),
+                    "p99_ms": _percentile(durations, 0.99),
+                    "series": {
+                        "count": counts,
+                        "p95_ms": [_percentile(sorted(b), 0.95) if b else None for b in per_bucket],
+                    },
+                    "mean_ms": round(statistics.fmean(durations) / 1e6, 3),
+                }
+            )
+        out.sort(key=lambda e: (-e["count"], e["service"], e["name"]))
+        return JSONResponse({"window_s": window_s, "endpoints": out})
+
+    return [
+        Route("/", page),
+        Route("/trace/{trace_id}", page),
+        Route("/endpoints", page),
+        Route("/static/{name}", static),
+        Route("/api/ui/requests", requests),
+        Route("/api/ui/trace/{trace_id}", trace),
+        Route("/api/ui/endpoints", endpoints),
+    ]
