@@ -206,7 +206,7 @@ def ui_routes(store: Store, find_trace: Any) -> list[Route]:
         groups: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
         for service, name, start, duration, status in store.entry_stats(since):
             groups.setdefault((service, name), []).append((start, duration, status))
-        out = []
+        out: list[dict[str, Any]] = []
         for (service, name), items in groups.items():
             durations = sorted(d for _, d, _ in items)
             errors = sum(1 for _, _, st in items if st == 2)
