@@ -1,4 +1,4 @@
-"""The ``otel-corr`` command: ``serve`` and ``trace``.
+"""The ``otel-corr`` command: ``serve``, ``trace`` and ``demo``.
 
 Every ``serve`` flag has an ``OTEL_CORR_*`` variable; a flag given wins.
 """
@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     where.add_argument("--jaeger", help="a Jaeger query service instead, e.g. http://jaeger:16686")
     trace.add_argument("--json", action="store_true", help="print the trace as JSON")
+
+    demo = sub.add_parser("demo", help="start the backend, a small shop and its inventory service, send requests")
+    demo.add_argument("--port", type=int, default=16686, help="the page and query API (default 16686)")
     return parser
 
 
@@ -155,7 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
-        return _trace(args)
+        if args.command == "trace":
+            return _trace(args)
+        from ._demo import run_demo
+
+        return run_demo(args.port)
     except ConfigError as exc:
         print(f"otel-corr: {exc}", file=sys.stderr)
         return 2

@@ -150,6 +150,8 @@
       logsBySpan.get(key).push(log);
     }
     const services = [...new Set(spans.map((s) => s.service))];
+    // In one trace, services get distinct colours in order of appearance.
+    const traceColour = (service) => PALETTE[services.indexOf(service) % PALETTE.length];
     const requestId = body.request_ids[0] || "";
     const copy = el("button", { type: "button", class: "copy", text: "Copy request ID",
       onclick: async () => { try { await navigator.clipboard.writeText(requestId); copy.textContent = "Copied"; } catch { copy.textContent = "Copy failed"; } } });
@@ -159,7 +161,7 @@
       el("span", { class: "mono muted", text: "trace " + body.trace_id }),
       el("span", { text: spans.length + " spans · " + services.length + " services · " + ms(total / 1e6) }),
       el("span", { class: "legend" }, ...services.map((s) => {
-        const sw = el("span", { class: "swatch" }); sw.style.background = colour(s);
+        const sw = el("span", { class: "swatch" }); sw.style.background = traceColour(s);
         return el("span", {}, sw, s);
       })));
     const details = el("div", { class: "card", id: "span-details" }, el("div", { class: "empty", text: "Click a span to see its attributes, events, resource and logs." }));
@@ -172,10 +174,11 @@
       const bar = el("div", { class: "wf-bar" + (s.status === "error" ? " error" : ""), title: s.name });
       bar.style.left = (offset * 100).toFixed(3) + "%";
       bar.style.width = Math.max(width * 100, 0.2).toFixed(3) + "%";
-      bar.style.background = colour(s.service);
+      bar.style.background = traceColour(s.service);
       const dur = el("span", { class: "wf-dur", text: ms(Number(s.duration_ns) / 1e6) });
       dur.style.left = Math.min((offset + width) * 100 + 0.5, 92).toFixed(2) + "%";
-      const label = el("div", { class: "wf-label" }, el("span", { class: "svc", text: s.service }), s.status === "error" ? el("span", { class: "err", text: "⚠ " }) : null, s.name);
+      const label = el("div", { class: "wf-label" }, el("span", { class: "svc", text: s.service }), s.status === "error" ? el("span", { class: "err", text: "⚠ " }) : null, s.name,
+        s.kind === "client" && s.attributes["url.full"] ? el("span", { class: "svc", text: " " + s.attributes["url.full"] }) : null);
       label.style.paddingLeft = (depth * 14 + 4) + "px";
       const row = el("div", { class: "wf-row span-row", "data-span": s.span_id, onclick: () => select(s, row) }, label, el("div", { class: "wf-track" }, bar, dur));
       rows.push(row);
