@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 
 import otel_corr
-from otel_corr.testing import Capture, capture, otel_corr_capture  # noqa: F401 - the fixture, imported
+from otel_corr.testing import Capture, capture, otel_corr_capture  # noqa: F401 - the fixture
 
 
 def _app(cap: Capture) -> FastAPI:
@@ -32,7 +32,7 @@ async def test_capture_context_manager() -> None:
             cap.server_span("other")
 
 
-async def test_fixture(otel_corr_capture: Capture) -> None:
+async def test_fixture(otel_corr_capture: Capture) -> None:  # noqa: F811 - pytest injects it
     """The pytest fixture gives a fresh capture."""
     transport = httpx.ASGITransport(app=_app(otel_corr_capture))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
