@@ -118,6 +118,9 @@ def instrument(app: App, **options: Unpack[Options]) -> App:
     from .logging import instrument_logging
 
     instrument_logging(settings.service_name)
+    from . import _sentry
+
+    _sentry.install()
     propagation.install(settings.propagate, settings.header_name, provider)
 
     if _is_celery(app):

@@ -1,0 +1,43 @@
+"""Sentry: every event captured inside a request carries its request ID and trace ID as tags.
+
+``request_id`` and ``trace_id``, plus ``transaction_id`` (the tag asgi-correlation-id users search
+by).  A global event processor, registered when ``sentry_sdk`` is imported (never importing it
+ourselves): nothing happens per request, only per Sentry event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._context import current_ids
+from .propagation._import_hooks import when_imported
+
+__all__ = ["install"]
+
+_installed = False
+
+
+def _add_ids(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    ids = current_ids()
+    if ids:
+        tags = event.setdefault("tags", {})
+        if ids.request_id:
+            tags.setdefault("request_id", ids.request_id)
+            tags.setdefault("transaction_id", ids.request_id)
+        if ids.trace_id != "0" * 32:
+            tags.setdefault("trace_id", ids.trace_id)
+    return event
+
+
+def _register(module: Any) -> None:
+    global _installed
+    if _installed:
+        return
+    from sentry_sdk.scope import add_global_event_processor
+
+    add_global_event_processor(_add_ids)
+    _installed = True
+
+
+def install() -> None:
+    when_imported("sentry_sdk", _register)
