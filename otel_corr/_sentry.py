@@ -35,7 +35,7 @@ def _register(module: Any) -> None:
         return
     from sentry_sdk.scope import add_global_event_processor
 
-    add_global_event_processor(_add_ids)
+    add_global_event_processor(_add_ids)  # type: ignore[arg-type]  # an Event is a TypedDict
     _installed = True
 
 
