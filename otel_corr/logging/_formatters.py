@@ -129,9 +129,10 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             parts += [',"stack":', _enc(self.formatStack(record.stack_info))]
         parts.append(self._static)
-        for key, value in d.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                parts += [",", _enc(key), ":", _encode_value(value)]
+        if not _STANDARD.issuperset(d):  # most records have no extra= fields: skip the loop
+            for key, value in d.items():
+                if key not in _STANDARD and not key.startswith("_"):
+                    parts += [",", _enc(key), ":", _encode_value(value)]
         parts.append("}")
         return "".join(parts)
 

@@ -41,10 +41,29 @@ def set_task_key(key: str) -> None:
     _TASK_KEY = key
 
 
-# A one-entry cache: consecutive records of one span reuse its hex IDs.
-_last: tuple[object, str, str] = (None, MISSING, MISSING)
 _get_current = otel_context.get_current
 _current_span = trace.get_current_span
+
+
+def _ids_of(ctx: otel_context.Context) -> tuple[str, str, str, tuple[str, str] | None]:
+    sc = _current_span(ctx).get_span_context()
+    if sc.is_valid:
+        trace_id, span_id = format(sc.trace_id, "032x"), format(sc.span_id, "016x")
+    else:
+        trace_id = span_id = MISSING
+    task = ctx.get(_TASK_KEY) if _TASK_KEY else None
+    request_id = ctx.get(_REQUEST_ID_KEY)
+    return (
+        trace_id,
+        span_id,
+        request_id if isinstance(request_id, str) else MISSING,
+        (str(task[0]), str(task[1] or MISSING)) if isinstance(task, tuple) else None,
+    )
+
+
+# A one-entry cache keyed on the Context object itself: a Context never changes once made, and the
+# same one stays current for every record a span writes, so most records skip the lookups.
+_last: tuple[object, tuple[str, str, str, tuple[str, str] | None]] = (None, (MISSING, MISSING, MISSING, None))
 
 
 def service_name() -> str:
@@ -61,24 +80,42 @@ def stamp(d: dict[str, Any]) -> None:
     global _last
     try:
         ctx = _get_current()
-        sc = _current_span(ctx).get_span_context()
-        last = _last
-        if last[0] is sc:
-            trace_id, span_id = last[1], last[2]
-        elif sc.is_valid:
-            trace_id, span_id = format(sc.trace_id, "032x"), format(sc.span_id, "016x")
-            _last = (sc, trace_id, span_id)
+        cached = _last
+        if cached[0] is ctx:
+            ids = cached[1]
         else:
-            trace_id = span_id = MISSING
-        d["trace_id"] = trace_id
-        d["span_id"] = span_id
-        d["request_id"] = ctx.get(_REQUEST_ID_KEY) or MISSING
-        task = ctx.get(_TASK_KEY) if _TASK_KEY else None
-        if isinstance(task, tuple):  # inside a Celery task: its ID and its parent's
-            d["task_id"], d["parent_task_id"] = task[0], task[1] or MISSING
+            ids = _ids_of(ctx)
+            _last = (ctx, ids)
+        d["trace_id"], d["span_id"], d["request_id"], task = ids
+        if task is not None:  # inside a Celery task: its ID and its parent's
+            d["task_id"], d["parent_task_id"] = task
     except Exception:  # logging must never fail because of us
         d["trace_id"] = d["span_id"] = d["request_id"] = MISSING
     d["service_name"] = _service
+
+
+class _StampedRecord(logging.LogRecord):
+    """The record class when nobody else installed a factory: stamps in ``__init__``.
+
+    Cheaper than wrapping ``logging.LogRecord`` in a factory function: no ``*args``
+    repacking, and the fields are set before the instance dict is first read.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        level: int,
+        pathname: str,
+        lineno: int,
+        msg: object,
+        args: Any,
+        exc_info: Any,
+        func: str | None = None,
+        sinfo: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        logging.LogRecord.__init__(self, name, level, pathname, lineno, msg, args, exc_info, func, sinfo, **kwargs)
+        stamp(self.__dict__)
 
 
 class _Factory:
@@ -123,7 +160,9 @@ def _make_record(
 def install() -> None:
     """Install the factory and the ``extra=`` guard (idempotent)."""
     current = logging.getLogRecordFactory()
-    if not isinstance(current, _Factory):
+    if current is logging.LogRecord:
+        logging.setLogRecordFactory(_StampedRecord)
+    elif not (isinstance(current, _Factory) or current is _StampedRecord):
         logging.setLogRecordFactory(_Factory(current))
     if logging.Logger.makeRecord is not _make_record:
         logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
@@ -134,5 +173,7 @@ def uninstall() -> None:
     current = logging.getLogRecordFactory()
     if isinstance(current, _Factory):
         logging.setLogRecordFactory(current.inner)
+    elif current is _StampedRecord:
+        logging.setLogRecordFactory(logging.LogRecord)
     if logging.Logger.makeRecord is _make_record:
         logging.Logger.makeRecord = _original_make_record  # type: ignore[method-assign]
