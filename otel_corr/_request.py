@@ -99,7 +99,7 @@ def _split_host(host: str) -> tuple[str, int | None]:
 class Runtime:
     """The immutable per-application part of request handling."""
 
-    __slots__ = ("settings", "tracer", "_seen", "_propagator")
+    __slots__ = ("settings", "tracer", "_seen", "_propagator", "_wanted", "_hosts")
 
     def __init__(self, settings: Settings, provider: trace.TracerProvider) -> None:
         self.settings = settings
@@ -107,6 +107,16 @@ class Runtime:
         _wrap_id_generator(self.tracer)
         self._seen: object = None
         self._propagator = propagate.get_global_textmap()
+        self._wanted: frozenset[bytes] | None = None
+        self._hosts: dict[str, tuple[str, int | None]] = {}
+
+    def wanted_headers(self) -> frozenset[bytes] | None:
+        """The header names a request needs decoded (``None``: all, when headers are captured)."""
+        if self.settings.capture_request_headers is not None:
+            return None
+        self._server_propagator()
+        assert self._wanted is not None
+        return self._wanted
 
     def _server_propagator(self) -> Any:
         """The global propagator minus the request-ID one (the middleware reads that header itself)."""
@@ -121,6 +131,8 @@ class Runtime:
                 current = CompositePropagator([p for p in inner if not isinstance(p, RequestIdPropagator)])
             self._propagator = current
             self._seen = propagate.get_global_textmap()
+            names = {*current.fields, self.settings.header_key, "host", "user-agent"}
+            self._wanted = frozenset(n.lower().encode("latin-1") for n in names)
         return self._propagator
 
     def accept(self, raw: str) -> str | None:
@@ -242,7 +254,12 @@ class Runtime:
         address: str | None = None
         port: int | None = None
         if host:
-            address, port = _split_host(host)
+            parsed = self._hosts.get(host)
+            if parsed is None:
+                parsed = _split_host(host)
+                if len(self._hosts) < 256:  # a few hosts serve an app; never grow without bound
+                    self._hosts[host] = parsed
+            address, port = parsed
             if port is None:
                 port = 443 if scheme in ("https", "wss") else 80
         elif server is not None:

@@ -83,8 +83,13 @@ class CorrelationMiddleware:
         rt = self.runtime
         s = rt.settings
         carrier: dict[str, str] = {}
+        wanted = rt.wanted_headers()  # None: every header (capture is configured)
         for raw_key, raw_value in scope["headers"]:
-            key = raw_key.decode("latin-1").lower()
+            if not raw_key.islower():  # ASGI servers lower-case names; be safe with those that do not
+                raw_key = raw_key.lower()
+            if wanted is not None and raw_key not in wanted:
+                continue
+            key = raw_key.decode("latin-1")
             value = raw_value.decode("latin-1")
             carrier[key] = f"{carrier[key]},{value}" if key in carrier else value
         scheme = scope.get("scheme") or ("ws" if scope_type == "websocket" else "http")
@@ -172,7 +177,8 @@ class CorrelationMiddleware:
         except Exception as exc:
             failure = exc
             if s.error_log:
-                log_error(exc, request_summary(method, path, query, carrier, _client(scope), s.header_key))
+                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+                log_error(exc, request_summary(method, path, query, headers, _client(scope), s.header_key))
             if status is None and scope_type == "http":
                 await self._send_500(send_with_ids)
             raise
