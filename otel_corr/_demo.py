@@ -53,15 +53,6 @@ def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def _call(method: str, url: str, request_id: str | None) -> int:
-    req = urllib.request.Request(url, method=method, headers={"X-Request-ID": request_id} if request_id else {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def _echoed(method: str, url: str, request_id: str | None) -> tuple[int, str]:
     req = urllib.request.Request(url, method=method, headers={"X-Request-ID": request_id} if request_id else {})
     try:
