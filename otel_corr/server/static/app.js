@@ -34,9 +34,11 @@
     return PALETTE[h % PALETTE.length];
   }
   function nsToDate(ns) { return new Date(Number(BigInt(ns) / 1000000n)); }
-  function clock(ns) {
+  const two = (n) => (n < 10 ? "0" : "") + n;
+  function clock(ns) {  // HH:MM:SS.mmm, local time (cheap: called for every log line)
     const d = nsToDate(ns);
-    return d.toLocaleTimeString(undefined, { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+    const m = d.getMilliseconds();
+    return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds()) + "." + (m < 100 ? (m < 10 ? "00" : "0") : "") + m;
   }
   function ms(value) { return value >= 1000 ? (value / 1000).toFixed(2) + " s" : value.toFixed(value < 10 ? 2 : 1) + " ms"; }
   function statusClass(code) { return code ? "status s" + String(code)[0] : "status"; }
@@ -126,6 +128,11 @@
       return;
     }
     const spans = body.spans;
+    // Nanosecond strings become numbers relative to the trace's start once (BigInt only here),
+    // so sorting and layout work on plain numbers.
+    const base = spans.reduce((m, s) => { const v = BigInt(s.start_ns); return v < m ? v : m; }, BigInt(spans[0].start_ns));
+    for (const s of spans) { s.t = Number(BigInt(s.start_ns) - base); s.d = Number(s.duration_ns); }
+    for (const log of body.logs) log.t = Number(BigInt(log.time_ns) - base);
     const byId = new Map(spans.map((s) => [s.span_id, s]));
     const children = new Map();
     for (const s of spans) {
@@ -135,14 +142,12 @@
     }
     const ordered = [];
     (function walk(parent, depth) {
-      for (const s of (children.get(parent) || []).sort((a, b) => (BigInt(a.start_ns) < BigInt(b.start_ns) ? -1 : 1))) {
+      for (const s of (children.get(parent) || []).sort((a, b) => a.t - b.t)) {
         ordered.push([s, depth]);
         walk(s.span_id, depth + 1);
       }
     })(null, 0);
-    const start = spans.reduce((m, s) => (BigInt(s.start_ns) < m ? BigInt(s.start_ns) : m), BigInt(spans[0].start_ns));
-    const end = spans.reduce((m, s) => { const e = BigInt(s.start_ns) + BigInt(s.duration_ns); return e > m ? e : m; }, 0n);
-    const total = Number(end - start) || 1;
+    const total = spans.reduce((m, s) => Math.max(m, s.t + s.d), 0) || 1;
     const logsBySpan = new Map();
     for (const log of body.logs) {
       const key = log.span_id || "";
@@ -169,8 +174,8 @@
     const axis = el("div", { class: "wf-axis" }, ...[0, 0.25, 0.5, 0.75, 1].map((f) => el("span", { text: ms((total * f) / 1e6) })));
     const waterfall = el("div", { class: "waterfall", id: "waterfall" }, axis);
     for (const [s, depth] of ordered) {
-      const offset = Number(BigInt(s.start_ns) - start) / total;
-      const width = Number(BigInt(s.duration_ns)) / total;
+      const offset = s.t / total;
+      const width = s.d / total;
       const bar = el("div", { class: "wf-bar" + (s.status === "error" ? " error" : ""), title: s.name });
       bar.style.left = (offset * 100).toFixed(3) + "%";
       bar.style.width = Math.max(width * 100, 0.2).toFixed(3) + "%";
@@ -193,6 +198,7 @@
     const orphanLogs = logsBySpan.get("") || [];
     view.replaceChildren(head, el("div", { class: "card" }, waterfall,
       orphanLogs.length ? el("div", {}, el("h2", { text: "Logs without a span" }), ...orphanLogs.map(logLine)) : null), details);
+    view.dataset.rendered = String(Math.round(performance.now()));  // when the trace was on screen (tests, benchmarks)
 
     function descendants(spanId) {
       const out = [spanId];
@@ -209,7 +215,7 @@
         onlyBtn.classList.toggle("on", !withChildren);
         treeBtn.classList.toggle("on", withChildren);
         const ids = withChildren ? descendants(span.span_id) : [span.span_id];
-        const logs = ids.flatMap((i) => logsBySpan.get(i) || []).sort((a, b) => (BigInt(a.time_ns) < BigInt(b.time_ns) ? -1 : 1));
+        const logs = ids.flatMap((i) => logsBySpan.get(i) || []).sort((a, b) => a.t - b.t);
         logsBox.replaceChildren(...(logs.length ? logs.map(logLine) : [el("div", { class: "empty", text: "No log lines." })]));
       }
       onlyBtn.addEventListener("click", () => { withChildren = false; showLogs(); });
