@@ -150,3 +150,60 @@ def test_hypercorn_access_log_carries_the_request_id(tmp_path: Path) -> None:
             proc.wait(10)
     text = (tmp_path / "server.log").read_text()
     assert re.search(r"\[hc-req-1\] otel_corr\.access: .*\"GET /\" 200", text), text
+
+
+DISTRO_APP = """
+from fastapi import FastAPI
+import otel_corr
+app = FastAPI()
+
+@app.get("/hello")
+async def hello():
+    return {"request_id": otel_corr.current_ids().request_id}
+
+otel_corr.instrument(app)
+"""
+
+
+@pytest.mark.e2e
+def test_under_opentelemetry_instrument_and_the_distro(tmp_path: Path, collector: Any) -> None:
+    """`opentelemetry-instrument uvicorn app:app` with the OpenTelemetry distro: one provider (the distro's),
+    one server span with our request ID at a real collector.  Installs into a fresh venv, as a user would."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", str(ROOT), "opentelemetry-distro[otlp]", "fastapi", "uvicorn"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if pip.returncode != 0:
+        pytest.skip(f"cannot install the distro here: {pip.stderr.strip().splitlines()[-1:]}")
+    (tmp_path / "distroapp.py").write_text(DISTRO_APP)
+    port = free_port()
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "PYTHONPATH": str(tmp_path),
+        "OTEL_SERVICE_NAME": "distro-app",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.grpc_endpoint,
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+    }
+    argv = [str(venv / "bin" / "opentelemetry-instrument"), "uvicorn", "distroapp:app", "--port", str(port)]
+    with open(tmp_path / "server.log", "w") as log:
+        proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(port, proc)
+            r = httpx.get(f"http://127.0.0.1:{port}/hello", headers={"X-Request-ID": "distro-1"})
+            assert r.json() == {"request_id": "distro-1"}
+            spans = collector.wait_for_spans(1, name="GET /hello")
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    assert len(spans) == 1, (tmp_path / "server.log").read_text()[-2000:]
+    (span,) = spans
+    assert span.attributes["request.id"] == "distro-1"
+    assert span.resource["service.name"] == "distro-app"
+    assert "telemetry.auto.version" in span.resource  # the distro's provider, not a second one of ours
