@@ -13,7 +13,7 @@ from ._context import Ids, current_ids
 from ._instrument import instrument, uninstrument
 from ._provider import flush
 from ._version import __version__
-from .exceptions import ConfigError, OtelCorrError
+from .exceptions import ConfigError, OtelCorrError, StoreError
 from .logging import configure_logging, instrument_logging
 from .propagation import adopt_environment as _adopt_environment
 from .propagation import carry
@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "Ids",
     "OtelCorrError",
+    "StoreError",
     "__version__",
     "carry",
     "configure_logging",

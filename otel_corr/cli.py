@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .exceptions import ConfigError
+from .exceptions import ConfigError, OtelCorrError
 
 __all__ = ["main"]
 
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._demo import run_demo
 
         return run_demo(args.port)
-    except ConfigError as exc:
+    except OtelCorrError as exc:
         print(f"otel-corr: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

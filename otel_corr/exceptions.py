@@ -3,7 +3,8 @@
 ::
 
     OtelCorrError            base class: catch this to catch anything of ours
-     └── ConfigError         a setting (argument or environment variable) has a bad value
+     ├── ConfigError         a setting (argument or environment variable) has a bad value
+     └── StoreError          otel-corr serve's store file cannot be used
 
 The request path never raises any of these: a bad *header* is replaced, not
 raised.  They are raised at start-up, inside :func:`otel_corr.instrument`, so a
@@ -12,7 +13,7 @@ misconfigured service fails before it takes traffic.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "OtelCorrError"]
+__all__ = ["ConfigError", "OtelCorrError", "StoreError"]
 
 
 class OtelCorrError(Exception):
@@ -40,3 +41,7 @@ class ConfigError(OtelCorrError, ValueError):
 
     def __repr__(self) -> str:
         return f"ConfigError(name={self.name!r}, value={self.value!r}, accepted={self.accepted!r})"
+
+
+class StoreError(OtelCorrError):
+    """The store file of ``otel-corr serve`` cannot be used; the message says why and what to do."""

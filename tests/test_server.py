@@ -471,3 +471,33 @@ def test_retention_by_age_prunes_at_start(tmp_path: Path) -> None:
         assert second.get(f"/api/traces/{TRACE}").status_code == 404
     finally:
         second.stop()
+
+
+def test_a_store_from_another_version_is_refused_clearly(tmp_path: Path) -> None:
+    """An older store file: exit status 2 and one line saying what to do, never a traceback."""
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE spans(x)")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "otel_corr",
+            "serve",
+            "--db",
+            str(db),
+            "--port",
+            str(free_port()),
+            "--otlp-http-port",
+            str(free_port()),
+            "--otlp-grpc-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert out.returncode == 2 and "move it aside" in out.stderr and "Traceback" not in out.stderr

@@ -26,12 +26,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..exceptions import StoreError
 from ._model import LogRecord, Span
 
 __all__ = ["Store", "StoreFull"]
 
 _log = logging.getLogger("otel_corr.server")
 
+SCHEMA_VERSION = 2
 _SCHEMA = """
 PRAGMA journal_mode=WAL;
 CREATE TABLE IF NOT EXISTS resources(
@@ -40,11 +42,14 @@ CREATE TABLE IF NOT EXISTS spans(
     trace_id BLOB NOT NULL, span_id BLOB NOT NULL, parent_id BLOB, resource_id INTEGER NOT NULL,
     service TEXT NOT NULL, name TEXT NOT NULL, kind INTEGER NOT NULL, start_ns INTEGER NOT NULL,
     duration_ns INTEGER NOT NULL, status INTEGER NOT NULL, request_id TEXT, scope TEXT NOT NULL,
-    detail TEXT NOT NULL, PRIMARY KEY (trace_id, span_id)) WITHOUT ROWID;
+    detail TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS spans_id ON spans(trace_id, span_id);
 CREATE INDEX IF NOT EXISTS spans_request ON spans(request_id) WHERE request_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_service ON spans(service, start_ns);
-CREATE INDEX IF NOT EXISTS spans_operation ON spans(service, name, start_ns);
 CREATE INDEX IF NOT EXISTS spans_start ON spans(start_ns);
+CREATE TABLE IF NOT EXISTS operations(
+    service TEXT NOT NULL, name TEXT NOT NULL, kind INTEGER NOT NULL, PRIMARY KEY (service, name, kind))
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS logs(
     id INTEGER PRIMARY KEY, trace_id BLOB, span_id BLOB, time_ns INTEGER NOT NULL, severity INTEGER NOT NULL,
     severity_text TEXT NOT NULL, body TEXT NOT NULL, logger TEXT NOT NULL, request_id TEXT,
@@ -67,16 +72,28 @@ class StoreFull(Exception):
 class Store:
     """One SQLite file; ``add`` never blocks on disk, queries run on per-thread read connections."""
 
-    def __init__(self, path: str | Path, *, queue_size: int = 256) -> None:
+    def __init__(self, path: str | Path, *, queue_size: int = 256, max_queued_spans: int = 16384) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._queue: queue.Queue[tuple[list[Span], list[LogRecord]] | None] = queue.Queue(queue_size)
         self._resources: dict[str, int] = {}
         self._pending = 0
+        # Decoded spans take ~5x their wire size: bound the queue by spans, not by requests.
+        self._queued_spans = 0
+        self._max_queued_spans = max_queued_spans
         self._idle = threading.Condition()
         writer = self._connect()
+        version = writer.execute("PRAGMA user_version").fetchone()[0]
+        has_spans = writer.execute("SELECT 1 FROM sqlite_master WHERE name = 'spans'").fetchone() is not None
+        if has_spans and version != SCHEMA_VERSION:
+            writer.close()
+            raise StoreError(
+                f"{self.path} was written by another version of otel-corr (store format {version}, this one reads"
+                f" {SCHEMA_VERSION}); move it aside or pass --db with a new file"
+            )
         writer.executescript(_SCHEMA)
+        writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         writer.commit()
         self._writer_conn = writer
         self._thread = threading.Thread(target=self._run, name="otel-corr-store", daemon=True)
@@ -93,13 +110,18 @@ class Store:
 
     def add(self, spans: list[Span], logs: list[LogRecord] | None = None) -> None:
         """Queue records for the writer; raises :class:`StoreFull` instead of blocking."""
+        size = len(spans) + len(logs or [])
         with self._idle:
+            if self._pending and self._queued_spans + size > self._max_queued_spans:
+                raise StoreFull
             self._pending += 1
+            self._queued_spans += size
         try:
             self._queue.put_nowait((spans, logs or []))
         except queue.Full:
             with self._idle:
                 self._pending -= 1
+                self._queued_spans -= size
             raise StoreFull from None
 
     def flush(self, timeout: float = 30.0) -> bool:
@@ -141,6 +163,7 @@ class Store:
             finally:
                 with self._idle:
                     self._pending -= len(batch)
+                    self._queued_spans -= sum(len(spans) + len(logs) for spans, logs in batch)
                     self._idle.notify_all()
 
     def _resource_id(self, conn: sqlite3.Connection, service: str, attributes: dict[str, Any]) -> int:
@@ -159,6 +182,7 @@ class Store:
         conn = self._writer_conn
         span_rows = []
         log_rows = []
+        operations = set()
         resource_ids: dict[int, int] = {}
         for spans, logs in batch:
             for s in spans:
@@ -177,6 +201,7 @@ class Store:
                     detail["v"] = s.scope_version
                 if s.trace_state:
                     detail["s"] = s.trace_state
+                operations.add((s.service, s.name, s.kind))
                 span_rows.append(
                     (
                         s.trace_id,
@@ -214,6 +239,8 @@ class Store:
                     )
                 )
         with conn:
+            if operations:
+                conn.executemany("INSERT OR IGNORE INTO operations(service, name, kind) VALUES (?, ?, ?)", operations)
             if span_rows:
                 conn.executemany(
                     f"INSERT OR REPLACE INTO spans({_SPAN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", span_rows
@@ -345,7 +372,7 @@ class Store:
         return [r[0] for r in self._read().execute("SELECT DISTINCT service FROM resources ORDER BY service")]
 
     def operations(self, service: str, kind: int | None = None) -> list[tuple[str, int]]:
-        sql = "SELECT DISTINCT name, kind FROM spans WHERE service = ?"
+        sql = "SELECT name, kind FROM operations WHERE service = ?"
         params: list[Any] = [service]
         if kind is not None:
             sql += " AND kind = ?"
@@ -394,12 +421,22 @@ class Store:
             else:
                 where.append("CAST(json_extract(detail, ?) AS TEXT) = ?")
                 params.extend([f'$.a."{key}"', value])
-        sql = "SELECT trace_id, max(start_ns) m FROM spans"
+        # Newest span first, on the (service, start_ns) or start_ns index, stopping at `limit`
+        # distinct traces: the first hit of a trace is its newest matching span, so the order is
+        # the same as "GROUP BY trace ORDER BY max(start)", without visiting the whole window.
+        sql = "SELECT trace_id FROM spans"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " GROUP BY trace_id ORDER BY m DESC LIMIT ?"
-        params.append(limit)
-        return [r[0] for r in self._read().execute(sql, params)]
+        sql += " ORDER BY start_ns DESC"
+        found: list[bytes] = []
+        seen: set[bytes] = set()
+        for (trace_id,) in self._read().execute(sql, params):
+            if trace_id not in seen:
+                seen.add(trace_id)
+                found.append(trace_id)
+                if len(found) >= limit:
+                    break
+        return found
 
     def dependencies(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int]]:
         """(parent service, child service, calls) for parent/child spans of different services."""

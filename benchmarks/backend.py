@@ -1,0 +1,1490 @@
+"""Ingest throughput, query latency, storage and memory of ``otel-corr serve`` at up to 1M spans.
+
+Methodology
+-----------
+* Server: a real ``python -m otel_corr serve --retention 0`` subprocess on three
+  free loopback ports with a fresh ``--db`` file in a temporary directory
+  (``OTEL_*`` variables removed from its environment).  It is one process: the
+  event loop decodes OTLP, one writer thread commits to SQLite (the sqlite3
+  module releases the GIL while SQLite runs, so it can use a bit more than one
+  core).  Its CPU time (``/proc/<pid>/stat``) is reported next to wall time.
+* Workload: traces of 5-10 spans across three services (``web-frontend`` ->
+  ``orders-api`` -> ``payments``, two instances each, so six resources), with
+  server, client (HTTP and database) and internal spans carrying the attributes
+  an instrumented web app produces (``http.request.method``, ``url.path``,
+  ``http.route``, ``http.response.status_code``, ``server.address``,
+  ``user_agent.original``, ``client.address``, ``db.query.text``...);
+  ``request.id`` on every server span, a UUID for 60% of the traces and a
+  short non-hex ID (``req_...``) for the rest.  About 2% of the traces fail
+  with a 500 (error status, ``error.type``, an ``exception`` event with a
+  stack trace on the failing span); internal spans sometimes carry an event.
+  Each OTLP/HTTP body is one ``ExportTraceServiceRequest`` (opentelemetry-proto)
+  of exactly 512 spans, whole traces only, grouped by resource and scope as an
+  SDK/collector batch is.  ``--pool`` (default 32) distinct bodies are built
+  with the protobuf library; every body sent is a copy of one of them with
+  fresh random trace IDs, span IDs and request IDs and shifted timestamps,
+  patched at byte offsets found once per template (one copy is checked by
+  decoding it with the server's own decoder).  So bodies are cheap to make and
+  the client barely competes with the server for the CPU.
+* Time: the ``--spans`` spans (default 1,000,000) are spread evenly over the
+  ``--hours`` (default 24) before the run started, in sending order.
+* Ingest (phase 1, fresh store): bodies built before timing are POSTed to
+  ``/v1/traces`` (``Content-Type: application/x-protobuf``) on keep-alive
+  connections, first sequentially from one thread, then from two threads.
+  A phase ends when its last body is *committed*: the benchmark polls its own
+  read-only SQLite connection until a span of each thread's last body is
+  there (the server queues bodies and commits each one whole, in order).
+  spans/s = spans / (first POST -> commit seen).  A 503 ("store busy") is
+  retried after a short back-off (10 ms, doubling, at most 0.5 s) and counted.
+* Fill: more bodies (made on the fly by two posting threads) until the store
+  holds ``--spans`` minus the last ingest phase's spans; then phase 3 repeats
+  the sequential and two-thread ingest into the nearly full store.
+* Queries (at ``--spans``): ``--queries`` (default 300, after 20 warm-up)
+  of each kind, interleaved, on one keep-alive connection, timed around the
+  whole HTTP exchange (response read in full): ``GET /api/traces/<32 hex>``
+  for random stored traces, ``GET /api/traces/<request id>`` for random short
+  request IDs (not trace IDs, so the lookup falls back to the request index),
+  and ``GET /api/traces?service=web-frontend&tags={"http.response.status_code":
+  "500"}&limit=20&start=&end=`` over a 1-hour window (the Jaeger UI's default
+  lookback) at a random position in the data.  Extra rows: UUID request IDs
+  (parsed as a trace ID first), the trace-ID lookup on a new connection per
+  request (a much faster result there than on the kept-alive connection means
+  responses wait for a delayed ACK: the script prints a note), and the same
+  search over the whole time range (``--wide-queries``, default 20).
+* Storage: after the queries, ``PRAGMA wal_checkpoint(TRUNCATE)`` on a separate
+  connection, then (database + ``-wal``) bytes / spans; ``dbstat`` gives the
+  size of each table and index, and ``EXPLAIN QUERY PLAN`` the plan of each
+  query.  Memory: ``VmRSS`` and ``VmHWM`` (peak) from ``/proc/<pid>/status``.
+
+Targets are printed with PASS/MISS for information only; the exit code is 0
+unless the server fails.  The machine's load average is printed at the start,
+before the queries and at the end: on a shared machine, read it with the
+numbers.  ``--keep-db PATH`` keeps the store for inspection.  ``--profile``
+instead runs the ingest path in-process (``otel_corr.server._otlp`` +
+``_store``): µs/span of parse, decode and write, the memory one queued body
+holds, and a cProfile of the three.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import http.client
+import inspect
+import io
+import json
+import os
+import platform
+import pstats
+import random
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+SPANS_PER_BODY = 512
+SEARCH_SERVICE = "web-frontend"
+SEARCH_TAGS = {"http.response.status_code": "500"}
+SEARCH_WINDOW_NS = 3_600 * 1_000_000_000
+PACKAGES = ("otel-corr", "uvicorn", "starlette", "h11", "httptools", "uvloop", "protobuf", "opentelemetry-proto")
+
+TARGET_INGEST = 30_000.0  # spans/s
+TARGET_LOOKUP_P99 = 20.0  # ms
+TARGET_SEARCH_P99 = 100.0  # ms
+TARGET_BYTES_PER_SPAN = 600.0
+TARGET_RSS_MB = 200.0
+
+# --------------------------------------------------------------------------- workload
+
+KIND_INTERNAL, KIND_SERVER, KIND_CLIENT = PbSpan.SPAN_KIND_INTERNAL, PbSpan.SPAN_KIND_SERVER, PbSpan.SPAN_KIND_CLIENT
+SCOPES = {
+    "server": ("opentelemetry.instrumentation.fastapi", "0.50b0"),
+    "http": ("opentelemetry.instrumentation.httpx", "0.50b0"),
+    "db": ("opentelemetry.instrumentation.asyncpg", "0.50b0"),
+    "app": ("shop", "2.14.1"),
+}
+SERVICES = {"web-frontend": "2.14.1", "orders-api": "1.8.0", "payments": "3.2.5"}
+USER_AGENTS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 "
+    "Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 "
+    "Mobile/15E148 Safari/604.1",
+    "okhttp/4.12.0",
+    "python-requests/2.32.3",
+)
+ROUTES = (  # method, route, weight
+    ("GET", "/api/orders/{order_id}", 5),
+    ("GET", "/api/products", 3),
+    ("GET", "/api/cart", 2),
+    ("POST", "/api/checkout", 2),
+)
+STACK = (
+    'Traceback (most recent call last):\n  File "/app/.venv/lib/python3.12/site-packages/starlette/routing.py", '
+    'line 74, in app\n    response = await f(request)\n  File "/app/.venv/lib/python3.12/site-packages/fastapi/'
+    'routing.py", line 297, in app\n    raw_response = await run_endpoint_function(\n  File "/app/shop/'
+    'payments/api.py", line 88, in create_charge\n    result = await gateway.charge(card, amount)\n  File "/app/'
+    'shop/payments/gateway.py", line 142, in charge\n    raise GatewayError(f"declined: {code}")\n'
+    "shop.payments.gateway.GatewayError: upstream gateway returned 502\n"
+)
+
+
+@dataclass
+class SpanSpec:
+    service: str
+    instance: int
+    scope: str
+    span_id: bytes
+    parent_id: bytes
+    name: str
+    kind: Any  # a protobuf enum value (an int)
+    start: int
+    end: int
+    attrs: list[tuple[str, Any]]
+    status: Any = 0  # a protobuf enum value (an int)
+    message: str = ""
+    events: list[tuple[int, str, list[tuple[str, Any]]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TraceRef:
+    trace_id: bytes
+    request_id: str
+    start_ns: int
+
+
+class TraceMaker:
+    """Realistic traces of 5-10 spans, one after the other in time."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def short_id(self) -> str:
+        alphabet = "0123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
+        while True:
+            text = "req_" + "".join(self.rng.choice(alphabet) for _ in range(16))
+            if any(c not in "0123456789abcdefABCDEF" for c in text[4:]):
+                return text
+
+    def request_id(self) -> str:
+        if self.rng.random() < 0.6:
+            return str(uuid.UUID(bytes=self.rng.randbytes(16), version=4))
+        return self.short_id()
+
+    def sid(self) -> bytes:
+        return self.rng.randbytes(8)
+
+    def trace(self, start: int, max_spans: int) -> tuple[bytes, str, list[SpanSpec]]:
+        rng = self.rng
+        trace_id = rng.randbytes(16)
+        rid = self.request_id()
+        method, route, _ = rng.choices(ROUTES, weights=[r[2] for r in ROUTES])[0]
+        roll = rng.random()
+        code = (
+            500 if roll < 0.02 else 404 if roll < 0.05 and "{order_id}" in route else 201 if method == "POST" else 200
+        )
+        order = str(rng.randint(10_000, 999_999))
+        path = route.replace("{order_id}", order)
+        total = int(rng.lognormvariate(17.0, 0.7))  # ~25 ms median
+        ua = rng.choice(USER_AGENTS)
+        inst = {s: rng.randrange(2) for s in SERVICES}
+        spans: list[SpanSpec] = []
+
+        def server(service: str, parent: bytes, name: str, url_path: str, t0: int, t1: int, agent: str) -> SpanSpec:
+            attrs: list[tuple[str, Any]] = [
+                ("http.request.method", method),
+                ("url.scheme", "https" if service == "web-frontend" else "http"),
+                ("url.path", url_path),
+                ("http.route", name.split(" ", 1)[1]),
+                ("http.response.status_code", code),
+                ("server.address", "shop.example.com" if service == "web-frontend" else f"{service}.shop.svc"),
+                ("server.port", 443 if service == "web-frontend" else 8080),
+                ("network.protocol.version", "1.1"),
+                ("user_agent.original", agent),
+                ("client.address", f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"),
+                ("request.id", rid),
+            ]
+            status = 0
+            if code >= 500:
+                attrs.append(("error.type", str(code)))
+                status = PbStatus.STATUS_CODE_ERROR
+            span = SpanSpec(
+                service, inst[service], "server", self.sid(), parent, name, KIND_SERVER, t0, t1, attrs, status
+            )
+            spans.append(span)
+            return span
+
+        def http_client(caller: SpanSpec, target: str, verb: str, url: str, t0: int, t1: int) -> SpanSpec:
+            attrs: list[tuple[str, Any]] = [
+                ("http.request.method", verb),
+                ("server.address", target),
+                ("server.port", 8080 if target.endswith(".svc") else 443),
+                ("url.full", url),
+                ("http.response.status_code", code),
+                ("network.protocol.version", "1.1"),
+                ("network.peer.address", f"10.96.{rng.randrange(256)}.{rng.randrange(1, 255)}"),
+            ]
+            status = 0
+            if code >= 500:
+                attrs.append(("error.type", str(code)))
+                status = PbStatus.STATUS_CODE_ERROR
+            span = SpanSpec(
+                caller.service,
+                caller.instance,
+                "http",
+                self.sid(),
+                caller.span_id,
+                verb,
+                KIND_CLIENT,
+                t0,
+                t1,
+                attrs,
+                status,
+            )
+            spans.append(span)
+            return span
+
+        def db(caller: SpanSpec, op: str, table: str, query: str, t0: int, t1: int) -> None:
+            attrs: list[tuple[str, Any]] = [
+                ("db.system.name", "postgresql"),
+                ("db.namespace", "shop"),
+                ("db.collection.name", table),
+                ("db.operation.name", op),
+                ("db.query.text", query),
+                ("server.address", "pg-primary.shop.svc"),
+                ("server.port", 5432),
+                ("network.peer.address", f"10.0.3.{rng.randrange(1, 255)}"),
+            ]
+            name = f"{op} shop.{table}"
+            spans.append(
+                SpanSpec(
+                    caller.service, caller.instance, "db", self.sid(), caller.span_id, name, KIND_CLIENT, t0, t1, attrs
+                )
+            )
+
+        def internal(caller: SpanSpec, name: str, func: str, t0: int, t1: int) -> None:
+            attrs: list[tuple[str, Any]] = [
+                ("code.function.name", func),
+                ("code.file.path", f"/app/shop/{func.split('.')[0]}.py"),
+                ("code.line.number", rng.randint(20, 400)),
+                ("enduser.id", f"user-{rng.randint(1, 50_000)}"),
+            ]
+            events = []
+            if rng.random() < 0.08:
+                events.append((t0 + (t1 - t0) // 2, "cache.miss", [("cache.key", f"cart:{rng.randint(1, 50_000)}")]))
+            spans.append(
+                SpanSpec(
+                    caller.service,
+                    caller.instance,
+                    "app",
+                    self.sid(),
+                    caller.span_id,
+                    name,
+                    KIND_INTERNAL,
+                    t0,
+                    t1,
+                    attrs,
+                    events=events,
+                )
+            )
+
+        end = start + total
+        root = server("web-frontend", b"", f"{method} {route}", path, start, end, ua)
+        step = total // 16
+        internal(root, "authenticate", "auth.verify_session", start + step, start + 2 * step)
+        orders_route = "/orders/{order_id}" if "{order_id}" in route else route.replace("/api", "/orders")
+        orders_path = orders_route.replace("{order_id}", order)
+        orders_url = f"http://orders-api.shop.svc:8080{orders_path}"
+        call = http_client(root, "orders-api.shop.svc", method, orders_url, start + 2 * step, end - 2 * step)
+        osrv = server(
+            "orders-api",
+            call.span_id,
+            f"{method} {orders_route}",
+            orders_path,
+            call.start + step // 4,
+            call.end - step // 4,
+            "python-httpx/0.28.1",
+        )
+        queries = (
+            ("SELECT", "orders", "SELECT id, status, total, currency FROM orders WHERE id = $1"),
+            ("SELECT", "order_items", "SELECT sku, qty, price FROM order_items WHERE order_id = $1"),
+            ("UPDATE", "carts", "UPDATE carts SET updated_at = now() WHERE user_id = $1"),
+        )
+        t = osrv.start + step // 4
+        payments = method == "POST" or rng.random() < 0.25
+        for op, table, query in queries[: rng.randint(1, 2 if payments else 3)]:
+            db(osrv, op, table, query, t, t + step)
+            t += step
+        if payments:
+            pay = http_client(
+                osrv, "payments.shop.svc", "POST", "http://payments.shop.svc:8080/charges", t, t + 6 * step
+            )
+            psrv = server(
+                "payments",
+                pay.span_id,
+                "POST /charges",
+                "/charges",
+                t + step // 4,
+                t + 6 * step - step // 4,
+                "python-httpx/0.28.1",
+            )
+            db(
+                psrv,
+                "SELECT",
+                "cards",
+                "SELECT token, brand FROM cards WHERE user_id = $1",
+                psrv.start,
+                psrv.start + step,
+            )
+            gateway = http_client(
+                psrv,
+                "api.gateway.example",
+                "POST",
+                "https://api.gateway.example/v1/charges",
+                psrv.start + step,
+                psrv.end - step,
+            )
+            gateway.attrs[4] = ("http.response.status_code", 502 if code >= 500 else 200)
+        while len(spans) < 5:
+            internal(osrv, "serialize response", "orders.serialize", osrv.end - step, osrv.end - step // 2)
+        if rng.random() < 0.4 and len(spans) < 10:
+            internal(root, "render", "views.render_page", end - 2 * step, end - step)
+        if code >= 500:
+            failing = max((s for s in spans if s.kind == KIND_SERVER), key=lambda s: s.start)
+            failing.message = "upstream gateway returned 502"
+            failing.events.append(
+                (
+                    failing.end - 1000,
+                    "exception",
+                    [
+                        ("exception.type", "shop.payments.gateway.GatewayError"),
+                        ("exception.message", "upstream gateway returned 502"),
+                        ("exception.stacktrace", STACK),
+                        ("exception.escaped", False),
+                    ],
+                )
+            )
+        return trace_id, rid, spans[:max_spans]
+
+
+def any_value(value: Any) -> AnyValue:
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    return AnyValue(string_value=str(value))
+
+
+def key_values(attrs: Iterable[tuple[str, Any]]) -> list[KeyValue]:
+    return [KeyValue(key=k, value=any_value(v)) for k, v in attrs]
+
+
+def resource_attrs(service: str, instance: int) -> list[tuple[str, Any]]:
+    return [
+        ("service.name", service),
+        ("service.version", SERVICES[service]),
+        ("service.namespace", "shop"),
+        ("service.instance.id", f"{service}-7d9f8c-{instance}"),
+        ("deployment.environment.name", "staging"),
+        ("host.name", f"node-{instance + 1}.eu-west-1.compute.internal"),
+        ("process.pid", 7 + instance),
+        ("process.runtime.name", "cpython"),
+        ("process.runtime.version", "3.12.4"),
+        ("telemetry.sdk.language", "python"),
+        ("telemetry.sdk.name", "opentelemetry"),
+        ("telemetry.sdk.version", "1.39.0"),
+    ]
+
+
+@dataclass
+class Template:
+    """One encoded body plus where its IDs and timestamps sit, so copies can be patched cheaply."""
+
+    body: bytes
+    spans: int
+    trace_offsets: list[list[int]]  # per trace: offsets of its 16-byte trace ID
+    span_offsets: list[list[int]]  # per span: offsets of its 8-byte span ID (own + children's parent)
+    rid_offsets: list[tuple[list[int], bool]]  # per trace: offsets of its request ID, and whether it is a UUID
+    rid_lengths: list[int]
+    time_offsets: list[int]  # every fixed64 timestamp
+    trace_starts: list[int]
+    marker: tuple[int, int]  # (trace, span slot) of the last trace's first span, to see the body committed
+
+
+def build_template(maker: TraceMaker, start: int, span_dt: int) -> Template:
+    """Whole traces until exactly SPANS_PER_BODY spans, encoded with opentelemetry-proto."""
+    traces: list[tuple[bytes, str, list[SpanSpec]]] = []
+    count, t = 0, start
+    while count < SPANS_PER_BODY:
+        trace_id, rid, spans = maker.trace(t, SPANS_PER_BODY - count)
+        traces.append((trace_id, rid, spans))
+        count += len(spans)
+        t += len(spans) * span_dt
+    request = ExportTraceServiceRequest()
+    groups: dict[tuple[str, int], dict[str, list[SpanSpec]]] = {}
+    for _, _, spans in traces:
+        for s in spans:
+            groups.setdefault((s.service, s.instance), {}).setdefault(s.scope, []).append(s)
+    trace_index = {id(s): i for i, (_, _, spans) in enumerate(traces) for s in spans}
+    for (service, instance), scopes in groups.items():
+        rs = request.resource_spans.add()
+        rs.resource.attributes.extend(key_values(resource_attrs(service, instance)))
+        for scope, specs in scopes.items():
+            ss = rs.scope_spans.add()
+            ss.scope.name, ss.scope.version = SCOPES[scope]
+            ss.spans.extend(
+                PbSpan(
+                    trace_id=traces[trace_index[id(s)]][0],
+                    span_id=s.span_id,
+                    parent_span_id=s.parent_id,
+                    name=s.name,
+                    kind=s.kind,
+                    start_time_unix_nano=s.start,
+                    end_time_unix_nano=s.end,
+                    attributes=key_values(s.attrs),
+                    status=PbStatus(code=s.status, message=s.message),
+                    events=[PbSpan.Event(time_unix_nano=t, name=n, attributes=key_values(a)) for t, n, a in s.events],
+                )
+                for s in specs
+            )
+    body: bytes = request.SerializeToString()
+    # Where the IDs and times sit: spans are encoded in the order added, each one's fields in field-number
+    # order (1 trace_id, 2 span_id, 4 parent_span_id, 7/8 start/end fixed64, 9 attributes, 11 events with
+    # field 1 time fixed64), so one forward walk with tag-prefixed needles finds every occurrence.
+    slot = {id(s): k for k, s in enumerate(_all(traces))}
+    by_span_id = {s.span_id: k for k, s in enumerate(_all(traces))}
+    trace_offsets: list[list[int]] = [[] for _ in traces]
+    span_offsets: list[list[int]] = [[] for _ in slot]
+    rid_offsets: list[list[int]] = [[] for _ in traces]
+    times: list[int] = []
+
+    def find(needle: bytes, start: int, window: int) -> int:
+        pos = body.find(needle, start, start + window)
+        if pos < 0:
+            raise RuntimeError("template: a field is not where the encoding puts it")
+        return pos
+
+    cursor = 0
+    for scopes in groups.values():
+        for specs in scopes.values():
+            for s in specs:
+                ti = trace_index[id(s)]
+                pos = find(b"\x0a\x10" + traces[ti][0] + b"\x12\x08" + s.span_id, cursor, 1 << 16)
+                trace_offsets[ti].append(pos + 2)
+                span_offsets[slot[id(s)]].append(pos + 20)
+                cursor = pos + 28
+                if s.parent_id:
+                    span_offsets[by_span_id[s.parent_id]].append(find(b"\x22\x08" + s.parent_id, cursor, 64) + 2)
+                times.append(find(b"\x39" + s.start.to_bytes(8, "little"), cursor, 2048) + 1)
+                times.append(find(b"\x41" + s.end.to_bytes(8, "little"), cursor, 2048) + 1)
+                times.extend(find(b"\x09" + t.to_bytes(8, "little"), cursor, 8192) + 1 for t, _, _ in s.events)
+                if any(k == "request.id" for k, _ in s.attrs):
+                    rid_offsets[ti].append(find(traces[ti][1].encode(), cursor, 4096))
+    if count != SPANS_PER_BODY or len(times) != len(set(times)):
+        raise RuntimeError("template self-check failed")
+    return Template(
+        body=body,
+        spans=count,
+        trace_offsets=trace_offsets,
+        span_offsets=span_offsets,
+        rid_offsets=[(offsets, "-" in rid) for offsets, (_, rid, _) in zip(rid_offsets, traces, strict=True)],
+        rid_lengths=[len(rid) for _, rid, _ in traces],
+        time_offsets=times,
+        trace_starts=[spans[0].start for _, _, spans in traces],
+        marker=(len(traces) - 1, count - len(traces[-1][2])),
+    )
+
+
+def _all(traces: list[tuple[bytes, str, list[SpanSpec]]]) -> Iterator[SpanSpec]:
+    for _, _, spans in traces:
+        yield from spans
+
+
+@dataclass
+class Body:
+    data: bytes
+    spans: int
+    marker: tuple[bytes, bytes]  # (trace ID, span ID) of one span in the body
+    short: TraceRef  # one trace with a short request ID (or a UUID one if the body has none)
+    uuid: TraceRef
+    any: TraceRef
+
+
+class Workload:
+    """Copies of ``pool`` templates, each with fresh IDs and its own slice of the time range."""
+
+    def __init__(self, total_spans: int, hours: float, pool: int, seed: int = 7) -> None:
+        self.end_ns = time.time_ns() // 1_000_000_000 * 1_000_000_000
+        self.begin_ns = self.end_ns - int(hours * SEARCH_WINDOW_NS)
+        self.span_dt = max(1, (self.end_ns - self.begin_ns) // max(total_spans, 1))
+        self.body_dt = self.span_dt * SPANS_PER_BODY
+        maker = TraceMaker(random.Random(seed))
+        self.templates = [build_template(maker, self.begin_ns + i * self.body_dt, self.span_dt) for i in range(pool)]
+        self._rng = random.Random(seed + 1)
+        self._lock = threading.Lock()
+
+    def body(self, index: int) -> Body:
+        """Body number ``index`` in sending order (covering its own slice of the time range)."""
+        tpl = self.templates[index % len(self.templates)]
+        delta = (index // len(self.templates)) * self.body_dt * len(self.templates)
+        with self._lock:  # one generator for every thread
+            seed = self._rng.getrandbits(64)
+        rng = random.Random(seed)
+        buf = bytearray(tpl.body)
+        trace_ids = []
+        for offsets in tpl.trace_offsets:
+            new = rng.randbytes(16)
+            trace_ids.append(new)
+            for off in offsets:
+                buf[off : off + 16] = new
+        span_ids = []
+        for offsets in tpl.span_offsets:
+            new = rng.randbytes(8)
+            span_ids.append(new)
+            for off in offsets:
+                buf[off : off + 8] = new
+        rids = []
+        for (offsets, is_uuid), length in zip(tpl.rid_offsets, tpl.rid_lengths, strict=True):
+            text = (
+                str(uuid.UUID(bytes=rng.randbytes(16), version=4))
+                if is_uuid
+                else "req_" + rng.randbytes((length - 4) // 2).hex().translate(_NOT_HEX)
+            )
+            rids.append(text)
+            for off in offsets:
+                buf[off : off + length] = text.encode()
+        if delta:
+            for off in tpl.time_offsets:
+                buf[off : off + 8] = (int.from_bytes(buf[off : off + 8], "little") + delta).to_bytes(8, "little")
+        refs = [TraceRef(t, r, s + delta) for t, r, s in zip(trace_ids, rids, tpl.trace_starts, strict=True)]
+        shorts = [r for r, (_, is_uuid) in zip(refs, tpl.rid_offsets, strict=True) if not is_uuid] or refs
+        uuids = [r for r, (_, is_uuid) in zip(refs, tpl.rid_offsets, strict=True) if is_uuid] or refs
+        return Body(
+            bytes(buf),
+            tpl.spans,
+            (trace_ids[tpl.marker[0]], span_ids[tpl.marker[1]]),
+            rng.choice(shorts),
+            rng.choice(uuids),
+            rng.choice(refs),
+        )
+
+
+# Short request IDs must stay non-hex (else they would parse as trace IDs): map hex digits onto other letters.
+_NOT_HEX = str.maketrans("0123456789abcdef", "ghijkmnopqrstuvw")
+
+
+def check_copy(workload: Workload, body: Body, index: int) -> None:
+    """Decode one patched copy with the server's own decoder: every span, fresh IDs, shifted times."""
+    from otel_corr.server._otlp import decode_spans, parse_traces
+
+    spans, rejected, reason = decode_spans(parse_traces(body.data, "application/x-protobuf"))
+    tpl_spans, _, _ = decode_spans(
+        parse_traces(workload.templates[index % len(workload.templates)].body, "application/x-protobuf")
+    )
+    delta = (index // len(workload.templates)) * workload.body_dt * len(workload.templates)
+    span_ids = {s.span_id for s in spans}
+    ok = (
+        len(spans) == SPANS_PER_BODY
+        and not rejected
+        and any(s.trace_id == body.marker[0] and s.span_id == body.marker[1] for s in spans)
+        and all(
+            a.start_ns == b.start_ns + delta and a.duration_ns == b.duration_ns
+            for a, b in zip(spans, tpl_spans, strict=True)
+        )
+        and not {s.trace_id for s in spans} & {s.trace_id for s in tpl_spans}
+        and not {s.span_id for s in spans} & {s.span_id for s in tpl_spans}
+        and all(s.parent_id is None or s.parent_id in span_ids for s in spans)
+        and any(s.request_id == body.short.request_id for s in spans)
+        and all(
+            a.attributes.keys() == b.attributes.keys()
+            and (a.parent_id is None) == (b.parent_id is None)
+            and len(a.events) == len(b.events)
+            for a, b in zip(spans, tpl_spans, strict=True)
+        )
+    )
+    if not ok:
+        raise SystemExit(f"patched body {index} does not decode as expected ({rejected} rejected: {reason})")
+
+
+# --------------------------------------------------------------------------- server
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_DIR), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+class Backend:
+    """``python -m otel_corr serve`` on free loopback ports with a fresh store."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port, self.otlp_port, grpc_port = free_ports(3)
+        self.db = tmp / "traces.db"
+        self.log_path = tmp / "serve.log"
+        self._log = open(self.log_path, "wb")
+        cmd = [
+            sys.executable,
+            "-m",
+            "otel_corr",
+            "serve",
+            "--port",
+            str(self.port),
+            "--otlp-http-port",
+            str(self.otlp_port),
+            "--otlp-grpc-port",
+            str(grpc_port),
+            "--db",
+            str(self.db),
+            "--retention",
+            "0",
+        ]
+        self.proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=child_env(), stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"otel-corr serve exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                status, _ = get(self.port, "/api/services")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"otel-corr serve not ready after 60 s:\n{self.log()}")
+            time.sleep(0.1)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def status(self) -> dict[str, int]:
+        """VmRSS / VmHWM in kB."""
+        out = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0])
+        return out
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise SystemExit(f"otel-corr serve died with {self.proc.returncode}:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+class Poster:
+    """POSTs bodies on one keep-alive connection; a 503 is retried after a short back-off."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.busy = 0
+
+    def post(self, body: bytes) -> None:
+        delay = 0.01
+        while True:
+            self.conn.request("POST", "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
+            resp = self.conn.getresponse()
+            data = resp.read()
+            if resp.status == 200:
+                return
+            if resp.status != 503:
+                raise RuntimeError(f"POST /v1/traces: HTTP {resp.status}: {data[:300]!r}")
+            self.busy += 1
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+class Committed:
+    """Our own read-only view of the store, to see when a span is committed."""
+
+    def __init__(self, db: Path) -> None:
+        self.conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
+
+    def has(self, marker: tuple[bytes, bytes]) -> bool:
+        row = self.conn.execute("SELECT 1 FROM spans WHERE trace_id = ? AND span_id = ?", marker).fetchone()
+        return row is not None
+
+    def wait(self, markers: Iterable[tuple[bytes, bytes]], backend: Backend, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        for marker in markers:
+            while not self.has(marker):
+                backend.alive()
+                if time.monotonic() > deadline:
+                    raise SystemExit("spans not committed in time")
+                time.sleep(0.002)
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM spans").fetchone()[0])
+
+
+@dataclass
+class IngestResult:
+    label: str
+    threads: int
+    spans: int
+    wall: float  # first POST -> last body committed
+    post_wall: float  # first POST -> last response
+    cpu: float  # server CPU seconds over the phase
+    busy: int
+    rss_kb: int
+
+    @property
+    def rate(self) -> float:
+        return self.spans / self.wall
+
+
+def run_posts(
+    backend: Backend, committed: Committed, label: str, threads: int, source: Callable[[int], Iterator[Body]]
+) -> IngestResult:
+    """``threads`` posting threads, thread ``i`` sending ``source(i)``; ends when every last body is committed."""
+    posters = [Poster(backend.otlp_port) for _ in range(threads)]
+    last: list[Body | None] = [None] * threads
+    counts = [0] * threads
+    errors: list[BaseException] = []
+    gate = threading.Barrier(threads + 1)
+
+    def work(i: int) -> None:
+        try:
+            gate.wait()
+            for body in source(i):
+                posters[i].post(body.data)
+                last[i] = body
+                counts[i] += body.spans
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    for w in workers:
+        w.start()
+    cpu0 = backend.cpu_seconds()
+    gate.wait()
+    t0 = time.perf_counter()
+    for w in workers:
+        w.join()
+    posted = time.perf_counter()
+    if errors:
+        backend.alive()
+        raise SystemExit(f"{label}: {errors[0]!r}")
+    committed.wait([b.marker for b in last if b is not None], backend)
+    done = time.perf_counter()
+    cpu = backend.cpu_seconds() - cpu0
+    for p in posters:
+        p.close()
+    return IngestResult(
+        label,
+        threads,
+        sum(counts),
+        done - t0,
+        posted - t0,
+        cpu,
+        sum(p.busy for p in posters),
+        backend.status().get("VmRSS", 0),
+    )
+
+
+def prebuilt(bodies: Sequence[Body], threads: int) -> Callable[[int], Iterator[Body]]:
+    def source(i: int) -> Iterator[Body]:
+        return iter(bodies[i::threads])
+
+    return source
+
+
+class Samples:
+    """Traces to look up later: a few per body, spread over the whole store."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.short: list[TraceRef] = []
+        self.uuid: list[TraceRef] = []
+        self.any: list[TraceRef] = []
+
+    def add(self, body: Body) -> None:
+        with self.lock:
+            self.short.append(body.short)
+            self.uuid.append(body.uuid)
+            self.any.append(body.any)
+
+
+def ingest_phase(
+    backend: Backend, committed: Committed, workload: Workload, samples: Samples, label: str, first: int, n: int
+) -> list[IngestResult]:
+    """Sequential then two-thread POSTs of prebuilt bodies [first, first + 2n)."""
+    out = []
+    for threads, start in ((1, first), (2, first + n)):
+        bodies = [workload.body(i) for i in range(start, start + n)]
+        for b in bodies:
+            samples.add(b)
+        result = run_posts(
+            backend,
+            committed,
+            f"{label}, {threads} thread{'s' if threads > 1 else ''}",
+            threads,
+            prebuilt(bodies, threads),
+        )
+        print(f"  {result.label}: {result.spans} spans, {result.rate:,.0f} spans/s", file=sys.stderr, flush=True)
+        out.append(result)
+        del bodies
+    return out
+
+
+def fill(
+    backend: Backend, committed: Committed, workload: Workload, samples: Samples, first: int, last: int
+) -> IngestResult:
+    """Bodies [first, last) from two threads, made on the fly."""
+    counter = iter(range(first, last))
+    lock = threading.Lock()
+    progress = {"spans": 0, "t": time.perf_counter(), "mark": 0}
+    step = max(SPANS_PER_BODY, (last - first) * SPANS_PER_BODY // 10)
+
+    def source(_: int) -> Iterator[Body]:
+        while True:
+            with lock:
+                index = next(counter, None)
+            if index is None:
+                return
+            body = workload.body(index)
+            samples.add(body)
+            yield body
+            with lock:
+                progress["spans"] += body.spans
+                if progress["spans"] - progress["mark"] >= step:
+                    now = time.perf_counter()
+                    rate = (progress["spans"] - progress["mark"]) / (now - progress["t"])
+                    print(
+                        f"  fill: {first * SPANS_PER_BODY + progress['spans']:,} spans sent "
+                        f"({rate:,.0f} spans/s posted)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    progress["mark"], progress["t"] = progress["spans"], now
+
+    return run_posts(backend, committed, "fill, 2 threads", 2, source)
+
+
+# --------------------------------------------------------------------------- queries
+
+
+@dataclass
+class Latency:
+    label: str
+    ms: list[float] = field(default_factory=list)
+    misses: int = 0
+    spans: int = 0
+
+    def pct(self, q: float) -> float:
+        data = sorted(self.ms)
+        return data[min(len(data) - 1, int(round(q / 100 * (len(data) - 1))))]
+
+
+def search_path(service: str, start_ns: int, end_ns: int) -> str:
+    query = urllib.parse.urlencode(
+        {
+            "service": service,
+            "tags": json.dumps(SEARCH_TAGS, separators=(",", ":")),
+            "limit": "20",
+            "start": str(start_ns // 1000),
+            "end": str(end_ns // 1000),
+        }
+    )
+    return f"/api/traces?{query}"
+
+
+def timed_get(conn: http.client.HTTPConnection | None, port: int, path: str, result: Latency, expect: bool) -> None:
+    """One GET on ``conn`` (keep-alive), or on a new connection made and closed inside the timing."""
+    t0 = time.perf_counter()
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    data = resp.read()
+    if own:
+        conn.close()
+    elapsed = (time.perf_counter() - t0) * 1000
+    if resp.status != 200:
+        result.misses += 1
+        if resp.status != 404:
+            raise SystemExit(f"GET {path}: HTTP {resp.status}: {data[:300]!r}")
+        return
+    payload = json.loads(data)
+    traces = payload.get("data") or []
+    if expect and not traces:
+        result.misses += 1
+    result.ms.append(elapsed)
+    result.spans += sum(len(t["spans"]) for t in traces)
+
+
+def run_queries(
+    backend: Backend, workload: Workload, samples: Samples, n: int, n_wide: int, warmup: int
+) -> list[Latency]:
+    rng = random.Random(11)
+    span_range = workload.end_ns - workload.begin_ns
+    conn = http.client.HTTPConnection("127.0.0.1", backend.port, timeout=120)
+
+    def window() -> tuple[int, int]:
+        if span_range <= SEARCH_WINDOW_NS:
+            return workload.begin_ns, workload.end_ns
+        start = workload.begin_ns + rng.randrange(span_range - SEARCH_WINDOW_NS)
+        return start, start + SEARCH_WINDOW_NS
+
+    def trace_path() -> str:
+        return "/api/traces/" + rng.choice(samples.any).trace_id.hex()
+
+    # (row, path maker, a trace is expected, keep-alive)
+    kinds: list[tuple[Latency, Callable[[], str], bool, bool]] = [
+        (Latency("trace ID (/api/traces/<32 hex>)"), trace_path, True, True),
+        (
+            Latency("request ID, short (/api/traces/req_...)"),
+            lambda: "/api/traces/" + rng.choice(samples.short).request_id,
+            True,
+            True,
+        ),
+        (
+            Latency("search service+tag, 1 h window, limit 20"),
+            lambda: search_path(SEARCH_SERVICE, *window()),
+            False,
+            True,
+        ),
+        (
+            Latency("(extra) request ID, UUID (/api/traces/<uuid>)"),
+            lambda: "/api/traces/" + rng.choice(samples.uuid).request_id,
+            True,
+            True,
+        ),
+        (Latency("(extra) trace ID, new connection per request"), trace_path, True, False),
+    ]
+    wide = Latency("(extra) search service+tag, whole range")
+    for _ in range(warmup):
+        for _, make, expect, keep in kinds:
+            timed_get(conn if keep else None, backend.port, make(), Latency(""), expect)
+    for i in range(n):
+        for lat, make, expect, keep in kinds:
+            timed_get(conn if keep else None, backend.port, make(), lat, expect)
+        if i < n_wide:
+            path = search_path(SEARCH_SERVICE, workload.begin_ns, workload.end_ns)
+            timed_get(conn, backend.port, path, wide, True)
+    conn.close()
+    return [k[0] for k in kinds] + ([wide] if n_wide else [])
+
+
+# --------------------------------------------------------------------------- storage
+
+
+@dataclass
+class Storage:
+    spans: int
+    db_bytes: int
+    wal_bytes: int
+    checkpoint: tuple[int, int, int]
+    objects: list[tuple[str, int, int]]  # (name, bytes, pages)
+    detail_avg: float
+    plans: list[tuple[str, list[str]]]
+
+
+def storage(backend: Backend, workload: Workload, samples: Samples) -> Storage:
+    conn = sqlite3.connect(backend.db, timeout=60)
+    try:
+        checkpoint: tuple[int, int, int] = (1, 0, 0)
+        for _ in range(50):
+            checkpoint = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if checkpoint[0] == 0:
+                break
+            time.sleep(0.1)
+        wal = Path(f"{backend.db}-wal")
+        db_bytes, wal_bytes = backend.db.stat().st_size, wal.stat().st_size if wal.exists() else 0
+        spans = int(conn.execute("SELECT count(*) FROM spans").fetchone()[0])
+        try:
+            objects = [
+                (str(r[0]), int(r[1]), int(r[2]))
+                for r in conn.execute(
+                    "SELECT name, sum(pgsize), count(*) FROM dbstat GROUP BY name ORDER BY sum(pgsize) DESC"
+                )
+            ]
+        except sqlite3.OperationalError:
+            objects = []
+        detail_avg = float(conn.execute("SELECT avg(length(detail)) FROM spans").fetchone()[0] or 0)
+        ref = samples.short[0]
+        start = workload.end_ns - SEARCH_WINDOW_NS
+        queries = [
+            (
+                "trace",
+                "SELECT * FROM spans s JOIN resources r ON r.id = s.resource_id WHERE s.trace_id = ? "
+                "ORDER BY s.start_ns",
+                (ref.trace_id,),
+            ),
+            (
+                "request",
+                "SELECT trace_id, max(start_ns) m FROM spans WHERE request_id = ? GROUP BY trace_id "
+                "ORDER BY m DESC LIMIT 1",
+                (ref.request_id,),
+            ),
+            (
+                "search",
+                "SELECT trace_id, max(start_ns) m FROM spans WHERE service = ? AND start_ns >= ? AND start_ns <= ?"
+                " AND CAST(json_extract(detail, ?) AS TEXT) = ? GROUP BY trace_id ORDER BY m DESC LIMIT 20",
+                (SEARCH_SERVICE, start, workload.end_ns, '$.a."http.response.status_code"', "500"),
+            ),
+        ]
+        plans = [
+            (name, [str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params)])
+            for name, sql, params in queries
+        ]
+    finally:
+        conn.close()
+    return Storage(spans, db_bytes, wal_bytes, checkpoint, objects, detail_avg, plans)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A plain fixed-width table: first column left-aligned, the others right-aligned."""
+    rows = [list(headers), *map(list, rows)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def verdict(ok: bool | None) -> str:
+    return "-" if ok is None else "PASS" if ok else "MISS"
+
+
+def ingest_rows(results: Sequence[IngestResult]) -> list[list[str]]:
+    rows = []
+    for r in results:
+        target = r.label.startswith("fresh")
+        rows.append(
+            [
+                r.label,
+                f"{r.spans:,}",
+                f"{r.wall:.2f}",
+                f"{(r.wall - r.post_wall) * 1000:.0f}",
+                f"{r.rate:,.0f}",
+                f"{r.cpu / r.wall:.2f}",
+                f"{r.spans / r.cpu:,.0f}" if r.cpu else "-",
+                str(r.busy),
+                f"{r.rss_kb / 1024:.0f}",
+                f">= {TARGET_INGEST:,.0f}" if target else "-",
+                verdict(r.rate >= TARGET_INGEST) if target else "-",
+            ]
+        )
+    return rows
+
+
+def latency_rows(results: Sequence[Latency]) -> list[list[str]]:
+    rows = []
+    for r in results:
+        target = (
+            None
+            if r.label.startswith("(extra)")
+            else (TARGET_SEARCH_P99 if r.label.startswith("search") else TARGET_LOOKUP_P99)
+        )
+        p99 = r.pct(99) if r.ms else float("nan")
+        rows.append(
+            [
+                r.label,
+                str(len(r.ms)),
+                f"{r.pct(50):.1f}" if r.ms else "-",
+                f"{r.pct(90):.1f}" if r.ms else "-",
+                f"{p99:.1f}",
+                f"{max(r.ms):.1f}" if r.ms else "-",
+                f"{r.spans / max(len(r.ms), 1):.1f}",
+                str(r.misses),
+                f"<= {target:.0f}" if target else "-",
+                verdict(p99 <= target) if target else "-",
+            ]
+        )
+    return rows
+
+
+def size_rows(disk: Storage) -> list[tuple[str, int]]:
+    """dbstat objects of at least 1% of the file, the rest summed in one row."""
+    big = [(name, size) for name, size, _ in disk.objects if size >= disk.db_bytes / 100]
+    rest = sum(size for name, size, _ in disk.objects if size < disk.db_bytes / 100)
+    return big + ([("(every other table and index)", rest)] if rest else [])
+
+
+def package_versions() -> str:
+    parts = []
+    for name in PACKAGES:
+        try:
+            parts.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            parts.append(f"{name} (not installed)")
+    return ", ".join(parts)
+
+
+def source_state() -> tuple[str, str]:
+    """(what is measured, a key that changes when the server code does): commit, otel_corr/server tree, edits."""
+
+    def git(*cmd: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(REPO_DIR), *cmd], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit, tree = git("rev-parse", "--short", "HEAD"), git("rev-parse", "--short", "HEAD:otel_corr/server")
+        dirty = git("status", "--porcelain", "--", "otel_corr/server")
+    except (OSError, subprocess.SubprocessError):
+        return "source: unknown (no git)", ""
+    text = f"source: {commit} (otel_corr/server tree {tree})" + (
+        " + uncommitted changes in otel_corr/server" if dirty else ""
+    )
+    return text, f"{tree} {dirty}"
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def run(args: argparse.Namespace) -> None:
+    n_phase = args.phase_bodies
+    total_bodies = max(-(-args.spans // SPANS_PER_BODY), 4 * n_phase + 2)
+    state, key = source_state()
+    print("otel-corr serve backend benchmark")
+    print(state)
+    print(f"python {platform.python_version()} ({sys.executable}), {os.cpu_count()} CPUs, {platform.platform()}")
+    print(package_versions(), f"SQLite {sqlite3.sqlite_version}")
+    print(
+        f"{total_bodies * SPANS_PER_BODY:,} spans in {total_bodies} bodies of {SPANS_PER_BODY} spans over "
+        f"{args.hours:g} h; {args.pool} template bodies; {args.queries} queries of each kind "
+        f"(+{args.warmup} warm-up); load average at start {loadavg()}"
+    )
+    print(flush=True)
+    t_start = time.perf_counter()
+    workload = Workload(total_bodies * SPANS_PER_BODY, args.hours, args.pool)
+    check_copy(workload, workload.body(len(workload.templates) + 3), len(workload.templates) + 3)
+    print(f"  built {args.pool} templates in {time.perf_counter() - t_start:.1f} s", file=sys.stderr, flush=True)
+    samples = Samples()
+    with tempfile.TemporaryDirectory(prefix="otel-corr-bench-") as tmp:
+        backend = Backend(Path(tmp))
+        try:
+            rss_start = backend.status()
+            committed = Committed(backend.db)
+            results = ingest_phase(backend, committed, workload, samples, "fresh store", 0, n_phase)
+            fill_first, fill_last = 2 * n_phase, total_bodies - 2 * n_phase
+            fill_result = fill(backend, committed, workload, samples, fill_first, fill_last)
+            print(f"  fill: {fill_result.spans:,} spans in {fill_result.wall:.1f} s", file=sys.stderr, flush=True)
+            results.append(fill_result)
+            results += ingest_phase(
+                backend, committed, workload, samples, f"at {fill_last * SPANS_PER_BODY // 1000:,}k", fill_last, n_phase
+            )
+            rss_after_ingest = backend.status()
+            stored = committed.count()
+            committed.conn.close()
+            load_before_queries = loadavg()
+            latencies = run_queries(backend, workload, samples, args.queries, args.wide_queries, args.warmup)
+            mem = backend.status()
+            disk = storage(backend, workload, samples)
+            backend.alive()
+        finally:
+            backend.stop()
+        if args.keep_db:  # the server has closed the store: the WAL is checkpointed into the file
+            shutil.copyfile(backend.db, args.keep_db)
+            if Path(f"{backend.db}-wal").exists():
+                shutil.copyfile(f"{backend.db}-wal", f"{args.keep_db}-wal")
+    elapsed = time.perf_counter() - t_start
+
+    print("Ingest (OTLP/HTTP protobuf, 512-span bodies; spans/s = spans / (first POST -> last body committed))")
+    print(
+        render_table(
+            [
+                "phase",
+                "spans",
+                "wall s",
+                "commit lag ms",
+                "spans/s",
+                "server cores",
+                "spans/CPU-s",
+                "503s",
+                "RSS MB",
+                "target",
+                "result",
+            ],
+            ingest_rows(results),
+        )
+    )
+    print(
+        "server cores = server CPU seconds / wall seconds (one process: event loop + SQLite writer thread); "
+        "spans/CPU-s = spans per server CPU second.\ncommit lag = last POST answered -> its spans visible to a reader."
+    )
+    print()
+    print(
+        f"Queries at {stored:,} spans (ms, client-side wall time per HTTP request incl. JSON; "
+        f"load average {load_before_queries})"
+    )
+    print(
+        render_table(
+            ["query", "n", "p50", "p90", "p99", "max", "spans/resp", "misses", "p99 target", "result"],
+            latency_rows(latencies),
+        )
+    )
+    print(
+        f"search: service={SEARCH_SERVICE}, tags={json.dumps(SEARCH_TAGS)}, limit=20; 1 h windows at random "
+        "positions (Jaeger UI default lookback); misses = 404 or an empty result where a trace was expected."
+    )
+    keep_alive, fresh = latencies[0], next(r for r in latencies if "new connection" in r.label)
+    if keep_alive.ms and fresh.ms and keep_alive.pct(50) > max(3 * fresh.pct(50), fresh.pct(50) + 20):
+        print(
+            f"note: the same lookup takes {keep_alive.pct(50):.1f} ms on a kept-alive connection but "
+            f"{fresh.pct(50):.1f} ms on a new one: responses on a reused connection wait for a delayed ACK "
+            "(Nagle), i.e. the server's sockets lack TCP_NODELAY."
+        )
+    print()
+    per_span = (disk.db_bytes + disk.wal_bytes) / max(disk.spans, 1)
+    peak = mem.get("VmHWM", 0) / 1024
+    rss = mem.get("VmRSS", 0) / 1024
+    print("Storage and memory")
+    print(
+        render_table(
+            ["measure", "value", "target", "result"],
+            [
+                ["spans stored", f"{disk.spans:,}", "-", "-"],
+                [
+                    "database + WAL after checkpoint(TRUNCATE)",
+                    f"{(disk.db_bytes + disk.wal_bytes) / 1e6:,.1f} MB",
+                    "-",
+                    "-",
+                ],
+                [
+                    "bytes per span",
+                    f"{per_span:,.0f}",
+                    f"<= {TARGET_BYTES_PER_SPAN:.0f}",
+                    verdict(per_span <= TARGET_BYTES_PER_SPAN),
+                ],
+                ["server VmRSS at start (empty store)", f"{rss_start.get('VmRSS', 0) / 1024:.0f} MB", "-", "-"],
+                ["server VmRSS after ingest", f"{rss_after_ingest.get('VmRSS', 0) / 1024:.0f} MB", "-", "-"],
+                [
+                    "server VmRSS after queries",
+                    f"{rss:.0f} MB",
+                    f"<= {TARGET_RSS_MB:.0f} MB",
+                    verdict(rss <= TARGET_RSS_MB),
+                ],
+                [
+                    "server VmHWM (peak RSS)",
+                    f"{peak:.0f} MB",
+                    f"<= {TARGET_RSS_MB:.0f} MB",
+                    verdict(peak <= TARGET_RSS_MB),
+                ],
+            ],
+        )
+    )
+    print(f"checkpoint (busy, log, checkpointed) = {disk.checkpoint}; mean detail JSON {disk.detail_avg:.0f} B/span")
+    if disk.objects:
+        print()
+        print("Size by table/index (dbstat)")
+        print(
+            render_table(
+                ["object", "MB", "B/span", "share"],
+                [
+                    [
+                        name,
+                        f"{size / 1e6:.1f}",
+                        f"{size / max(disk.spans, 1):.0f}",
+                        f"{100 * size / max(disk.db_bytes, 1):.0f}%",
+                    ]
+                    for name, size in size_rows(disk)
+                ],
+            )
+        )
+    print()
+    print("Query plans (EXPLAIN QUERY PLAN of the SQL in otel_corr/server/_store.py)")
+    for name, plan in disk.plans:
+        print(f"  {name}: " + " | ".join(plan))
+    print()
+    print(f"total {elapsed:.0f} s; load average at end {loadavg()}")
+    now, now_key = source_state()
+    if now_key != key:
+        print(f"\nwarning: otel_corr/server changed during the run (started at '{state}', now '{now}')")
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def profile(args: argparse.Namespace) -> None:
+    """The ingest path in-process: protobuf parse, decode_spans, the store's write, then cProfile of all three."""
+    from otel_corr.server._otlp import decode_spans, parse_traces
+    from otel_corr.server._store import Store
+
+    n = args.profile_bodies
+    workload = Workload(n * SPANS_PER_BODY, 1, min(args.pool, n))
+    bodies = [workload.body(i).data for i in range(n)]
+    spans_total = n * SPANS_PER_BODY
+    with tempfile.TemporaryDirectory(prefix="otel-corr-prof-") as tmp:
+        store = Store(Path(tmp) / "p.db")
+        t0 = time.perf_counter()
+        parsed = [parse_traces(b, "application/x-protobuf") for b in bodies]
+        t1 = time.perf_counter()
+        decoded = [decode_spans(p)[0] for p in parsed]
+        t2 = time.perf_counter()
+        store._write([(d, []) for d in decoded[: n // 2]])  # the writer's own method, on this thread
+        t3 = time.perf_counter()
+        for d in decoded[n // 2 :]:
+            store._write([(d, [])])
+        t4 = time.perf_counter()
+        half = (n // 2) * SPANS_PER_BODY
+        rest = spans_total - half
+        print(f"in-process ingest path, {spans_total:,} spans ({n} bodies), µs per span")
+        print(
+            render_table(
+                ["step", "µs/span", "spans/s if alone"],
+                [
+                    [
+                        "ExportTraceServiceRequest.ParseFromString",
+                        f"{(t1 - t0) / spans_total * 1e6:.2f}",
+                        f"{spans_total / (t1 - t0):,.0f}",
+                    ],
+                    [
+                        "decode_spans (protobuf -> Span objects)",
+                        f"{(t2 - t1) / spans_total * 1e6:.2f}",
+                        f"{spans_total / (t2 - t1):,.0f}",
+                    ],
+                    [
+                        f"Store._write, {n // 2} bodies in one transaction",
+                        f"{(t3 - t2) / half * 1e6:.2f}",
+                        f"{half / (t3 - t2):,.0f}",
+                    ],
+                    [
+                        "Store._write, one body per transaction",
+                        f"{(t4 - t3) / rest * 1e6:.2f}",
+                        f"{rest / (t4 - t3):,.0f}",
+                    ],
+                ],
+            )
+        )
+        del parsed, decoded
+        tracemalloc.start()
+        held = [decode_spans(parse_traces(b, "application/x-protobuf"))[0] for b in bodies[:4]]
+        held_bytes = tracemalloc.get_traced_memory()[0] / len(held)
+        tracemalloc.stop()
+        del held
+        slots = inspect.signature(Store.__init__).parameters["queue_size"].default
+        print(
+            f"memory held by one queued body: {held_bytes / 2**10:,.0f} KiB decoded ({held_bytes / SPANS_PER_BODY:,.0f}"
+            f" B/span) vs {len(bodies[0]) / 2**10:,.0f} KiB as received; a full queue ({slots} bodies) holds"
+            f" {held_bytes * slots / 2**20:,.0f} MiB of decoded spans"
+        )
+        prof = cProfile.Profile()
+        prof.enable()
+        for b in bodies:
+            store._write([(decode_spans(parse_traces(b, "application/x-protobuf"))[0], [])])
+        prof.disable()
+        store.close()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(18)
+    print()
+    print("cProfile of parse + decode + write (by own time)")
+    print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:6000])
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="smoke run: 50,000 spans, 200 queries of each kind")
+    p.add_argument("--spans", type=int, default=None, help="spans in the store when queried (default 1M; quick 50k)")
+    p.add_argument("--hours", type=float, default=24.0, help="time range the spans are spread over (default 24)")
+    p.add_argument("--queries", type=int, default=300, help="timed queries of each kind (default 300)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed queries of each kind first (default 20; quick 5)")
+    p.add_argument("--wide-queries", type=int, default=None, help="whole-range searches (default 20; quick 5)")
+    p.add_argument("--phase-bodies", type=int, default=None, help="bodies per ingest measurement (default 100)")
+    p.add_argument("--pool", type=int, default=32, help="distinct template bodies (default 32)")
+    p.add_argument("--keep-db", type=Path, default=None, help="copy the store file here at the end (for inspection)")
+    p.add_argument("--profile", action="store_true", help="profile the ingest path in-process instead")
+    p.add_argument("--profile-bodies", type=int, default=40, help="bodies for --profile (default 40)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.spans = args.spans or 50_000
+        args.queries = max(200, min(args.queries, 200))
+        args.phase_bodies = args.phase_bodies or 20
+        args.wide_queries = 5 if args.wide_queries is None else args.wide_queries
+        args.warmup = 5 if args.warmup is None else args.warmup
+    args.phase_bodies = args.phase_bodies or 100
+    args.spans = args.spans or 1_000_000
+    args.wide_queries = 20 if args.wide_queries is None else args.wide_queries
+    args.warmup = 20 if args.warmup is None else args.warmup
+    if args.spans < SPANS_PER_BODY or args.queries < 1 or args.phase_bodies < 2 or args.pool < 1 or args.hours <= 0:
+        p.error("--spans >= 512, --queries >= 1, --phase-bodies >= 2, --pool >= 1 and --hours > 0 please")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.profile:
+        profile(args)
+    else:
+        run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
