@@ -394,24 +394,17 @@ class Store:
         """Trace IDs with a span matching every criterion, newest first."""
         where = []
         params: list[Any] = []
-        if service:
-            where.append("service = ?")
-            params.append(service)
-        if operation:
-            where.append("name = ?")
-            params.append(operation)
-        if start_ns is not None:
-            where.append("start_ns >= ?")
-            params.append(start_ns)
-        if end_ns is not None:
-            where.append("start_ns <= ?")
-            params.append(end_ns)
-        if min_duration_ns is not None:
-            where.append("duration_ns >= ?")
-            params.append(min_duration_ns)
-        if max_duration_ns is not None:
-            where.append("duration_ns <= ?")
-            params.append(max_duration_ns)
+        for clause, value in (
+            ("service = ?", service or None),
+            ("name = ?", operation or None),
+            ("start_ns >= ?", start_ns),
+            ("start_ns <= ?", end_ns),
+            ("duration_ns >= ?", min_duration_ns),
+            ("duration_ns <= ?", max_duration_ns),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
         for key, value in (tags or {}).items():
             if key == "error" and value == "true":
                 where.append("status = 2")
