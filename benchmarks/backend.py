@@ -90,10 +90,10 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from _common import child_env, package_versions, render_table
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
@@ -642,12 +642,6 @@ def free_ports(n: int) -> list[int]:
             sock.close()
 
 
-def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_DIR), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 class Backend:
     """``python -m otel_corr serve`` on free loopback ports with a fresh store."""
 
@@ -1098,18 +1092,6 @@ def storage(backend: Backend, workload: Workload, samples: Samples) -> Storage:
 # --------------------------------------------------------------------------- report
 
 
-def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A plain fixed-width table: first column left-aligned, the others right-aligned."""
-    rows = [list(headers), *map(list, rows)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
-    lines = []
-    for row in rows:
-        cells = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]
-        lines.append("  ".join(cells).rstrip())
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def verdict(ok: bool | None) -> str:
     return "-" if ok is None else "PASS" if ok else "MISS"
 
@@ -1169,16 +1151,6 @@ def size_rows(disk: Storage) -> list[tuple[str, int]]:
     return big + ([("(every other table and index)", rest)] if rest else [])
 
 
-def package_versions() -> str:
-    parts = []
-    for name in PACKAGES:
-        try:
-            parts.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            parts.append(f"{name} (not installed)")
-    return ", ".join(parts)
-
-
 def source_state() -> tuple[str, str]:
     """(what is measured, a key that changes when the server code does): commit, otel_corr/server tree, edits."""
 
@@ -1212,7 +1184,7 @@ def run(args: argparse.Namespace) -> None:
     print("otel-corr serve backend benchmark")
     print(state)
     print(f"python {platform.python_version()} ({sys.executable}), {os.cpu_count()} CPUs, {platform.platform()}")
-    print(package_versions(), f"SQLite {sqlite3.sqlite_version}")
+    print(package_versions(PACKAGES), f"SQLite {sqlite3.sqlite_version}")
     print(
         f"{total_bodies * SPANS_PER_BODY:,} spans in {total_bodies} bodies of {SPANS_PER_BODY} spans over "
         f"{args.hours:g} h; {args.pool} template bodies; {args.queries} queries of each kind "

@@ -58,12 +58,13 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from _common import child_env, package_versions, render_table, source_state
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -294,13 +295,6 @@ def run_worker(config: str, n: int, warmup: int) -> None:
 # --------------------------------------------------------------------------- parent side
 
 
-def child_env() -> dict[str, str]:
-    """The workers' environment: this checkout first, no OTEL_* (hence no OTEL_CORR_*) influence."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_DIR), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 def spawn_worker(config: str, n: int, warmup: int) -> dict[str, Any]:
     """Run one configuration in a fresh interpreter and return its JSON result."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", config, "-n", str(n), "--warmup", str(warmup)]
@@ -336,18 +330,6 @@ def overhead(results: dict[str, list[dict[str, Any]]], config: str) -> float | N
     if flavour == "none" or base not in results:
         return None
     return median(results[config]) - median(results[base])
-
-
-def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A plain fixed-width table: first column left-aligned, the others right-aligned."""
-    rows = [list(headers), *map(list, rows)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
-    lines = []
-    for row in rows:
-        cells = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]
-        lines.append("  ".join(cells).rstrip())
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def yes_no(value: bool) -> str:
@@ -407,31 +389,6 @@ def thread_rows(results: dict[str, list[dict[str, Any]]]) -> list[list[str]]:
     return rows
 
 
-def package_versions() -> str:
-    parts = []
-    for name in PACKAGES:
-        try:
-            parts.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            parts.append(f"{name} (not installed)")
-    return ", ".join(parts)
-
-
-def source_state() -> str:
-    """The checkout being measured: commit and whether otel_corr/ has uncommitted changes."""
-    try:
-        git = ["git", "-C", str(REPO_DIR)]
-        commit = subprocess.run(
-            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [*git, "status", "--porcelain", "--", "otel_corr"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "source: unknown (no git)"
-    return f"source: {commit}" + (" + uncommitted changes in otel_corr/" if dirty else "")
-
-
 def load_note() -> str:
     try:
         one, five, _ = os.getloadavg()
@@ -445,7 +402,7 @@ def run(configs: Sequence[str], reps: int, n: int, thread_ops: int, warmup: int)
     print("otel-corr propagation overhead -- in-process, inside a request (recording server span + request ID)")
     print(state)
     print(f"python {platform.python_version()} ({sys.executable}), {os.cpu_count()} CPUs, {platform.platform()}")
-    print(package_versions())
+    print(package_versions(PACKAGES))
     print(load_note())
     print(
         f"N={n} timed httpx calls / {thread_ops} thread hops per repetition (+{warmup} warm-up), "

@@ -57,11 +57,12 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from _common import child_env, package_versions, render_table, source_state
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -272,13 +273,6 @@ class Check:
     ok: bool
 
 
-def child_env() -> dict[str, str]:
-    """The environment for workers and servers: this checkout first, no OTEL_* influence."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FASTAPI_OTEL_"))}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_DIR), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 def spawn_worker(config: str, n: int, warmup: int) -> dict[str, Any]:
     """Run one configuration in a fresh interpreter and return its JSON result."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", config, "-n", str(n), "--warmup", str(warmup)]
@@ -328,18 +322,6 @@ def overhead(s: dict[str, Summary], config: str) -> float | None:
 def rss_delta(s: dict[str, Summary], config: str) -> float | None:
     base = BASELINE.get(config)
     return None if base is None or base not in s else s[config].rss - s[base].rss
-
-
-def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A plain fixed-width table: first column left-aligned, the others right-aligned."""
-    rows = [list(headers), *map(list, rows)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
-    lines = []
-    for row in rows:
-        cells = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]
-        lines.append("  ".join(cells).rstrip())
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def fmt(value: float | None, spec: str = ".2f", signed: bool = False) -> str:
@@ -427,45 +409,13 @@ def render_checks(items: Sequence[Check]) -> str:
     return render_table(["target (informational)", "value", "target", "result"], rows)
 
 
-def package_versions() -> str:
-    parts = []
-    for name in PACKAGES:
-        try:
-            parts.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            parts.append(f"{name} (not installed)")
-    return ", ".join(parts)
-
-
-def source_state() -> str:
-    """The checkout being measured: commit and whether otel_corr/ has uncommitted changes."""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--", "otel_corr"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "source: unknown (no git)"
-    return f"source: {commit}" + (" + uncommitted changes in otel_corr/" if dirty else "")
-
-
 def print_header(mode: str, details: str) -> str:
     """Print what is measured and how; return the source state, to compare at the end."""
     state = source_state()
     print(f"otel-corr request overhead -- {mode}")
     print(state)
     print(f"python {platform.python_version()} ({sys.executable}), {os.cpu_count()} CPUs, {platform.platform()}")
-    print(package_versions())
+    print(package_versions(PACKAGES))
     print(details)
     print(flush=True)  # before the progress lines on stderr
     return state
