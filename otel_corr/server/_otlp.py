@@ -21,9 +21,21 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from .._ids import REQUEST_ID_ATTRIBUTE
 from ._model import LogRecord, Span
 
-__all__ = ["BadRequest", "TooLarge", "decode_logs", "decode_spans", "decompress", "parse_logs", "parse_traces"]
+__all__ = [
+    "BadRequest",
+    "TooLarge",
+    "attribute_text",
+    "decode_logs",
+    "decode_spans",
+    "decompress",
+    "expand",
+    "parse_logs",
+    "parse_traces",
+]
 
 MAX_ATTRIBUTES = 1000
+#: Separates scope name and version in the store's scope column.
+SCOPE_SEPARATOR = "\x1f"
 MAX_VALUE_BYTES = 64 * 1024
 
 
@@ -137,6 +149,41 @@ def _id(raw: bytes, size: int, what: str, allow_empty: bool = False) -> bytes | 
     return raw
 
 
+def _check_limits(span: Any) -> None:
+    """The limits, without building dicts: counts always, value sizes only for a span big enough to break them."""
+    if len(span.attributes) > MAX_ATTRIBUTES:
+        raise BadRequest(f"{len(span.attributes)} attributes on one item; the limit is {MAX_ATTRIBUTES}")
+    for event in span.events:
+        if len(event.attributes) > MAX_ATTRIBUTES:
+            raise BadRequest(f"{len(event.attributes)} attributes on one item; the limit is {MAX_ATTRIBUTES}")
+    if span.ByteSize() > MAX_VALUE_BYTES:
+        _attributes(span.attributes)
+        for event in span.events:
+            _attributes(event.attributes)
+        for link in span.links:
+            _attributes(link.attributes)
+
+
+def _request_id(kvs: Any) -> str | None:
+    for kv in kvs:
+        if kv.key == REQUEST_ID_ATTRIBUTE:
+            value = _value(kv.value)
+            return None if value is None else str(value)[:256]
+    return None
+
+
+def _slim(span: Any) -> bytes:
+    """What the store keeps of a span beyond its columns: attributes, events, links, status, trace state.
+
+    Why protobuf and not JSON: serializing is one C call (JSON meant a dict per attribute on
+    ingest, the main cost), and it is smaller on disk.  The span is ours to change: the fields
+    that have columns are cleared before serializing.
+    """
+    for name in ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_time_unix_nano", "end_time_unix_nano"):
+        span.ClearField(name)
+    return span.SerializeToString()  # type: ignore[no-any-return]
+
+
 def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], int, str]:
     """Records for every valid span; returns (spans, rejected count, reason for the rejections)."""
     spans: list[Span] = []
@@ -146,17 +193,17 @@ def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], int, s
         resource = _attributes(rs.resource.attributes)
         service = str(resource.get("service.name") or "unknown_service")
         for ss in rs.scope_spans:
-            scope, version = ss.scope.name, ss.scope.version
+            scope = f"{ss.scope.name}{SCOPE_SEPARATOR}{ss.scope.version}" if ss.scope.version else ss.scope.name
             for s in ss.spans:
                 trace_id = _id(s.trace_id, 16, "traceId")
                 span_id = _id(s.span_id, 8, "spanId")
                 parent = _id(s.parent_span_id, 8, "parentSpanId", allow_empty=True)
-                if s.end_time_unix_nano < s.start_time_unix_nano:
+                start, end = s.start_time_unix_nano, s.end_time_unix_nano
+                if end < start:
                     rejected += 1
                     reason = "a span ends before it starts"
                     continue
-                attributes = _attributes(s.attributes)
-                rid = attributes.get(REQUEST_ID_ATTRIBUTE)
+                _check_limits(s)
                 spans.append(
                     Span(
                         trace_id=trace_id,  # type: ignore[arg-type]
@@ -165,24 +212,45 @@ def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], int, s
                         service=service,
                         name=s.name[:1024],
                         kind=s.kind,
-                        start_ns=s.start_time_unix_nano,
-                        duration_ns=s.end_time_unix_nano - s.start_time_unix_nano,
+                        start_ns=start,
+                        duration_ns=end - start,
                         status=s.status.code,
-                        status_message=s.status.message[:1024],
-                        request_id=str(rid)[:256] if rid is not None else None,
+                        request_id=_request_id(s.attributes),
                         scope=scope,
-                        scope_version=version,
-                        trace_state=s.trace_state[:512],
-                        attributes=attributes,
-                        events=[{"t": e.time_unix_nano, "n": e.name, "a": _attributes(e.attributes)} for e in s.events],
-                        links=[
-                            {"t": link.trace_id.hex(), "s": link.span_id.hex(), "a": _attributes(link.attributes)}
-                            for link in s.links
-                        ],
                         resource=resource,
+                        raw=_slim(s),
                     )
                 )
     return spans, rejected, reason
+
+
+def expand(span: Span, detail: bytes) -> None:
+    """Fill a stored span's attributes, events, links, status message and trace state from ``detail``."""
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
+
+    pb = SpanMessage.FromString(detail)
+    span.attributes = _attributes(pb.attributes)
+    span.events = [{"t": e.time_unix_nano, "n": e.name, "a": _attributes(e.attributes)} for e in pb.events]
+    span.links = [
+        {"t": link.trace_id.hex(), "s": link.span_id.hex(), "a": _attributes(link.attributes)} for link in pb.links
+    ]
+    span.status_message = pb.status.message
+    span.trace_state = pb.trace_state
+    if SCOPE_SEPARATOR in span.scope:
+        span.scope, span.scope_version = span.scope.split(SCOPE_SEPARATOR, 1)
+
+
+def attribute_text(detail: bytes, key: str) -> str | None:
+    """An attribute of a stored span as text (the SQL function tag search uses)."""
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
+
+    for kv in SpanMessage.FromString(detail).attributes:
+        if kv.key == key:
+            value = _value(kv.value)
+            if isinstance(value, bool):
+                return "true" if value else "false"
+            return None if value is None else (json.dumps(value) if isinstance(value, (list, dict)) else str(value))
+    return None
 
 
 def decode_logs(request: ExportLogsServiceRequest) -> tuple[list[LogRecord], int, str]:

@@ -28,12 +28,13 @@ from typing import Any
 
 from ..exceptions import StoreError
 from ._model import LogRecord, Span
+from ._otlp import attribute_text, expand
 
 __all__ = ["Store", "StoreFull"]
 
 _log = logging.getLogger("otel_corr.server")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 PRAGMA journal_mode=WAL;
 CREATE TABLE IF NOT EXISTS resources(
@@ -42,7 +43,7 @@ CREATE TABLE IF NOT EXISTS spans(
     trace_id BLOB NOT NULL, span_id BLOB NOT NULL, parent_id BLOB, resource_id INTEGER NOT NULL,
     service TEXT NOT NULL, name TEXT NOT NULL, kind INTEGER NOT NULL, start_ns INTEGER NOT NULL,
     duration_ns INTEGER NOT NULL, status INTEGER NOT NULL, request_id TEXT, scope TEXT NOT NULL,
-    detail TEXT NOT NULL);
+    detail BLOB NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS spans_id ON spans(trace_id, span_id);
 CREATE INDEX IF NOT EXISTS spans_request ON spans(request_id) WHERE request_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_service ON spans(service, start_ns);
@@ -107,6 +108,7 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
+        conn.create_function("otel_attr", 2, attribute_text, deterministic=True)
         return conn
 
     # --- writing ---------------------------------------------------------------------------
@@ -193,17 +195,6 @@ class Store:
                 rid = resource_ids.get(key)
                 if rid is None:
                     rid = resource_ids[key] = self._resource_id(conn, s.service, s.resource)
-                detail: dict[str, Any] = {"a": s.attributes}
-                if s.events:
-                    detail["e"] = s.events
-                if s.links:
-                    detail["l"] = s.links
-                if s.status_message:
-                    detail["m"] = s.status_message
-                if s.scope_version:
-                    detail["v"] = s.scope_version
-                if s.trace_state:
-                    detail["s"] = s.trace_state
                 operations.add((s.service, s.name, s.kind))
                 span_rows.append(
                     (
@@ -219,7 +210,7 @@ class Store:
                         s.status,
                         s.request_id,
                         s.scope,
-                        _dumps(detail),
+                        s.raw,
                     )
                 )
             for r in logs:
@@ -300,29 +291,22 @@ class Store:
         )
         out = []
         for row in rows:
-            detail = json.loads(row[11])
-            out.append(
-                Span(
-                    trace_id=row[0],
-                    span_id=row[1],
-                    parent_id=row[2],
-                    service=row[3],
-                    name=row[4],
-                    kind=row[5],
-                    start_ns=row[6],
-                    duration_ns=row[7],
-                    status=row[8],
-                    request_id=row[9],
-                    scope=row[10],
-                    attributes=detail.get("a", {}),
-                    events=detail.get("e", []),
-                    links=detail.get("l", []),
-                    status_message=detail.get("m", ""),
-                    scope_version=detail.get("v", ""),
-                    trace_state=detail.get("s", ""),
-                    resource=json.loads(row[12]),
-                )
+            span = Span(
+                trace_id=row[0],
+                span_id=row[1],
+                parent_id=row[2],
+                service=row[3],
+                name=row[4],
+                kind=row[5],
+                start_ns=row[6],
+                duration_ns=row[7],
+                status=row[8],
+                request_id=row[9],
+                scope=row[10],
+                resource=json.loads(row[12]),
             )
+            expand(span, row[11])
+            out.append(span)
         return out
 
     def trace(self, trace_id: bytes) -> list[Span]:
@@ -415,8 +399,8 @@ class Store:
                 where.append("request_id = ?")
                 params.append(value)
             else:
-                where.append("CAST(json_extract(detail, ?) AS TEXT) = ?")
-                params.extend([f'$.a."{key}"', value])
+                where.append("otel_attr(detail, ?) = ?")
+                params.extend([key, value])
         # Newest span first, on the (service, start_ns) or start_ns index, stopping at `limit`
         # distinct traces: the first hit of a trace is its newest matching span, so the order is
         # the same as "GROUP BY trace ORDER BY max(start)", without visiting the whole window.
