@@ -1,11 +1,13 @@
 """The embedded store: one SQLite file (WAL), written by one thread in batched transactions.
 
 Why SQLite: it ships with Python, keeps everything in one file that survives
-restarts, and in WAL mode readers never wait for the writer.  Spans are
-clustered by trace (``WITHOUT ROWID`` primary key ``(trace_id, span_id)``), so
-a trace lookup reads adjacent pages; the request ID, service/operation/time and
-root-span indexes serve the other lookups.  Attributes, events and links are
-one compact JSON column per span.
+restarts, and in WAL mode readers never wait for the writer.  Spans live in a
+rowid table (random trace-ID keys would leave a clustered table's pages half
+full) with a unique ``(trace_id, span_id)`` index; indexes on the request ID,
+service/time and time serve the other lookups, and a small ``operations`` table
+replaces a third span index.  Attributes, events and links are
+kept per span as a slim serialized OTLP ``Span`` (written with one C call on
+ingest, decoded only when a trace is read).
 
 Ingest never touches the database on the event loop: decoded records are put
 on a bounded queue and the writer thread commits them in batches.  A full
