@@ -31,6 +31,7 @@ class Span:
     events: list[dict[str, Any]] = field(default_factory=list)  # {"t": ns, "n": name, "a": {...}}
     links: list[dict[str, Any]] = field(default_factory=list)  # {"t": hex, "s": hex, "a": {...}}
     resource: dict[str, Any] = field(default_factory=dict)
+    http_status: int | None = None
     #: On ingest: the span's attributes, events, links, status and trace state as a serialized OTLP
     #: ``Span`` (what the store keeps); on read the fields above are decoded from it.
     raw: bytes = b""

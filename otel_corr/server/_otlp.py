@@ -164,12 +164,23 @@ def _check_limits(span: Any) -> None:
             _attributes(link.attributes)
 
 
-def _request_id(kvs: Any) -> str | None:
+_STATUS_KEYS = ("http.response.status_code", "http.status_code")
+
+
+def _known(kvs: Any) -> tuple[str | None, int | None]:
+    """The request ID and HTTP status code (the store keeps both as columns), in one pass."""
+    request_id: str | None = None
+    status: int | None = None
     for kv in kvs:
-        if kv.key == REQUEST_ID_ATTRIBUTE:
+        key = kv.key
+        if key == REQUEST_ID_ATTRIBUTE:
             value = _value(kv.value)
-            return None if value is None else str(value)[:256]
-    return None
+            request_id = None if value is None else str(value)[:256]
+        elif key in _STATUS_KEYS:
+            value = _value(kv.value)
+            if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+                status = int(value)
+    return request_id, status
 
 
 def _slim(span: Any) -> bytes:
@@ -204,6 +215,7 @@ def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], int, s
                     reason = "a span ends before it starts"
                     continue
                 _check_limits(s)
+                request_id, http_status = _known(s.attributes)
                 spans.append(
                     Span(
                         trace_id=trace_id,  # type: ignore[arg-type]
@@ -215,7 +227,8 @@ def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], int, s
                         start_ns=start,
                         duration_ns=end - start,
                         status=s.status.code,
-                        request_id=_request_id(s.attributes),
+                        request_id=request_id,
+                        http_status=http_status,
                         scope=scope,
                         resource=resource,
                         raw=_slim(s),

@@ -36,7 +36,7 @@ __all__ = ["Store", "StoreFull"]
 
 _log = logging.getLogger("otel_corr.server")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 PRAGMA journal_mode=WAL;
 CREATE TABLE IF NOT EXISTS resources(
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS spans(
     trace_id BLOB NOT NULL, span_id BLOB NOT NULL, parent_id BLOB, resource_id INTEGER NOT NULL,
     service TEXT NOT NULL, name TEXT NOT NULL, kind INTEGER NOT NULL, start_ns INTEGER NOT NULL,
     duration_ns INTEGER NOT NULL, status INTEGER NOT NULL, request_id TEXT, scope TEXT NOT NULL,
-    detail BLOB NOT NULL);
+    detail BLOB NOT NULL, http_status INTEGER);
 CREATE UNIQUE INDEX IF NOT EXISTS spans_id ON spans(trace_id, span_id);
 CREATE INDEX IF NOT EXISTS spans_request ON spans(request_id) WHERE request_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_service ON spans(service, start_ns);
@@ -63,7 +63,7 @@ CREATE INDEX IF NOT EXISTS logs_time ON logs(time_ns);
 
 _SPAN_COLUMNS = (
     "trace_id, span_id, parent_id, resource_id, service, name, kind, start_ns, duration_ns, status, request_id, "
-    "scope, detail"
+    "scope, detail, http_status"
 )
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
@@ -213,6 +213,7 @@ class Store:
                         s.request_id,
                         s.scope,
                         s.raw,
+                        s.http_status,
                     )
                 )
             for r in logs:
@@ -239,7 +240,7 @@ class Store:
                 conn.executemany("INSERT OR IGNORE INTO operations(service, name, kind) VALUES (?, ?, ?)", operations)
             if span_rows:
                 conn.executemany(
-                    f"INSERT OR REPLACE INTO spans({_SPAN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", span_rows
+                    f"INSERT OR REPLACE INTO spans({_SPAN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", span_rows
                 )
             if log_rows:
                 conn.executemany(
@@ -400,6 +401,9 @@ class Store:
             elif key in ("request.id", "request_id"):
                 where.append("request_id = ?")
                 params.append(value)
+            elif key in ("http.response.status_code", "http.status_code") and value.isdigit():
+                where.append("http_status = ?")  # a column: the search users run most, kept cheap
+                params.append(int(value))
             else:
                 where.append("otel_attr(detail, ?) = ?")
                 params.extend([key, value])
@@ -442,6 +446,7 @@ class Store:
         errors_only: bool = False,
         min_duration_ns: int | None = None,
         since_ns: int | None = None,
+        status_range: tuple[int, int] | None = None,
         limit: int = 50,
     ) -> list[Span]:
         """The spans where requests entered the system, newest first.
@@ -468,6 +473,9 @@ class Store:
         if since_ns is not None:
             where.append("s.start_ns >= ?")
             params.append(since_ns)
+        if status_range is not None:
+            where.append("s.http_status >= ? AND s.http_status < ?")
+            params.extend(status_range)
         params.append(limit)
         return self._spans("WHERE " + " AND ".join(where) + " ORDER BY s.start_ns DESC LIMIT ?", params)
 

@@ -161,23 +161,15 @@ def ui_routes(store: Store, find_trace: Any) -> list[Route]:
             limit = max(1, min(int(q.get("limit") or 50), 500))
         except ValueError:
             return JSONResponse({"error": "min_ms and limit must be numbers"}, status_code=400)
-        rows: list[dict[str, Any]] = []
-        # Status codes live in the attributes: filter them here, over a bounded over-fetch.
-        fetch = limit if status_class in ("", "error") else limit * 10
-        for span in store.entries(
+        spans = store.entries(
             service=q.get("service") or None,
             name_like=q.get("route") or None,
             errors_only=status_class == "error",
             min_duration_ns=int(min_ms * 1e6) if min_ms else None,
-            limit=fetch,
-        ):
-            bounds = _STATUS_CLASSES.get(status_class)
-            code = _status_code(span)
-            if bounds and (code is None or not bounds[0] <= code < bounds[1]):
-                continue
-            rows.append(_row(span))
-            if len(rows) >= limit:
-                break
+            status_range=_STATUS_CLASSES.get(status_class),
+            limit=limit,
+        )
+        rows = [_row(span) for span in spans]
         return JSONResponse({"rows": rows, "services": store.services()})
 
     async def trace(request: Request) -> Response:
