@@ -14,7 +14,6 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import TypedDict
 from urllib.parse import urlsplit
 
@@ -223,6 +222,8 @@ _COMPRESSIONS = ("gzip", "deflate", "none")
 
 
 def _entry_point_names(group: str) -> set[str]:
+    from importlib.metadata import entry_points  # only when a variable names a plug-in: it is a heavy import
+
     return {ep.name for ep in entry_points(group=group)}
 
 

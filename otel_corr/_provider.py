@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -68,6 +67,8 @@ def _exporters() -> list[SpanExporter]:
         if name == "otlp":
             exporters.append(_otlp_exporter())
             continue
+        from importlib.metadata import entry_points
+
         (ep,) = entry_points(group="opentelemetry_traces_exporter", name=name)  # checked in _config
         exporters.append(ep.load()())
     return exporters

@@ -18,17 +18,19 @@ that are not ours, and any program can read ``$X_REQUEST_ID``.
 
 from __future__ import annotations
 
-import multiprocessing.process
-import multiprocessing.util
 import os
 import subprocess
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 
+from ._import_hooks import when_imported
 from ._propagator import RequestIdPropagator
+
+if TYPE_CHECKING:
+    import multiprocessing.process
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 __all__ = ["adopt_environment", "attach_carrier", "environment", "install", "uninstall"]
 
@@ -117,6 +119,8 @@ class _Carried:
         _stamp.install()  # a spawned child has no record factory yet
         if not _flush_registered:
             # multiprocessing children leave through os._exit(): atexit never runs, finalizers do.
+            import multiprocessing.util
+
             from .._provider import flush
 
             multiprocessing.util.Finalize(None, flush, exitpriority=10)
@@ -128,9 +132,9 @@ class _Carried:
             otel_context.detach(token)  # type: ignore[arg-type]
 
 
-_original_popen_init = subprocess.Popen.__init__
-_original_pool_submit = ProcessPoolExecutor.submit
-_original_process_start = multiprocessing.process.BaseProcess.start
+# multiprocessing and concurrent.futures.process are patched when the application imports them
+# (never imported here: ~2 MB an app that starts no process would pay for nothing).
+_originals: dict[str, Any] = {}
 
 
 def _popen_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
@@ -143,12 +147,12 @@ def _popen_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
             kwargs["env"] = {**carrier, **kwargs["env"]}  # the caller's explicit values win
         else:
             kwargs["env"] = {**os.environ, **carrier}  # ours replace any inherited ones
-    _original_popen_init(self, *args, **kwargs)
+    _originals["popen"](self, *args, **kwargs)
 
 
 def _pool_submit(self: ProcessPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
     carrier = environment()
-    return _original_pool_submit(self, _Carried(fn, carrier) if carrier else fn, *args, **kwargs)
+    return _originals["pool"](self, _Carried(fn, carrier) if carrier else fn, *args, **kwargs)  # type: ignore[no-any-return]
 
 
 def _process_start(self: multiprocessing.process.BaseProcess) -> None:
@@ -157,16 +161,35 @@ def _process_start(self: multiprocessing.process.BaseProcess) -> None:
         carrier = environment()
         if carrier:
             self._target = _Carried(target, carrier)  # type: ignore[attr-defined]
-    _original_process_start(self)
+    _originals["process"](self)
+
+
+def _patch_pool(module: Any) -> None:
+    if "pool" not in _originals:
+        _originals["pool"] = module.ProcessPoolExecutor.submit
+        module.ProcessPoolExecutor.submit = _pool_submit
+
+
+def _patch_process(module: Any) -> None:
+    if "process" not in _originals:
+        _originals["process"] = module.BaseProcess.start
+        module.BaseProcess.start = _process_start
 
 
 def install() -> None:
-    subprocess.Popen.__init__ = _popen_init  # type: ignore[method-assign]
-    ProcessPoolExecutor.submit = _pool_submit  # type: ignore[method-assign,assignment]
-    multiprocessing.process.BaseProcess.start = _process_start  # type: ignore[method-assign]
+    if "popen" not in _originals:
+        _originals["popen"] = subprocess.Popen.__init__
+        subprocess.Popen.__init__ = _popen_init  # type: ignore[method-assign]
+    when_imported("concurrent.futures.process", _patch_pool)
+    when_imported("multiprocessing.process", _patch_process)
 
 
 def uninstall() -> None:
-    subprocess.Popen.__init__ = _original_popen_init  # type: ignore[method-assign]
-    ProcessPoolExecutor.submit = _original_pool_submit  # type: ignore[method-assign]
-    multiprocessing.process.BaseProcess.start = _original_process_start  # type: ignore[method-assign]
+    import sys
+
+    if "popen" in _originals:
+        subprocess.Popen.__init__ = _originals.pop("popen")  # type: ignore[method-assign]
+    if "pool" in _originals:
+        sys.modules["concurrent.futures.process"].ProcessPoolExecutor.submit = _originals.pop("pool")
+    if "process" in _originals:
+        sys.modules["multiprocessing.process"].BaseProcess.start = _originals.pop("process")
