@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from opentelemetry.trace import TracerProvider
 
+from ._redact import SENSITIVE_NAMES, sensitive_pattern
 from .exceptions import ConfigError
 from .propagation import parse_links
 
@@ -30,7 +31,7 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 
 # Always redacted when captured, whatever the user lists (matched with re.search,
 # case-insensitive, against the header name).
-DEFAULT_SANITIZE = ("authorization", "cookie", "set-cookie", "token", "key", "secret", "password", "session", "csrf")
+DEFAULT_SANITIZE = SENSITIVE_NAMES
 
 
 class Options(TypedDict, total=False):
@@ -67,7 +68,7 @@ class Settings:
     excluded_urls: re.Pattern[str] | None = None
     capture_request_headers: re.Pattern[str] | None = None
     capture_response_headers: re.Pattern[str] | None = None
-    sanitize: re.Pattern[str] = field(default_factory=lambda: re.compile("|".join(DEFAULT_SANITIZE), re.IGNORECASE))
+    sanitize: re.Pattern[str] = field(default_factory=sensitive_pattern)
     service_name: str | None = None
     tracer_provider: TracerProvider | None = None
     shutdown_timeout: float = 5.0

@@ -30,6 +30,7 @@ from ._ids import (
     is_valid_request_id,
     trace_id_of,
 )
+from ._redact import redact_query
 from ._version import __version__
 
 __all__ = ["Runtime", "finish_span"]
@@ -75,14 +76,6 @@ class _RequestIdGenerator:
         if forced:
             return forced > 0
         return bool(getattr(self._inner, "is_trace_id_random", lambda: False)())
-
-
-def _redact_query(query: str, sanitize: re.Pattern[str]) -> str:
-    parts = []
-    for item in query.split("&"):
-        key, sep, _ = item.partition("=")
-        parts.append(f"{key}=REDACTED" if sep and sanitize.search(key) else item)
-    return "&".join(parts)
 
 
 def _split_host(host: str) -> tuple[str, int | None]:
@@ -250,7 +243,7 @@ class Runtime:
         """The stable HTTP semantic-convention attributes known when the request starts."""
         attributes: dict[str, Any] = {"url.scheme": scheme, "url.path": path}
         if query:
-            attributes["url.query"] = _redact_query(query, self.settings.sanitize)
+            attributes["url.query"] = redact_query(query, self.settings.sanitize)
         address: str | None = None
         port: int | None = None
         if host:

@@ -9,10 +9,11 @@ way, with every sensitive header and query field redacted.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from time import perf_counter
 from typing import Any
+
+from .._redact import redact_query, sensitive_pattern
 
 __all__ = ["ACCESS_LOGGER", "ERROR_LOGGER", "access_enabled", "log_access", "log_error", "set_access_log"]
 
@@ -22,7 +23,7 @@ _INFO = logging.INFO
 _MAX_HEADERS = 32
 _MAX_VALUE = 256
 #: Redacted in the error line's request summary (header names and query fields, case-insensitive).
-SENSITIVE = re.compile(r"authorization|cookie|password|passwd|secret|token|key|session|csrf|credential", re.I)
+SENSITIVE = sensitive_pattern()
 
 _access = False
 
@@ -59,14 +60,6 @@ def log_access(method: str, path: str, status: int | None, start: float, client:
     )
 
 
-def _redact_query(query: str) -> str:
-    out = []
-    for item in query.split("&")[:_MAX_HEADERS]:
-        key, sep, value = item.partition("=")
-        out.append(f"{key[:_MAX_VALUE]}=[REDACTED]" if sep and SENSITIVE.search(key) else item[:_MAX_VALUE])
-    return "&".join(out)
-
-
 def request_summary(
     method: str, path: str, query: str, headers: Mapping[str, str], client: str, skip: str
 ) -> dict[str, Any]:
@@ -82,7 +75,13 @@ def request_summary(
         if name == skip:
             continue
         shown[name[:64]] = "[REDACTED]" if SENSITIVE.search(name) else value[:_MAX_VALUE]
-    return {"method": method, "path": path[:2048], "query": _redact_query(query), "client": client, "headers": shown}
+    return {
+        "method": method,
+        "path": path[:2048],
+        "query": redact_query(query, SENSITIVE, max_items=_MAX_HEADERS, max_length=_MAX_VALUE),
+        "client": client,
+        "headers": shown,
+    }
 
 
 def log_error(exc: BaseException, summary: dict[str, Any]) -> None:
