@@ -19,7 +19,6 @@ trace, or when instrumentation is suppressed (the OTLP exporter's own requests).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,8 +26,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .._config import DEFAULT_SANITIZE
 from .._context import get_request_id
+from .._redact import redact_query, sensitive_pattern
 from ._import_hooks import when_imported
 from ._tracing import tracer
 
@@ -36,7 +35,7 @@ __all__ = ["install", "uninstall"]
 
 _SUPPRESS = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
-_SENSITIVE_QUERY = re.compile("|".join((*DEFAULT_SANITIZE, "sig", "signature", "credential")), re.I)
+_SENSITIVE_QUERY = sensitive_pattern("sig")  # + signed-URL parameters (sig, signature, X-Amz-Signature...)
 _originals: dict[str, tuple[Any, str, Any]] = {}
 
 
@@ -59,16 +58,12 @@ def _redact(url: str) -> str:
     except ValueError:
         return "[unparseable URL]"
     netloc = parts.netloc.rpartition("@")[2] if "@" in parts.netloc else parts.netloc
-    query = parts.query
-    if query:
-        query = "&".join(
-            f"{k}=REDACTED" if sep and _SENSITIVE_QUERY.search(k) else f"{k}{sep}{v}"
-            for k, sep, v in (item.partition("=") for item in query.split("&"))
-        )
+    query = redact_query(parts.query, _SENSITIVE_QUERY) if parts.query else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def _start(method: str, url: str, host: str | None, port: int | None) -> tuple[trace.Span, otel_context.Context]:
+def _start(method: str, url: str, host: str | None, port: int | None, headers: Any) -> trace.Span:
+    """Start the CLIENT span and write traceparent (+ tracestate, baggage, X-Request-ID) into ``headers``."""
     method = method.upper()
     known = method in _METHODS
     attributes: dict[str, Any] = {"http.request.method": method if known else "_OTHER", "url.full": _redact(url)}
@@ -79,19 +74,22 @@ def _start(method: str, url: str, host: str | None, port: int | None) -> tuple[t
     if port:
         attributes["server.port"] = port
     span = _tracer().start_span(method if known else "HTTP", kind=SpanKind.CLIENT, attributes=attributes)
-    return span, trace.set_span_in_context(span)
+    propagate.inject(headers, context=trace.set_span_in_context(span))
+    return span
 
 
 def _finish(span: trace.Span, status: int | None, exc: BaseException | None) -> None:
+    attributes: dict[str, Any] = {}
     if status is not None:
-        span.set_attribute("http.response.status_code", status)
+        attributes["http.response.status_code"] = status
         if status >= 400:
-            span.set_attribute("error.type", str(status))
+            attributes["error.type"] = str(status)
             span.set_status(Status(StatusCode.ERROR))
     if exc is not None:
         span.record_exception(exc)
-        span.set_attribute("error.type", type(exc).__qualname__)
+        attributes["error.type"] = type(exc).__qualname__
         span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+    span.set_attributes(attributes)
     span.end()
 
 
@@ -102,13 +100,16 @@ def _default_port(scheme: str, port: int | None) -> int | None:
 # --- httpx: per hop (redirects included), any transport -----------------------------------
 
 
+def _httpx_start(request: Any) -> trace.Span:
+    url = request.url
+    return _start(request.method, str(url), url.host, _default_port(url.scheme, url.port), request.headers)
+
+
 def _httpx_sync(original: Any) -> Any:
     def _send_single_request(self: Any, request: Any) -> Any:
         if _skip():
             return original(self, request)
-        url = request.url
-        span, ctx = _start(request.method, str(url), url.host, _default_port(url.scheme, url.port))
-        propagate.inject(request.headers, context=ctx)
+        span = _httpx_start(request)
         try:
             response = original(self, request)
         except BaseException as exc:
@@ -124,9 +125,7 @@ def _httpx_async(original: Any) -> Any:
     async def _send_single_request(self: Any, request: Any) -> Any:
         if _skip():
             return await original(self, request)
-        url = request.url
-        span, ctx = _start(request.method, str(url), url.host, _default_port(url.scheme, url.port))
-        propagate.inject(request.headers, context=ctx)
+        span = _httpx_start(request)
         try:
             response = await original(self, request)
         except BaseException as exc:
@@ -146,10 +145,8 @@ def _requests_send(original: Any) -> Any:
         if _skip():
             return original(self, request, **kwargs)
         parts = urlsplit(request.url or "")
-        span, ctx = _start(
-            request.method or "GET", request.url or "", parts.hostname, _default_port(parts.scheme, parts.port)
-        )
-        propagate.inject(request.headers, context=ctx)
+        port = _default_port(parts.scheme, parts.port)
+        span = _start(request.method or "GET", request.url or "", parts.hostname, port, request.headers)
         try:
             response = original(self, request, **kwargs)
         except BaseException as exc:
@@ -172,9 +169,7 @@ def _aiohttp_trace_config() -> Any:
             ctx.otel_corr_span = None
             return
         url = params.url
-        span, span_ctx = _start(params.method, str(url), url.host, url.port)
-        propagate.inject(params.headers, context=span_ctx)
-        ctx.otel_corr_span = span
+        ctx.otel_corr_span = _start(params.method, str(url), url.host, url.port, params.headers)
 
     async def on_end(session: Any, ctx: Any, params: Any) -> None:
         span = getattr(ctx, "otel_corr_span", None)
