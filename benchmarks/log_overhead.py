@@ -69,11 +69,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from _common import package_versions, render_table
+
 SCRIPT = Path(__file__).resolve()
+PACKAGES = ("opentelemetry-sdk", "opentelemetry-instrumentation-logging", "asgi-correlation-id", "python-json-logger")
 REPO_DIR = SCRIPT.parent.parent
 PLAIN_FMT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 TEXT_FMT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
@@ -388,14 +390,6 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> dict[str, Summary]:
     }
 
 
-def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    rows = [list(map(str, r)) for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
-
-
 def result_rows(s: dict[str, Summary]) -> list[list[str]]:
     plain = s["plain"].median if "plain" in s else None
     rows = []
@@ -444,20 +438,12 @@ def paired_lines(times: dict[str, list[float]], rounds: int, chunk: int) -> list
     return lines
 
 
-def package_versions() -> str:
-    names = ("opentelemetry-sdk", "opentelemetry-instrumentation-logging", "asgi-correlation-id", "python-json-logger")
-    parts = []
-    for name in names:
-        try:
-            parts.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            parts.append(f"{name} (missing)")
-    return ", ".join(parts)
-
-
 def report(s: dict[str, Summary], reps: int, n: int, warmup: int, cross_check: Sequence[str]) -> None:
     print(f"# log_overhead: {n:,} records x {reps} interleaved reps after {warmup:,} warm-up, one subprocess each")
-    print(f"# Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; {package_versions()}")
+    print(
+        f"# Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs;"
+        f" {package_versions(PACKAGES)}"
+    )
     print(f"# load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print('# call: logging.getLogger("app.orders").info("order %s created", 42) inside a recording SDK span')
     print("#       + bound request ID; root StreamHandler -> /dev/null\n")
