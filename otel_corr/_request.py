@@ -13,11 +13,12 @@ import logging
 import random
 import re
 from collections.abc import Mapping
-from contextvars import ContextVar, Token
+from contextvars import Token
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from ._config import Settings
@@ -31,6 +32,7 @@ from ._ids import (
     trace_id_of,
 )
 from ._redact import redact_query
+from ._span import RequestSpan, recorder_for
 from ._version import __version__
 
 __all__ = ["Runtime", "finish_span"]
@@ -38,44 +40,6 @@ __all__ = ["Runtime", "finish_span"]
 _log = logging.getLogger("otel_corr")
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 _METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
-# The trace ID the next server span must have, set only around tracer.start_span():
-# positive when we drew it at random, negative when it came from a request ID.
-_FORCED_TRACE_ID: ContextVar[int] = ContextVar("otel_corr.forced_trace_id", default=0)
-
-
-def _wrap_id_generator(tracer: trace.Tracer) -> None:
-    """Let our server spans take their trace ID from the request ID.
-
-    The SDK picks a root span's trace ID from the tracer's ``id_generator``;
-    the only other way to choose it would be to invent a parent span, which
-    the one-ID rule forbids.  Only our own tracer is touched: the
-    application's spans keep the provider's generator.
-    """
-    inner = getattr(tracer, "id_generator", None)
-    if inner is None or isinstance(inner, _RequestIdGenerator):
-        return
-    tracer.id_generator = _RequestIdGenerator(inner)  # type: ignore[attr-defined]
-
-
-class _RequestIdGenerator:
-    __slots__ = ("_inner",)
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def generate_span_id(self) -> int:
-        return int(self._inner.generate_span_id())
-
-    def generate_trace_id(self) -> int:
-        forced = _FORCED_TRACE_ID.get()
-        return abs(forced) if forced else int(self._inner.generate_trace_id())
-
-    def is_trace_id_random(self) -> bool:
-        # A request ID is not guaranteed to be random (W3C trace-context level 2).
-        forced = _FORCED_TRACE_ID.get()
-        if forced:
-            return forced > 0
-        return bool(getattr(self._inner, "is_trace_id_random", lambda: False)())
 
 
 def _split_host(host: str) -> tuple[str, int | None]:
@@ -92,12 +56,14 @@ def _split_host(host: str) -> tuple[str, int | None]:
 class Runtime:
     """The immutable per-application part of request handling."""
 
-    __slots__ = ("settings", "tracer", "_seen", "_propagator", "_wanted", "_hosts")
+    __slots__ = ("settings", "tracer", "_recorder", "_seen", "_propagator", "_wanted", "_hosts")
 
     def __init__(self, settings: Settings, provider: trace.TracerProvider) -> None:
         self.settings = settings
         self.tracer = provider.get_tracer("otel_corr", __version__, schema_url=_SCHEMA_URL)
-        _wrap_id_generator(self.tracer)
+        # With the SDK's tracer our server span is a RequestSpan (see _span.py): it takes the
+        # trace ID we choose, so no parent is ever invented; any other tracer gets start_span.
+        self._recorder = recorder_for(self.tracer, InstrumentationScope("otel_corr", __version__, _SCHEMA_URL))
         self._seen: object = None
         self._propagator = propagate.get_global_textmap()
         self._wanted: frozenset[bytes] | None = None
@@ -178,9 +144,10 @@ class Runtime:
             rejected.append(f"traceparent header ({len(carrier['traceparent'])} characters)")
 
         # The trace ID is decided here, before the span starts, so the request ID is known
-        # up front and goes in with the other start attributes (one attribute pass in the SDK).
+        # up front and goes in with the other start attributes (samplers see them).
         forced = 0
         random_trace = False
+        recorder = self._recorder
         if parent_sc.is_valid:
             if request_id is None:
                 request_id = format_trace_id(parent_sc.trace_id)
@@ -190,8 +157,13 @@ class Runtime:
             if request_id is not None:
                 forced = trace_id_of(request_id) or 0
             if not forced:
-                forced = random.getrandbits(128) or 1
                 random_trace = True
+                if recorder is not None:
+                    generator = recorder.tracer.id_generator
+                    forced = generator.generate_trace_id()
+                    random_trace = generator.is_trace_id_random()
+                else:
+                    forced = random.getrandbits(128) or 1
             if request_id is None:
                 request_id = format_trace_id(forced)
         attributes[REQUEST_ID_ATTRIBUTE] = request_id
@@ -201,12 +173,8 @@ class Runtime:
             method = "_OTHER"
         attributes["http.request.method"] = method
         name = "HTTP" if method == "_OTHER" else method
-        if forced:
-            token = _FORCED_TRACE_ID.set(forced if random_trace else -forced)
-            try:
-                span = self.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
-            finally:
-                _FORCED_TRACE_ID.reset(token)
+        if recorder is not None:
+            span = recorder.start(name, parent, parent_sc, forced, random_trace, attributes)
         else:
             span = self.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
         sc = span.get_span_context()
@@ -271,13 +239,13 @@ class Runtime:
 
     def header_attributes(
         self, prefix: str, headers: Mapping[str, str], pattern: re.Pattern[str]
-    ) -> dict[str, list[str]]:
+    ) -> dict[str, tuple[str, ...]]:
         """Captured headers as ``http.{request|response}.header.<name>`` attributes, redacted."""
-        out: dict[str, list[str]] = {}
+        out: dict[str, tuple[str, ...]] = {}
         sanitize = self.settings.sanitize
         for key, value in headers.items():
             if pattern.match(key):
-                out[f"{prefix}{key}"] = ["[REDACTED]" if sanitize.search(key) else value]
+                out[f"{prefix}{key}"] = ("[REDACTED]" if sanitize.search(key) else value,)
         return out
 
 
@@ -300,5 +268,8 @@ def finish_span(
         if status >= 500 and exc is None:
             attributes["error.type"] = str(status)
             span.set_status(Status(StatusCode.ERROR))
-    span.set_attributes(attributes)
+    if isinstance(span, RequestSpan):
+        span.set_own_attributes(attributes)
+    else:
+        span.set_attributes(attributes)
     span.end()

@@ -1,0 +1,287 @@
+"""The server span of one request, recorded without the SDK's per-attribute bookkeeping.
+
+Why this exists: the SDK's ``Span`` validates every attribute on the way in
+(``BoundedAttributes``: type checks, copies, a lock per call).  A server span
+carries a dozen semantic-convention attributes, so in a request that
+bookkeeping costs more than the span itself (measured: 50 µs for the SDK span
+with our attributes against 30 µs without them; ``benchmarks/request_overhead.py``).
+The attributes *we* set are built by our own code from strings and ints we
+already bounded, so they need no validation; anything the application adds
+through the span API (``set_attribute``, ``add_event``, ``record_exception``)
+still goes through the SDK's own ``BoundedAttributes`` and limits.
+
+Everything else is the SDK's: its sampler decides, its ID generator makes
+span (and random trace) IDs, its span processors receive the span at start
+(``on_start``) and an SDK ``ReadableSpan`` at end (``on_end``), exactly what
+``Span.end()`` hands them, so batch processors and exporters see no
+difference.  Used only with the SDK's own ``Tracer`` (anything else gets a
+plain ``tracer.start_span``); the SDK's optional self-observability metrics
+(``otel.sdk.span.*``) do not count these spans.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Mapping
+from time import time_ns
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
+from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
+from opentelemetry.util import types
+
+__all__ = ["Recorder", "RequestSpan", "recorder_for"]
+
+_log = logging.getLogger("otel_corr")
+_UNSET = Status(StatusCode.UNSET)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_NOT_SAMPLED_RANDOM = TraceFlags(TraceFlags.RANDOM_TRACE_ID)
+
+
+class Recorder:
+    """What a request span needs from the SDK tracer, looked up once per application."""
+
+    __slots__ = ("tracer", "scope", "limits")
+
+    def __init__(self, tracer: SdkTracer, scope: InstrumentationScope) -> None:
+        self.tracer = tracer
+        self.scope = scope
+        # The provider's limits (OTEL_SPAN_*/OTEL_ATTRIBUTE_* or span_limits=) apply to what the app adds.
+        limits = getattr(tracer, "_span_limits", None)
+        self.limits = limits if isinstance(limits, SpanLimits) else SpanLimits()
+
+    def start(
+        self,
+        name: str,
+        parent: otel_context.Context,
+        parent_sc: SpanContext,
+        trace_id: int,
+        random_trace_id: bool,
+        attributes: dict[str, Any],
+    ) -> trace.Span:
+        """Start the server span: ``trace_id`` is used when there is no valid parent."""
+        tracer = self.tracer
+        if not tracer._is_enabled():  # a tracer configurator switched our scope off
+            return NonRecordingSpan(parent_sc)
+        if parent_sc.is_valid:
+            trace_id = parent_sc.trace_id
+            random_trace_id = parent_sc.trace_flags.random_trace_id
+        result = tracer.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, attributes, ())
+        sampled = result.decision is Decision.RECORD_AND_SAMPLE
+        if random_trace_id:
+            flags = _SAMPLED_RANDOM if sampled else _NOT_SAMPLED_RANDOM
+        else:
+            flags = _SAMPLED if sampled else _NOT_SAMPLED
+        context = SpanContext(trace_id, tracer.id_generator.generate_span_id(), False, flags, result.trace_state)
+        if result.decision is Decision.DROP:
+            return NonRecordingSpan(context)
+        if result.attributes is not attributes and dict(result.attributes) != attributes:
+            attributes = dict(result.attributes)  # a sampler that rewrote them
+        span = RequestSpan(self, name, context, parent_sc if parent_sc.is_valid else None, attributes)
+        # Processors are typed for the SDK Span; they get the same API and read properties.
+        tracer.span_processor.on_start(span, parent_context=parent)  # type: ignore[arg-type]
+        return span
+
+
+def recorder_for(tracer: trace.Tracer, scope: InstrumentationScope) -> Recorder | None:
+    """A :class:`Recorder` for the SDK's own tracer; ``None`` for any other (no-op, vendor)."""
+    if not isinstance(tracer, SdkTracer) or not hasattr(tracer, "_is_enabled"):
+        return None
+    return Recorder(tracer, scope)
+
+
+class RequestSpan(trace.Span):
+    """A recording server span whose own attributes skip validation (see the module docstring)."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        attributes: dict[str, Any],
+    ) -> None:
+        self._recorder = recorder
+        self._name = name
+        self._context = context
+        self._parent = parent
+        self._attributes = attributes
+        self._added: BoundedAttributes | None = None  # what the application set, validated by the SDK
+        self._events: BoundedList[Event] | None = None
+        self._links: BoundedList[Link] | None = None
+        self._status = _UNSET
+        self._start_time = time_ns()
+        self._end_time: int | None = None
+
+    # -- read access, for span processors' on_start ------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def context(self) -> SpanContext:
+        return self._context
+
+    @property
+    def kind(self) -> SpanKind:
+        return SpanKind.SERVER
+
+    @property
+    def parent(self) -> SpanContext | None:
+        return self._parent
+
+    @property
+    def start_time(self) -> int:
+        return self._start_time
+
+    @property
+    def end_time(self) -> int | None:
+        return self._end_time
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        return self._merged()
+
+    @property
+    def resource(self) -> Any:
+        return self._recorder.tracer.resource
+
+    @property
+    def instrumentation_scope(self) -> InstrumentationScope:
+        return self._recorder.scope
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    # -- the span API ------------------------------------------------------------------
+    def get_span_context(self) -> SpanContext:
+        return self._context
+
+    def is_recording(self) -> bool:
+        return self._end_time is None
+
+    def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def set_attribute(self, key: str, value: types.AttributeValue) -> None:
+        if self._end_time is not None:
+            _log.debug("otel-corr: attribute %r set on an ended span", key)
+            return
+        added = self._added
+        if added is None:
+            limits = self._recorder.limits
+            cap = limits.max_span_attributes
+            room = None if cap is None else max(0, cap - len(self._attributes))
+            added = self._added = BoundedAttributes(
+                room, immutable=False, max_value_len=limits.max_span_attribute_length
+            )
+        added[key] = value
+
+    def set_own_attributes(self, attributes: Mapping[str, Any]) -> None:
+        """Attributes built by otel-corr itself (already bounded): no validation pass."""
+        if self._end_time is None:
+            self._attributes.update(attributes)
+
+    def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
+        if self._end_time is not None:
+            return
+        limits = self._recorder.limits
+        if self._events is None:
+            self._events = BoundedList(limits.max_events)
+        bounded = BoundedAttributes(
+            limits.max_event_attributes, attributes, max_value_len=limits.max_attribute_length, immutable=True
+        )
+        self._events.append(Event(name, bounded, timestamp if timestamp is not None else time_ns()))
+
+    def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
+        if self._end_time is not None or (not context.is_valid and not attributes):
+            return
+        limits = self._recorder.limits
+        if self._links is None:
+            self._links = BoundedList(limits.max_links)
+        bounded = BoundedAttributes(
+            limits.max_link_attributes, attributes, max_value_len=limits.max_attribute_length, immutable=True
+        )
+        self._links.append(Link(context, bounded))
+
+    def update_name(self, name: str) -> None:
+        if self._end_time is None:
+            self._name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        # The SDK's rules: OK is final, UNSET never overrides.
+        if self._end_time is not None or self._status.status_code is StatusCode.OK:
+            return
+        if isinstance(status, Status):
+            if status.status_code is not StatusCode.UNSET:
+                self._status = status
+        elif status is not StatusCode.UNSET:
+            self._status = Status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        module = type(exception).__module__
+        qualname = type(exception).__qualname__
+        event: dict[str, Any] = {
+            "exception.type": f"{module}.{qualname}" if module and module != "builtins" else qualname,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+        }
+        if attributes:
+            event.update(attributes)
+        self.add_event("exception", event, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._end_time is not None:
+            _log.debug("otel-corr: end() called on an ended span")
+            return
+        self._end_time = end_time if end_time is not None else time_ns()
+        recorder = self._recorder
+        tracer = recorder.tracer
+        attributes = self._merged()
+        cap = recorder.limits.max_span_attribute_length
+        if cap is not None:  # OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT applies to ours too
+            attributes = {k: v[:cap] if isinstance(v, str) else v for k, v in attributes.items()}
+        readable = ReadableSpan(
+            self._name,
+            self._context,
+            self._parent,
+            tracer.resource,
+            attributes,
+            tuple(self._events) if self._events is not None else (),
+            tuple(self._links) if self._links is not None else (),
+            SpanKind.SERVER,
+            None,
+            self._status,
+            self._start_time,
+            self._end_time,
+            recorder.scope,
+        )
+        tracer.span_processor.on_end(readable)
+
+    def _merged(self) -> dict[str, Any]:
+        if self._added is None or not self._added:
+            return self._attributes
+        return {**self._attributes, **self._added}
+
+    def __repr__(self) -> str:
+        return f'RequestSpan(name="{self._name}", context={self._context})'
