@@ -77,11 +77,12 @@ class Settings:
     access_log: bool | None = None
     error_log: bool = True
     propagate: frozenset[str] = frozenset()
+    #: The request-ID header name, lower-cased as ASGI and our carriers hold it (derived).
+    header_key: str = field(init=False, default="", compare=False)
 
-    @property
-    def header_key(self) -> str:
-        """The request-ID header name, lower-cased as ASGI and our carriers hold it."""
-        return self.header_name.lower()
+    def __post_init__(self) -> None:
+        # Derived once: every request reads it several times.
+        object.__setattr__(self, "header_key", self.header_name.lower())
 
 
 def _bool(name: str, value: str) -> bool:

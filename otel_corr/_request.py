@@ -56,10 +56,11 @@ def _split_host(host: str) -> tuple[str, int | None]:
 class Runtime:
     """The immutable per-application part of request handling."""
 
-    __slots__ = ("settings", "tracer", "_recorder", "_seen", "_propagator", "_wanted", "_hosts")
+    __slots__ = ("settings", "tracer", "header_bytes", "_recorder", "_seen", "_propagator", "_wanted", "_hosts")
 
     def __init__(self, settings: Settings, provider: trace.TracerProvider) -> None:
         self.settings = settings
+        self.header_bytes = settings.header_key.encode("latin-1")
         self.tracer = provider.get_tracer("otel_corr", __version__, schema_url=_SCHEMA_URL)
         # With the SDK's tracer our server span is a RequestSpan (see _span.py): it takes the
         # trace ID we choose, so no parent is ever invented; any other tracer gets start_span.
@@ -74,7 +75,6 @@ class Runtime:
         if self.settings.capture_request_headers is not None:
             return None
         self._server_propagator()
-        assert self._wanted is not None
         return self._wanted
 
     def _server_propagator(self) -> Any:
@@ -137,10 +137,11 @@ class Runtime:
         request_id = None if raw is None else self.accept(raw)
         parent = self._server_propagator().extract(carrier, otel_context.Context())
         parent_sc = trace.get_current_span(parent).get_span_context()
+        has_parent = parent_sc.is_valid
         rejected = []
         if raw is not None and request_id is None:
             rejected.append(f"{self.settings.header_name} header ({len(raw)} characters)")
-        if not parent_sc.is_valid and "traceparent" in carrier:
+        if not has_parent and "traceparent" in carrier:
             rejected.append(f"traceparent header ({len(carrier['traceparent'])} characters)")
 
         # The trace ID is decided here, before the span starts, so the request ID is known
@@ -148,7 +149,7 @@ class Runtime:
         forced = 0
         random_trace = False
         recorder = self._recorder
-        if parent_sc.is_valid:
+        if has_parent:
             if request_id is None:
                 request_id = format_trace_id(parent_sc.trace_id)
         else:
@@ -177,14 +178,14 @@ class Runtime:
             span = recorder.start(name, parent, parent_sc, forced, random_trace, attributes)
         else:
             span = self.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
-        sc = span.get_span_context()
-        if not sc.is_valid or sc.span_id == parent_sc.span_id:
-            # A no-op tracer (OTEL_SDK_DISABLED, or a no-op provider): keep the IDs anyway,
-            # so that logs, traceresponse and outbound calls still carry one trace.
-            trace_id = parent_sc.trace_id if parent_sc.is_valid else forced
-            flags = parent_sc.trace_flags if parent_sc.is_valid else TraceFlags(0)
-            span = NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64), False, flags))
+        if type(span) is not RequestSpan:
             sc = span.get_span_context()
+            if not sc.is_valid or sc.span_id == parent_sc.span_id:
+                # A no-op tracer (OTEL_SDK_DISABLED, or a no-op provider): keep the IDs anyway,
+                # so that logs, traceresponse and outbound calls still carry one trace.
+                trace_id = parent_sc.trace_id if has_parent else forced
+                flags = parent_sc.trace_flags if has_parent else TraceFlags(0)
+                span = NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64), False, flags))
         token_ctx = otel_context.attach(bind_request_id(request_id, trace.set_span_in_context(span, parent)))
         if rejected:
             # Never the raw value: it is attacker-controlled (log injection, JNDI lookups, secrets).

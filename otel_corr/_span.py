@@ -74,7 +74,8 @@ class Recorder:
         tracer = self.tracer
         if not tracer._is_enabled():  # a tracer configurator switched our scope off
             return NonRecordingSpan(parent_sc)
-        if parent_sc.is_valid:
+        has_parent = parent_sc.is_valid
+        if has_parent:
             trace_id = parent_sc.trace_id
             random_trace_id = parent_sc.trace_flags.random_trace_id
         result = tracer.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, attributes, ())
@@ -88,7 +89,7 @@ class Recorder:
             return NonRecordingSpan(context)
         if result.attributes is not attributes and dict(result.attributes) != attributes:
             attributes = dict(result.attributes)  # a sampler that rewrote them
-        span = RequestSpan(self, name, context, parent_sc if parent_sc.is_valid else None, attributes)
+        span = RequestSpan(self, name, context, parent_sc if has_parent else None, attributes)
         # Processors are typed for the SDK Span; they get the same API and read properties.
         tracer.span_processor.on_start(span, parent_context=parent)  # type: ignore[arg-type]
         return span

@@ -118,7 +118,7 @@ class CorrelationMiddleware:
             attributes.update(rt.header_attributes("http.request.header.", carrier, s.capture_request_headers))
         span, request_id, token = rt.begin(carrier, method, attributes)
         try:
-            header_key = s.header_key.encode("latin-1")
+            header_key = rt.header_bytes
             encoded_id = request_id.encode("latin-1")
             scope[_MARK] = request_id
             if s.update_request_header and carrier.get(s.header_key) != request_id:
