@@ -1,0 +1,225 @@
+"""A dead collector costs one warning, not a log line per batch: the exporter guard.
+
+What the SDK does on its own when the collector is down (SDK 1.45): the
+``BatchSpanProcessor``'s thread hands batches of up to 512 spans to the OTLP
+exporter; the HTTP exporter retries a refused connection with backoff (1 s,
+2 s, 4 s…) until ``OTEL_EXPORTER_OTLP_TIMEOUT`` (10 s) runs out, logging a
+"Transient error … retrying" warning per attempt and a "Failed to export spans
+batch" error per batch; a collector that accepts and never answers costs the
+whole timeout per batch.  Meanwhile the request threads keep adding spans to a
+bounded queue (``OTEL_BSP_MAX_QUEUE_SIZE``, 2048) that silently drops the
+oldest when full, with a "Queue full" warning that the SDK's duplicate filter
+lets through once per 20 s.  Requests never wait on any of it.
+
+:class:`GuardedSpanExporter` wraps the exporter the processor calls, so
+everything here runs on the export thread, never per request:
+
+- the exporter's own per-batch warnings are swallowed while it runs inside
+  the guard (only on that thread; the last one is kept as the reason);
+- spans that could not be sent, and spans the queue dropped, are counted;
+- one warning when an outage starts, one info line with the total when export
+  works again (and a last warning from :func:`report_outages` at shutdown if it
+  never did).
+
+Queue-full drops are counted through the SDK's own "Queue full" warning (a
+filter placed ahead of its duplicate filter): the SDK exposes no counter
+without a metrics pipeline.  If that logger is set above WARNING, those drops
+go uncounted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+__all__ = ["GuardedSpanExporter", "install_log_filters", "report_outages"]
+
+_log = logging.getLogger("otel_corr")
+
+# Loggers the OTLP exporters write their per-attempt and per-batch complaints to.
+_EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.common.http",
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+)
+# The batch processor's logger; "Queue full, dropping %s." is logged there from the thread that ended the span.
+_PROCESSOR_LOGGER = "opentelemetry.sdk._shared_internal"
+_QUEUE_FULL = "Queue full, dropping %s."
+
+_inside = threading.local()
+_guards: list[GuardedSpanExporter] = []
+
+
+def _clock() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+class _QuietInsideGuard(logging.Filter):
+    """Drop exporter records written while the guard's export runs on this thread; keep the last as the reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(_inside, "active", False):
+            return True
+        try:
+            _inside.reason = record.getMessage()
+        except Exception:  # a broken record must not break the export thread
+            _inside.reason = str(record.msg)
+        return False
+
+
+class _QueueFullCounter(logging.Filter):
+    """Count the SDK's "Queue full, dropping Span." records and keep them out of the logs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0  # written under the GIL by span-ending threads, read and reset by the export thread
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == _QUEUE_FULL and record.args == ("Span",):
+            self.dropped += 1
+            return False
+        return True
+
+    def take(self) -> int:
+        n, self.dropped = self.dropped, 0  # a drop counted between the two reads is lost: one span, not a crash
+        return n
+
+
+_queue_full = _QueueFullCounter()
+_filters_installed = False
+_filters_lock = threading.Lock()
+
+
+def install_log_filters() -> None:
+    """Put the two filters in place once per process (idempotent)."""
+    global _filters_installed
+    with _filters_lock:
+        if _filters_installed:
+            return
+        quiet = _QuietInsideGuard()
+        for name in _EXPORTER_LOGGERS:
+            logging.getLogger(name).addFilter(quiet)
+        # First in line: the SDK's DuplicateFilter would otherwise hide most drops from us.
+        logging.getLogger(_PROCESSOR_LOGGER).filters.insert(0, _queue_full)
+        _filters_installed = True
+
+
+class GuardedSpanExporter(SpanExporter):
+    """Wrap a span exporter: never raises, counts what it could not send, one warning per outage.
+
+    Args:
+        inner: the exporter that sends (OTLP HTTP or gRPC, or a plug-in's).
+        target: how the warning names where spans go, e.g. ``collector at http://…/v1/traces``.
+    """
+
+    def __init__(self, inner: SpanExporter, target: str) -> None:
+        self.inner = inner
+        self.target = target
+        self._lock = threading.Lock()
+        self._down_since: float | None = None
+        self._failed = 0  # spans the exporter could not send during the current outage
+        self._queue_dropped = 0  # spans the queue dropped during the current outage
+        self._sent = 0
+        self._overflow = 0  # spans the queue dropped while the collector was answering
+        self._overflow_warned_at = 0.0
+        install_log_filters()
+        _guards.append(self)
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
+
+    @property
+    def sent(self) -> int:
+        """Spans exported successfully so far."""
+        return self._sent
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        _inside.active, _inside.reason = True, None
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:  # an exporter bug must not kill the batch thread's loop
+            result, _inside.reason = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
+        finally:
+            _inside.active = False
+        with self._lock:
+            if result is SpanExportResult.SUCCESS:
+                self._succeeded(len(spans))
+            else:
+                self._failed_batch(len(spans), _inside.reason)
+        return result
+
+    def _failed_batch(self, count: int, reason: str | None) -> None:
+        self._failed += count
+        self._queue_dropped += _queue_full.take()
+        if self._down_since is None:
+            self._down_since = time.time()
+            _log.warning(
+                "otel-corr: %s unreachable; %d spans dropped since %s (%s). "
+                "Further failures are counted, not logged, until export resumes.",
+                self.target,
+                self._failed + self._queue_dropped,
+                _clock(),
+                reason or "export failed",
+            )
+
+    def _succeeded(self, count: int) -> None:
+        self._sent += count
+        queue_dropped = _queue_full.take()
+        if self._down_since is not None:
+            total = self._failed + self._queue_dropped + queue_dropped
+            _log.info(
+                "otel-corr: export to %s resumed; %d spans dropped during the outage since %s "
+                "(%d not sent, %d dropped because the queue was full)",
+                self.target,
+                total,
+                time.strftime("%H:%M:%S", time.localtime(self._down_since)),
+                self._failed,
+                self._queue_dropped + queue_dropped,
+            )
+            self._down_since, self._failed, self._queue_dropped = None, 0, 0
+        elif queue_dropped:
+            # The collector answers but spans come faster than they leave: say so, at most once a minute.
+            self._overflow += queue_dropped
+            now = time.monotonic()
+            if now - self._overflow_warned_at >= 60:
+                _log.warning(
+                    "otel-corr: span queue full; %d spans dropped (raise OTEL_BSP_MAX_QUEUE_SIZE, "
+                    "or lower OTEL_BSP_SCHEDULE_DELAY)",
+                    self._overflow,
+                )
+                self._overflow_warned_at, self._overflow = now, 0
+
+    def report(self) -> None:
+        """At shutdown: if still in an outage, say how many spans it cost in all."""
+        with self._lock:
+            if self._down_since is None:
+                return
+            self._queue_dropped += _queue_full.take()
+            _log.warning(
+                "otel-corr: %s still unreachable at shutdown; %d spans dropped since %s",
+                self.target,
+                self._failed + self._queue_dropped,
+                time.strftime("%H:%M:%S", time.localtime(self._down_since)),
+            )
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def report_outages() -> None:
+    """Log the final count for every guard still in an outage (called by the shutdown flush)."""
+    for guard in list(_guards):
+        guard.report()
