@@ -24,7 +24,9 @@ everything here runs on the export thread, never per request:
 Queue-full drops are counted through the SDK's own "Queue full" warning (a
 filter placed ahead of its duplicate filter): the SDK exposes no counter
 without a metrics pipeline.  If that logger is set above WARNING, those drops
-go uncounted.
+go uncounted; and the SDK warns before it appends, so a batch taken off the
+queue in between makes one warning with no drop (an over-count of a few spans
+at most, only while the queue is full).
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ _inside = threading.local()
 _guards: list[GuardedSpanExporter] = []
 
 
-def _clock() -> str:
-    return time.strftime("%H:%M:%S")
+def _clock(when: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(when))
 
 
 class _QuietInsideGuard(logging.Filter):
@@ -168,7 +170,7 @@ class GuardedSpanExporter(SpanExporter):
                 "Further failures are counted, not logged, until export resumes.",
                 self.target,
                 self._failed + self._queue_dropped,
-                _clock(),
+                _clock(self._down_since),
                 reason or "export failed",
             )
 
@@ -182,7 +184,7 @@ class GuardedSpanExporter(SpanExporter):
                 "(%d not sent, %d dropped because the queue was full)",
                 self.target,
                 total,
-                time.strftime("%H:%M:%S", time.localtime(self._down_since)),
+                _clock(self._down_since),
                 self._failed,
                 self._queue_dropped + queue_dropped,
             )
@@ -209,7 +211,7 @@ class GuardedSpanExporter(SpanExporter):
                 "otel-corr: %s still unreachable at shutdown; %d spans dropped since %s",
                 self.target,
                 self._failed + self._queue_dropped,
-                time.strftime("%H:%M:%S", time.localtime(self._down_since)),
+                _clock(self._down_since),
             )
 
     def shutdown(self) -> None:

@@ -199,15 +199,22 @@ async def _load(
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def worker() -> None:
+            sent_here = 0
             while stop is None or not stop.is_set():
                 i = next(counter)
                 if i >= len(ids):
                     return
                 n, sent = first + i, ids[i]
+                headers = {"X-Request-ID": sent}
+                sent_here += 1
+                if sent_here % 50 == 0:
+                    # A fresh connection now and then: one worker's accept loop can take all 64 connections at
+                    # once, and without reconnects the other worker would sit idle for the whole run.
+                    headers["Connection"] = "close"
                 started = time.perf_counter()
                 result = Result(n, sent, -1, started=started)
                 try:
-                    async with session.get(f"{url}/work/{n}", headers={"X-Request-ID": sent}) as r:
+                    async with session.get(f"{url}/work/{n}", headers=headers) as r:
                         result.status = r.status
                         result.header = r.headers.get("x-request-id")
                         raw = await r.read()
