@@ -42,8 +42,9 @@ def test_sigterm_under_load_loses_nothing_that_was_answered(tmp_path: Path, star
         server = start_uvicorn(env, "tests.apps.stress_app:app", "--workers", "2", "--log-level", "warning")
         results = run_load(server.url, request_ids(200))  # both workers up (they import after the port opens)
         stop = threading.Event()
+        ids = request_ids(50_000, start=200)
         client = threading.Thread(
-            target=lambda: results.extend(run_load(server.url, request_ids(50_000), first=200, stop=stop)),
+            target=lambda: results.extend(run_load(server.url, ids, first=200, stop=stop)),
             daemon=True,
         )
         client.start()
