@@ -282,6 +282,7 @@ def shutdown(args: argparse.Namespace) -> None:
             logs = serve.logs()
             app_logs = Counter(rid for rid, _, _, a in logs if a.get("n") is not None)
             access = Counter(rid for rid, _, _, a in logs if a.get("status") == 200)
+            ours = [line["message"] for line in read_log_lines(work / "logs") if line.get("logger") == "otel_corr"]
         finally:
             server.stop()
             serve.stop()
@@ -297,6 +298,7 @@ def shutdown(args: argparse.Namespace) -> None:
     ]
     print(f"\n## shutdown: SIGTERM after {args.seconds} s of load, concurrency {args.concurrency}, 60 s batch delays\n")
     print(render_table(["figure", "value"], rows))
+    print("otel_corr log lines (a flush cut short by the bound says so):", ours or "none")
 
 
 def main() -> None:

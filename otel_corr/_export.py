@@ -21,6 +21,9 @@ everything here runs on the export thread, never per request:
   works again (and a last warning from :func:`report_outages` at shutdown if it
   never did).
 
+:func:`guard_log_exporter` does the same for the OTLP log-record exporter
+(``OTEL_LOGS_EXPORTER=otlp``), whose batch processor behaves the same way.
+
 Queue-full drops are counted through the SDK's own "Queue full" warning (a
 filter placed ahead of its duplicate filter): the SDK exposes no counter
 without a metrics pipeline.  If that logger is set above WARNING, those drops
@@ -34,21 +37,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
-__all__ = ["GuardedSpanExporter", "install_log_filters", "report_outages"]
+__all__ = ["GuardedSpanExporter", "guard_log_exporter", "install_log_filters", "report_outages"]
 
 _log = logging.getLogger("otel_corr")
 
 # Loggers the OTLP exporters write their per-attempt and per-batch complaints to.
 _EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    "opentelemetry.exporter.otlp.proto.grpc._log_exporter",
     "opentelemetry.exporter.otlp.common.http",
     "opentelemetry.exporter.otlp.proto.grpc.exporter",
     "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
@@ -58,7 +63,7 @@ _PROCESSOR_LOGGER = "opentelemetry.sdk._shared_internal"
 _QUEUE_FULL = "Queue full, dropping %s."
 
 _inside = threading.local()
-_guards: list[GuardedSpanExporter] = []
+_guards: list[_Outage] = []
 
 
 def _clock(when: float) -> str:
@@ -79,20 +84,22 @@ class _QuietInsideGuard(logging.Filter):
 
 
 class _QueueFullCounter(logging.Filter):
-    """Count the SDK's "Queue full, dropping Span." records and keep them out of the logs."""
+    """Count the SDK's "Queue full, dropping Span." / "… Log." records and keep them out of the logs."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.dropped = 0  # written under the GIL by span-ending threads, read and reset by the export thread
+        # written under the GIL by the threads that end spans or log, read and reset by the export threads
+        self.dropped = {"Span": 0, "Log": 0}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == _QUEUE_FULL and record.args == ("Span",):
-            self.dropped += 1
+        if record.msg == _QUEUE_FULL and isinstance(record.args, tuple) and record.args[0] in self.dropped:
+            self.dropped[record.args[0]] += 1
             return False
         return True
 
-    def take(self) -> int:
-        n, self.dropped = self.dropped, 0  # a drop counted between the two reads is lost: one span, not a crash
+    def take(self, what: str) -> int:
+        # a drop counted between the two steps is lost: one item, not a crash
+        n, self.dropped[what] = self.dropped[what], 0
         return n
 
 
@@ -115,6 +122,94 @@ def install_log_filters() -> None:
         _filters_installed = True
 
 
+class _Outage:
+    """The counting and the few lines, shared by the span and the log-record guards; export threads only."""
+
+    def __init__(self, target: str, noun: str, queue_key: str) -> None:
+        self.target, self.noun, self.queue_key = target, noun, queue_key
+        self.lock = threading.Lock()
+        self.down_since: float | None = None
+        self.failed = 0  # items the exporter could not send during the current outage
+        self.queue_dropped = 0  # items the queue dropped during the current outage
+        self.sent = 0
+        self.overflow = 0  # items the queue dropped while the collector was answering
+        self.overflow_warned_at = 0.0
+
+    def run(self, export: Callable[[], bool], count: int) -> bool:
+        started = time.time()
+        _inside.active, _inside.reason = True, None
+        try:
+            ok = export()
+        except Exception as exc:  # an exporter bug must not end the batch thread's loop
+            ok, _inside.reason = False, f"{type(exc).__name__}: {exc}"
+        finally:
+            _inside.active = False
+        with self.lock:
+            if ok:
+                self._succeeded(count)
+            else:
+                self._failed_batch(count, started, _inside.reason)
+        return ok
+
+    def _failed_batch(self, count: int, started: float, reason: str | None) -> None:
+        self.failed += count
+        self.queue_dropped += _queue_full.take(self.queue_key)
+        if self.down_since is None:
+            # the outage began when this export did: the exporter spent up to its timeout retrying
+            self.down_since = started
+            _log.warning(
+                "otel-corr: %s unreachable; %d %s dropped since %s (%s). "
+                "Further failures are counted, not logged, until export resumes.",
+                self.target,
+                self.failed + self.queue_dropped,
+                self.noun,
+                _clock(started),
+                reason or "export failed",
+            )
+
+    def _succeeded(self, count: int) -> None:
+        self.sent += count
+        queue_dropped = _queue_full.take(self.queue_key)
+        if self.down_since is not None:
+            self.queue_dropped += queue_dropped
+            _log.info(
+                "otel-corr: export to %s resumed; %d %s dropped during the outage since %s "
+                "(%d not sent, %d dropped because the queue was full)",
+                self.target,
+                self.failed + self.queue_dropped,
+                self.noun,
+                _clock(self.down_since),
+                self.failed,
+                self.queue_dropped,
+            )
+            self.down_since, self.failed, self.queue_dropped = None, 0, 0
+        elif queue_dropped:
+            # The collector answers but items come faster than they leave: say so, at most once a minute.
+            self.overflow += queue_dropped
+            now = time.monotonic()
+            if now - self.overflow_warned_at >= 60:
+                _log.warning(
+                    "otel-corr: export queue full; %d %s dropped (raise OTEL_%s_MAX_QUEUE_SIZE)",
+                    self.overflow,
+                    self.noun,
+                    "BSP" if self.queue_key == "Span" else "BLRP",
+                )
+                self.overflow_warned_at, self.overflow = now, 0
+
+    def report(self) -> None:
+        with self.lock:
+            if self.down_since is None:
+                return
+            self.queue_dropped += _queue_full.take(self.queue_key)
+            _log.warning(
+                "otel-corr: %s still unreachable at shutdown; %d %s dropped since %s",
+                self.target,
+                self.failed + self.queue_dropped,
+                self.noun,
+                _clock(self.down_since),
+            )
+
+
 class GuardedSpanExporter(SpanExporter):
     """Wrap a span exporter: never raises, counts what it could not send, one warning per outage.
 
@@ -125,94 +220,26 @@ class GuardedSpanExporter(SpanExporter):
 
     def __init__(self, inner: SpanExporter, target: str) -> None:
         self.inner = inner
-        self.target = target
-        self._lock = threading.Lock()
-        self._down_since: float | None = None
-        self._failed = 0  # spans the exporter could not send during the current outage
-        self._queue_dropped = 0  # spans the queue dropped during the current outage
-        self._sent = 0
-        self._overflow = 0  # spans the queue dropped while the collector was answering
-        self._overflow_warned_at = 0.0
+        self._outage = _Outage(target, "spans", "Span")
         install_log_filters()
-        _guards.append(self)
+        _guards.append(self._outage)
 
     @property
     def down(self) -> bool:
-        return self._down_since is not None
+        return self._outage.down_since is not None
 
     @property
     def sent(self) -> int:
         """Spans exported successfully so far."""
-        return self._sent
+        return self._outage.sent
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        _inside.active, _inside.reason = True, None
-        try:
-            result = self.inner.export(spans)
-        except Exception as exc:  # an exporter bug must not kill the batch thread's loop
-            result, _inside.reason = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
-        finally:
-            _inside.active = False
-        with self._lock:
-            if result is SpanExportResult.SUCCESS:
-                self._succeeded(len(spans))
-            else:
-                self._failed_batch(len(spans), _inside.reason)
-        return result
-
-    def _failed_batch(self, count: int, reason: str | None) -> None:
-        self._failed += count
-        self._queue_dropped += _queue_full.take()
-        if self._down_since is None:
-            self._down_since = time.time()
-            _log.warning(
-                "otel-corr: %s unreachable; %d spans dropped since %s (%s). "
-                "Further failures are counted, not logged, until export resumes.",
-                self.target,
-                self._failed + self._queue_dropped,
-                _clock(self._down_since),
-                reason or "export failed",
-            )
-
-    def _succeeded(self, count: int) -> None:
-        self._sent += count
-        queue_dropped = _queue_full.take()
-        if self._down_since is not None:
-            total = self._failed + self._queue_dropped + queue_dropped
-            _log.info(
-                "otel-corr: export to %s resumed; %d spans dropped during the outage since %s "
-                "(%d not sent, %d dropped because the queue was full)",
-                self.target,
-                total,
-                _clock(self._down_since),
-                self._failed,
-                self._queue_dropped + queue_dropped,
-            )
-            self._down_since, self._failed, self._queue_dropped = None, 0, 0
-        elif queue_dropped:
-            # The collector answers but spans come faster than they leave: say so, at most once a minute.
-            self._overflow += queue_dropped
-            now = time.monotonic()
-            if now - self._overflow_warned_at >= 60:
-                _log.warning(
-                    "otel-corr: span queue full; %d spans dropped (raise OTEL_BSP_MAX_QUEUE_SIZE, "
-                    "or lower OTEL_BSP_SCHEDULE_DELAY)",
-                    self._overflow,
-                )
-                self._overflow_warned_at, self._overflow = now, 0
+        ok = self._outage.run(lambda: self.inner.export(spans) is SpanExportResult.SUCCESS, len(spans))
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def report(self) -> None:
-        """At shutdown: if still in an outage, say how many spans it cost in all."""
-        with self._lock:
-            if self._down_since is None:
-                return
-            self._queue_dropped += _queue_full.take()
-            _log.warning(
-                "otel-corr: %s still unreachable at shutdown; %d spans dropped since %s",
-                self.target,
-                self._failed + self._queue_dropped,
-                _clock(self._down_since),
-            )
+        """If still in an outage, say how many spans it cost in all."""
+        self._outage.report()
 
     def shutdown(self) -> None:
         self.inner.shutdown()
@@ -221,7 +248,29 @@ class GuardedSpanExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
+def guard_log_exporter(inner: Any, target: str) -> Any:
+    """The same guard around an OTLP log-record exporter (``OTEL_LOGS_EXPORTER=otlp``)."""
+    from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+    outage = _Outage(target, "log records", "Log")
+    install_log_filters()
+    _guards.append(outage)
+
+    class GuardedLogExporter(LogRecordExporter):
+        def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+            ok = outage.run(lambda: inner.export(batch).name == "SUCCESS", len(batch))
+            return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+
+        def shutdown(self) -> None:
+            inner.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return bool(inner.force_flush(timeout_millis))
+
+    return GuardedLogExporter()
+
+
 def report_outages() -> None:
     """Log the final count for every guard still in an outage (called by the shutdown flush)."""
-    for guard in list(_guards):
-        guard.report()
+    for outage in list(_guards):
+        outage.report()

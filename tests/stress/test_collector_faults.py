@@ -15,12 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry._logs import LogRecord
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
-from otel_corr._export import GuardedSpanExporter
+from otel_corr._export import GuardedSpanExporter, guard_log_exporter
 
+from ..collector import free_port
 from ..conftest import Capture, server_env
 from ._load import Blackhole, Serve, check, read_log_lines, request_ids, run_load
 
@@ -102,6 +107,22 @@ def test_guard_blackhole_is_bounded_and_counts_queue_drops(capture: Capture, cap
     # 1 + 200 spans were lost; the SDK warns "Queue full" just before it appends, so a batch taken off the
     # queue in between can make one warning without a drop: a few too many, never too few.
     assert 201 <= int(_DROPPED.search(warnings[1]).group(1)) <= 205, warnings[1]  # type: ignore[union-attr]
+    assert _exporter_lines(caplog) == []
+
+
+def test_log_record_guard_counts_too(caplog: Any) -> None:
+    """OTEL_LOGS_EXPORTER=otlp: the log-record exporter gets the same guard (one warning, no exporter lines)."""
+    dead = f"http://127.0.0.1:{free_port()}/v1/logs"
+    provider = LoggerProvider()
+    provider.add_log_record_processor(
+        BatchLogRecordProcessor(guard_log_exporter(OTLPLogExporter(endpoint=dead, timeout=1), "logs collector"))
+    )
+    for i in range(7):
+        provider.get_logger("t").emit(LogRecord(body=f"r{i}"))
+    provider.force_flush()
+    provider.shutdown()
+    (warning,) = _ours(caplog, logging.WARNING)
+    assert warning.startswith("otel-corr: logs collector unreachable; 7 log records dropped since "), warning
     assert _exporter_lines(caplog) == []
 
 
