@@ -49,6 +49,7 @@ def _exporter_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry")]
 
 
+@pytest.mark.e2e  # starts otel-corr serve
 def test_guard_one_warning_per_outage_then_resumes(tmp_path: Path, capture: Capture, caplog: Any) -> None:
     """Collector killed: three failed batches give one warning and no exporter lines; back: one info with 9."""
     serve = Serve(tmp_path)
