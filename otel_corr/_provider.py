@@ -9,7 +9,9 @@ the OTLP exporters read ``OTEL_EXPORTER_OTLP_*``.  The one default we change:
 SDK configures no exporter at all), and ``otlp`` without a protocol means
 ``http/protobuf`` (the spec's default; Python's otherwise means gRPC).
 
-Spans leave only through a BatchSpanProcessor, off the request path.
+Spans leave only through a BatchSpanProcessor, off the request path, and every
+exporter we build is wrapped in :class:`~._export.GuardedSpanExporter`: a dead
+collector costs one warning with a count, not a log line per batch.
 :func:`flush` is the bounded shutdown flush the servers' hooks call.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -35,12 +38,28 @@ _log = logging.getLogger("otel_corr")
 _lock = threading.Lock()
 
 
-def _otlp_exporter() -> SpanExporter:
-    protocol = (
+def _protocol() -> str:
+    return (
         os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
         or "http/protobuf"
     ).strip()
+
+
+def _otlp_target() -> str:
+    """Where the OTLP exporter sends, resolved from the variables as the exporters do, for our warnings."""
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if not endpoint:
+        base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        if _protocol() == "grpc":
+            endpoint = base or "http://localhost:4317"
+        else:
+            endpoint = (base or "http://localhost:4318").rstrip("/") + "/v1/traces"
+    return f"collector at {endpoint}"
+
+
+def _otlp_exporter() -> SpanExporter:
+    protocol = _protocol()
     if protocol == "grpc":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
@@ -59,18 +78,20 @@ def _otlp_exporter() -> SpanExporter:
 
 
 def _exporters() -> list[SpanExporter]:
+    from ._export import GuardedSpanExporter  # imports the SDK: only when we build a provider
+
     names = [n.strip() for n in (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",") if n.strip()]
     exporters: list[SpanExporter] = []
     for name in names:
         if name == "none":
             continue
         if name == "otlp":
-            exporters.append(_otlp_exporter())
+            exporters.append(GuardedSpanExporter(_otlp_exporter(), _otlp_target()))
             continue
         from importlib.metadata import entry_points
 
         (ep,) = entry_points(group="opentelemetry_traces_exporter", name=name)  # checked in _config
-        exporters.append(ep.load()())
+        exporters.append(GuardedSpanExporter(ep.load()(), f"span exporter {name!r}"))
     return exporters
 
 
@@ -130,4 +151,7 @@ def flush(timeout: float = 5.0) -> bool:
     finished = done.wait(timeout)
     if not finished:
         _log.warning("otel-corr: spans not flushed within %.1f s; some may be lost", timeout)
+    export = sys.modules.get("otel_corr._export")  # loaded only if we built the provider
+    if export is not None:
+        export.report_outages()
     return finished

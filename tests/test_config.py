@@ -110,7 +110,7 @@ import otel_corr
 otel_corr.instrument(FastAPI())
 p = trace.get_tracer_provider()
 proc = p._active_span_processor._span_processors[0]
-exp = proc._batch_processor._exporter
+exp = proc._batch_processor._exporter.inner  # behind otel_corr._export.GuardedSpanExporter
 print(type(exp).__module__, exp._endpoint, p.resource.attributes["service.name"])
 """
     out = _run(code, OTEL_SERVICE_NAME="checkout", OTEL_RESOURCE_ATTRIBUTES="deployment.environment=ci")

@@ -129,6 +129,9 @@ def install(resource: Any) -> OTLPHandler | None:
             exporter = GrpcLogExporter()
         else:
             exporter = OTLPLogExporter()
+        from .._export import guard_log_exporter  # one warning per collector outage, not one line per batch
+
+        exporter = guard_log_exporter(exporter, f"collector at {getattr(exporter, '_endpoint', 'its OTLP endpoint')}")
         provider = LoggerProvider(resource=resource)
         provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
         set_logger_provider(provider)

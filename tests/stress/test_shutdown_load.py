@@ -1,0 +1,76 @@
+"""SIGTERM in the middle of a load: every request that got a response has its span and its log records at
+the collector, and the server exits within the documented bound.
+
+The batch delays are 60 s, so what arrives was delivered by the shutdown flush (or by full batches),
+never by the timer.  The bound (docs/usage.md, "Shutdown"): uvicorn finishes the requests in flight,
+then otel-corr's flush at lifespan shutdown waits at most ``OTEL_CORR_SHUTDOWN_TIMEOUT`` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import server_env
+from ._load import Serve, request_ids, run_load
+
+pytestmark = pytest.mark.e2e
+
+SHUTDOWN_TIMEOUT = 5.0
+# Process teardown on a loaded 2-core machine: interpreter exit, the supervisor joining its workers.
+SLACK = 10.0
+
+
+def test_sigterm_under_load_loses_nothing_that_was_answered(tmp_path: Path, start_uvicorn: Any) -> None:
+    serve = Serve(tmp_path)
+    env = server_env(
+        None,
+        OTEL_EXPORTER_OTLP_ENDPOINT=serve.http_endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="60000",
+        OTEL_BLRP_SCHEDULE_DELAY="60000",
+        OTEL_LOGS_EXPORTER="otlp",
+        OTEL_CORR_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT),
+        OTEL_CORR_LOG_FORMAT="json",
+        OTEL_CORR_LOG_FILE=str(tmp_path / "logs" / "app.log"),
+    )
+    try:
+        server = start_uvicorn(env, "tests.apps.stress_app:app", "--workers", "2", "--log-level", "warning")
+        results = run_load(server.url, request_ids(200))  # both workers up (they import after the port opens)
+        stop = threading.Event()
+        ids = request_ids(50_000, start=200)
+        client = threading.Thread(
+            target=lambda: results.extend(run_load(server.url, ids, first=200, stop=stop)),
+            daemon=True,
+        )
+        client.start()
+        time.sleep(4)  # a few thousand requests in, the queues hold spans and records
+        started = time.monotonic()
+        exit_code = server.sigterm(timeout=60)
+        took = time.monotonic() - started
+        stop.set()
+        client.join(60)
+        answered = [r for r in results if r.status != -1]
+        serve.wait_for(serve.span_count, len(answered), timeout=60)
+        serve.wait_for(lambda: len(serve.logs()), 3 * len(answered), timeout=60)
+        spans = Counter(rid for rid, _, _ in serve.spans())
+        logs = Counter(rid for rid, _, _, attributes in serve.logs() if attributes.get("n") is not None)
+        access = Counter(rid for rid, _, _, attributes in serve.logs() if attributes.get("status") == 200)
+    finally:
+        serve.stop()
+
+    print(f"answered {len(answered)} of {len(results)} sent; exit after SIGTERM {took:.2f} s")
+    assert exit_code in (0, -15)
+    assert len(answered) > 500, "the load should have been running when SIGTERM came"
+    assert len(answered) < len(results), "SIGTERM should have come in the middle of the load"
+    assert all(r.status == 200 for r in answered), Counter(r.status for r in answered)
+    assert len({r.body["pid"] for r in answered if r.body}) == 2
+    missing_spans = [r.sent for r in answered if spans[r.sent] != 1]
+    missing_logs = [r.sent for r in answered if logs[r.sent] != 2 or access[r.sent] != 1]
+    assert not missing_spans, f"{len(missing_spans)} of {len(answered)} answered requests have no span"
+    assert not missing_logs, f"{len(missing_logs)} of {len(answered)} answered requests lack log records"
+    assert took <= SHUTDOWN_TIMEOUT + SLACK, f"exit took {took:.1f} s"
