@@ -442,6 +442,64 @@ def run_in_process(configs: Sequence[str], reps: int, n: int, warmup: int) -> No
     warn_if_changed(state)
 
 
+# --------------------------------------------------------------------------- instructions
+
+
+def instructions(config: str, n: int) -> int:
+    """Instructions callgrind counts for one worker process doing ``n`` timed requests."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
+        cmd += [str(Path(__file__).resolve()), "--worker", config, "-n", str(n), "--warmup", "300"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=1800, check=False)
+        if proc.returncode != 0:
+            raise SystemExit(f"valgrind worker {config} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+        for line in out.read_text().splitlines():
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise SystemExit(f"no callgrind summary for {config}")
+
+
+def run_instructions(configs: Sequence[str], n: int) -> None:
+    """Instructions per request: the cost with CPU caches and machine load taken out.
+
+    Each configuration runs twice under callgrind, with 200 and 200+n timed
+    requests; the difference divided by n is what one request costs (start-up,
+    warm-up and the sanity check cancel out).  Slow (about 50x), so n defaults
+    lower; the numbers do not depend on what else the machine is doing.
+    """
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    print_header("instructions (callgrind)", f"instructions per request = (run with 200+{n} - run with 200) / {n}")
+    per: dict[str, float] = {}
+    for config in configs:
+        per[config] = (instructions(config, 200 + n) - instructions(config, 200)) / n
+        print(f"  {config}: {per[config]:,.0f} instructions/request", file=sys.stderr)
+    rows = []
+    for config in configs:
+        base = BASELINE.get(config)
+        extra = f"+{per[config] - per[base]:,.0f}" if base in per else "-"
+        rows.append([config, f"{per[config]:,.0f}", extra])
+    print(render_table(("config", "instr/request", "overhead instr"), rows))
+
+    def overhead(config: str) -> float | None:
+        base = BASELINE.get(config)
+        return per[config] - per[base] if config in per and base in per else None
+
+    print()
+    floor = per.get(FLOOR)
+    for name, denominator, label in (
+        ("otel-corr-fastapi", overhead("stacked-fastapi"), "stacked-fastapi overhead"),
+        ("otel-corr-fastapi", overhead("fastapi-builtin-span"), "fastapi-builtin-span overhead"),
+        ("otel-corr-fastapi", floor, FLOOR),
+        ("otel-corr-asgi", floor, FLOOR),
+        ("otel-corr-asgi", overhead("asgi-span-floor"), "asgi-span-floor overhead"),
+    ):
+        mine = overhead(name)
+        if mine is not None and denominator:
+            print(f"{name} overhead / {label}: {mine / denominator:.2f}")
+
+
 # --------------------------------------------------------------------------- end-to-end
 
 
@@ -604,6 +662,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 5 in-process, 1 e2e)")
     p.add_argument("--duration", type=int, default=10, help="wrk seconds per measured run (e2e)")
     p.add_argument("--configs", type=config_list, default=None, help="comma-separated subset of configurations")
+    p.add_argument(
+        "--instructions", action="store_true", help="count instructions per request with valgrind (callgrind)"
+    )
     p.add_argument("--worker", choices=CONFIGS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -619,6 +680,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         run_worker(args.worker, args.requests, args.warmup)
+    elif args.instructions:
+        run_instructions(args.configs or CONFIGS, 1_000 if args.requests == 20_000 else args.requests)
     elif args.e2e:
         if FLOOR in (args.configs or ()):
             raise SystemExit(f"{FLOOR} has no app to serve; leave it out of --configs with --e2e")
