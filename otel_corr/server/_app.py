@@ -6,6 +6,7 @@ sends OTLP paths on the OTLP port and everything else on the query port.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +20,7 @@ from starlette.routing import Route
 from ._ids import parse_trace_id
 from ._jaeger import v1_envelope, v1_error, v1_trace, v3_resource_spans
 from ._model import KIND_NAMES, Span
-from ._otlp import BadRequest, TooLarge, decode_logs, decode_spans, decompress, parse_logs, parse_traces
+from ._otlp import BadRequest, TooLarge, decode_logs, decompress, parse_logs, parse_traces, span_rows
 from ._query import QueryError, go_duration_ns, rfc3339_ns, tags_param
 from ._store import Store, StoreFull
 from ._ui import SecurityHeaders, ui_routes
@@ -71,6 +72,10 @@ def _error(request: Request, status: int, message: str) -> Response:
     return JSONResponse({"code": 3, "message": message}, status_code=status)
 
 
+def _busy() -> Response:
+    return Response("store busy, retry", status_code=503, headers={"Retry-After": "1"})
+
+
 def build_app(store: Store, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
     """The Starlette app with every route; run it with :func:`otel_corr.server.serve`."""
 
@@ -84,18 +89,25 @@ def build_app(store: Store, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
             raw = decompress(bytes(body), request.headers.get("content-encoding", ""), max_body)
             ctype = request.headers.get("content-type", "")
             if kind == "traces":
-                spans, rejected, reason = decode_spans(parse_traces(raw, ctype))
-                logs: list[Any] = []
+                batch = span_rows(parse_traces(raw, ctype), store.resource_id)
+                rejected, reason = batch.rejected, batch.reason
+                committed = store.submit(batch.rows, batch.resources)
             else:
                 logs, rejected, reason = decode_logs(parse_logs(raw, ctype))
-                spans = []
-            store.add(spans, logs)
+                committed = store.submit([], [], logs)
         except TooLarge as exc:
             return _error(request, 413, str(exc))
         except BadRequest as exc:
             return _error(request, 400, str(exc))
         except StoreFull:
-            return Response("store busy, retry", status_code=503, headers={"Retry-After": "1"})
+            return _busy()
+        # Acknowledge only once committed: a sender that got its 200 never loses the batch to a crash.
+        # The writer groups what concurrent senders queued into one transaction, so this costs a
+        # lone sequential sender the most (see docs/local-backend.md).
+        try:
+            await asyncio.wrap_future(committed)
+        except Exception:
+            return _busy()  # logged by the writer; the batch is not stored, so the sender should retry
         return _otlp_response(request, kind, rejected, reason)
 
     async def v1_traces_post(request: Request) -> Response:
