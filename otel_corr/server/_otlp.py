@@ -299,7 +299,7 @@ def _kv_value(kv: bytes, key_size: int) -> Any:
     if len(kv) > n + 3 and kv[n] == 0x12 and kv[n + 1] == len(kv) - n - 2:  # field 2, AnyValue, 1-byte length
         tag = kv[n + 2]
         if tag == 0x0A and kv[n + 3] == len(kv) - n - 4:  # string_value, 1-byte length
-            return kv[n + 4 :].decode()
+            return kv[n + 4 :].decode(errors="replace")
         if tag == 0x18:  # int_value: a varint to the end
             value = 0
             shift = 0
@@ -307,26 +307,48 @@ def _kv_value(kv: bytes, key_size: int) -> Any:
                 value |= (b & 0x7F) << shift
                 shift += 7
             return value - (1 << 64) if value >= 1 << 63 else value
-    return _value(KeyValue.FromString(kv).value)
+    try:
+        return _value(KeyValue.FromString(kv).value)
+    except DecodeError:  # crafted bytes that only looked like an attribute
+        return None
 
 
-_REQUEST_KEY_SIZE = len(_REQUEST_NEEDLE)
+def _attribute_end(detail: bytes, start: int) -> int:
+    """Where the KeyValue at ``start`` ends if it is framed as a span attribute, else -1.
+
+    A span's own attribute is field 9: tag 0x4a, a varint length, the KeyValue.  The same key in
+    an event (tag 0x1a), a link (0x22) or a nested value (0x0a) has another tag in front, so it
+    is not taken; only bytes crafted inside a string value could pass for an attribute, and the
+    sender of such a span could as well have set the attribute itself.
+    """
+    for width in (1, 2, 3):  # the length of a value up to MAX_VALUE_BYTES takes at most three bytes
+        tag_at = start - width - 1
+        if tag_at < 0:
+            return -1
+        length = detail[start - width : start]
+        if length[-1] & 0x80 or not all(b & 0x80 for b in length[:-1]):
+            return -1  # not a varint ending here
+        if detail[tag_at] == 0x4A:
+            end = start + sum((b & 0x7F) << (7 * i) for i, b in enumerate(length))
+            return end if end <= len(detail) else -1
+    return -1
 
 
 def _known_from_bytes(detail: bytes) -> tuple[str | None, int | None]:
-    """The request ID and HTTP status of a serialized span; the attribute loop only when a key may be there."""
-    if _KNOWN_KEYS.search(detail) is None:
-        return None, None
+    """The request ID and HTTP status of a serialized span (both None for most spans: one regex pass)."""
     request_id: str | None = None
     status: int | None = None
-    for kv in _SpanAttributes.FromString(detail).attributes:
-        if kv.startswith(_REQUEST_NEEDLE):
-            value = _kv_value(kv, _REQUEST_KEY_SIZE)
+    for match in _KNOWN_KEYS.finditer(detail):
+        start = match.start()
+        end = _attribute_end(detail, start)
+        if end < 0:
+            continue
+        key = match.group()
+        value = _kv_value(detail[start:end], len(key))
+        if key == _REQUEST_NEEDLE:
             request_id = None if value is None else str(value)[:256]
-        elif kv.startswith(_STATUS_NEEDLES):
-            value = _kv_value(kv, kv[1] + 2)
-            if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-                status = int(value)
+        elif isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            status = int(value)
     return request_id, status
 
 
