@@ -84,6 +84,9 @@ class _Item:
         self.rows, self.resources, self.logs = rows, resources, logs
         self.size = len(rows) + len(logs)
         self.done: Future[None] = Future()
+        # Running from the start: a sender that goes away cancels its await, never this future, so
+        # the writer can always resolve it (set_result on a cancelled future would raise).
+        self.done.set_running_or_notify_cancel()
 
 
 class Store:
