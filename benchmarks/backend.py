@@ -55,13 +55,24 @@ Methodology
   connection, then (database + ``-wal``) bytes / spans; ``dbstat`` gives the
   size of each table and index, and ``EXPLAIN QUERY PLAN`` the plan of each
   query.  Memory: ``VmRSS`` and ``VmHWM`` (peak) from ``/proc/<pid>/status``.
+* ``--mixed`` (after the queries, before the storage figures): ``--phase-bodies``
+  more bodies from two posting threads while ``--mixed-clients`` (default 1)
+  threads loop over the three target queries on their own keep-alive
+  connections until the last body is committed; prints each query's p99 under
+  load next to its idle p99, and the ingest rate with queries next to the
+  "at ...k, 2 threads" phase without them.
+* ``--ack-cost`` (instead of the above): the server acknowledges a body only
+  once its transaction committed; this measures what that costs.  Fresh stores,
+  ``--phase-bodies`` prebuilt bodies from 1, 2 and 4 senders, once with the
+  normal server and once with ``OTEL_CORR_BENCH_ACK_QUEUED=1`` (acknowledge on
+  queueing, the old behaviour), ``--ack-reps`` rounds interleaved; medians.
 
 Targets are printed with PASS/MISS for information only; the exit code is 0
 unless the server fails.  The machine's load average is printed at the start,
 before the queries and at the end: on a shared machine, read it with the
 numbers.  ``--keep-db PATH`` keeps the store for inspection.  ``--profile``
 instead runs the ingest path in-process (``otel_corr.server._otlp`` +
-``_store``): µs/span of parse, decode and write, the memory one queued body
+``_store``): µs/span of parse, ``span_rows`` and write, the memory one queued body
 holds, and a cProfile of the three.
 """
 
@@ -1646,7 +1657,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="after the queries: ingest again while clients query (query p99 under load)",
     )
-    p.add_argument("--mixed-clients", type=int, default=2, help="query clients in --mixed (default 2)")
+    p.add_argument(
+        "--mixed-clients",
+        type=int,
+        default=1,
+        help="query clients in --mixed (default 1, like the idle table: p99 load/idle is then the cost of ingest alone;"
+        " more clients also queue queries behind each other)",
+    )
     p.add_argument(
         "--ack-cost", action="store_true", help="instead: ack-after-commit vs ack-on-queue, 1/2/4 senders, fresh stores"
     )
