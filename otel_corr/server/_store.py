@@ -9,10 +9,15 @@ replaces a third span index.  Attributes, events and links are
 kept per span as a slim serialized OTLP ``Span`` (written with one C call on
 ingest, decoded only when a trace is read).
 
-Ingest never touches the database on the event loop: decoded records are put
-on a bounded queue and the writer thread commits them in batches.  A full
+Ingest never touches the database on the event loop: rows built from the
+protobuf (``_otlp.span_rows``) are put on a bounded queue and the writer thread
+commits whatever is waiting in one transaction (group commit).  Each request
+gets a future resolved after its commit, and the sender is answered only then:
+with WAL and ``synchronous=NORMAL`` a committed transaction survives the
+process being killed, so an acknowledged batch is never lost to a crash.  A full
 queue is reported to the sender as "retry later" (HTTP 503 / gRPC
-UNAVAILABLE), which OTLP exporters honour.
+UNAVAILABLE), which OTLP exporters honour.  Checkpoints run on a thread of
+their own, never on the writer's (and so the senders') path.
 """
 
 from __future__ import annotations
@@ -90,7 +95,7 @@ class _Item:
 
 
 class Store:
-    """One SQLite file; ``add`` never blocks on disk, queries run on per-thread read connections."""
+    """One SQLite file; ``submit`` never blocks on disk, queries run on per-thread read connections."""
 
     def __init__(
         self,
@@ -198,36 +203,6 @@ class Store:
                 self._queued_spans -= item.size
             raise StoreFull from None
         return item.done
-
-    def add(self, spans: list[Span], logs: list[LogRecord] | None = None) -> Future[None]:
-        """Queue :class:`Span` records (the model the query side returns) and log records."""
-        resources: dict[int, tuple[int, str, str, str]] = {}
-        rows = []
-        for s in spans:
-            key = id(s.resource)
-            res = resources.get(key)
-            if res is None:
-                text, digest = resource_key(s.resource)
-                res = resources[key] = (self.resource_id(digest, s.service), digest, s.service, text)
-            rows.append(
-                (
-                    s.trace_id,
-                    s.span_id,
-                    s.parent_id,
-                    res[0],
-                    s.service,
-                    s.name,
-                    s.kind,
-                    s.start_ns,
-                    s.duration_ns,
-                    s.status,
-                    s.request_id,
-                    s.scope,
-                    s.raw,
-                    s.http_status,
-                )
-            )
-        return self.submit(rows, list(resources.values()), logs)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything queued so far is committed."""
