@@ -55,13 +55,24 @@ Methodology
   connection, then (database + ``-wal``) bytes / spans; ``dbstat`` gives the
   size of each table and index, and ``EXPLAIN QUERY PLAN`` the plan of each
   query.  Memory: ``VmRSS`` and ``VmHWM`` (peak) from ``/proc/<pid>/status``.
+* ``--mixed`` (after the queries, before the storage figures): ``--phase-bodies``
+  more bodies from two posting threads while ``--mixed-clients`` (default 1)
+  threads loop over the three target queries on their own keep-alive
+  connections until the last body is committed; prints each query's p99 under
+  load next to its idle p99, and the ingest rate with queries next to the
+  "at ...k, 2 threads" phase without them.
+* ``--ack-cost`` (instead of the above): the server acknowledges a body only
+  once its transaction committed; this measures what that costs.  Fresh stores,
+  ``--phase-bodies`` prebuilt bodies from 1, 2 and 4 senders, once with the
+  normal server and once with ``OTEL_CORR_BENCH_ACK_QUEUED=1`` (acknowledge on
+  queueing, the old behaviour), ``--ack-reps`` rounds interleaved; medians.
 
 Targets are printed with PASS/MISS for information only; the exit code is 0
 unless the server fails.  The machine's load average is printed at the start,
 before the queries and at the end: on a shared machine, read it with the
 numbers.  ``--keep-db PATH`` keeps the store for inspection.  ``--profile``
 instead runs the ingest path in-process (``otel_corr.server._otlp`` +
-``_store``): µs/span of parse, decode and write, the memory one queued body
+``_store``): µs/span of parse, ``span_rows`` and write, the memory one queued body
 holds, and a cProfile of the three.
 """
 
@@ -645,7 +656,7 @@ def free_ports(n: int) -> list[int]:
 class Backend:
     """``python -m otel_corr serve`` on free loopback ports with a fresh store."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, ack_queued: bool = False) -> None:
         self.port, self.otlp_port, grpc_port = free_ports(3)
         self.db = tmp / "traces.db"
         self.log_path = tmp / "serve.log"
@@ -666,7 +677,10 @@ class Backend:
             "--retention",
             "0",
         ]
-        self.proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=child_env(), stdout=self._log, stderr=subprocess.STDOUT)
+        env = child_env()
+        if ack_queued:  # the server acknowledges on queueing, as before ack-after-commit (--ack-cost only)
+            env["OTEL_CORR_BENCH_ACK_QUEUED"] = "1"
+        self.proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
@@ -1215,6 +1229,11 @@ def run(args: argparse.Namespace) -> None:
             load_before_queries = loadavg()
             latencies = run_queries(backend, workload, samples, args.queries, args.wide_queries, args.warmup)
             mem = backend.status()
+            mixed = (
+                mixed_phase(backend, workload, samples, total_bodies, n_phase, args.mixed_clients)
+                if args.mixed
+                else None
+            )
             disk = storage(backend, workload, samples)
             backend.alive()
         finally:
@@ -1263,6 +1282,8 @@ def run(args: argparse.Namespace) -> None:
         f"search: service={SEARCH_SERVICE}, tags={json.dumps(SEARCH_TAGS)}, limit=20; 1 h windows at random "
         "positions (Jaeger UI default lookback); misses = 404 or an empty result where a trace was expected."
     )
+    if mixed is not None:
+        print_mixed(results[-1], latencies, mixed, args.mixed_clients)
     keep_alive, fresh = latencies[0], next(r for r in latencies if "new connection" in r.label)
     if keep_alive.ms and fresh.ms and keep_alive.pct(50) > max(3 * fresh.pct(50), fresh.pct(50) + 20):
         print(
@@ -1338,13 +1359,208 @@ def run(args: argparse.Namespace) -> None:
         print(f"\nwarning: otel_corr/server changed during the run (started at '{state}', now '{now}')")
 
 
+# --------------------------------------------------------------------------- mixed: ingest under query load
+
+
+def mixed_phase(
+    backend: Backend, workload: Workload, samples: Samples, first: int, n: int, clients: int
+) -> tuple[IngestResult, list[Latency]]:
+    """Two posting threads send ``n`` more bodies while ``clients`` threads run the three target queries in a loop.
+
+    Each client has its own keep-alive connection and cycles trace ID, short request ID, 1 h search
+    (the rows of the idle query table) until the last body is committed.
+    """
+    rng = random.Random(13)
+    span_range = workload.end_ns - workload.begin_ns
+    kinds = [
+        Latency("trace ID (/api/traces/<32 hex>)"),
+        Latency("request ID, short (/api/traces/req_...)"),
+        Latency("search service+tag, 1 h window, limit 20"),
+    ]
+    lock = threading.Lock()
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def path(kind: int) -> str:
+        with lock:
+            if kind == 0:
+                return "/api/traces/" + rng.choice(samples.any).trace_id.hex()
+            if kind == 1:
+                return "/api/traces/" + rng.choice(samples.short).request_id
+            start = workload.begin_ns + rng.randrange(max(1, span_range - SEARCH_WINDOW_NS))
+        return search_path(SEARCH_SERVICE, start, start + SEARCH_WINDOW_NS)
+
+    def client() -> None:
+        own = [Latency(k.label) for k in kinds]
+        conn = http.client.HTTPConnection("127.0.0.1", backend.port, timeout=120)
+        try:
+            while not done.is_set():
+                for i, lat in enumerate(own):
+                    timed_get(conn, backend.port, path(i), lat, i < 2)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            conn.close()
+            with lock:
+                for total, part in zip(kinds, own, strict=True):
+                    total.ms += part.ms
+                    total.misses += part.misses
+                    total.spans += part.spans
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    committed = Committed(backend.db)
+    try:
+        bodies = [workload.body(i) for i in range(first, first + n)]
+        result = run_posts(
+            backend, committed, f"under query load, 2 threads + {clients} query clients", 2, prebuilt(bodies, 2)
+        )
+    finally:
+        done.set()
+        for t in threads:
+            t.join(120)
+        committed.conn.close()
+    if errors:
+        raise SystemExit(f"mixed: {errors[0]!r}")
+    print(f"  {result.label}: {result.spans} spans, {result.rate:,.0f} spans/s", file=sys.stderr, flush=True)
+    return result, kinds
+
+
+def print_mixed(
+    alone: IngestResult, idle: Sequence[Latency], mixed: tuple[IngestResult, list[Latency]], clients: int
+) -> None:
+    result, loaded = mixed
+    print()
+    print(f"Mixed: ingest from 2 threads while {clients} clients query (same store, after the idle queries)")
+    rows = []
+    for lat in loaded:
+        before = next(r for r in idle if r.label == lat.label)
+        target = TARGET_SEARCH_P99 if lat.label.startswith("search") else TARGET_LOOKUP_P99
+        p99 = lat.pct(99) if lat.ms else float("nan")
+        rows.append(
+            [
+                lat.label,
+                str(len(lat.ms)),
+                f"{before.pct(99):.1f}",
+                f"{lat.pct(50):.1f}" if lat.ms else "-",
+                f"{p99:.1f}",
+                f"{p99 / before.pct(99):.2f}x" if lat.ms else "-",
+                str(lat.misses),
+                f"<= {target:.0f}",
+                verdict(p99 <= target),
+            ]
+        )
+    print(
+        render_table(
+            [
+                "query",
+                "n under load",
+                "idle p99",
+                "load p50",
+                "load p99",
+                "p99 load/idle",
+                "misses",
+                "target",
+                "result",
+            ],
+            rows,
+        )
+    )
+    print(
+        render_table(
+            ["ingest (2 threads)", "spans", "spans/s", "server cores", "spans/CPU-s", "503s"],
+            [
+                [
+                    label,
+                    f"{r.spans:,}",
+                    f"{r.rate:,.0f}",
+                    f"{r.cpu / r.wall:.2f}",
+                    f"{r.spans / max(r.cpu, 1e-9):,.0f}",
+                    str(r.busy),
+                ]
+                for label, r in (("without queries (" + alone.label + ")", alone), ("with queries", result))
+            ],
+        )
+    )
+    print(f"ingest rate with queries / without: {result.rate / alone.rate:.2f}")
+
+
+# --------------------------------------------------------------------------- ack cost
+
+
+def ack_cost(args: argparse.Namespace) -> None:
+    """Fresh stores, ack after commit vs ack on queue, 1/2/4 senders, ``--ack-reps`` rounds interleaved."""
+    n = args.phase_bodies
+    senders = (1, 2, 4)
+    print("otel-corr serve: the cost of acknowledging after the commit")
+    print(source_state()[0])
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs; load average at start {loadavg()}")
+    workload = Workload(len(senders) * n * SPANS_PER_BODY, 1, args.pool)
+    bodies = [workload.body(i) for i in range(len(senders) * n)]
+    rates: dict[tuple[bool, int], list[IngestResult]] = {}
+    for rep in range(args.ack_reps):
+        for queued in (False, True):
+            with tempfile.TemporaryDirectory(prefix="otel-corr-ack-") as tmp:
+                backend = Backend(Path(tmp), ack_queued=queued)
+                committed = Committed(backend.db)
+                try:
+                    for k, threads in enumerate(senders):
+                        phase = bodies[k * n : (k + 1) * n]
+                        label = f"{'queued' if queued else 'committed'}, {threads} senders"
+                        r = run_posts(backend, committed, label, threads, prebuilt(phase, threads))
+                        rates.setdefault((queued, threads), []).append(r)
+                        print(f"  round {rep + 1}: {label}: {r.rate:,.0f} spans/s", file=sys.stderr, flush=True)
+                finally:
+                    committed.conn.close()
+                    backend.stop()
+
+    def median(results: list[IngestResult], value: Callable[[IngestResult], float]) -> float:
+        values = sorted(value(r) for r in results)
+        return values[len(values) // 2]
+
+    rows = []
+    for threads in senders:
+        after, before = rates[(False, threads)], rates[(True, threads)]
+        a, b = median(after, lambda r: r.rate), median(before, lambda r: r.rate)
+        rows.append(
+            [
+                str(threads),
+                f"{a:,.0f}",
+                f"{b:,.0f}",
+                f"{a / b:.2f}",
+                f"{median(after, lambda r: r.spans / max(r.cpu, 1e-9)):,.0f}",
+                f"{median(before, lambda r: r.spans / max(r.cpu, 1e-9)):,.0f}",
+            ]
+        )
+    print()
+    print(
+        f"Fresh store, {n} bodies of {SPANS_PER_BODY} spans per row, median of {args.ack_reps} rounds "
+        "(spans/s = first POST -> last body committed)"
+    )
+    print(
+        render_table(
+            [
+                "senders",
+                "ack after commit spans/s",
+                "ack on queue spans/s",
+                "ratio",
+                "after: spans/CPU-s",
+                "queue: spans/CPU-s",
+            ],
+            rows,
+        )
+    )
+    print(f"load average at end {loadavg()}")
+
+
 # --------------------------------------------------------------------------- profile
 
 
 def profile(args: argparse.Namespace) -> None:
-    """The ingest path in-process: protobuf parse, decode_spans, the store's write, then cProfile of all three."""
-    from otel_corr.server._otlp import decode_spans, parse_traces
-    from otel_corr.server._store import Store
+    """The ingest path in-process: protobuf parse, span_rows, the store's write, then cProfile of all three."""
+    from otel_corr.server._otlp import parse_traces, span_rows
+    from otel_corr.server._store import Store, _Item
 
     n = args.profile_bodies
     workload = Workload(n * SPANS_PER_BODY, 1, min(args.pool, n))
@@ -1355,12 +1571,14 @@ def profile(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         parsed = [parse_traces(b, "application/x-protobuf") for b in bodies]
         t1 = time.perf_counter()
-        decoded = [decode_spans(p)[0] for p in parsed]
+        decoded = [span_rows(p, store.resource_id) for p in parsed]
         t2 = time.perf_counter()
-        store._write([(d, []) for d in decoded[: n // 2]])  # the writer's own method, on this thread
+        store._write(
+            [_Item(d.rows, d.resources, []) for d in decoded[: n // 2]]
+        )  # the writer's own method, on this thread
         t3 = time.perf_counter()
         for d in decoded[n // 2 :]:
-            store._write([(d, [])])
+            store._write([_Item(d.rows, d.resources, [])])
         t4 = time.perf_counter()
         half = (n // 2) * SPANS_PER_BODY
         rest = spans_total - half
@@ -1375,7 +1593,7 @@ def profile(args: argparse.Namespace) -> None:
                         f"{spans_total / (t1 - t0):,.0f}",
                     ],
                     [
-                        "decode_spans (protobuf -> Span objects)",
+                        "span_rows (protobuf -> SQL row tuples)",
                         f"{(t2 - t1) / spans_total * 1e6:.2f}",
                         f"{spans_total / (t2 - t1):,.0f}",
                     ],
@@ -1394,7 +1612,7 @@ def profile(args: argparse.Namespace) -> None:
         )
         del parsed, decoded
         tracemalloc.start()
-        held = [decode_spans(parse_traces(b, "application/x-protobuf"))[0] for b in bodies[:4]]
+        held = [span_rows(parse_traces(b, "application/x-protobuf"), store.resource_id) for b in bodies[:4]]
         held_bytes = tracemalloc.get_traced_memory()[0] / len(held)
         tracemalloc.stop()
         del held
@@ -1407,7 +1625,8 @@ def profile(args: argparse.Namespace) -> None:
         prof = cProfile.Profile()
         prof.enable()
         for b in bodies:
-            store._write([(decode_spans(parse_traces(b, "application/x-protobuf"))[0], [])])
+            batch = span_rows(parse_traces(b, "application/x-protobuf"), store.resource_id)
+            store._write([_Item(batch.rows, batch.resources, [])])
         prof.disable()
         store.close()
     out = io.StringIO()
@@ -1433,6 +1652,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-db", type=Path, default=None, help="copy the store file here at the end (for inspection)")
     p.add_argument("--profile", action="store_true", help="profile the ingest path in-process instead")
     p.add_argument("--profile-bodies", type=int, default=40, help="bodies for --profile (default 40)")
+    p.add_argument(
+        "--mixed",
+        action="store_true",
+        help="after the queries: ingest again while clients query (query p99 under load)",
+    )
+    p.add_argument(
+        "--mixed-clients",
+        type=int,
+        default=1,
+        help="query clients in --mixed (default 1, like the idle table: p99 load/idle is then the cost of ingest alone;"
+        " more clients also queue queries behind each other)",
+    )
+    p.add_argument(
+        "--ack-cost", action="store_true", help="instead: ack-after-commit vs ack-on-queue, 1/2/4 senders, fresh stores"
+    )
+    p.add_argument("--ack-reps", type=int, default=3, help="rounds of --ack-cost (default 3)")
     args = p.parse_args(argv)
     if args.quick:
         args.spans = args.spans or 50_000
@@ -1453,6 +1688,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.profile:
         profile(args)
+    elif args.ack_cost:
+        ack_cost(args)
     else:
         run(args)
     return 0

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from ._otlp import BadRequest, decode_logs, decode_spans
+from ._otlp import BadRequest, decode_logs, span_rows
 from ._store import Store, StoreFull
 
 __all__ = ["start_grpc"]
+
+
+def _committed(done: Future[None], context: Any) -> None:
+    """OK only once committed (this handler runs on grpcio's pool, so it may wait); else UNAVAILABLE."""
+    try:
+        done.result(timeout=60)
+    except Exception:
+        context.abort(grpc.StatusCode.UNAVAILABLE, "store could not commit, retry")
 
 
 class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
@@ -21,8 +29,9 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
 
     def Export(self, request: Any, context: Any) -> Any:
         try:
-            spans, rejected, reason = decode_spans(request)
-            self.store.add(spans)
+            batch = span_rows(request, self.store.resource_id)
+            rejected, reason = batch.rejected, batch.reason
+            _committed(self.store.submit(batch.rows, batch.resources), context)
         except BadRequest as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except StoreFull:
@@ -41,7 +50,7 @@ class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
     def Export(self, request: Any, context: Any) -> Any:
         try:
             records, _, _ = decode_logs(request)
-            self.store.add([], records)
+            _committed(self.store.submit([], [], records), context)
         except BadRequest as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except StoreFull:
