@@ -121,9 +121,12 @@ class CorrelationMiddleware:
             header_key = rt.header_bytes
             encoded_id = request_id.encode("latin-1")
             scope[_MARK] = request_id
-            if s.update_request_header and carrier.get(s.header_key) != request_id:
-                scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != header_key]
-                scope["headers"].append((header_key, encoded_id))
+            if s.update_request_header and (sent := carrier.get(s.header_key)) != request_id:
+                # A new list, never the server's own: only drop the rejected header if there was one.
+                headers = scope["headers"]
+                if sent is not None:
+                    headers = [(k, v) for k, v in headers if k.lower() != header_key]
+                scope["headers"] = [*headers, (header_key, encoded_id)]
             extra = [(header_key, encoded_id)]
             if s.trace_response:
                 extra.append((b"traceresponse", rt.trace_response(span).encode("latin-1")))
