@@ -14,6 +14,15 @@ Every target counts the inputs it really ran and prints the count and duration
 (visible with ``-s``), so the figure is measured rather than assumed.  Runs are
 seeded (batches of 2,000 inputs, seeds 0, 1, 2...) and use no example database,
 so CI sees the same inputs each time.
+
+Measured on the shared 2-core development machine (2026-11-23, two 50k shards per
+target, seeds 0 and 1000, heavily loaded so wall times are 2-4x an idle machine's):
+ID functions 100,000 inputs (one run, 352 s); ASGI middleware 100,000 (885 + 871 s);
+WSGI middleware 100,000 (395 + 407 s); OTLP trace decoding 100,000 (1,246 + 1,242 s);
+OTLP log decoding 100,000 (1,162 + 534 s); through the HTTP app 10,000 per signal
+(98 s / 75 s, idle).  The CI default (2,000 per target, 200 through HTTP) costs about
+one CPU minute for the whole file.  Found: a JSON key with a lone surrogate made the
+backend answer 500 (fixed in server/_otlp.py; see the regression cases below).
 """
 
 from __future__ import annotations
