@@ -252,7 +252,20 @@ def check_otel_environment(env: Mapping[str, str] | None = None) -> None:
             if name not in known:
                 raise ConfigError("OTEL_TRACES_EXPORTER", v, "a comma-separated list of " + ", ".join(sorted(known)))
 
-    for var in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"):
+    if (v := get("OTEL_CORR_ADOPT_ENVIRONMENT")) is not None:  # read at import; checked here, where errors go
+        _bool("OTEL_CORR_ADOPT_ENVIRONMENT", v)
+
+    if (v := get("OTEL_LOGS_EXPORTER")) is not None:
+        known = {"otlp", "console", "none"} | _entry_point_names("opentelemetry_logs_exporter")
+        for name in (n.strip() for n in v.split(",")):
+            if name not in known:
+                raise ConfigError("OTEL_LOGS_EXPORTER", v, "a comma-separated list of " + ", ".join(sorted(known)))
+
+    for var in (
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+    ):
         if (v := get(var)) is not None and v not in _PROTOCOLS:
             hint = " (http/json is not supported by the Python OTLP exporter)" if v == "http/json" else ""
             raise ConfigError(var, v, "http/protobuf or grpc" + hint)
@@ -304,23 +317,27 @@ def check_otel_environment(env: Mapping[str, str] | None = None) -> None:
             if name not in known:
                 raise ConfigError("OTEL_PROPAGATORS", v, "a comma-separated list of " + ", ".join(sorted(known)))
 
+    _check_batch_processor(get, "OTEL_BSP_", 2048, 512)
+    # The log record processor's siblings (OTEL_BLRP_SCHEDULE_DELAY and the rest): the same rules.
+    _check_batch_processor(get, "OTEL_BLRP_", 2048, 512)
+
+
+def _check_batch_processor(
+    get: Callable[[str], str | None], prefix: str, queue_default: int, batch_default: int
+) -> None:
     sizes: dict[str, int] = {}
-    for var in (
-        "OTEL_BSP_SCHEDULE_DELAY",
-        "OTEL_BSP_EXPORT_TIMEOUT",
-        "OTEL_BSP_MAX_QUEUE_SIZE",
-        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-    ):
+    for suffix in ("SCHEDULE_DELAY", "EXPORT_TIMEOUT", "MAX_QUEUE_SIZE", "MAX_EXPORT_BATCH_SIZE"):
+        var = prefix + suffix
         if (v := get(var)) is not None:
             try:
-                sizes[var] = int(v)
+                sizes[suffix] = int(v)
             except ValueError:
-                sizes[var] = -1
-            if sizes[var] <= 0 and not (var.endswith("TIMEOUT") and sizes[var] == 0):
+                sizes[suffix] = -1
+            if sizes[suffix] <= 0 and not (var.endswith("TIMEOUT") and sizes[suffix] == 0):
                 raise ConfigError(
                     var, v, "a positive integer" + (" (milliseconds)" if "DELAY" in var or "TIMEOUT" in var else "")
                 )
-    queue = sizes.get("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
-    batch = sizes.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
+    queue = sizes.get("MAX_QUEUE_SIZE", queue_default)
+    batch = sizes.get("MAX_EXPORT_BATCH_SIZE", batch_default)
     if batch > queue:
-        raise ConfigError("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", batch, f"at most OTEL_BSP_MAX_QUEUE_SIZE ({queue})")
+        raise ConfigError(f"{prefix}MAX_EXPORT_BATCH_SIZE", batch, f"at most {prefix}MAX_QUEUE_SIZE ({queue})")

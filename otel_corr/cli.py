@@ -15,9 +15,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import ConfigError, OtelCorrError
+
+if TYPE_CHECKING:
+    from .server import ServeConfig
 
 __all__ = ["main"]
 
@@ -43,6 +46,34 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(name, raw, "a whole number") from None
 
 
+def _number(flag: str, var: str, given: int | None, default: int, low: int, high: int, accepts: str) -> int:
+    """A flag's value, else its variable's, else the default; outside ``low..high`` is an error naming both."""
+    value = given if given is not None else _env_int(var, default)
+    if not low <= value <= high:
+        raise ConfigError(f"{flag} / {var}", value, accepts)
+    return value
+
+
+def _flag_bool(var: str) -> bool:
+    raw = os.environ.get(var, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(var, raw, "true or false")
+
+
+def _url(flag: str, value: str) -> str:
+    parts = urllib.parse.urlsplit(value.strip())
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = parts._replace(scheme="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(flag, value, "an http:// or https:// URL such as http://127.0.0.1:16686")
+    return value.strip()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-corr", description="Request IDs and traces, joined.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--allow-remote",
         action="store_true",
-        default=os.environ.get("OTEL_CORR_ALLOW_REMOTE") == "true",
+        default=None,
         help="allow --host beyond loopback (anyone who reaches it can read the traces)",
     )
 
@@ -84,26 +115,67 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from .server import ServeConfig, default_db_path, run
+        from .server import run
     except ImportError as exc:
         print(
             f"otel-corr serve needs the server extra: pip install 'otel-corr[server]' ({exc.name} is missing)",
             file=sys.stderr,
         )
         return 2
-    config = ServeConfig(
-        host=args.host,
-        port=args.port or _env_int("OTEL_CORR_PORT", 16686),
-        otlp_http_port=args.otlp_http_port or _env_int("OTEL_CORR_OTLP_HTTP_PORT", 4318),
-        otlp_grpc_port=args.otlp_grpc_port or _env_int("OTEL_CORR_OTLP_GRPC_PORT", 4317),
-        db=Path(args.db) if args.db else default_db_path(),
-        retention_ns=_retention_ns(args.retention),
-        max_spans=args.max_spans or (_env_int("OTEL_CORR_MAX_SPANS", 0) or None),
-        max_body=args.max_body or _env_int("OTEL_CORR_MAX_BODY", 16 * 1024 * 1024),
-        allow_remote=args.allow_remote,
-    )
+    config = _serve_config(args)
     run(config)
     return 0
+
+
+def _serve_config(args: argparse.Namespace) -> ServeConfig:
+    """The serve settings from flags, then ``OTEL_CORR_*`` variables, then defaults, checked before anything starts."""
+    from .server import ServeConfig, default_db_path
+
+    port_range = "a TCP port between 1 and 65535"
+    mib16 = 16 * 1024 * 1024
+    ports = {
+        "port": _number("--port", "OTEL_CORR_PORT", args.port, 16686, 1, 65535, port_range),
+        "otlp_http_port": _number(
+            "--otlp-http-port", "OTEL_CORR_OTLP_HTTP_PORT", args.otlp_http_port, 4318, 1, 65535, port_range
+        ),
+        "otlp_grpc_port": _number(
+            "--otlp-grpc-port", "OTEL_CORR_OTLP_GRPC_PORT", args.otlp_grpc_port, 4317, 1, 65535, port_range
+        ),
+    }
+    max_spans = _number(
+        "--max-spans", "OTEL_CORR_MAX_SPANS", args.max_spans, 0, 0, 2**62, "a whole number of spans, 0 for no limit"
+    )
+    max_body = _number(
+        "--max-body", "OTEL_CORR_MAX_BODY", args.max_body, mib16, 1024, 2**31, "a number of bytes, 1024 or more"
+    )
+    db = Path(args.db) if args.db else default_db_path()
+    try:
+        if db.is_dir():
+            raise IsADirectoryError(21, "is a directory")
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            "--db / OTEL_CORR_DB", str(db), f"a file path in a usable directory ({exc.strerror})"
+        ) from None
+    config = ServeConfig(
+        host=args.host,
+        **ports,
+        db=db,
+        retention_ns=_retention_ns(args.retention),
+        max_spans=max_spans or None,
+        max_body=max_body,
+        allow_remote=args.allow_remote if args.allow_remote is not None else _flag_bool("OTEL_CORR_ALLOW_REMOTE"),
+    )
+    try:
+        config.check()
+    except ConfigError as exc:  # name the variables too, not only the flags
+        names = {
+            "--host": "--host / OTEL_CORR_HOST",
+            "ports": "--port, --otlp-http-port, --otlp-grpc-port / OTEL_CORR_PORT, OTEL_CORR_OTLP_HTTP_PORT, "
+            "OTEL_CORR_OTLP_GRPC_PORT",
+        }
+        raise ConfigError(names.get(exc.name, exc.name), exc.value, exc.accepted) from None
+    return config
 
 
 def _fetch(url: str) -> tuple[int, Any]:
@@ -120,7 +192,7 @@ def _fetch(url: str) -> tuple[int, Any]:
 def _trace(args: argparse.Namespace) -> int:
     from ._render import render_trace
 
-    base = (args.jaeger or args.url).rstrip("/")
+    base = _url("--jaeger" if args.jaeger else "--url / OTEL_CORR_URL", args.jaeger or args.url).rstrip("/")
     ident = args.id.strip()
     lookup = ident
     if args.jaeger:
@@ -162,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _trace(args)
         from ._demo import run_demo
 
+        if not 1 <= args.port <= 65535:
+            raise ConfigError("--port", args.port, "a TCP port between 1 and 65535")
         return run_demo(args.port)
     except OtelCorrError as exc:
         print(f"otel-corr: {exc}", file=sys.stderr)

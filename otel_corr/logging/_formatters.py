@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -24,8 +25,78 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "short_request_id",
     *FIELDS,
 }
-_enc = json.encoder.encode_basestring  # the C string encoder
+_raw_enc = json.encoder.encode_basestring  # the C string encoder (alone: for fields the code names, not input)
 _MAX_EXTRA = 4096
+#: A message, traceback or stack longer than this is cut in the middle (the end of a traceback matters).
+MAX_TEXT = 32 * 1024
+# What JSON leaves raw but a reader may take as a line break or a terminal as a command:
+# DEL, the C1 controls (0x9b is CSI) and the Unicode line/paragraph separators.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
+# The same plus the C0 controls (ESC, NUL, CR...) for text lines; tab stays.
+_TEXT_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_TEXT_ESCAPES = {"\n": "\\n", "\r": "\\r"}
+
+
+def _u_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_TEXT:
+        return text
+    half = MAX_TEXT // 2
+    return f"{text[:half]} ...[{len(text) - MAX_TEXT} characters cut]... {text[-half:]}"
+
+
+def _safe(out: str) -> str:
+    """Encoded JSON with DEL, C1 and U+2028/U+2029 as ``\\u`` escapes and ``${`` as ``$\\u007b``.
+
+    The same value to a JSON reader, but one line to any reader, nothing a terminal
+    runs, and no Log4j-style lookup (``${jndi:...}``) for a tool that scans raw lines.
+    """
+    # isprintable() is one C pass; only a line with something unusual pays for the regex.
+    if not out.isprintable():
+        out = _JSON_UNSAFE.sub(_u_escape, out)
+    return out.replace("${", "$\\u007b") if "${" in out else out
+
+
+def _enc(value: str) -> str:
+    """A JSON string literal: see :func:`_safe`."""
+    return _safe(_raw_enc(value))
+
+
+def _text_escape(text: str, keep_newlines: bool = False) -> str:
+    """Control characters as visible escapes: CR/LF as \\r/\\n, others as \\u001b and the like; ``${`` as ``$\\{``."""
+    if "${" in text:
+        text = text.replace("${", "$\\{")
+    if text.isprintable():
+        return text
+
+    def one(match: re.Match[str]) -> str:
+        char = match.group()
+        if keep_newlines and char == "\n":
+            return char
+        return _TEXT_ESCAPES.get(char) or _u_escape(match)
+
+    return _TEXT_UNSAFE.sub(one, text)
+
+
+def _exception_messages(exc: BaseException | None) -> set[str]:
+    """The message of an exception and of every exception chained to it."""
+    seen: set[int] = set()
+    messages: set[str] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        try:
+            messages.add(str(e))
+        except Exception:  # a hostile __str__: the traceback module copes on its own
+            pass
+        todo += [e.__cause__, e.__context__, *getattr(e, "exceptions", ())]
+    return messages
 
 
 def _iso_timestamp(created: float, _cache: list[Any] = [None, "", ""]) -> str:  # noqa: B006 - a deliberate cache
@@ -53,9 +124,12 @@ def _encode_value(value: object) -> str:
     if value is None or isinstance(value, (bool, int, float)):
         return json.dumps(value)
     try:
-        return json.dumps(value, default=_default, ensure_ascii=False)[: _MAX_EXTRA * 4]
+        dumped = json.dumps(value, default=_default, ensure_ascii=False)
     except Exception:  # circular or hostile objects: never lose the line
         return str(_enc(_default(value)))
+    if len(dumped) > _MAX_EXTRA * 4:  # cut JSON is no JSON: a too-big value becomes a string, cut
+        return _enc(dumped[: _MAX_EXTRA * 4] + "...")
+    return _safe(dumped)
 
 
 class JsonFormatter(logging.Formatter):
@@ -66,7 +140,11 @@ class JsonFormatter(logging.Formatter):
     ``file``, ``line``, ``function``, ``exception`` (the full traceback, when
     there is one), ``stack``, then every ``extra=`` field.  A value JSON cannot
     encode is written as its ``repr``; a line never fails to be written.
-    Newlines in messages are escaped by JSON, so a record is always one line.
+    Newlines in messages are escaped by JSON, so a record is always one line;
+    DEL, the C1 controls and U+2028/U+2029 are escaped too (``\\u2028``), so
+    no reader splits a record and no terminal runs an escape sequence; ``${``
+    is written ``$\\u007b``, the same string once parsed.  A
+    message or traceback over 32 KiB is cut in the middle, with a marker.
 
     Args:
         static_fields: fields added to every line (e.g. ``{"env": "prod"}``).
@@ -93,12 +171,12 @@ class JsonFormatter(logging.Formatter):
         d = record.__dict__
         if "request_id" not in d:
             stamp(d)
-        message = record.getMessage()
+        message = _clip(record.getMessage())
         parts = [
             '{"timestamp":"',
             _iso_timestamp(record.created),
             '","level":',
-            _enc(record.levelname),
+            _raw_enc(record.levelname),
             ',"logger":',
             _enc(record.name),
             ',"message":',
@@ -115,19 +193,19 @@ class JsonFormatter(logging.Formatter):
         if self._source:
             parts += [
                 ',"file":',
-                _enc(record.pathname),
+                _raw_enc(record.pathname),
                 ',"line":',
                 str(record.lineno),
                 ',"function":',
-                _enc(record.funcName or ""),
+                _raw_enc(record.funcName or ""),
             ]
         if record.exc_info:
             if not record.exc_text:
                 record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            parts += [',"exception":', _enc(record.exc_text)]
+            parts += [',"exception":', _enc(_clip(record.exc_text))]
         if record.stack_info:
-            parts += [',"stack":', _enc(self.formatStack(record.stack_info))]
+            parts += [',"stack":', _enc(_clip(self.formatStack(record.stack_info)))]
         parts.append(self._static)
         if not _STANDARD.issuperset(d):  # most records have no extra= fields: skip the loop
             for key, value in d.items():
@@ -148,7 +226,12 @@ class TextFormatter(logging.Formatter):
     ``%(short_request_id)s`` (first 8 characters) or ``%(service_name)s`` can be
     used in ``fmt``.  Carriage returns and newlines inside a message are
     written as ``\\r`` and ``\\n`` so that a message cannot forge extra log
-    lines; a traceback still follows on its own lines.
+    lines, and other control characters (ESC, NUL...), DEL, the C1 controls
+    and U+2028/U+2029 as ``\\u001b`` and the like, so that a message cannot
+    drive the terminal that shows the log, and ``${`` as ``$\\{`` (no
+    ``${jndi:...}`` lookup for a tool that reads the line); a traceback still follows on its own
+    lines, with the same escapes inside its exception messages.  A message or
+    traceback over 32 KiB is cut in the middle, with a marker.
 
     .. versionadded:: 0.1
     """
@@ -170,10 +253,28 @@ class TextFormatter(logging.Formatter):
             stamp(d)
         rid = d["request_id"]
         d["short_request_id"] = rid[:8] if isinstance(rid, str) else MISSING
-        message = record.message
-        if "\n" in message or "\r" in message:
-            record.message = message.replace("\r", "\\r").replace("\n", "\\n")
+        record.message = _text_escape(_clip(record.message))
         return super().formatMessage(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        # As logging.Formatter.format, except that the traceback is escaped here on every call:
+        # record.exc_text is shared with the other handlers, so it is left as the first one made it.
+        record.message = record.getMessage()
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        exc_text = record.exc_text
+        if record.exc_info:
+            if not exc_text:
+                exc_text = record.exc_text = self.formatException(record.exc_info)
+            for message in _exception_messages(record.exc_info[1]):
+                if message and not message.isprintable():  # "ValueError: <message>" is one line
+                    exc_text = exc_text.replace(f": {message}", f": {_text_escape(message)}")
+        if exc_text:
+            line = f"{line}\n{_text_escape(_clip(exc_text), keep_newlines=True)}"
+        if record.stack_info:
+            line = f"{line}\n{_text_escape(_clip(self.formatStack(record.stack_info)), keep_newlines=True)}"
+        return line
 
 
 class IdsFilter(logging.Filter):

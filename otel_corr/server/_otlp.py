@@ -104,7 +104,8 @@ def _parse(body: bytes, content_type: str, message: Any) -> Any:
             raise BadRequest(f"unsupported Content-Type {ctype[:64]!r}: use application/x-protobuf or application/json")
     except BadRequest:
         raise
-    except (DecodeError, json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+    # SystemError: protobuf's upb backend raises it for a JSON key holding a lone surrogate ("\ud800").
+    except (DecodeError, json_format.ParseError, ValueError, TypeError, RecursionError, SystemError) as exc:
         kind = "protobuf" if ctype == "application/x-protobuf" else "JSON"
         raise BadRequest(
             f"invalid OTLP {kind}: {str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}"
