@@ -270,6 +270,32 @@ async def test_file_output_is_per_process(capture: Capture, tmp_path: Path) -> N
     assert handler.when == "MIDNIGHT" and handler.backupCount == 3
 
 
+def test_log_file_in_a_missing_directory_is_created_and_written(tmp_path: Path) -> None:
+    """A missing parent directory is made at start-up; the file itself appears with the first line."""
+    configure_logging(fmt="text", file=str(tmp_path / "logs" / "deep" / "app.log"))
+    directory = tmp_path / "logs" / "deep"
+    assert directory.is_dir() and list(directory.iterdir()) == []  # a process that logs nothing leaves no file
+    logging.getLogger("app").warning("first line")
+    assert "first line" in (directory / f"app-{os.getpid()}.log").read_text()
+
+
+@pytest.mark.parametrize("per_process", [True, False])
+def test_unusable_log_file_fails_at_configure_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, per_process: bool
+) -> None:
+    """A directory, or a path under a regular file, fails now naming file= or OTEL_CORR_LOG_FILE, not at each write."""
+    (tmp_path / "plain").write_text("not a directory")
+    for bad in (tmp_path, f"{tmp_path / 'new'}/", tmp_path / "plain" / "app.log"):
+        with pytest.raises(otel_corr.ConfigError) as info:
+            configure_logging(file=str(bad), per_process=per_process)
+        assert str(info.value).startswith(f"file={str(bad)!r} is not valid: expected a writable file path (")
+        monkeypatch.setenv("OTEL_CORR_LOG_FILE", str(bad))
+        with pytest.raises(otel_corr.ConfigError, match=r"^OTEL_CORR_LOG_FILE=.*a writable file path"):
+            configure_logging()
+        monkeypatch.delenv("OTEL_CORR_LOG_FILE")
+    assert not (tmp_path / "new").exists()
+
+
 def test_bad_logging_settings_fail_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bad format, level or retention names the variable."""
     monkeypatch.setenv("OTEL_CORR_LOG_FORMAT", "xml")
