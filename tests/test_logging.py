@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -255,6 +255,45 @@ async def test_queue_handler_keeps_ids_and_exceptions(capture: Capture) -> None:
     error = [e for e in _lines(buf) if e["logger"] == "otel_corr.error"][0]
     assert error["request_id"] == r.headers["x-request-id"] == "q-1"
     assert "RuntimeError: kaboom" in error["exception"]
+
+
+FORGED = "\n2026-01-01 00:00:00 INFO forged"
+
+
+def _log_hostile_exception(fmt: Literal["text", "json"], tmp_path: Path) -> tuple[str, str]:
+    """Through the queue into a file: an exception (chained to another) whose messages carry LF and ESC."""
+    configure_logging(fmt=fmt, queue_handler=True, file=str(tmp_path / "app.log"))
+    message = f"boom{FORGED}\x1b[31m"
+    try:
+        try:
+            raise RuntimeError(f"inner{FORGED} too\x1b[2J")
+        except RuntimeError as inner:
+            raise ValueError(message) from inner
+    except ValueError:
+        logging.getLogger("app").exception("failed")
+    stop_queue()  # flushes the listener thread
+    (path,) = tmp_path.glob("app*.log")
+    return message, path.read_text(encoding="utf-8")
+
+
+def test_queued_text_traceback_cannot_forge_a_line(tmp_path: Path) -> None:
+    """Text through the queue: exception messages keep their escapes, so no forged line and no raw ESC."""
+    message, text = _log_hostile_exception("text", tmp_path)
+    assert "\x1b" not in text
+    assert not [line for line in text.splitlines() if line.startswith("2026-01-01")]
+    assert "ValueError: boom\\n2026-01-01 00:00:00 INFO forged\\u001b[31m" in text
+    assert "RuntimeError: inner\\n2026-01-01 00:00:00 INFO forged too\\u001b[2J" in text
+    assert text.count("\n") >= 8  # the traceback itself is still on lines of its own
+
+
+def test_queued_json_exception_is_lossless(tmp_path: Path) -> None:
+    """JSON through the queue: one record, one line, and the exception parses back exactly as raised."""
+    message, text = _log_hostile_exception("json", tmp_path)
+    (entry,) = [json.loads(line) for line in text.splitlines()]
+    assert "\x1b" not in text
+    assert entry["message"] == "failed"
+    assert entry["exception"].endswith(f"\nValueError: {message}")
+    assert f"RuntimeError: inner{FORGED} too\x1b[2J\n" in entry["exception"]
 
 
 async def test_file_output_is_per_process(capture: Capture, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import IO, Any, Literal
 
 from ..exceptions import ConfigError
 from . import _access, _otlp, _stamp
-from ._formatters import JsonFormatter, TextFormatter
+from ._formatters import ESCAPED_EXC_TEXT, JsonFormatter, TextFormatter, escape_exception_messages
 
 __all__ = ["configure_logging", "instrument_logging", "stop_queue"]
 
@@ -68,7 +68,9 @@ class _QueueHandler(logging.handlers.QueueHandler):
     """Hands records to the listener thread without flattening their exception away.
 
     The standard ``prepare()`` merges the traceback into the message; a JSON
-    formatter downstream then has no ``exception`` to show.  The IDs were stamped
+    formatter downstream then has no ``exception`` to show.  The traceback text
+    goes across raw (JSON keeps it exactly) and, when an exception message needs
+    it, escaped for the text formatter as well.  The IDs were stamped
     when the record was created, so they survive the hop to the other thread.
     """
 
@@ -78,6 +80,11 @@ class _QueueHandler(logging.handlers.QueueHandler):
         record.msg, record.args = record.message, None
         if record.exc_info:
             record.exc_text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            # exc_text stays raw for JsonFormatter (lossless); TextFormatter needs the exception
+            # object to find its messages and escape them, and that object is about to go.
+            escaped = escape_exception_messages(record.exc_text, record.exc_info[1])
+            if escaped != record.exc_text:
+                setattr(record, ESCAPED_EXC_TEXT, escaped)
             record.exc_info = None
         return record
 
