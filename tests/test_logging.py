@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -257,6 +257,45 @@ async def test_queue_handler_keeps_ids_and_exceptions(capture: Capture) -> None:
     assert "RuntimeError: kaboom" in error["exception"]
 
 
+FORGED = "\n2026-01-01 00:00:00 INFO forged"
+
+
+def _log_hostile_exception(fmt: Literal["text", "json"], tmp_path: Path) -> tuple[str, str]:
+    """Through the queue into a file: an exception (chained to another) whose messages carry LF and ESC."""
+    configure_logging(fmt=fmt, queue_handler=True, file=str(tmp_path / "app.log"))
+    message = f"boom{FORGED}\x1b[31m"
+    try:
+        try:
+            raise RuntimeError(f"inner{FORGED} too\x1b[2J")
+        except RuntimeError as inner:
+            raise ValueError(message) from inner
+    except ValueError:
+        logging.getLogger("app").exception("failed")
+    stop_queue()  # flushes the listener thread
+    (path,) = tmp_path.glob("app*.log")
+    return message, path.read_text(encoding="utf-8")
+
+
+def test_queued_text_traceback_cannot_forge_a_line(tmp_path: Path) -> None:
+    """Text through the queue: exception messages keep their escapes, so no forged line and no raw ESC."""
+    message, text = _log_hostile_exception("text", tmp_path)
+    assert "\x1b" not in text
+    assert not [line for line in text.splitlines() if line.startswith("2026-01-01")]
+    assert "ValueError: boom\\n2026-01-01 00:00:00 INFO forged\\u001b[31m" in text
+    assert "RuntimeError: inner\\n2026-01-01 00:00:00 INFO forged too\\u001b[2J" in text
+    assert text.count("\n") >= 8  # the traceback itself is still on lines of its own
+
+
+def test_queued_json_exception_is_lossless(tmp_path: Path) -> None:
+    """JSON through the queue: one record, one line, and the exception parses back exactly as raised."""
+    message, text = _log_hostile_exception("json", tmp_path)
+    (entry,) = [json.loads(line) for line in text.splitlines()]
+    assert "\x1b" not in text
+    assert entry["message"] == "failed"
+    assert entry["exception"].endswith(f"\nValueError: {message}")
+    assert f"RuntimeError: inner{FORGED} too\x1b[2J\n" in entry["exception"]
+
+
 async def test_file_output_is_per_process(capture: Capture, tmp_path: Path) -> None:
     """file= writes to app-<pid>.log, rotated daily."""
     configure_logging(fmt="json", file=str(tmp_path / "app.log"), retention_days=3)
@@ -268,6 +307,32 @@ async def test_file_output_is_per_process(capture: Capture, tmp_path: Path) -> N
     assert {e["request_id"] for e in lines} == {"file-1"}
     handler = [h for h in logging.getLogger().handlers if isinstance(h, logging.handlers.TimedRotatingFileHandler)][0]
     assert handler.when == "MIDNIGHT" and handler.backupCount == 3
+
+
+def test_log_file_in_a_missing_directory_is_created_and_written(tmp_path: Path) -> None:
+    """A missing parent directory is made at start-up; the file itself appears with the first line."""
+    configure_logging(fmt="text", file=str(tmp_path / "logs" / "deep" / "app.log"))
+    directory = tmp_path / "logs" / "deep"
+    assert directory.is_dir() and list(directory.iterdir()) == []  # a process that logs nothing leaves no file
+    logging.getLogger("app").warning("first line")
+    assert "first line" in (directory / f"app-{os.getpid()}.log").read_text()
+
+
+@pytest.mark.parametrize("per_process", [True, False])
+def test_unusable_log_file_fails_at_configure_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, per_process: bool
+) -> None:
+    """A directory, or a path under a regular file, fails now naming file= or OTEL_CORR_LOG_FILE, not at each write."""
+    (tmp_path / "plain").write_text("not a directory")
+    for bad in (tmp_path, f"{tmp_path / 'new'}/", tmp_path / "plain" / "app.log"):
+        with pytest.raises(otel_corr.ConfigError) as info:
+            configure_logging(file=str(bad), per_process=per_process)
+        assert str(info.value).startswith(f"file={str(bad)!r} is not valid: expected a writable file path (")
+        monkeypatch.setenv("OTEL_CORR_LOG_FILE", str(bad))
+        with pytest.raises(otel_corr.ConfigError, match=r"^OTEL_CORR_LOG_FILE=.*a writable file path"):
+            configure_logging()
+        monkeypatch.delenv("OTEL_CORR_LOG_FILE")
+    assert not (tmp_path / "new").exists()
 
 
 def test_bad_logging_settings_fail_clearly(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -99,6 +99,24 @@ def _exception_messages(exc: BaseException | None) -> set[str]:
     return messages
 
 
+def escape_exception_messages(exc_text: str, exc: BaseException | None) -> str:
+    """``exc_text`` with the message of ``exc`` and of every exception chained to it escaped.
+
+    "ValueError: <message>" then stays one line of the traceback whatever the message
+    holds; the traceback's own newlines are left alone.
+    """
+    for message in _exception_messages(exc):
+        if message and not message.isprintable():
+            exc_text = exc_text.replace(f": {message}", f": {_text_escape(message)}")
+    return exc_text
+
+
+#: Where a queue handler leaves the traceback text escaped by :func:`escape_exception_messages`
+#: for :class:`TextFormatter`, once it has dropped the exception object the escaping needs.
+#: Private (a leading underscore), so JsonFormatter does not write it as an extra field.
+ESCAPED_EXC_TEXT = "_otel_corr_escaped_exc_text"
+
+
 def _iso_timestamp(created: float, _cache: list[Any] = [None, "", ""]) -> str:  # noqa: B006 - a deliberate cache
     """ISO 8601 with milliseconds and the local UTC offset; the per-second part is cached."""
     second = int(created)
@@ -267,9 +285,11 @@ class TextFormatter(logging.Formatter):
         if record.exc_info:
             if not exc_text:
                 exc_text = record.exc_text = self.formatException(record.exc_info)
-            for message in _exception_messages(record.exc_info[1]):
-                if message and not message.isprintable():  # "ValueError: <message>" is one line
-                    exc_text = exc_text.replace(f": {message}", f": {_text_escape(message)}")
+            exc_text = escape_exception_messages(exc_text, record.exc_info[1])
+        elif exc_text:
+            # A record from our queue handler has lost its exc_info (it cannot cross to the
+            # listener thread) but carries the escaped text made while it still had it.
+            exc_text = record.__dict__.get(ESCAPED_EXC_TEXT, exc_text)
         if exc_text:
             line = f"{line}\n{_text_escape(_clip(exc_text), keep_newlines=True)}"
         if record.stack_info:

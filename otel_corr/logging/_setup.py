@@ -14,7 +14,7 @@ from typing import IO, Any, Literal
 
 from ..exceptions import ConfigError
 from . import _access, _otlp, _stamp
-from ._formatters import JsonFormatter, TextFormatter
+from ._formatters import ESCAPED_EXC_TEXT, JsonFormatter, TextFormatter, escape_exception_messages
 
 __all__ = ["configure_logging", "instrument_logging", "stop_queue"]
 
@@ -68,7 +68,9 @@ class _QueueHandler(logging.handlers.QueueHandler):
     """Hands records to the listener thread without flattening their exception away.
 
     The standard ``prepare()`` merges the traceback into the message; a JSON
-    formatter downstream then has no ``exception`` to show.  The IDs were stamped
+    formatter downstream then has no ``exception`` to show.  The traceback text
+    goes across raw (JSON keeps it exactly) and, when an exception message needs
+    it, escaped for the text formatter as well.  The IDs were stamped
     when the record was created, so they survive the hop to the other thread.
     """
 
@@ -78,6 +80,11 @@ class _QueueHandler(logging.handlers.QueueHandler):
         record.msg, record.args = record.message, None
         if record.exc_info:
             record.exc_text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            # exc_text stays raw for JsonFormatter (lossless); TextFormatter needs the exception
+            # object to find its messages and escape them, and that object is about to go.
+            escaped = escape_exception_messages(record.exc_text, record.exc_info[1])
+            if escaped != record.exc_text:
+                setattr(record, ESCAPED_EXC_TEXT, escaped)
             record.exc_info = None
         return record
 
@@ -89,10 +96,41 @@ def _env(name: str, value: Any, default: Any) -> Any:
     return raw if raw else default
 
 
-def _file_handler(path: str, retention_days: int, per_process: bool) -> logging.Handler:
+def _log_path(path: str, per_process: bool) -> Path:
     target = Path(path)
     if per_process:
         target = target.with_name(f"{target.stem}-{os.getpid()}{target.suffix or '.log'}")
+    return target
+
+
+def _check_file(path: str, per_process: bool, setting: str) -> None:
+    """Fail now, naming ``setting``, on a log file that every write would fail on.
+
+    The handler opens its file lazily (``delay=True``), so without this a directory
+    or an unwritable path would be accepted at start-up and then lose every line.
+    """
+    # A directory given as the file: with per_process it would even "work", writing
+    # next to it as dir-<pid>.log, which is not what anyone asked for.
+    if path.endswith(("/", os.sep)) or Path(path).is_dir():
+        raise ConfigError(setting, path, "a writable file path (this is a directory)")
+    try:
+        target = _log_path(path, per_process)
+        created = not target.exists()
+        target.parent.mkdir(parents=True, exist_ok=True)  # as the handler itself does
+        with open(target, "a", encoding="utf-8"):
+            pass
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path, or a name like ".."
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(setting, path, f"a writable file path ({reason})") from None
+    if created and per_process:
+        # Keep delay=True's promise that a process which logs nothing leaves no file (a gunicorn
+        # --preload master).  Only the per-process file is ours alone: a shared file may have
+        # been opened by another worker in the meantime, so it stays.
+        target.unlink(missing_ok=True)
+
+
+def _file_handler(path: str, retention_days: int, per_process: bool) -> logging.Handler:
+    target = _log_path(path, per_process)
     target.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.TimedRotatingFileHandler(
         target, when="midnight", backupCount=retention_days, encoding="utf-8", delay=True
@@ -206,6 +244,8 @@ def configure_logging(
         ) from None
     use_queue = _bool_env("OTEL_CORR_LOG_QUEUE", queue_handler, "queue_handler", False)
     access = _bool_env("OTEL_CORR_ACCESS_LOG", access_log, "access_log", True)
+    if file_value:  # last: it creates the directory, which a setting rejected above should not leave behind
+        _check_file(str(file_value), per_process, "file" if file is not None else "OTEL_CORR_LOG_FILE")
 
     instrument_logging()
     formatter: logging.Formatter = (
