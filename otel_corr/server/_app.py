@@ -7,7 +7,6 @@ sends OTLP paths on the OTLP port and everything else on the query port.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -81,9 +80,6 @@ def _busy() -> Response:
 
 def build_app(store: Store, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
     """The Starlette app with every route; run it with :func:`otel_corr.server.serve`."""
-    # For benchmarks/backend.py --ack-cost only: acknowledge when queued (the old behaviour, which
-    # loses acknowledged batches if the process is killed) to measure what waiting for the commit costs.
-    ack_queued = os.environ.get("OTEL_CORR_BENCH_ACK_QUEUED") == "1"
 
     async def ingest(request: Request, kind: str) -> Response:
         body = bytearray()
@@ -112,11 +108,10 @@ def build_app(store: Store, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
         # Acknowledge only once committed: a sender that got its 200 never loses the batch to a crash.
         # The writer groups what concurrent senders queued into one transaction, so this costs a
         # lone sequential sender the most (see docs/local-backend.md).
-        if not ack_queued:
-            try:
-                await asyncio.wrap_future(committed)
-            except Exception:
-                return _busy()  # logged by the writer; the batch is not stored, so the sender should retry
+        try:
+            await asyncio.wrap_future(committed)
+        except Exception:
+            return _busy()  # logged by the writer; the batch is not stored, so the sender should retry
         return _otlp_response(request, kind, rejected, reason)
 
     async def v1_traces_post(request: Request) -> Response:
