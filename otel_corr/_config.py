@@ -317,9 +317,26 @@ def check_otel_environment(env: Mapping[str, str] | None = None) -> None:
             if name not in known:
                 raise ConfigError("OTEL_PROPAGATORS", v, "a comma-separated list of " + ", ".join(sorted(known)))
 
+    # The SDK's span limits (SpanLimits reads them when the provider is made); they bound our server span too.
+    for var in _LIMIT_VARIABLES:
+        if (v := get(var)) is not None and v.strip() and not v.strip().isdigit():  # empty: no limit
+            raise ConfigError(var, v, "a non-negative integer")
+
     _check_batch_processor(get, "OTEL_BSP_", 2048, 512)
     # The log record processor's siblings (OTEL_BLRP_SCHEDULE_DELAY and the rest): the same rules.
     _check_batch_processor(get, "OTEL_BLRP_", 2048, 512)
+
+
+_LIMIT_VARIABLES = (
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+)
 
 
 def _check_batch_processor(

@@ -82,6 +82,19 @@ def _env_rows() -> list[Row]:
         Row("OTEL_TRACES_SAMPLER_ARG", "2", "between 0 and 1", env={"OTEL_TRACES_SAMPLER": "traceidratio"}),
         Row("OTEL_PROPAGATORS", "tracecontext,b4", "tracecontext"),
     ]
+    rows += [
+        Row(var, value, "non-negative integer")
+        for var, value in (
+            ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "long"),
+            ("OTEL_ATTRIBUTE_COUNT_LIMIT", "-1"),
+            ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "1e3"),
+            ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "many"),
+            ("OTEL_SPAN_EVENT_COUNT_LIMIT", "12.5"),
+            ("OTEL_SPAN_LINK_COUNT_LIMIT", "-3"),
+            ("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "x"),
+            ("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "none"),
+        )
+    ]
     for prefix in ("OTEL_BSP_", "OTEL_BLRP_"):
         rows += [
             Row(prefix + "SCHEDULE_DELAY", "soon", "positive integer (milliseconds)"),
