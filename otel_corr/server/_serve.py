@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,9 @@ def run(config: ServeConfig) -> None:
     from ._store import Store
 
     config.check()
+    # The writer thread runs Python between SQLite calls; with the default 5 ms switch interval a
+    # query waiting on the event loop can wait several of those slices behind it under ingest.
+    sys.setswitchinterval(0.001)
     if config.allow_remote:
         _log.warning("otel-corr serve: listening on %s: anyone who can reach it can read and write traces", config.host)
     sockets = [_socket(config.host, config.port), _socket(config.host, config.otlp_http_port)]
