@@ -1489,30 +1489,29 @@ def print_mixed(
 
 
 def ack_cost(args: argparse.Namespace) -> None:
-    """Fresh stores, ack after commit vs ack on queue, 1/2/4 senders, ``--ack-reps`` rounds interleaved."""
+    """Fresh stores, acknowledged after commit, 1/2/4 senders, ``--ack-reps`` rounds; medians."""
     n = args.phase_bodies
     senders = (1, 2, 4)
-    print("otel-corr serve: the cost of acknowledging after the commit")
+    print("otel-corr serve: ingest when every body is acknowledged after its commit")
     print(source_state()[0])
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs; load average at start {loadavg()}")
     workload = Workload(len(senders) * n * SPANS_PER_BODY, 1, args.pool)
     bodies = [workload.body(i) for i in range(len(senders) * n)]
-    rates: dict[tuple[bool, int], list[IngestResult]] = {}
+    rates: dict[int, list[IngestResult]] = {}
     for rep in range(args.ack_reps):
-        for queued in (False,):
-            with tempfile.TemporaryDirectory(prefix="otel-corr-ack-") as tmp:
-                backend = Backend(Path(tmp))
-                committed = Committed(backend.db)
-                try:
-                    for k, threads in enumerate(senders):
-                        phase = bodies[k * n : (k + 1) * n]
-                        label = f"{'queued' if queued else 'committed'}, {threads} senders"
-                        r = run_posts(backend, committed, label, threads, prebuilt(phase, threads))
-                        rates.setdefault((queued, threads), []).append(r)
-                        print(f"  round {rep + 1}: {label}: {r.rate:,.0f} spans/s", file=sys.stderr, flush=True)
-                finally:
-                    committed.conn.close()
-                    backend.stop()
+        with tempfile.TemporaryDirectory(prefix="otel-corr-ack-") as tmp:
+            backend = Backend(Path(tmp))
+            committed = Committed(backend.db)
+            try:
+                for k, threads in enumerate(senders):
+                    phase = bodies[k * n : (k + 1) * n]
+                    label = f"{threads} senders"
+                    r = run_posts(backend, committed, label, threads, prebuilt(phase, threads))
+                    rates.setdefault(threads, []).append(r)
+                    print(f"  round {rep + 1}: {label}: {r.rate:,.0f} spans/s", file=sys.stderr, flush=True)
+            finally:
+                committed.conn.close()
+                backend.stop()
 
     def median(results: list[IngestResult], value: Callable[[IngestResult], float]) -> float:
         values = sorted(value(r) for r in results)
@@ -1520,7 +1519,7 @@ def ack_cost(args: argparse.Namespace) -> None:
 
     rows = []
     for threads in senders:
-        after = rates[(False, threads)]
+        after = rates[threads]
         a = median(after, lambda r: r.rate)
         rows.append([str(threads), f"{a:,.0f}", f"{median(after, lambda r: r.spans / max(r.cpu, 1e-9)):,.0f}"])
     print()
