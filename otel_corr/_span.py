@@ -87,8 +87,8 @@ class Recorder:
         context = SpanContext(trace_id, tracer.id_generator.generate_span_id(), False, flags, result.trace_state)
         if result.decision is Decision.DROP:
             return NonRecordingSpan(context)
-        if result.attributes is not attributes and dict(result.attributes) != attributes:
-            attributes = dict(result.attributes)  # a sampler that rewrote them
+        # What the sampler returns is what the span records (it may add or rewrite): a read-only view, so copy.
+        attributes = dict(result.attributes)
         span = RequestSpan(self, name, context, parent_sc if has_parent else None, attributes)
         # Processors are typed for the SDK Span; they get the same API and read properties.
         tracer.span_processor.on_start(span, parent_context=parent)  # type: ignore[arg-type]
