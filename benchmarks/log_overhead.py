@@ -63,7 +63,6 @@ import os
 import platform
 import pstats
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -72,7 +71,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import package_versions, render_table
+from _common import package_versions, render_table, worker_json
 
 SCRIPT = Path(__file__).resolve()
 PACKAGES = ("opentelemetry-sdk", "opentelemetry-instrumentation-logging", "asgi-correlation-id", "python-json-logger")
@@ -367,11 +366,7 @@ def child_env(config: str) -> dict[str, str]:
 
 def spawn_worker(config: str, n: int, warmup: int, *extra: str) -> dict[str, Any]:
     cmd = [sys.executable, str(SCRIPT), "--worker", config, "-n", str(n), "--warmup", str(warmup), *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(config), timeout=300, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {config} failed ({proc.returncode}):\n{proc.stderr}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return worker_json(cmd, child_env(config), 300, config)
 
 
 def collect(configs: Sequence[str], reps: int, n: int, warmup: int) -> dict[str, list[dict[str, Any]]]:

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import child_env, package_versions, render_table, source_state
+from _common import child_env, package_versions, render_table, source_state, worker_json
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -276,11 +276,7 @@ class Check:
 def spawn_worker(config: str, n: int, warmup: int) -> dict[str, Any]:
     """Run one configuration in a fresh interpreter and return its JSON result."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", config, "-n", str(n), "--warmup", str(warmup)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=600, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"worker {config} failed (exit {proc.returncode}):\n{proc.stderr}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return worker_json(cmd, child_env(), 600, config)
 
 
 def collect(configs: Sequence[str], reps: int, n: int, warmup: int) -> dict[str, list[dict[str, Any]]]:
