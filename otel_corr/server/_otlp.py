@@ -174,22 +174,24 @@ def _check_limits(span: Any) -> None:
 
 
 _STATUS_KEYS = ("http.response.status_code", "http.status_code")
+_COLUMN_FIELDS = ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_time_unix_nano", "end_time_unix_nano")
 
 
 def _known(kvs: Any) -> tuple[str | None, int | None]:
     """The request ID and HTTP status code (the store keeps both as columns), in one pass."""
     request_id: str | None = None
-    status: int | None = None
+    statuses: dict[str, int] = {}
     for kv in kvs:
         key = kv.key
         if key == REQUEST_ID_ATTRIBUTE:
             value = _value(kv.value)
-            request_id = None if value is None else str(value)[:256]
+            request_id = None if value is None else str(value)[:256] or None  # "" is no request ID
         elif key in _STATUS_KEYS:
             value = _value(kv.value)
-            if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-                status = int(value)
-    return request_id, status
+            if (isinstance(value, int) or (isinstance(value, str) and value.isdigit())) and int(value):
+                statuses[key] = int(value)  # 0 is no status
+    # The stable key wins over the old one when a span carries both.
+    return request_id, statuses.get(_STATUS_KEYS[0], statuses.get(_STATUS_KEYS[1]))
 
 
 def _slim(span: Any) -> bytes:
@@ -199,7 +201,7 @@ def _slim(span: Any) -> bytes:
     ingest, the main cost), and it is smaller on disk.  The span is ours to change: the fields
     that have columns are cleared before serializing.
     """
-    for name in ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_time_unix_nano", "end_time_unix_nano"):
+    for name in _COLUMN_FIELDS:
         span.ClearField(name)
     return span.SerializeToString()  # type: ignore[no-any-return]
 
@@ -259,7 +261,6 @@ def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], int, s
 # size (exact, see _check_serialized).
 
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
-_COLUMN_FIELDS = ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_time_unix_nano", "end_time_unix_nano")
 
 
 def _key_needle(key: str) -> bytes:
@@ -270,10 +271,8 @@ def _key_needle(key: str) -> bytes:
 
 _REQUEST_NEEDLE = _key_needle(REQUEST_ID_ATTRIBUTE)
 _STATUS_NEEDLES = tuple(_key_needle(k) for k in _STATUS_KEYS)
-# One C-speed pass over the span's bytes: a span without a match has none of the keys anywhere.
-_KNOWN_KEYS = re.compile(b"|".join(re.escape(n) for n in (_REQUEST_NEEDLE, *_STATUS_NEEDLES)))
-# A key found in the bytes may sit in an event, a link, a nested value or inside a string: the
-# exact answer comes from the span's own attributes, parsed as raw KeyValue bytes (see _raw_attributes_class).
+# A key found in the bytes may sit in an event, a link, a nested value or inside a string: only
+# one framed as the span's own attribute counts (see _attribute_end).
 
 
 def _raw_attributes_class() -> Any:
@@ -319,43 +318,71 @@ def _kv_value(kv: bytes, key_size: int) -> Any:
         return None
 
 
-def _attribute_end(detail: bytes, start: int) -> int:
-    """Where the KeyValue at ``start`` ends if it is framed as a span attribute, else -1.
-
-    A span's own attribute is field 9: tag 0x4a, a varint length, the KeyValue.  The same key in
-    an event (tag 0x1a), a link (0x22) or a nested value (0x0a) has another tag in front, so it
-    is not taken; only bytes crafted inside a string value could pass for an attribute, and the
-    sender of such a span could as well have set the attribute itself.
-    """
-    for width in (1, 2, 3):  # the length of a value up to MAX_VALUE_BYTES takes at most three bytes
-        tag_at = start - width - 1
-        if tag_at < 0:
-            return -1
-        length = detail[start - width : start]
-        if length[-1] & 0x80 or not all(b & 0x80 for b in length[:-1]):
-            return -1  # not a varint ending here
-        if detail[tag_at] == 0x4A:
-            end = start + sum((b & 0x7F) << (7 * i) for i, b in enumerate(length))
-            return end if end <= len(detail) else -1
-    return -1
+# A span's own attribute is field 9: tag 0x4a, the KeyValue's length as a varint (at most three
+# bytes below MAX_VALUE_BYTES), then the KeyValue, whose key field comes first.  The same key in an
+# event (tag 0x1a), a link (0x22) or a nested value (0x0a) has another tag in front, so it is not
+# taken; only bytes crafted inside a string value could pass for an attribute, and the sender of
+# such a span could as well have set the attribute itself.  One C pass over the span finds every
+# candidate: most spans have none, and cost one regex call.
+_FRAMED_KEYS = re.compile(
+    b"\x4a([\x80-\xff]{0,2}[\x00-\x7f])(" + b"|".join(re.escape(n) for n in (_REQUEST_NEEDLE, *_STATUS_NEEDLES)) + b")"
+)
 
 
 def _known_from_bytes(detail: bytes) -> tuple[str | None, int | None]:
-    """The request ID and HTTP status of a serialized span (both None for most spans: one regex pass)."""
+    """The request ID and HTTP status of a serialized span (both None for most spans)."""
+    if b"request.id" not in detail and b"status_code" not in detail:
+        return None, None  # most spans: two substring searches, cheaper than the regex's scan
     request_id: str | None = None
-    status: int | None = None
-    for match in _KNOWN_KEYS.finditer(detail):
-        start = match.start()
-        end = _attribute_end(detail, start)
-        if end < 0:
+    statuses: dict[bytes, int] = {}
+    for match in _FRAMED_KEYS.finditer(detail):
+        length, key = match.groups()
+        start = match.start(2)
+        if len(length) == 1:  # the usual one-byte length
+            end = start + length[0]
+        else:
+            end = start + sum((b & 0x7F) << (7 * i) for i, b in enumerate(length))
+        if end > len(detail):
             continue
-        key = match.group()
         value = _kv_value(detail[start:end], len(key))
         if key == _REQUEST_NEEDLE:
-            request_id = None if value is None else str(value)[:256]
-        elif isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-            status = int(value)
-    return request_id, status
+            if request_id is None and value is not None:
+                request_id = str(value)[:256] or None  # "" is no request ID
+        elif (isinstance(value, int) or (isinstance(value, str) and value.isdigit())) and int(value):
+            statuses.setdefault(key, int(value))  # 0 is no status
+    if not statuses:
+        return request_id, None
+    # The stable key wins over the old one when a span carries both.
+    return request_id, statuses.get(_STATUS_NEEDLES[0], statuses.get(_STATUS_NEEDLES[1]))
+
+
+# The tags of the fields kept as columns (1, 2 and 4-8): a byte that can start the first field after them.
+_COLUMN_TAGS = frozenset(b"\x0a\x12\x22\x2a\x30\x39\x41")
+
+
+def _varint_size(n: int) -> int:
+    return (n.bit_length() + 6) // 7 or 1
+
+
+def _detail(s: Any, parent: bytes, name: str, kind: int, start: int, end: int) -> bytes:
+    """What :func:`_slim` returns, with one serialization and no ``ClearField`` calls.
+
+    Protobuf writes a message's fields in field-number order (upb and the pure-Python encoder
+    alike), so the column fields (1 and 2, then 4-8) are a prefix of the serialized span whose
+    length follows from their values; the detail is what follows it.  A span with a trace state
+    (field 3, inside that prefix) or an unusual kind takes the reference path; so does any span
+    whose bytes do not continue with a non-column field right after the computed prefix.
+    """
+    if s.trace_state or not 0 <= kind < 128:
+        return _slim(s)
+    raw: bytes = s.SerializeToString()
+    size = len(name) if name.isascii() else len(name.encode())
+    prefix = 28 + (10 if parent else 0) + (2 if kind else 0) + (9 if start else 0) + (9 if end else 0)
+    if size:
+        prefix += 1 + _varint_size(size) + size
+    if prefix < len(raw) and raw[prefix] in _COLUMN_TAGS or prefix > len(raw):
+        return _slim(s)
+    return raw[prefix:]
 
 
 def _check_serialized(span: Any, size: int) -> None:
@@ -432,28 +459,29 @@ def span_row_steps(
                     batch.rejected += 1
                     batch.reason = "a span ends before it starts"
                     continue
-                name, kind, status = s.name[:1024], s.kind, s.status.code
-                for column in _COLUMN_FIELDS:  # kept as columns: not again in the detail
-                    s.ClearField(column)
-                detail = s.SerializeToString()
+                name, kind, status = s.name, s.kind, s.status.code
+                detail = _detail(s, parent, name, kind, start, end)  # without the fields kept as columns
                 _check_serialized(s, len(detail))
                 request_id, http_status = _known_from_bytes(detail)
+                # bytearray, "" and 0 rather than bytes and None: the sqlite3 module binds those
+                # directly, where bytes and None go through its adapter lookup (about 1.5k
+                # instructions a value); the INSERT turns the empty ones back into NULL.
                 append(
                     (
-                        trace_id,
-                        span_id,
-                        parent or None,
+                        bytearray(trace_id),
+                        bytearray(span_id),
+                        bytearray(parent),
                         rid,
                         service,
-                        name,
+                        name[:1024],
                         kind,
                         start,
                         end - start,
                         status,
-                        request_id,
+                        request_id or "",
                         scope,
-                        detail,
-                        http_status,
+                        bytearray(detail),
+                        http_status or 0,
                     )
                 )
                 count += 1

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +67,19 @@ CREATE INDEX IF NOT EXISTS logs_trace ON logs(trace_id, time_ns) WHERE trace_id 
 CREATE INDEX IF NOT EXISTS logs_time ON logs(time_ns);
 """
 
-#: The row tuples of ``_otlp.span_rows`` follow this order.
+#: The row tuples of ``_otlp.span_rows`` follow this order; they carry "" / 0 / empty for NULL (see there).
 SPAN_COLUMNS = (
     "trace_id, span_id, parent_id, resource_id, service, name, kind, start_ns, duration_ns, status, request_id, "
     "scope, detail, http_status"
 )
+_ROW = "(?, ?, nullif(?, x''), ?, ?, ?, ?, ?, ?, ?, nullif(?, ''), ?, ?, nullif(?, 0))"
+# Rows go in 64 to a statement: the sqlite3 module releases the GIL once per statement step, so
+# SQLite's share of the insert runs beside the event loop's decoding instead of waiting for the
+# GIL after every row, and the per-row statement overhead shrinks (about 15% fewer instructions
+# per span).  64 x 14 = 896 parameters, under the 999 of the oldest SQLite builds.
+_ROWS_PER_INSERT = 64
+_INSERT_SPANS = f"INSERT OR REPLACE INTO spans({SPAN_COLUMNS}) VALUES " + ", ".join([_ROW] * _ROWS_PER_INSERT)
+_INSERT_SPAN = f"INSERT OR REPLACE INTO spans({SPAN_COLUMNS}) VALUES {_ROW}"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
@@ -318,11 +327,12 @@ class Store:
                     "INSERT OR IGNORE INTO resources(id, digest, service, attributes) VALUES (?, ?, ?, ?)",
                     resources.values(),
                 )
-            for item in batch:
-                if item.rows:
-                    conn.executemany(
-                        f"INSERT OR REPLACE INTO spans({SPAN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", item.rows
-                    )
+            rows = [row for item in batch for row in item.rows]
+            whole = len(rows) - len(rows) % _ROWS_PER_INSERT
+            for i in range(0, whole, _ROWS_PER_INSERT):
+                conn.execute(_INSERT_SPANS, list(chain.from_iterable(rows[i : i + _ROWS_PER_INSERT])))
+            if whole < len(rows):
+                conn.executemany(_INSERT_SPAN, rows[whole:])
             if log_rows:
                 conn.executemany(
                     "INSERT INTO logs(trace_id, span_id, time_ns, severity, severity_text, body, logger, request_id,"
