@@ -258,7 +258,7 @@ def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], int, s
 # the two that have columns, and ByteSize() for the limits cost ~4x the parse itself.  Here each
 # span is read field by field into the store's row tuple; the attribute loop runs only for a span
 # whose serialized bytes contain one of the keys, and the limits are checked from the serialized
-# size (exact, see _check_serialized).
+# size (exact, see _CHECKED_ABOVE).
 
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 
@@ -360,10 +360,6 @@ def _known_from_bytes(detail: bytes) -> tuple[str | None, int | None]:
 _COLUMN_TAGS = frozenset(b"\x0a\x12\x22\x2a\x30\x39\x41")
 
 
-def _varint_size(n: int) -> int:
-    return (n.bit_length() + 6) // 7 or 1
-
-
 def _detail(s: Any, parent: bytes, name: str, kind: int, start: int, end: int) -> bytes:
     """What :func:`_slim` returns, with one serialization and no ``ClearField`` calls.
 
@@ -379,20 +375,16 @@ def _detail(s: Any, parent: bytes, name: str, kind: int, start: int, end: int) -
     size = len(name) if name.isascii() else len(name.encode())
     prefix = 28 + (10 if parent else 0) + (2 if kind else 0) + (9 if start else 0) + (9 if end else 0)
     if size:
-        prefix += 1 + _varint_size(size) + size
+        prefix += size + (2 if size < 128 else 1 + (size.bit_length() + 6) // 7)  # tag, varint length, bytes
     if prefix < len(raw) and raw[prefix] in _COLUMN_TAGS or prefix > len(raw):
         return _slim(s)
     return raw[prefix:]
 
 
-def _check_serialized(span: Any, size: int) -> None:
-    """The limits of :func:`_check_limits`, skipped when the serialized size proves them kept.
-
-    Each attribute takes at least two bytes on the wire and a value over the byte limit makes the
-    span bigger than that limit, so a span under both sizes cannot break any limit.
-    """
-    if size > 2 * MAX_ATTRIBUTES:
-        _check_limits(span)
+# The limits of _check_limits hold for any span whose serialized detail is at most this size: each
+# attribute takes at least two bytes on the wire, and a value over the byte limit makes the span
+# bigger than that limit.  So only bigger spans are checked one by one.
+_CHECKED_ABOVE = 2 * MAX_ATTRIBUTES
 
 
 @dataclass(slots=True)
@@ -461,7 +453,8 @@ def span_row_steps(
                     continue
                 name, kind, status = s.name, s.kind, s.status.code
                 detail = _detail(s, parent, name, kind, start, end)  # without the fields kept as columns
-                _check_serialized(s, len(detail))
+                if len(detail) > _CHECKED_ABOVE:
+                    _check_limits(s)
                 request_id, http_status = _known_from_bytes(detail)
                 # bytearray, "" and 0 rather than bytes and None: the sqlite3 module binds those
                 # directly, where bytes and None go through its adapter lookup (about 1.5k
