@@ -770,7 +770,11 @@ class Committed:
         self.conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
 
     def has(self, marker: tuple[bytes, bytes]) -> bool:
-        row = self.conn.execute("SELECT 1 FROM spans WHERE trace_id = ? AND span_id = ?", marker).fetchone()
+        row = self.conn.execute(
+            "SELECT 1 FROM traces t CROSS JOIN spans s ON s.rowid BETWEEN t.first_row AND t.last_row"
+            " WHERE t.trace_id = ?1 AND s.trace_id = ?1 AND s.span_id = ?2",
+            marker,
+        ).fetchone()
         return row is not None
 
     def wait(self, markers: Iterable[tuple[bytes, bytes]], backend: Backend, timeout: float = 600) -> None:
@@ -1074,23 +1078,27 @@ def storage(backend: Backend, workload: Workload, samples: Samples) -> Storage:
         ref = samples.short[0]
         start = workload.end_ns - SEARCH_WINDOW_NS
         queries = [
+            # The store's queries (otel_corr/server/_store.py: trace, traces_for_request, search).
             (
                 "trace",
-                "SELECT * FROM spans s JOIN resources r ON r.id = s.resource_id WHERE s.trace_id = ? "
-                "ORDER BY s.start_ns",
+                "SELECT * FROM spans s JOIN resources r ON r.id = s.resource_id JOIN (SELECT DISTINCT first_row,"
+                " last_row, trace_id FROM traces WHERE trace_id = ?1) t ON s.rowid BETWEEN t.first_row AND t.last_row"
+                " WHERE s.trace_id = ?1 ORDER BY s.start_ns, s.rowid",
                 (ref.trace_id,),
             ),
             (
                 "request",
-                "SELECT trace_id, max(start_ns) m FROM spans WHERE request_id = ? GROUP BY trace_id "
-                "ORDER BY m DESC LIMIT 1",
+                "SELECT t.trace_id, max(s.start_ns) m FROM (SELECT DISTINCT first_row, last_row, trace_id FROM traces"
+                " WHERE request_id = ? AND request_id != '') t CROSS JOIN spans s"
+                " ON s.rowid BETWEEN t.first_row AND t.last_row"
+                " AND s.trace_id = t.trace_id GROUP BY t.trace_id ORDER BY m DESC LIMIT 20",
                 (ref.request_id,),
             ),
             (
                 "search",
-                "SELECT trace_id, max(start_ns) m FROM spans WHERE service = ? AND start_ns >= ? AND start_ns <= ?"
-                " AND CAST(json_extract(detail, ?) AS TEXT) = ? GROUP BY trace_id ORDER BY m DESC LIMIT 20",
-                (SEARCH_SERVICE, start, workload.end_ns, '$.a."http.response.status_code"', "500"),
+                "SELECT s.trace_id FROM spans s WHERE service = ? AND start_ns >= ? AND start_ns <= ?"
+                " AND http_status = ? ORDER BY s.start_ns DESC",
+                (SEARCH_SERVICE, start, workload.end_ns, 500),
             ),
         ]
         plans = [

@@ -1,0 +1,137 @@
+"""The store's row ranges: traces split over commits, retried batches, retention, restart, the format-4 upgrade.
+
+The store indexes a trace by ranges of consecutive rowids (one per trace and commit) rather than
+one index entry per span; these tests hold it to what the old per-span index gave.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
+
+from otel_corr.server._otlp import span_rows
+from otel_corr.server._store import Store
+
+T1, T2 = bytes(range(1, 17)), bytes(range(2, 18))
+BASE = 1_700_000_000_000_000_000
+
+
+def _span(trace: bytes, n: int, parent: int = 0, service_kind: int = 1, request_id: str = "") -> SpanMessage:
+    span = SpanMessage(
+        trace_id=trace,
+        span_id=n.to_bytes(8, "big"),
+        parent_span_id=parent.to_bytes(8, "big") if parent else b"",
+        name=f"op-{n}",
+        kind=service_kind,
+        start_time_unix_nano=BASE + n * 1000,
+        end_time_unix_nano=BASE + n * 1000 + 500,
+    )
+    if request_id:
+        span.attributes.append(KeyValue(key="request.id", value=AnyValue(string_value=request_id)))
+    return span
+
+
+def _submit(store: Store, service: str, spans: list[SpanMessage]) -> None:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=service)))
+    rs.scope_spans.add().spans.extend(spans)
+    batch = span_rows(request, store.resource_id)
+    store.submit(batch.rows, batch.resources).result(timeout=30)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "t.db")
+    yield s
+    s.close()
+    _check_integrity(tmp_path / "t.db")
+
+
+def _check_integrity(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+
+
+def test_a_trace_over_several_commits_and_services(store: Store) -> None:
+    # Interleaved with another trace, in two commits from two services, like two SDKs exporting.
+    _submit(store, "front", [_span(T1, 1, request_id="req-1", service_kind=2), _span(T2, 7), _span(T1, 2, 1)])
+    _submit(
+        store,
+        "back",
+        [
+            _span(T2, 8, 7),
+            _span(T1, 3, 2, service_kind=2, request_id="req-1b"),
+            _span(T1, 4, 2, service_kind=2, request_id="req-1c"),  # two request IDs: one range, twice
+        ],
+    )
+    assert [s.span_id[-1] for s in store.trace(T1)] == [1, 2, 3, 4]
+    assert [s.span_id[-1] for s in store.trace(T2)] == [7, 8]
+    assert store.traces_for_request("req-1") == [T1]
+    assert store.traces_for_request("req-1b") == [T1] == store.traces_for_request("req-1c")
+    assert store.traces_for_request("nope") == []
+    assert store.search(tags={"request.id": "req-1b"}) == [T1]
+    assert store.search(service="back", tags={"request.id": "req-1"}) == []  # the other criteria still apply
+    # Parents found across commits: front -> back is a dependency; only the two roots are entries.
+    assert store.dependencies(BASE, BASE + 10**9) == [("front", "back", 3)]
+    assert sorted(s.span_id[-1] for s in store.entries()) == [1, 7]
+
+
+def test_a_retried_batch_is_read_back_once(store: Store) -> None:
+    spans = [_span(T1, 1, request_id="req-1", service_kind=2), _span(T1, 2, 1)]
+    _submit(store, "front", spans)
+    _submit(store, "front", spans)  # the exporter never got the first acknowledgement
+    assert [s.span_id[-1] for s in store.trace(T1)] == [1, 2]
+    assert store.traces_for_request("req-1") == [T1]
+    assert store.search(service="front") == [T1]
+
+
+def test_retention_and_restart_never_reuse_a_range(tmp_path: Path) -> None:
+    store = Store(tmp_path / "t.db")
+    _submit(store, "front", [_span(T1, 1), _span(T1, 2, 1)])
+    _submit(store, "front", [_span(T2, 5)])
+    # Count-based retention drops the oldest spans: T1's range goes, T2 stays.
+    assert store.prune(max_spans=1) == 2
+    assert store.trace(T1) == [] and len(store.trace(T2)) == 1
+    store.close()
+    store = Store(tmp_path / "t.db")
+    _submit(store, "front", [_span(T1, 9)])
+    assert [s.span_id[-1] for s in store.trace(T1)] == [9]
+    assert [s.span_id[-1] for s in store.trace(T2)] == [5]
+    store.close()
+    _check_integrity(tmp_path / "t.db")
+
+
+def test_a_format_4_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    store = Store(path)
+    _submit(store, "front", [_span(T1, 1, request_id="req-1", service_kind=2), _span(T1, 2, 1)])
+    store.close()
+    # Turn it back into format 4: the per-span indexes, no traces table.
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "DROP TABLE traces; CREATE UNIQUE INDEX spans_id ON spans(trace_id, span_id);"
+        " CREATE INDEX spans_request ON spans(request_id) WHERE request_id IS NOT NULL; PRAGMA user_version = 4;"
+    )
+    conn.close()
+    store = Store(path)
+    assert [s.span_id[-1] for s in store.trace(T1)] == [1, 2]
+    assert store.traces_for_request("req-1") == [T1]
+    _submit(store, "front", [_span(T1, 3, 2)])
+    assert [s.span_id[-1] for s in store.trace(T1)] == [1, 2, 3]
+    store.close()
+    _check_integrity(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "traces" in names and "spans_id" not in names and "spans_request" not in names
+    conn.close()
