@@ -323,10 +323,33 @@ def _kv_value(kv: bytes, key_size: int) -> Any:
 # event (tag 0x1a), a link (0x22) or a nested value (0x0a) has another tag in front, so it is not
 # taken; only bytes crafted inside a string value could pass for an attribute, and the sender of
 # such a span could as well have set the attribute itself.  One C pass over the span finds every
-# candidate: most spans have none, and cost one regex call.
+# candidate, and for the usual encodings (a short string, an int) captures the value too: field 2
+# (0x12, the AnyValue, one length byte), then a string (0x0a, its length) or an int (0x18, a varint).
 _FRAMED_KEYS = re.compile(
-    b"\x4a([\x80-\xff]{0,2}[\x00-\x7f])(" + b"|".join(re.escape(n) for n in (_REQUEST_NEEDLE, *_STATUS_NEEDLES)) + b")"
+    b"\x4a([\x80-\xff]{0,2}[\x00-\x7f])("
+    + b"|".join(re.escape(n) for n in (_REQUEST_NEEDLE, *_STATUS_NEEDLES))
+    + b")(?:\x12[\x00-\x7f](?:\x0a([\x00-\x7f])|\x18([\x80-\xff]{0,9}[\x00-\x7f])))?"
 )
+
+
+def _framed_value(detail: bytes, match: re.Match[bytes]) -> Any:
+    """The value of the attribute ``match`` found, or None if it is not framed as one."""
+    length, key, text_size, varint = match.groups()
+    start = match.start(2)
+    if len(length) == 1:
+        size = length[0]
+        if text_size is not None and size == len(key) + 4 + text_size[0]:
+            return detail[match.end() : match.end() + text_size[0]].decode(errors="replace")
+        if varint is not None and size == len(key) + 3 + len(varint):
+            value = 0
+            for shift, b in enumerate(varint):
+                value |= (b & 0x7F) << (7 * shift)
+            return value - (1 << 64) if value >= 1 << 63 else value
+    else:
+        size = sum((b & 0x7F) << (7 * i) for i, b in enumerate(length))
+    if start + size > len(detail):
+        return None
+    return _kv_value(detail[start : start + size], len(key))
 
 
 def _known_from_bytes(detail: bytes) -> tuple[str | None, int | None]:
@@ -336,17 +359,12 @@ def _known_from_bytes(detail: bytes) -> tuple[str | None, int | None]:
     request_id: str | None = None
     statuses: dict[bytes, int] = {}
     for match in _FRAMED_KEYS.finditer(detail):
-        length, key = match.groups()
-        start = match.start(2)
-        if len(length) == 1:  # the usual one-byte length
-            end = start + length[0]
-        else:
-            end = start + sum((b & 0x7F) << (7 * i) for i, b in enumerate(length))
-        if end > len(detail):
+        value = _framed_value(detail, match)
+        if value is None:
             continue
-        value = _kv_value(detail[start:end], len(key))
+        key = match.group(2)
         if key == _REQUEST_NEEDLE:
-            if request_id is None and value is not None:
+            if request_id is None:
                 request_id = str(value)[:256] or None  # "" is no request ID
         elif (isinstance(value, int) or (isinstance(value, str) and value.isdigit())) and int(value):
             statuses.setdefault(key, int(value))  # 0 is no status
