@@ -18,12 +18,42 @@ from dataclasses import dataclass
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.trace import SpanContext
 
 from ._ids import INVALID_SPAN_ID, INVALID_TRACE_ID, format_span_id, format_trace_id
 
-__all__ = ["Ids", "bind_request_id", "bound_request_id", "current_ids", "get_request_id"]
+__all__ = ["Ids", "bind_request_id", "bound_request_id", "current_ids", "get_request_id", "hex_ids", "seed_hex_ids"]
 
 _REQUEST_ID_KEY = otel_context.create_key("otel_corr.request_id")
+
+# The hex IDs of the last span context asked for: the server span's IDs are needed as hex for
+# traceresponse, for the log records' stamp and for current_ids(), and formatting a 128-bit
+# int is not cheap.  One entry, keyed on the SpanContext object itself (immutable, and held
+# here, so identity is safe); the span hex is filled in on first use.  Replaced as a whole
+# tuple, so threads only ever see a consistent entry; a miss just formats again.
+_hex: tuple[SpanContext | None, str, str | None] = (None, INVALID_TRACE_ID, None)
+
+
+def seed_hex_ids(span_context: SpanContext, trace_hex: str) -> None:
+    """Remember ``trace_hex``, already formatted by the caller, as ``span_context``'s trace ID."""
+    global _hex
+    _hex = (span_context, trace_hex, None)
+
+
+def hex_ids(span_context: SpanContext) -> tuple[str, str]:
+    """The trace ID and span ID of ``span_context`` as 32 and 16 lower-case hex digits."""
+    global _hex
+    last = _hex
+    if last[0] is span_context:
+        trace_hex = last[1]
+        span_hex = last[2]
+        if span_hex is not None:
+            return trace_hex, span_hex
+    else:
+        trace_hex = format_trace_id(span_context.trace_id)
+    span_hex = format_span_id(span_context.span_id)
+    _hex = (span_context, trace_hex, span_hex)
+    return trace_hex, span_hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +111,5 @@ def current_ids() -> Ids:
     span_context = trace.get_current_span(ctx).get_span_context()
     request_id = ctx.get(_REQUEST_ID_KEY)
     if span_context.is_valid:
-        return Ids(
-            format_trace_id(span_context.trace_id),
-            format_span_id(span_context.span_id),
-            request_id if isinstance(request_id, str) else "",
-        )
+        return Ids(*hex_ids(span_context), request_id if isinstance(request_id, str) else "")
     return Ids(request_id=request_id if isinstance(request_id, str) else "")

@@ -22,10 +22,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from ._config import Settings
-from ._context import bind_request_id
+from ._context import bind_request_id, hex_ids, seed_hex_ids
 from ._ids import (
     REQUEST_ID_ATTRIBUTE,
-    format_span_id,
     format_trace_id,
     is_safe_header_value,
     is_valid_request_id,
@@ -149,9 +148,10 @@ class Runtime:
         forced = 0
         random_trace = False
         recorder = self._recorder
+        trace_hex = None  # the request ID when it is the trace ID's hex (then not formatted again)
         if has_parent:
             if request_id is None:
-                request_id = format_trace_id(parent_sc.trace_id)
+                request_id = trace_hex = format_trace_id(parent_sc.trace_id)
         else:
             if request_id is None:
                 request_id = self._generate()
@@ -166,7 +166,7 @@ class Runtime:
                 else:
                     forced = random.getrandbits(128) or 1
             if request_id is None:
-                request_id = format_trace_id(forced)
+                request_id = trace_hex = format_trace_id(forced)
         attributes[REQUEST_ID_ATTRIBUTE] = request_id
 
         if method not in _METHODS:
@@ -178,14 +178,16 @@ class Runtime:
             span = recorder.start(name, parent, parent_sc, forced, random_trace, attributes)
         else:
             span = self.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
-        if type(span) is not RequestSpan:
-            sc = span.get_span_context()
-            if not sc.is_valid or sc.span_id == parent_sc.span_id:
-                # A no-op tracer (OTEL_SDK_DISABLED, or a no-op provider): keep the IDs anyway,
-                # so that logs, traceresponse and outbound calls still carry one trace.
-                trace_id = parent_sc.trace_id if has_parent else forced
-                flags = parent_sc.trace_flags if has_parent else TraceFlags(0)
-                span = NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64), False, flags))
+        sc = span.get_span_context()
+        if type(span) is not RequestSpan and (not sc.is_valid or sc.span_id == parent_sc.span_id):
+            # A no-op tracer (OTEL_SDK_DISABLED, or a no-op provider): keep the IDs anyway,
+            # so that logs, traceresponse and outbound calls still carry one trace.
+            trace_id = parent_sc.trace_id if has_parent else forced
+            flags = parent_sc.trace_flags if has_parent else TraceFlags(0)
+            sc = SpanContext(trace_id, random.getrandbits(64), False, flags)
+            span = NonRecordingSpan(sc)
+        if trace_hex is not None and sc.trace_id == (parent_sc.trace_id if has_parent else forced):
+            seed_hex_ids(sc, trace_hex)  # for traceresponse and the log records' stamp
         token_ctx = otel_context.attach(bind_request_id(request_id, trace.set_span_in_context(span, parent)))
         if rejected:
             # Never the raw value: it is attacker-controlled (log injection, JNDI lookups, secrets).
@@ -195,7 +197,9 @@ class Runtime:
     def trace_response(self, span: trace.Span) -> str:
         """The W3C ``traceresponse`` header value for the server span."""
         sc = span.get_span_context()
-        return f"00-{format_trace_id(sc.trace_id)}-{format_span_id(sc.span_id)}-{int(sc.trace_flags):02x}"
+        trace_hex, span_hex = hex_ids(sc)  # kept for the log records' stamp
+        flags = "%02x" % sc.trace_flags  # noqa: UP031  # printf-style: see format_trace_id
+        return f"00-{trace_hex}-{span_hex}-{flags}"
 
     def request_attributes(
         self,
