@@ -22,7 +22,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from ._config import Settings
-from ._context import bind_request_id, hex_ids, seed_hex_ids
+from ._context import hex_ids, request_context, seed_hex_ids
 from ._ids import (
     REQUEST_ID_ATTRIBUTE,
     format_trace_id,
@@ -188,7 +188,7 @@ class Runtime:
             span = NonRecordingSpan(sc)
         if trace_hex is not None and sc.trace_id == (parent_sc.trace_id if has_parent else forced):
             seed_hex_ids(sc, trace_hex)  # for traceresponse and the log records' stamp
-        token_ctx = otel_context.attach(bind_request_id(request_id, trace.set_span_in_context(span, parent)))
+        token_ctx = otel_context.attach(request_context(parent, span, request_id))
         if rejected:
             # Never the raw value: it is attacker-controlled (log injection, JNDI lookups, secrets).
             _log.warning("otel-corr: ignored an invalid %s; request ID is %s", " and ".join(rejected), request_id)

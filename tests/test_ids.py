@@ -6,9 +6,11 @@ import uuid
 
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.trace import SpanContext
 
-from otel_corr._context import hex_ids, seed_hex_ids
+from otel_corr._context import bind_request_id, get_request_id, hex_ids, request_context, seed_hex_ids
 from otel_corr._ids import format_span_id, format_trace_id, is_safe_header_value, is_valid_request_id, trace_id_of
 
 _ALLOWED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
@@ -73,3 +75,13 @@ def test_hex_ids_are_the_formatted_ids(trace_id: int, span_id: int) -> None:
     seed_hex_ids(other, expected[0])
     assert hex_ids(other) == expected and hex_ids(sc) == expected
     assert (format_trace_id(trace_id), format_span_id(span_id)) == expected
+
+
+def test_request_context_is_the_two_step_context() -> None:
+    """One copy of the parent with the span and the request ID, as set_span_in_context + bind_request_id."""
+    parent = otel_context.set_value("other", 1, otel_context.Context())
+    span = trace.NonRecordingSpan(SpanContext(1, 2, False))
+    ours = request_context(parent, span, "req-1")
+    assert ours == bind_request_id("req-1", trace.set_span_in_context(span, parent))
+    assert type(ours) is otel_context.Context and trace.get_current_span(ours) is span
+    assert get_request_id(ours) == "req-1" and parent == {"other": 1}
