@@ -18,8 +18,17 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 from ._config import Settings
 from ._context import hex_ids, request_context, seed_hex_ids
@@ -52,10 +61,37 @@ def _split_host(host: str) -> tuple[str, int | None]:
     return address[:255], int(port) if port.isdigit() and len(port) <= 5 else None
 
 
+def _extract_triggers(propagator: TextMapPropagator) -> frozenset[str] | None:
+    """Headers without which ``propagator.extract`` returns its context untouched; ``None``: unknown.
+
+    Why: most requests carry no traceparent or baggage, and extracting from them still costs
+    a call chain per propagator.  Only the API's own W3C propagators (exact classes, alone or
+    in the API's composite) are known to read nothing else; any other propagator always runs.
+    """
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    known: dict[type, str] = {TraceContextTextMapPropagator: "traceparent", W3CBaggagePropagator: "baggage"}
+    inner = propagator._propagators if type(propagator) is CompositePropagator else [propagator]
+    names = [known.get(type(p)) for p in inner]
+    return None if None in names else frozenset(n for n in names if n is not None)
+
+
 class Runtime:
     """The immutable per-application part of request handling."""
 
-    __slots__ = ("settings", "tracer", "header_bytes", "_recorder", "_seen", "_propagator", "_wanted", "_hosts")
+    __slots__ = (
+        "settings",
+        "tracer",
+        "header_bytes",
+        "_recorder",
+        "_seen",
+        "_propagator",
+        "_triggers",
+        "_wanted",
+        "_hosts",
+    )
 
     def __init__(self, settings: Settings, provider: trace.TracerProvider) -> None:
         self.settings = settings
@@ -66,6 +102,7 @@ class Runtime:
         self._recorder = recorder_for(self.tracer, InstrumentationScope("otel_corr", __version__, _SCHEMA_URL))
         self._seen: object = None
         self._propagator = propagate.get_global_textmap()
+        self._triggers: frozenset[str] | None = None
         self._wanted: frozenset[bytes] | None = None
         self._hosts: dict[str, tuple[str, int | None]] = {}
 
@@ -88,10 +125,20 @@ class Runtime:
             if inner is not None and any(isinstance(p, RequestIdPropagator) for p in inner):
                 current = CompositePropagator([p for p in inner if not isinstance(p, RequestIdPropagator)])
             self._propagator = current
+            self._triggers = _extract_triggers(current)
             self._seen = propagate.get_global_textmap()
             names = {*current.fields, self.settings.header_key, "host", "user-agent"}
             self._wanted = frozenset(n.lower().encode("latin-1") for n in names)
         return self._propagator
+
+    def _extract(self, carrier: Mapping[str, str]) -> otel_context.Context:
+        """The parent context the propagators find in ``carrier`` (an empty one when none)."""
+        propagator = self._server_propagator()
+        triggers = self._triggers
+        if triggers is not None and triggers.isdisjoint(carrier):
+            return otel_context.Context()  # what extract would return: nothing to read
+        context: otel_context.Context = propagator.extract(carrier, otel_context.Context())
+        return context
 
     def accept(self, raw: str) -> str | None:
         """The request ID to use for an incoming header value, or ``None`` if it is rejected."""
@@ -134,8 +181,8 @@ class Runtime:
         """
         raw = carrier.get(self.settings.header_key)
         request_id = None if raw is None else self.accept(raw)
-        parent = self._server_propagator().extract(carrier, otel_context.Context())
-        parent_sc = trace.get_current_span(parent).get_span_context()
+        parent = self._extract(carrier)
+        parent_sc = trace.get_current_span(parent).get_span_context() if parent else INVALID_SPAN_CONTEXT
         has_parent = parent_sc.is_valid
         rejected = []
         if raw is not None and request_id is None:

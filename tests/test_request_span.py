@@ -276,3 +276,32 @@ def test_after_end_the_span_ignores_changes() -> None:
     assert exported.name == "GET" and "late" not in exported.attributes and exported.events == ()
     assert exported.attributes["request.id"] == request_id
     assert not span.is_recording()
+
+
+def test_extract_is_skipped_only_for_the_w3c_propagators_without_their_headers() -> None:
+    from opentelemetry import baggage, propagate
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    class Always(TraceContextTextMapPropagator):  # a subclass may read anything: always asked
+        def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> otel_context.Context:
+            return baggage.set_baggage("from", "always", otel_context.Context())
+
+    runtime = Runtime(resolve_settings({}), _sdk().provider)
+    saved = propagate.get_global_textmap()
+    try:
+        for propagator, expected in [
+            (CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]), None),
+            (CompositePropagator([W3CBaggagePropagator(), Always()]), "always"),
+            (Always(), "always"),
+        ]:
+            propagate.set_global_textmap(propagator)
+            _, _, token = runtime.begin({"host": "h"}, "GET", {})
+            assert baggage.get_baggage("from") == expected
+            otel_context.detach(token)
+            _, _, token = runtime.begin({"baggage": "from=header"}, "GET", {})
+            assert baggage.get_baggage("from") == (expected or "header")
+            otel_context.detach(token)
+    finally:
+        propagate.set_global_textmap(saved)
