@@ -85,6 +85,7 @@ class Runtime:
         "settings",
         "tracer",
         "header_bytes",
+        "response_header_names",
         "_recorder",
         "_seen",
         "_propagator",
@@ -96,6 +97,9 @@ class Runtime:
     def __init__(self, settings: Settings, provider: trace.TracerProvider) -> None:
         self.settings = settings
         self.header_bytes = settings.header_key.encode("latin-1")
+        # The response headers the middleware sets (any the app sent under these names are dropped).
+        names = {self.header_bytes, b"traceresponse"} if settings.trace_response else {self.header_bytes}
+        self.response_header_names = frozenset(names)
         self.tracer = provider.get_tracer("otel_corr", __version__, schema_url=_SCHEMA_URL)
         # With the SDK's tracer our server span is a RequestSpan (see _span.py): it takes the
         # trace ID we choose, so no parent is ever invented; any other tracer gets start_span.
@@ -200,7 +204,7 @@ class Runtime:
             if request_id is None:
                 request_id = trace_hex = format_trace_id(parent_sc.trace_id)
         else:
-            if request_id is None:
+            if request_id is None and self.settings.generator is not None:
                 request_id = self._generate()
             if request_id is not None:
                 forced = trace_id_of(request_id) or 0
@@ -320,8 +324,8 @@ def finish_span(
         if status >= 500 and exc is None:
             attributes["error.type"] = str(status)
             span.set_status(Status(StatusCode.ERROR))
-    if isinstance(span, RequestSpan):
-        span.set_own_attributes(attributes)
+    if type(span) is RequestSpan:
+        span.end_with(attributes)
     else:
         span.set_attributes(attributes)
-    span.end()
+        span.end()

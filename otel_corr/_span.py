@@ -250,6 +250,14 @@ class RequestSpan(trace.Span):
         if self._end_time is None:
             self._attributes.update(attributes)
 
+    def end_with(self, attributes: Mapping[str, Any]) -> None:
+        """``set_own_attributes(attributes)`` then ``end()``: the request's last step, in one call."""
+        if self._end_time is None:
+            self._attributes.update(attributes)
+            self.end()
+        else:
+            _log.debug("otel-corr: end() called on an ended span")
+
     def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
         if self._end_time is not None:
             return
@@ -312,7 +320,8 @@ class RequestSpan(trace.Span):
         self._end_time = end_time if end_time is not None else time_ns()
         recorder = self._recorder
         tracer = recorder.tracer
-        attributes = self._merged()
+        added = self._added
+        attributes = {**self._attributes, **added} if added else self._attributes  # as _merged(), inline
         cap = recorder.limits.max_span_attribute_length
         if cap is not None:  # OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT applies to ours too
             attributes = {k: v[:cap] if isinstance(v, str) else v for k, v in attributes.items()}
