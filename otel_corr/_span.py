@@ -10,7 +10,8 @@ already bounded, so they need no validation; anything the application adds
 through the span API (``set_attribute``, ``add_event``, ``record_exception``)
 still goes through the SDK's own ``BoundedAttributes`` and limits.
 
-Everything else is the SDK's: its sampler decides, its ID generator makes
+Everything else is the SDK's: its sampler decides (the SDK's static samplers,
+the default included, by a table of their decisions: ``_static_decisions``), its ID generator makes
 span (and random trace) IDs, its span processors receive the span at start
 (``on_start``) and an SDK ``ReadableSpan`` at end (``on_end``), exactly what
 ``Span.end()`` hands them, so batch processors and exporters see no
