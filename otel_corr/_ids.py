@@ -65,11 +65,13 @@ def is_safe_header_value(value: str) -> bool:
     return _SAFE.fullmatch(value) is not None
 
 
+# printf-style on purpose: the same digits as format(value, "032x") for about two thirds of
+# the instructions (no format-spec parsing); every request formats a trace ID and a span ID.
 def format_trace_id(trace_id: int) -> str:
     """A trace ID as 32 lower-case hex digits."""
-    return format(trace_id, "032x")
+    return "%032x" % trace_id  # noqa: UP031
 
 
 def format_span_id(span_id: int) -> str:
     """A span ID as 16 lower-case hex digits."""
-    return format(span_id, "016x")
+    return "%016x" % span_id  # noqa: UP031

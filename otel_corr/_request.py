@@ -18,14 +18,22 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 from ._config import Settings
-from ._context import bind_request_id
+from ._context import hex_ids, request_context, seed_hex_ids
 from ._ids import (
     REQUEST_ID_ATTRIBUTE,
-    format_span_id,
     format_trace_id,
     is_safe_header_value,
     is_valid_request_id,
@@ -53,20 +61,52 @@ def _split_host(host: str) -> tuple[str, int | None]:
     return address[:255], int(port) if port.isdigit() and len(port) <= 5 else None
 
 
+def _extract_triggers(propagator: TextMapPropagator) -> frozenset[str] | None:
+    """Headers without which ``propagator.extract`` returns its context untouched; ``None``: unknown.
+
+    Why: most requests carry no traceparent or baggage, and extracting from them still costs
+    a call chain per propagator.  Only the API's own W3C propagators (exact classes, alone or
+    in the API's composite) are known to read nothing else; any other propagator always runs.
+    """
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    known: dict[type, str] = {TraceContextTextMapPropagator: "traceparent", W3CBaggagePropagator: "baggage"}
+    inner = propagator._propagators if type(propagator) is CompositePropagator else [propagator]
+    names = [known.get(type(p)) for p in inner]
+    return None if None in names else frozenset(n for n in names if n is not None)
+
+
 class Runtime:
     """The immutable per-application part of request handling."""
 
-    __slots__ = ("settings", "tracer", "header_bytes", "_recorder", "_seen", "_propagator", "_wanted", "_hosts")
+    __slots__ = (
+        "settings",
+        "tracer",
+        "header_bytes",
+        "response_header_names",
+        "_recorder",
+        "_seen",
+        "_propagator",
+        "_triggers",
+        "_wanted",
+        "_hosts",
+    )
 
     def __init__(self, settings: Settings, provider: trace.TracerProvider) -> None:
         self.settings = settings
         self.header_bytes = settings.header_key.encode("latin-1")
+        # The response headers the middleware sets (any the app sent under these names are dropped).
+        names = {self.header_bytes, b"traceresponse"} if settings.trace_response else {self.header_bytes}
+        self.response_header_names = frozenset(names)
         self.tracer = provider.get_tracer("otel_corr", __version__, schema_url=_SCHEMA_URL)
         # With the SDK's tracer our server span is a RequestSpan (see _span.py): it takes the
         # trace ID we choose, so no parent is ever invented; any other tracer gets start_span.
         self._recorder = recorder_for(self.tracer, InstrumentationScope("otel_corr", __version__, _SCHEMA_URL))
         self._seen: object = None
         self._propagator = propagate.get_global_textmap()
+        self._triggers: frozenset[str] | None = None
         self._wanted: frozenset[bytes] | None = None
         self._hosts: dict[str, tuple[str, int | None]] = {}
 
@@ -89,10 +129,20 @@ class Runtime:
             if inner is not None and any(isinstance(p, RequestIdPropagator) for p in inner):
                 current = CompositePropagator([p for p in inner if not isinstance(p, RequestIdPropagator)])
             self._propagator = current
+            self._triggers = _extract_triggers(current)
             self._seen = propagate.get_global_textmap()
             names = {*current.fields, self.settings.header_key, "host", "user-agent"}
             self._wanted = frozenset(n.lower().encode("latin-1") for n in names)
         return self._propagator
+
+    def _extract(self, carrier: Mapping[str, str]) -> otel_context.Context:
+        """The parent context the propagators find in ``carrier`` (an empty one when none)."""
+        propagator = self._server_propagator()
+        triggers = self._triggers
+        if triggers is not None and triggers.isdisjoint(carrier):
+            return otel_context.Context()  # what extract would return: nothing to read
+        context: otel_context.Context = propagator.extract(carrier, otel_context.Context())
+        return context
 
     def accept(self, raw: str) -> str | None:
         """The request ID to use for an incoming header value, or ``None`` if it is rejected."""
@@ -135,8 +185,8 @@ class Runtime:
         """
         raw = carrier.get(self.settings.header_key)
         request_id = None if raw is None else self.accept(raw)
-        parent = self._server_propagator().extract(carrier, otel_context.Context())
-        parent_sc = trace.get_current_span(parent).get_span_context()
+        parent = self._extract(carrier)
+        parent_sc = trace.get_current_span(parent).get_span_context() if parent else INVALID_SPAN_CONTEXT
         has_parent = parent_sc.is_valid
         rejected = []
         if raw is not None and request_id is None:
@@ -149,11 +199,12 @@ class Runtime:
         forced = 0
         random_trace = False
         recorder = self._recorder
+        trace_hex = None  # the request ID when it is the trace ID's hex (then not formatted again)
         if has_parent:
             if request_id is None:
-                request_id = format_trace_id(parent_sc.trace_id)
+                request_id = trace_hex = format_trace_id(parent_sc.trace_id)
         else:
-            if request_id is None:
+            if request_id is None and self.settings.generator is not None:
                 request_id = self._generate()
             if request_id is not None:
                 forced = trace_id_of(request_id) or 0
@@ -166,7 +217,7 @@ class Runtime:
                 else:
                     forced = random.getrandbits(128) or 1
             if request_id is None:
-                request_id = format_trace_id(forced)
+                request_id = trace_hex = format_trace_id(forced)
         attributes[REQUEST_ID_ATTRIBUTE] = request_id
 
         if method not in _METHODS:
@@ -178,15 +229,17 @@ class Runtime:
             span = recorder.start(name, parent, parent_sc, forced, random_trace, attributes)
         else:
             span = self.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
-        if type(span) is not RequestSpan:
-            sc = span.get_span_context()
-            if not sc.is_valid or sc.span_id == parent_sc.span_id:
-                # A no-op tracer (OTEL_SDK_DISABLED, or a no-op provider): keep the IDs anyway,
-                # so that logs, traceresponse and outbound calls still carry one trace.
-                trace_id = parent_sc.trace_id if has_parent else forced
-                flags = parent_sc.trace_flags if has_parent else TraceFlags(0)
-                span = NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64), False, flags))
-        token_ctx = otel_context.attach(bind_request_id(request_id, trace.set_span_in_context(span, parent)))
+        sc = span.get_span_context()
+        if type(span) is not RequestSpan and (not sc.is_valid or sc.span_id == parent_sc.span_id):
+            # A no-op tracer (OTEL_SDK_DISABLED, or a no-op provider): keep the IDs anyway,
+            # so that logs, traceresponse and outbound calls still carry one trace.
+            trace_id = parent_sc.trace_id if has_parent else forced
+            flags = parent_sc.trace_flags if has_parent else TraceFlags(0)
+            sc = SpanContext(trace_id, random.getrandbits(64), False, flags)
+            span = NonRecordingSpan(sc)
+        if trace_hex is not None and sc.trace_id == (parent_sc.trace_id if has_parent else forced):
+            seed_hex_ids(sc, trace_hex)  # for traceresponse and the log records' stamp
+        token_ctx = otel_context.attach(request_context(parent, span, request_id))
         if rejected:
             # Never the raw value: it is attacker-controlled (log injection, JNDI lookups, secrets).
             _log.warning("otel-corr: ignored an invalid %s; request ID is %s", " and ".join(rejected), request_id)
@@ -195,7 +248,9 @@ class Runtime:
     def trace_response(self, span: trace.Span) -> str:
         """The W3C ``traceresponse`` header value for the server span."""
         sc = span.get_span_context()
-        return f"00-{format_trace_id(sc.trace_id)}-{format_span_id(sc.span_id)}-{int(sc.trace_flags):02x}"
+        trace_hex, span_hex = hex_ids(sc)  # kept for the log records' stamp
+        flags = "%02x" % sc.trace_flags  # noqa: UP031  # printf-style: see format_trace_id
+        return f"00-{trace_hex}-{span_hex}-{flags}"
 
     def request_attributes(
         self,
@@ -269,8 +324,8 @@ def finish_span(
         if status >= 500 and exc is None:
             attributes["error.type"] = str(status)
             span.set_status(Status(StatusCode.ERROR))
-    if isinstance(span, RequestSpan):
-        span.set_own_attributes(attributes)
+    if type(span) is RequestSpan:
+        span.end_with(attributes)
     else:
         span.set_attributes(attributes)
-    span.end()
+        span.end()

@@ -10,7 +10,8 @@ already bounded, so they need no validation; anything the application adds
 through the span API (``set_attribute``, ``add_event``, ``record_exception``)
 still goes through the SDK's own ``BoundedAttributes`` and limits.
 
-Everything else is the SDK's: its sampler decides, its ID generator makes
+Everything else is the SDK's: its sampler decides (the SDK's static samplers,
+the default included, by a table of their decisions: ``_static_decisions``), its ID generator makes
 span (and random trace) IDs, its span processors receive the span at start
 (``on_start``) and an SDK ``ReadableSpan`` at end (``on_end``), exactly what
 ``Span.end()`` hands them, so batch processors and exporters see no
@@ -32,7 +33,7 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace import Tracer as SdkTracer
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, StaticSampler
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
@@ -49,10 +50,42 @@ _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _NOT_SAMPLED_RANDOM = TraceFlags(TraceFlags.RANDOM_TRACE_ID)
 
 
+# Which of a ParentBased sampler's delegates decides, indexed as in _static_decisions.
+_ROOT, _REMOTE_SAMPLED, _REMOTE_NOT_SAMPLED, _LOCAL_SAMPLED, _LOCAL_NOT_SAMPLED = range(5)
+_DELEGATES = (
+    "_root",
+    "_remote_parent_sampled",
+    "_remote_parent_not_sampled",
+    "_local_parent_sampled",
+    "_local_parent_not_sampled",
+)
+
+
+def _static_decisions(sampler: Sampler) -> tuple[Decision, ...] | None:
+    """The decision per kind of parent when ``sampler`` is the SDK's static kind, else ``None``.
+
+    Why: the default sampler, ``ParentBased(ALWAYS_ON)``, and ``ALWAYS_ON``/``ALWAYS_OFF``
+    (``OTEL_TRACES_SAMPLER`` always_on, always_off, parentbased_always_*) decide from the
+    parent's flags alone and return the span's own attributes and the parent's trace state.
+    Their ``should_sample`` call costs about a tenth of our per-request overhead, so for
+    exactly these classes the decision is looked up instead; any other sampler (ratio,
+    custom, subclasses) is called on every request.
+    """
+    if type(sampler) is StaticSampler:
+        decision = getattr(sampler, "_decision", None)
+        return (decision,) * 5 if isinstance(decision, Decision) else None
+    if type(sampler) is ParentBased:
+        decisions = [getattr(getattr(sampler, name, None), "_decision", None) for name in _DELEGATES]
+        delegates_static = all(type(getattr(sampler, name, None)) is StaticSampler for name in _DELEGATES)
+        if delegates_static and all(isinstance(d, Decision) for d in decisions):
+            return tuple(decisions)  # type: ignore[arg-type]  # all Decision, checked just above
+    return None
+
+
 class Recorder:
     """What a request span needs from the SDK tracer, looked up once per application."""
 
-    __slots__ = ("tracer", "scope", "limits")
+    __slots__ = ("tracer", "scope", "limits", "_sampler", "_decisions")
 
     def __init__(self, tracer: SdkTracer, scope: InstrumentationScope) -> None:
         self.tracer = tracer
@@ -60,6 +93,9 @@ class Recorder:
         # The provider's limits (OTEL_SPAN_*/OTEL_ATTRIBUTE_* or span_limits=) apply to what the app adds.
         limits = getattr(tracer, "_span_limits", None)
         self.limits = limits if isinstance(limits, SpanLimits) else SpanLimits()
+        # Valid while tracer.sampler is still this object (checked per request: it is a plain attribute).
+        self._sampler = tracer.sampler
+        self._decisions = _static_decisions(tracer.sampler)
 
     def start(
         self,
@@ -70,7 +106,10 @@ class Recorder:
         random_trace_id: bool,
         attributes: dict[str, Any],
     ) -> trace.Span:
-        """Start the server span: ``trace_id`` is used when there is no valid parent."""
+        """Start the server span: ``trace_id`` is used when there is no valid parent.
+
+        ``attributes`` is handed over: the span may keep this very dict.
+        """
         tracer = self.tracer
         if not tracer._is_enabled():  # a tracer configurator switched our scope off
             return NonRecordingSpan(parent_sc)
@@ -78,17 +117,33 @@ class Recorder:
         if has_parent:
             trace_id = parent_sc.trace_id
             random_trace_id = parent_sc.trace_flags.random_trace_id
-        result = tracer.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, attributes, ())
-        sampled = result.decision is Decision.RECORD_AND_SAMPLE
+        decisions = self._decisions
+        if decisions is not None and tracer.sampler is self._sampler:
+            # What the static sampler would return: its decision, our attributes, the parent's state.
+            if has_parent:
+                sampled_parent = parent_sc.trace_flags.sampled
+                if parent_sc.is_remote:
+                    decision = decisions[_REMOTE_SAMPLED if sampled_parent else _REMOTE_NOT_SAMPLED]
+                else:
+                    decision = decisions[_LOCAL_SAMPLED if sampled_parent else _LOCAL_NOT_SAMPLED]
+                trace_state = parent_sc.trace_state
+            else:
+                decision = decisions[_ROOT]
+                trace_state = None
+        else:
+            result = tracer.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, attributes, ())
+            decision = result.decision
+            trace_state = result.trace_state
+            # What the sampler returns is what the span records (it may add or rewrite): a read-only view, so copy.
+            attributes = dict(result.attributes)
+        sampled = decision is Decision.RECORD_AND_SAMPLE
         if random_trace_id:
             flags = _SAMPLED_RANDOM if sampled else _NOT_SAMPLED_RANDOM
         else:
             flags = _SAMPLED if sampled else _NOT_SAMPLED
-        context = SpanContext(trace_id, tracer.id_generator.generate_span_id(), False, flags, result.trace_state)
-        if result.decision is Decision.DROP:
+        context = SpanContext(trace_id, tracer.id_generator.generate_span_id(), False, flags, trace_state)
+        if decision is Decision.DROP:
             return NonRecordingSpan(context)
-        # What the sampler returns is what the span records (it may add or rewrite): a read-only view, so copy.
-        attributes = dict(result.attributes)
         span = RequestSpan(self, name, context, parent_sc if has_parent else None, attributes)
         # Processors are typed for the SDK Span; they get the same API and read properties.
         tracer.span_processor.on_start(span, parent_context=parent)  # type: ignore[arg-type]
@@ -196,6 +251,14 @@ class RequestSpan(trace.Span):
         if self._end_time is None:
             self._attributes.update(attributes)
 
+    def end_with(self, attributes: Mapping[str, Any]) -> None:
+        """``set_own_attributes(attributes)`` then ``end()``: the request's last step, in one call."""
+        if self._end_time is None:
+            self._attributes.update(attributes)
+            self.end()
+        else:
+            _log.debug("otel-corr: end() called on an ended span")
+
     def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
         if self._end_time is not None:
             return
@@ -258,7 +321,8 @@ class RequestSpan(trace.Span):
         self._end_time = end_time if end_time is not None else time_ns()
         recorder = self._recorder
         tracer = recorder.tracer
-        attributes = self._merged()
+        added = self._added
+        attributes = {**self._attributes, **added} if added else self._attributes  # as _merged(), inline
         cap = recorder.limits.max_span_attribute_length
         if cap is not None:  # OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT applies to ours too
             attributes = {k: v[:cap] if isinstance(v, str) else v for k, v in attributes.items()}

@@ -85,10 +85,13 @@ class CorrelationMiddleware:
         carrier: dict[str, str] = {}
         wanted = rt.wanted_headers()  # None: every header (capture is configured)
         for raw_key, raw_value in scope["headers"]:
-            if not raw_key.islower():  # ASGI servers lower-case names; be safe with those that do not
-                raw_key = raw_key.lower()
-            if wanted is not None and raw_key not in wanted:
-                continue
+            # ASGI servers lower-case names; be safe with those that do not.  The names in
+            # wanted are lower-case, so a name found there needs no check.
+            if wanted is None or raw_key not in wanted:
+                if not raw_key.islower():
+                    raw_key = raw_key.lower()
+                if wanted is not None and raw_key not in wanted:
+                    continue
             key = raw_key.decode("latin-1")
             value = raw_value.decode("latin-1")
             carrier[key] = f"{carrier[key]},{value}" if key in carrier else value
@@ -130,7 +133,7 @@ class CorrelationMiddleware:
             extra = [(header_key, encoded_id)]
             if s.trace_response:
                 extra.append((b"traceresponse", rt.trace_response(span).encode("latin-1")))
-            drop = {name for name, _ in extra}
+            drop = rt.response_header_names
         except BaseException:
             finish_span(span, None, None, method, None)
             otel_context.detach(token)

@@ -6,8 +6,12 @@ import uuid
 
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanContext
 
-from otel_corr._ids import is_safe_header_value, is_valid_request_id, trace_id_of
+from otel_corr._context import bind_request_id, get_request_id, hex_ids, request_context, seed_hex_ids
+from otel_corr._ids import format_span_id, format_trace_id, is_safe_header_value, is_valid_request_id, trace_id_of
 
 _ALLOWED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
 
@@ -59,3 +63,25 @@ def test_trace_id_of_never_raises(value: str) -> None:
     """Mapping any string to a trace ID never raises and yields a 128-bit value or None."""
     result = trace_id_of(value)
     assert result is None or 0 < result < 2**128
+
+
+@given(st.integers(0, 2**128 - 1), st.integers(0, 2**64 - 1))
+def test_hex_ids_are_the_formatted_ids(trace_id: int, span_id: int) -> None:
+    """Formatted once and remembered for the last span context: always the same digits as format()."""
+    sc = SpanContext(trace_id, span_id, False)
+    expected = (format(trace_id, "032x"), format(span_id, "016x"))
+    assert hex_ids(sc) == expected and hex_ids(sc) == expected
+    other = SpanContext(trace_id, span_id, False)  # equal, but another object: formatted afresh
+    seed_hex_ids(other, expected[0])
+    assert hex_ids(other) == expected and hex_ids(sc) == expected
+    assert (format_trace_id(trace_id), format_span_id(span_id)) == expected
+
+
+def test_request_context_is_the_two_step_context() -> None:
+    """One copy of the parent with the span and the request ID, as set_span_in_context + bind_request_id."""
+    parent = otel_context.set_value("other", 1, otel_context.Context())
+    span = trace.NonRecordingSpan(SpanContext(1, 2, False))
+    ours = request_context(parent, span, "req-1")
+    assert ours == bind_request_id("req-1", trace.set_span_in_context(span, parent))
+    assert type(ours) is otel_context.Context and trace.get_current_span(ours) is span
+    assert get_request_id(ours) == "req-1" and parent == {"other": 1}

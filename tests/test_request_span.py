@@ -21,12 +21,22 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
-from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    DEFAULT_OFF,
+    DEFAULT_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 
 import otel_corr
 from otel_corr._config import resolve_settings
 from otel_corr._request import Runtime, finish_span
+from otel_corr._span import RequestSpan, recorder_for
 
 _ODD = object()
 UUID = "0af76519-16cd-43dd-8448-eb211c80319c"
@@ -160,6 +170,52 @@ async def test_the_providers_sampler_decides() -> None:
     assert r.json()["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
+_PARENTS = [
+    trace.INVALID_SPAN_CONTEXT,
+    SpanContext(0x4BF9, 0x00F0, True, TraceFlags(1), TraceState([("v", "1")])),
+    SpanContext(0x4BF9, 0x00F0, True, TraceFlags(0), TraceState([("v", "2")])),
+    SpanContext(0x4BF9, 0x00F0, False, TraceFlags(1)),
+    SpanContext(0x4BF9, 0x00F0, False, TraceFlags(0)),
+]
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [ALWAYS_ON, ALWAYS_OFF, DEFAULT_ON, DEFAULT_OFF, ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON)],
+)
+@pytest.mark.parametrize("parent_sc", _PARENTS)
+def test_static_samplers_decide_as_if_called(sampler: Sampler, parent_sc: SpanContext) -> None:
+    # For the SDK's static samplers the decision is looked up, not asked (see _span.py): it must be
+    # what calling the sampler gives, for every kind of parent.
+    class Fixed(IdGenerator):
+        def generate_span_id(self) -> int:
+            return 0xABC
+
+        def generate_trace_id(self) -> int:
+            return 0x1234
+
+    tracer = TracerProvider(sampler=sampler, id_generator=Fixed()).get_tracer("t")
+    parent = trace.set_span_in_context(NonRecordingSpan(parent_sc), otel_context.Context())
+    spans = []
+    for lookup in (True, False):
+        recorder = recorder_for(tracer, InstrumentationScope("t"))
+        assert recorder is not None and (recorder._decisions is not None)
+        if not lookup:
+            recorder._decisions = None  # the general path: the sampler is called
+        spans.append(recorder.start("GET", parent, parent_sc, 0x1234, True, {"a": 1}))
+    looked_up, called = spans
+    assert type(looked_up) is type(called)
+    assert looked_up.get_span_context() == called.get_span_context()
+    if isinstance(called, RequestSpan):
+        assert isinstance(looked_up, RequestSpan) and looked_up.attributes == called.attributes == {"a": 1}
+
+
+def test_other_samplers_are_called() -> None:
+    for sampler in (TraceIdRatioBased(0.5), ParentBased(TraceIdRatioBased(0.5))):
+        recorder = recorder_for(TracerProvider(sampler=sampler).get_tracer("t"), InstrumentationScope("t"))
+        assert recorder is not None and recorder._decisions is None
+
+
 async def test_span_limits_bound_our_attributes_and_the_apps() -> None:
     sdk = _sdk(span_limits=SpanLimits(max_span_attribute_length=6, max_span_attributes=14))
     async with _client(_app(sdk)) as c:
@@ -220,3 +276,32 @@ def test_after_end_the_span_ignores_changes() -> None:
     assert exported.name == "GET" and "late" not in exported.attributes and exported.events == ()
     assert exported.attributes["request.id"] == request_id
     assert not span.is_recording()
+
+
+def test_extract_is_skipped_only_for_the_w3c_propagators_without_their_headers() -> None:
+    from opentelemetry import baggage, propagate
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    class Always(TraceContextTextMapPropagator):  # a subclass may read anything: always asked
+        def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> otel_context.Context:
+            return baggage.set_baggage("from", "always", otel_context.Context())
+
+    runtime = Runtime(resolve_settings({}), _sdk().provider)
+    saved = propagate.get_global_textmap()
+    try:
+        for propagator, expected in [
+            (CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]), None),
+            (CompositePropagator([W3CBaggagePropagator(), Always()]), "always"),
+            (Always(), "always"),
+        ]:
+            propagate.set_global_textmap(propagator)
+            _, _, token = runtime.begin({"host": "h"}, "GET", {})
+            assert baggage.get_baggage("from") == expected
+            otel_context.detach(token)
+            _, _, token = runtime.begin({"baggage": "from=header"}, "GET", {})
+            assert baggage.get_baggage("from") == (expected or "header")
+            otel_context.detach(token)
+    finally:
+        propagate.set_global_textmap(saved)

@@ -23,7 +23,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from .._context import _REQUEST_ID_KEY
+from .._context import _REQUEST_ID_KEY, hex_ids
 
 __all__ = ["FIELDS", "MISSING", "install", "service_name", "set_service_name", "stamp", "uninstall"]
 
@@ -48,7 +48,7 @@ _current_span = trace.get_current_span
 def _ids_of(ctx: otel_context.Context) -> tuple[str, str, str, tuple[str, str] | None]:
     sc = _current_span(ctx).get_span_context()
     if sc.is_valid:
-        trace_id, span_id = format(sc.trace_id, "032x"), format(sc.span_id, "016x")
+        trace_id, span_id = hex_ids(sc)  # usually formatted already, for traceresponse
     else:
         trace_id = span_id = MISSING
     task = ctx.get(_TASK_KEY) if _TASK_KEY else None

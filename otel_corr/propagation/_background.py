@@ -13,12 +13,14 @@ ID" would become two.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
 
 from .._context import get_request_id
 from .._ids import REQUEST_ID_ATTRIBUTE
+from ._import_hooks import when_imported
 from ._tracing import tracer
 
 __all__ = ["install", "uninstall"]
@@ -51,16 +53,21 @@ def _wrap(original: Any) -> Any:
     return __call__
 
 
-def install() -> bool:
+def install() -> None:
+    """Wrap ``BackgroundTask.__call__`` now if Starlette is imported, else when it is.
+
+    Never imports Starlette itself: an app that does not use it (a raw ASGI or WSGI app)
+    would pay starlette and anyio in memory (about 1 MB) for nothing.
+    """
+    when_imported("starlette.background", _patch)
+
+
+def _patch(module: ModuleType) -> None:
     global _original
-    try:
-        from starlette.background import BackgroundTask
-    except ImportError:
-        return False
     if _original is None:
-        _original = BackgroundTask.__call__
-        BackgroundTask.__call__ = _wrap(_original)  # type: ignore[method-assign]
-    return True
+        background_task = module.BackgroundTask
+        _original = background_task.__call__
+        background_task.__call__ = _wrap(_original)
 
 
 def uninstall() -> None:
