@@ -109,35 +109,39 @@ def test_sigkill_mid_ingest_loses_no_acknowledged_batch(tmp_path: Path) -> None:
     lock = threading.Lock()
     for run in range(3):
         serve = Serve(tmp_path, db, run)
-        if run:  # the previous run's acknowledged traces survived the kill
-            conn = sqlite3.connect(db)
-            try:
-                assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-            finally:
-                conn.close()
-            assert _missing(serve.port, acked) == [], f"run {run}: acknowledged traces lost"
-        before = len(acked)
-        stop = threading.Event()
-        senders = [
-            threading.Thread(target=_send, args=(serve.otlp, run * 100 + i, acked, lock, stop), daemon=True)
-            for i in range(SENDERS)
-        ]
-        for t in senders:
-            t.start()
-        # Kill at a random moment once batches are flowing, so some are queued or mid-commit.
-        deadline = time.monotonic() + 30
-        while len(acked) < before + 10 * TRACES_PER_BODY and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(random.uniform(0.05, 0.5))
-        os.kill(serve.server.proc.pid, signal.SIGKILL)
-        serve.server.proc.wait(10)
-        stop.set()
-        for t in senders:
-            t.join(30)
-        serve.server.stop()
-        assert len(acked) >= before + 10 * TRACES_PER_BODY, "too few batches acknowledged before the kill"
-        new = len(acked) - before
-        print(f"kill {run + 1}: {new // TRACES_PER_BODY} batches ({new * SPANS_PER_TRACE} spans) acked, then SIGKILL")
+        try:
+            if run:  # the previous run's acknowledged traces survived the kill
+                conn = sqlite3.connect(db)
+                try:
+                    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+                finally:
+                    conn.close()
+                assert _missing(serve.port, acked) == [], f"run {run}: acknowledged traces lost"
+            before = len(acked)
+            stop = threading.Event()
+            senders = [
+                threading.Thread(target=_send, args=(serve.otlp, run * 100 + i, acked, lock, stop), daemon=True)
+                for i in range(SENDERS)
+            ]
+            for t in senders:
+                t.start()
+            # Kill at a random moment once batches are flowing, so some are queued or mid-commit.
+            deadline = time.monotonic() + 30
+            while len(acked) < before + 10 * TRACES_PER_BODY and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(random.uniform(0.05, 0.5))
+            os.kill(serve.server.proc.pid, signal.SIGKILL)
+            serve.server.proc.wait(10)
+            stop.set()
+            for t in senders:
+                t.join(30)
+            assert len(acked) >= before + 10 * TRACES_PER_BODY, "too few batches acknowledged before the kill"
+            new = len(acked) - before
+            print(
+                f"kill {run + 1}: {new // TRACES_PER_BODY} batches ({new * SPANS_PER_TRACE} spans) acked, then SIGKILL"
+            )
+        finally:
+            serve.server.stop()  # also when an assertion above failed: no server left behind
     final = Serve(tmp_path, db, 3)
     try:
         conn = sqlite3.connect(db)
