@@ -160,3 +160,20 @@ def test_background_span_is_child_and_server_span_ends_first(capture: Capture) -
     background = [s for s in capture.spans() if s.name.startswith("BackgroundTask")][0]
     assert background.parent.span_id == server.context.span_id
     assert background.start_time >= server.end_time
+
+
+def test_clients_are_patched_when_imported_later_and_never_imported_by_us() -> None:
+    # A fresh interpreter: the import hook must wait for the module, patch it on its first import,
+    # and otel_corr itself must not drag in heavy standard modules it does not use.
+    code = (
+        "import sys, otel_corr\n"
+        "from otel_corr.propagation._import_hooks import when_imported\n"
+        "heavy = [m for m in ('requests', 'httpx', 'aiohttp', 'tempfile', 'importlib.resources') if m in sys.modules]\n"
+        "seen = []\n"
+        "when_imported('colorsys', lambda m: seen.append(m.__name__))\n"
+        "assert 'colorsys' not in sys.modules and seen == []\n"
+        "import colorsys\n"
+        "print(heavy, seen)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[] ['colorsys']"

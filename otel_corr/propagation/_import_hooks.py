@@ -7,13 +7,18 @@ imported are patched at once; the others when (and if) they are imported.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    # Only for the types: at run time importlib.abc pulls in importlib.resources, tempfile,
+    # shutil, bz2 and lzma (about 1 MB of RSS) that nothing here needs; the import system only
+    # calls the methods below, it never checks these base classes.
+    import importlib.abc
+    import importlib.machinery
 
 __all__ = ["when_imported"]
 
@@ -22,7 +27,7 @@ _lock = threading.RLock()
 _busy = threading.local()
 
 
-class _Loader(importlib.abc.Loader):
+class _Loader:
     def __init__(self, inner: importlib.abc.Loader, name: str) -> None:
         self._inner = inner
         self._name = name
@@ -41,7 +46,7 @@ class _Loader(importlib.abc.Loader):
         return getattr(self._inner, name)
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
@@ -54,7 +59,7 @@ class _Finder(importlib.abc.MetaPathFinder):
                     continue
                 spec = finder.find_spec(fullname, path, target)
                 if spec is not None and spec.loader is not None:
-                    spec.loader = _Loader(spec.loader, fullname)
+                    spec.loader = cast("importlib.abc.Loader", _Loader(spec.loader, fullname))  # duck-typed, see above
                     return spec
             return None
         finally:
