@@ -110,15 +110,23 @@ def _upgrade_from_4(conn: sqlite3.Connection, path: Path) -> None:
     an interrupted upgrade leaves format 4, to be upgraded again on the next start.
     """
     _log.warning("otel-corr serve: upgrading %s to store format %d (once; large stores take a while)", path, 5)
-    with conn:
+    # An explicit transaction: the sqlite3 module would run the CREATE TABLE outside of one.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
         conn.execute(
-            "CREATE TABLE traces(trace_id BLOB NOT NULL, first_row INTEGER NOT NULL, request_id TEXT NOT NULL,"
-            " last_row INTEGER NOT NULL, PRIMARY KEY (trace_id, first_row, request_id)) WITHOUT ROWID"
+            "CREATE TABLE IF NOT EXISTS traces(trace_id BLOB NOT NULL, first_row INTEGER NOT NULL,"
+            " request_id TEXT NOT NULL, last_row INTEGER NOT NULL, PRIMARY KEY (trace_id, first_row, request_id))"
+            " WITHOUT ROWID"
         )
+        conn.execute("DELETE FROM traces")
         conn.execute("INSERT INTO traces SELECT trace_id, rowid, coalesce(request_id, ''), rowid FROM spans")
         conn.execute("DROP INDEX IF EXISTS spans_id")
         conn.execute("DROP INDEX IF EXISTS spans_request")
         conn.execute("PRAGMA user_version = 5")
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
