@@ -151,6 +151,27 @@ class Blackhole:
             conn.close()
 
 
+def wait_for_workers(url: str, workers: int, timeout: float = 60.0) -> set[int]:
+    """Ask ``/pid`` on a new connection each time until ``workers`` processes have answered.
+
+    uvicorn's port is open as soon as the first worker listens; a load started then hands every
+    keep-alive connection to that worker, and the others never serve a request.
+    """
+    import httpx
+
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(seen)} of {workers} workers answered in {timeout:.0f} s: {seen}")
+        try:
+            seen.add(int(httpx.get(f"{url}/pid", headers={"Connection": "close"}, timeout=5).json()["pid"]))
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.02)
+    return seen
+
+
 def request_ids(count: int, start: int = 0) -> list[str]:
     """A mix of the ID forms a client sends: UUIDs (some upper-case), 32 hex digits, arbitrary safe strings."""
     ids = []

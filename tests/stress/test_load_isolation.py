@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ..conftest import server_env
-from ._load import Serve, check, read_log_lines, request_ids, rss_kb, run_load
+from ._load import Serve, check, read_log_lines, request_ids, rss_kb, run_load, wait_for_workers
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +36,7 @@ def test_no_request_sees_another_requests_ids(tmp_path: Path, start_uvicorn: Any
             OTEL_BSP_SCHEDULE_DELAY="500",
         )
         server = start_uvicorn(env, "tests.apps.stress_app:app", "--workers", "2", "--log-level", "warning")
+        wait_for_workers(server.url, 2)
         ids = request_ids(WARMUP + REQUESTS)
         warm = run_load(server.url, ids[:WARMUP])
         pids = {r.body["pid"] for r in warm if r.body}
