@@ -246,13 +246,8 @@ class RequestSpan(trace.Span):
             )
         added[key] = value
 
-    def set_own_attributes(self, attributes: Mapping[str, Any]) -> None:
-        """Attributes built by otel-corr itself (already bounded): no validation pass."""
-        if self._end_time is None:
-            self._attributes.update(attributes)
-
     def end_with(self, attributes: Mapping[str, Any]) -> None:
-        """``set_own_attributes(attributes)`` then ``end()``: the request's last step, in one call."""
+        """Add attributes built by otel-corr itself (already bounded: no validation pass), then end."""
         if self._end_time is None:
             self._attributes.update(attributes)
             self.end()
@@ -321,8 +316,7 @@ class RequestSpan(trace.Span):
         self._end_time = end_time if end_time is not None else time_ns()
         recorder = self._recorder
         tracer = recorder.tracer
-        added = self._added
-        attributes = {**self._attributes, **added} if added else self._attributes  # as _merged(), inline
+        attributes = self._merged()
         cap = recorder.limits.max_span_attribute_length
         if cap is not None:  # OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT applies to ours too
             attributes = {k: v[:cap] if isinstance(v, str) else v for k, v in attributes.items()}
@@ -344,9 +338,8 @@ class RequestSpan(trace.Span):
         tracer.span_processor.on_end(readable)
 
     def _merged(self) -> dict[str, Any]:
-        if self._added is None or not self._added:
-            return self._attributes
-        return {**self._attributes, **self._added}
+        added = self._added
+        return {**self._attributes, **added} if added else self._attributes
 
     def __repr__(self) -> str:
         return f'RequestSpan(name="{self._name}", context={self._context})'
