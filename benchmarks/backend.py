@@ -1077,19 +1077,20 @@ def storage(backend: Backend, workload: Workload, samples: Samples) -> Storage:
         detail_avg = float(conn.execute("SELECT avg(length(detail)) FROM spans").fetchone()[0] or 0)
         ref = samples.short[0]
         start = workload.end_ns - SEARCH_WINDOW_NS
+        from otel_corr.server._store import _RANGES as RANGES
+        from otel_corr.server._store import _REQUEST_RANGES as REQUEST_RANGES
+
         queries = [
             # The store's queries (otel_corr/server/_store.py: trace, traces_for_request, search).
             (
                 "trace",
-                "SELECT * FROM spans s JOIN resources r ON r.id = s.resource_id JOIN (SELECT DISTINCT first_row,"
-                " last_row, trace_id FROM traces WHERE trace_id = ?1) t ON s.rowid BETWEEN t.first_row AND t.last_row"
-                " WHERE s.trace_id = ?1 ORDER BY s.start_ns, s.rowid",
+                f"SELECT * FROM spans s JOIN resources r ON r.id = s.resource_id JOIN ({RANGES} WHERE trace_id = ?1) t"
+                " ON s.rowid BETWEEN t.first_row AND t.last_row WHERE s.trace_id = ?1 ORDER BY s.start_ns, s.rowid",
                 (ref.trace_id,),
             ),
             (
                 "request",
-                "SELECT t.trace_id, max(s.start_ns) m FROM (SELECT DISTINCT first_row, last_row, trace_id FROM traces"
-                " WHERE request_id = ? AND request_id != '') t CROSS JOIN spans s"
+                f"SELECT t.trace_id, max(s.start_ns) m FROM {REQUEST_RANGES} CROSS JOIN spans s"
                 " ON s.rowid BETWEEN t.first_row AND t.last_row"
                 " AND s.trace_id = t.trace_id GROUP BY t.trace_id ORDER BY m DESC LIMIT 20",
                 (ref.request_id,),
