@@ -47,11 +47,12 @@ from _common import REPO_DIR, package_versions, render_table, source_state
 sys.path.insert(0, str(REPO_DIR))
 
 from tests.collector import free_port
-from tests.conftest import Server, server_env
+from tests.conftest import Server
 from tests.stress._load import (
     Blackhole,
     Result,
     Serve,
+    app_env,
     check,
     percentile,
     read_log_lines,
@@ -65,14 +66,7 @@ APP = "tests.apps.stress_app:app"
 
 def start_server(workdir: Path, endpoint: str, **extra: str) -> Server:
     port = free_port()
-    env = server_env(
-        None,
-        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
-        OTEL_SERVICE_NAME="stress",
-        OTEL_CORR_LOG_FORMAT="json",
-        OTEL_CORR_LOG_FILE=str(workdir / "logs" / "app.log"),
-        **extra,
-    )
+    env = app_env(endpoint, workdir / "logs", OTEL_SERVICE_NAME="stress", **extra)
     argv = [sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--workers", "2", "--log-level", "warning"]
     return Server(argv, env, workdir / "uvicorn.log", port)

@@ -41,6 +41,19 @@ WORK_ROUTE = "GET /work/{n}"
 _ACCESS_PATH = re.compile(r"^/work/(\d+)$")
 
 
+def app_env(endpoint: str, logs: Path, **extra: str) -> dict[str, str]:
+    """The stress app's environment: spans to ``endpoint``, JSON log lines to ``logs/app.log``."""
+    from ..conftest import server_env
+
+    return server_env(
+        None,
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_CORR_LOG_FORMAT="json",
+        OTEL_CORR_LOG_FILE=str(logs / "app.log"),
+        **extra,
+    )
+
+
 class Serve:
     """``otel-corr serve`` on free loopback ports with its store in ``workdir``."""
 

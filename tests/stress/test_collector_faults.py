@@ -26,8 +26,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 from otel_corr._export import GuardedSpanExporter, guard_log_exporter
 
 from ..collector import free_port
-from ..conftest import Capture, server_env
-from ._load import Blackhole, Serve, check, read_log_lines, request_ids, run_load
+from ..conftest import Capture
+from ._load import Blackhole, Serve, app_env, check, read_log_lines, request_ids, run_load
 
 _DROPPED = re.compile(r"(\d+) spans dropped")
 
@@ -133,14 +133,7 @@ def test_collector_killed_mid_run(tmp_path: Path, start_uvicorn: Any) -> None:
     one warning with a count per worker, spans sent after the restart arrive."""
     serve = Serve(tmp_path)
     logs = tmp_path / "logs"
-    env = server_env(
-        None,
-        OTEL_EXPORTER_OTLP_ENDPOINT=serve.http_endpoint,
-        OTEL_EXPORTER_OTLP_TIMEOUT="2",
-        OTEL_BSP_SCHEDULE_DELAY="200",
-        OTEL_CORR_LOG_FORMAT="json",
-        OTEL_CORR_LOG_FILE=str(logs / "app.log"),
-    )
+    env = app_env(serve.http_endpoint, logs, OTEL_EXPORTER_OTLP_TIMEOUT="2", OTEL_BSP_SCHEDULE_DELAY="200")
     try:
         server = start_uvicorn(env, "tests.apps.stress_app:app", "--workers", "2", "--log-level", "warning")
         ids = request_ids(6_000)
@@ -180,14 +173,12 @@ def test_blackhole_collector(tmp_path: Path, start_uvicorn: Any) -> None:
     exits within the shutdown bound."""
     hole = Blackhole()
     logs = tmp_path / "logs"
-    env = server_env(
-        None,
-        OTEL_EXPORTER_OTLP_ENDPOINT=hole.endpoint,
+    env = app_env(
+        hole.endpoint,
+        logs,
         OTEL_EXPORTER_OTLP_TIMEOUT="2",
         OTEL_CORR_SHUTDOWN_TIMEOUT="3",
         OTEL_BSP_SCHEDULE_DELAY="200",
-        OTEL_CORR_LOG_FORMAT="json",
-        OTEL_CORR_LOG_FILE=str(logs / "app.log"),
     )
     try:
         server = start_uvicorn(env, "tests.apps.stress_app:app", "--workers", "2", "--log-level", "warning")

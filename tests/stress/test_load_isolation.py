@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import server_env
-from ._load import Serve, check, read_log_lines, request_ids, rss_kb, run_load, wait_for_workers
+from ._load import Serve, app_env, check, read_log_lines, request_ids, rss_kb, run_load, wait_for_workers
 
 pytestmark = pytest.mark.e2e
 
@@ -27,14 +26,7 @@ def test_no_request_sees_another_requests_ids(tmp_path: Path, start_uvicorn: Any
     serve = Serve(tmp_path)
     logs = tmp_path / "logs"
     try:
-        env = server_env(
-            None,
-            OTEL_EXPORTER_OTLP_ENDPOINT=serve.http_endpoint,
-            OTEL_SERVICE_NAME="stress",
-            OTEL_CORR_LOG_FORMAT="json",
-            OTEL_CORR_LOG_FILE=str(logs / "app.log"),
-            OTEL_BSP_SCHEDULE_DELAY="500",
-        )
+        env = app_env(serve.http_endpoint, logs, OTEL_SERVICE_NAME="stress", OTEL_BSP_SCHEDULE_DELAY="500")
         server = start_uvicorn(env, "tests.apps.stress_app:app", "--workers", "2", "--log-level", "warning")
         wait_for_workers(server.url, 2)
         ids = request_ids(WARMUP + REQUESTS)

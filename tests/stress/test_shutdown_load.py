@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import server_env
-from ._load import Serve, request_ids, run_load
+from ._load import Serve, app_env, request_ids, run_load
 
 pytestmark = pytest.mark.e2e
 
@@ -32,15 +31,13 @@ SLACK = 10.0
 
 def test_sigterm_under_load_loses_nothing_that_was_answered(tmp_path: Path, start_uvicorn: Any) -> None:
     serve = Serve(tmp_path)
-    env = server_env(
-        None,
-        OTEL_EXPORTER_OTLP_ENDPOINT=serve.http_endpoint,
+    env = app_env(
+        serve.http_endpoint,
+        tmp_path / "logs",
         OTEL_BSP_SCHEDULE_DELAY="60000",
         OTEL_BLRP_SCHEDULE_DELAY="60000",
         OTEL_LOGS_EXPORTER="otlp",
         OTEL_CORR_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT),
-        OTEL_CORR_LOG_FORMAT="json",
-        OTEL_CORR_LOG_FILE=str(tmp_path / "logs" / "app.log"),
     )
     try:
         server = start_uvicorn(
