@@ -54,6 +54,7 @@ from tests.stress._load import (
     Serve,
     app_env,
     check,
+    delivered,
     percentile,
     read_log_lines,
     request_ids,
@@ -270,12 +271,7 @@ def shutdown(args: argparse.Namespace) -> None:
             stop.set()
             thread.join(60)
             answered = [r for r in results if r.status != -1]
-            serve.wait_for(serve.span_count, len(answered), timeout=120)
-            serve.wait_for(lambda: len(serve.logs()), 3 * len(answered), timeout=120)
-            spans = Counter(rid for rid, _, _ in serve.spans())
-            logs = serve.logs()
-            app_logs = Counter(rid for rid, _, _, a in logs if a.get("n") is not None)
-            access = Counter(rid for rid, _, _, a in logs if a.get("status") == 200)
+            spans, app_logs, access = delivered(serve, len(answered), timeout=120)
             ours = [line["message"] for line in read_log_lines(work / "logs") if line.get("logger") == "otel_corr"]
         finally:
             server.stop()

@@ -41,6 +41,18 @@ WORK_ROUTE = "GET /work/{n}"
 _ACCESS_PATH = re.compile(r"^/work/(\d+)$")
 
 
+def delivered(serve: Serve, answered: int, timeout: float) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    """Once ``answered`` requests' spans and 3 log records each have arrived: per request ID, the
+    server spans, the app's own log records and the access log records the collector stored."""
+    serve.wait_for(serve.span_count, answered, timeout=timeout)
+    serve.wait_for(lambda: len(serve.logs()), 3 * answered, timeout=timeout)
+    spans = Counter(rid for rid, _, _ in serve.spans())
+    logs = serve.logs()
+    app_logs = Counter(rid for rid, _, _, attributes in logs if attributes.get("n") is not None)
+    access = Counter(rid for rid, _, _, attributes in logs if attributes.get("status") == 200)
+    return spans, app_logs, access
+
+
 def app_env(endpoint: str, logs: Path, **extra: str) -> dict[str, str]:
     """The stress app's environment: spans to ``endpoint``, JSON log lines to ``logs/app.log``."""
     from ..conftest import server_env

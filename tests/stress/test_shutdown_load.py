@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ._load import Serve, app_env, request_ids, run_load
+from ._load import Serve, app_env, delivered, request_ids, run_load
 
 pytestmark = pytest.mark.e2e
 
@@ -65,11 +65,7 @@ def test_sigterm_under_load_loses_nothing_that_was_answered(tmp_path: Path, star
         stop.set()
         client.join(60)
         answered = [r for r in results if r.status != -1]
-        serve.wait_for(serve.span_count, len(answered), timeout=60)
-        serve.wait_for(lambda: len(serve.logs()), 3 * len(answered), timeout=60)
-        spans = Counter(rid for rid, _, _ in serve.spans())
-        logs = Counter(rid for rid, _, _, attributes in serve.logs() if attributes.get("n") is not None)
-        access = Counter(rid for rid, _, _, attributes in serve.logs() if attributes.get("status") == 200)
+        spans, logs, access = delivered(serve, len(answered), timeout=60)
     finally:
         serve.stop()
 
