@@ -1,11 +1,12 @@
 """The ingest fast path (``span_rows``) against the readable reference decoder (``decode_spans``).
 
-``span_rows`` takes shortcuts for speed: the detail is a slice of one serialization rather
-than a serialization after clearing the column fields, the request ID and HTTP status are
-found in the bytes rather than by walking the attributes, and NULL travels as ""/0/empty.
+``span_rows`` takes shortcuts for speed: the detail is a slice of the span's bytes as the sender
+wrote them rather than a serialization after clearing the column fields, the request ID and HTTP
+status are looked up in the attributes read as a map, and NULL travels as ""/0/empty.
 Hypothesis builds spans with everything that could trip those shortcuts (trace states,
 non-ASCII and long names, zero times, the keys inside events and links, both status keys,
-every value type), and each row must say exactly what the reference decoder says.
+every value type), and each row must say exactly what the reference decoder says.  Spans encoded
+in ways no SDK writes them (fields out of order, defaults written out) must take the reference path.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
 
 from otel_corr.server import _otlp
-from otel_corr.server._otlp import decode_spans, span_rows
+from otel_corr.server._otlp import decode_spans, parse_spans, span_rows
 
 _KEYS = ["request.id", "http.response.status_code", "http.status_code", "url.path", "k"]
 
@@ -29,8 +30,8 @@ def _any_value(draw: st.DrawFn) -> AnyValue:
     kind = draw(st.sampled_from(["str", "digits", "int", "bool", "double", "bytes", "array"]))
     if kind == "str":
         return AnyValue(string_value=draw(st.text(max_size=300)))
-    if kind == "digits":
-        return AnyValue(string_value=str(draw(st.integers(0, 999))))
+    if kind == "digits":  # "²" and "٣" are digits to str.isdigit, not status codes
+        return AnyValue(string_value=draw(st.sampled_from(["²", "٣"]) | st.integers(0, 999).map(str)))
     if kind == "int":
         return AnyValue(int_value=draw(st.integers(-(2**63), 2**63 - 1)))
     if kind == "bool":
@@ -91,7 +92,7 @@ def test_rows_match_the_reference_decoder(spans: list[SpanMessage]) -> None:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_otlp, "_slim", counted_slim)
-        rows = span_rows(ExportTraceServiceRequest.FromString(body), lambda digest, service: 1).rows
+        rows = span_rows(parse_spans(body, "application/x-protobuf"), lambda digest, service: 1).rows
     # The shortcut is taken for every span without a trace state (else this test would prove nothing).
     assert len(slow) == sum(1 for s in spans if s.trace_state)
 
@@ -114,3 +115,65 @@ def test_rows_match_the_reference_decoder(spans: list[SpanMessage]) -> None:
         assert row[11] == span.scope
         assert bytes(row[12]) == span.raw
         assert null(row[13]) == span.http_status
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field, the payload's bytes exactly as given."""
+    size, length = len(payload), b""
+    while size >= 0x80:
+        length += bytes([0x80 | (size & 0x7F)])
+        size >>= 7
+    return bytes([number << 3 | 2]) + length + bytes([size]) + payload
+
+
+def _canonical_span() -> SpanMessage:
+    return SpanMessage(
+        trace_id=bytes(range(1, 17)),
+        span_id=bytes(range(1, 9)),
+        parent_span_id=bytes(range(2, 10)),
+        name="GET /orders",
+        kind=2,
+        start_time_unix_nano=10,
+        end_time_unix_nano=20,
+        attributes=[
+            KeyValue(key="request.id", value=AnyValue(string_value="req-1")),
+            KeyValue(key="http.response.status_code", value=AnyValue(int_value=404)),
+        ],
+        status={"code": 2, "message": "boom"},
+    )
+
+
+def _reordered() -> bytes:
+    """The attributes first, then the column fields: valid protobuf (fields may come in any order)."""
+    span = _canonical_span()
+    attributes = SpanMessage(attributes=span.attributes).SerializeToString()
+    span.ClearField("attributes")
+    return attributes + span.SerializeToString()
+
+
+def _default_written_out() -> bytes:
+    """kind = 0 written out (a proto3 encoder leaves it out) between the name and the start time."""
+    span = _canonical_span()
+    span.kind = 0
+    raw = span.SerializeToString()
+    name_end = raw.index(b"GET /orders") + len("GET /orders")
+    return raw[:name_end] + b"\x30\x00" + raw[name_end:]
+
+
+def _long_length_varint() -> bytes:
+    """The name's length as a two-byte varint (valid, though no encoder writes it so)."""
+    raw = _canonical_span().SerializeToString()
+    return raw.replace(b"\x2a\x0bGET /orders", b"\x2a\x8b\x00GET /orders")
+
+
+@pytest.mark.parametrize("encode", [_reordered, _default_written_out, _long_length_varint])
+def test_spans_not_encoded_canonically_take_the_reference_path(encode: Any) -> None:
+    """The detail is sliced from the sender's bytes only when the column fields are exactly a prefix."""
+    span_bytes = encode()
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.append(SpanMessage.FromString(span_bytes))
+    (expected,), _, _ = decode_spans(request)
+    body = _field(1, _field(2, _field(2, span_bytes)))  # request > resource spans > scope spans > span
+    (row,) = span_rows(parse_spans(body, "application/x-protobuf"), lambda digest, service: 1).rows
+    assert bytes(row[12]) == expected.raw  # the slice would have kept column fields, or cut an attribute
+    assert (row[5], row[6], row[10], row[13]) == (expected.name, expected.kind, "req-1", 404)

@@ -269,10 +269,48 @@ def test_search_services_operations_dependencies_v1_and_v3(backend: Backend) -> 
 BOMB = gzip.compress(b"\0" * (64 * 1024 * 1024))
 
 
+def _framed(field_tag: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (payloads here are under 128 bytes)."""
+    return bytes([field_tag, len(payload)]) + payload
+
+
+def _with_span(span: bytes) -> bytes:
+    """A well-formed ExportTraceServiceRequest around one span's bytes (which may be anything)."""
+    return _framed(0x0A, _framed(0x12, _framed(0x12, span)))
+
+
+def _protobuf_span(**fields: Any) -> bytes:
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
+
+    span = SpanMessage(trace_id=bytes.fromhex(TRACE), span_id=b"\x01" * 8, name="GET /", **fields)
+    return span.SerializeToString()  # type: ignore[no-any-return]
+
+
+def _bad_utf8_attribute() -> bytes:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    good = _protobuf_span(attributes=[KeyValue(key="k", value=AnyValue(string_value="zzzz"))])
+    return good.replace(b"zzzz", b"\xff\xfe\xfd\xfc")
+
+
 @pytest.mark.parametrize(
     ("body", "ctype", "headers", "status", "reason"),
     [
         (b"\x0a\xff\xff\xff\xff\x0f", "application/x-protobuf", {}, 400, "invalid OTLP protobuf"),
+        (
+            _with_span(b"\x0a\x10\xff"),
+            "application/x-protobuf",
+            {},
+            400,
+            "invalid OTLP protobuf: not an ExportTraceServiceRequest",
+        ),
+        (
+            _with_span(_bad_utf8_attribute()),
+            "application/x-protobuf",
+            {},
+            400,
+            "invalid OTLP protobuf: not an ExportTraceServiceRequest",
+        ),
         (b"{not json", "application/json", {}, 400, "invalid OTLP JSON"),
         (b"{}", "text/plain", {}, 400, "unsupported Content-Type"),
         (
@@ -304,6 +342,8 @@ BOMB = gzip.compress(b"\0" * (64 * 1024 * 1024))
     ],
     ids=[
         "garbage-protobuf",
+        "garbage-span",
+        "span-attribute-not-utf8",
         "garbage-json",
         "content-type",
         "truncated-gzip",
@@ -330,6 +370,22 @@ def test_bad_bodies_get_a_clear_4xx_and_nothing_is_stored(
     assert backend.get("/api/services").json()["data"] == []
     ok = backend.post("/v1/traces", json.dumps(_otlp_json()).encode(), "application/json")
     assert ok.status_code == 200 and backend.wait_trace(TRACE)
+
+
+def test_grpc_bad_bodies_are_invalid_argument(backend: Backend) -> None:
+    """OTLP/gRPC: an undecodable request or span is INVALID_ARGUMENT with the reason; then a good one is stored."""
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{backend.grpc}") as channel:
+        export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        for body in (b"\x0a\xff\xff\xff\xff\x0f", _with_span(b"\x0a\x10\xff"), _with_span(_bad_utf8_attribute())):
+            with pytest.raises(grpc.RpcError) as failed:
+                export(body, timeout=10)
+            assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "invalid OTLP protobuf" in failed.value.details()
+        assert backend.get("/api/services").json()["data"] == []
+        export(_with_span(_protobuf_span(start_time_unix_nano=1, end_time_unix_nano=2)), timeout=10)
+    assert [s["operationName"] for s in backend.wait_trace(TRACE)["spans"]] == ["GET /"]
 
 
 def test_partial_success_and_protobuf_response(backend: Backend) -> None:

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from ._ids import parse_trace_id
 from ._jaeger import v1_envelope, v1_error, v1_trace, v3_resource_spans
 from ._model import KIND_NAMES, Span
-from ._otlp import BadRequest, SpanBatch, TooLarge, decode_logs, decompress, parse_logs, parse_traces, span_row_steps
+from ._otlp import BadRequest, SpanBatch, TooLarge, decode_logs, decompress, parse_logs, parse_spans, span_row_steps
 from ._query import QueryError, go_duration_ns, rfc3339_ns, tags_param
 from ._store import Store, StoreFull
 from ._ui import SecurityHeaders, ui_routes
@@ -93,7 +93,7 @@ def build_app(store: Store, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
             ctype = request.headers.get("content-type", "")
             if kind == "traces":
                 batch = SpanBatch()
-                for _ in span_row_steps(parse_traces(raw, ctype), store.resource_id, batch, _DECODE_STEP):
+                for _ in span_row_steps(parse_spans(raw, ctype), store.resource_id, batch, _DECODE_STEP):
                     await asyncio.sleep(0)  # queries waiting on the loop run between steps
                 rejected, reason = batch.rejected, batch.reason
                 committed = store.submit(batch.rows, batch.resources)

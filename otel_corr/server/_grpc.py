@@ -7,9 +7,9 @@ from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from ._otlp import BadRequest, decode_logs, span_rows
+from ._otlp import BadRequest, decode_logs, parse_spans, span_rows
 from ._store import Store, StoreFull
 
 __all__ = ["start_grpc"]
@@ -23,13 +23,15 @@ def _committed(done: Future[None], context: Any) -> None:
         context.abort(grpc.StatusCode.UNAVAILABLE, "store could not commit, retry")
 
 
-class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
+class _Traces:
+    """TraceService.Export on the request's bytes (see :func:`start_grpc`)."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def Export(self, request: Any, context: Any) -> Any:
+    def Export(self, body: bytes, context: Any) -> Any:
         try:
-            batch = span_rows(request, self.store.resource_id)
+            batch = span_rows(parse_spans(body, "application/x-protobuf"), self.store.resource_id)
             rejected, reason = batch.rejected, batch.reason
             _committed(self.store.submit(batch.rows, batch.resources), context)
         except BadRequest as exc:
@@ -64,7 +66,13 @@ def start_grpc(store: Store, host: str, port: int, max_body: int) -> grpc.Server
         ThreadPoolExecutor(max_workers=4, thread_name_prefix="otel-corr-grpc"),
         options=[("grpc.max_receive_message_length", max_body)],
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(store), server)
+    # Traces are registered by hand, without a request deserializer: ingest parses each span from
+    # its own bytes (see _otlp.span_rows), and an undecodable body gets INVALID_ARGUMENT with the reason.
+    export = grpc.unary_unary_rpc_method_handler(
+        _Traces(store).Export, response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString
+    )
+    service = "opentelemetry.proto.collector.trace.v1.TraceService"
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": export}),))
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(store), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if server.add_insecure_port(address) == 0:

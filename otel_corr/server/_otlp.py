@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
 
 from .._ids import REQUEST_ID_ATTRIBUTE
 from ._model import LogRecord, Span
@@ -38,6 +37,7 @@ __all__ = [
     "span_rows",
     "expand",
     "parse_logs",
+    "parse_spans",
     "parse_traces",
 ]
 
@@ -177,21 +177,25 @@ _STATUS_KEYS = ("http.response.status_code", "http.status_code")
 _COLUMN_FIELDS = ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_time_unix_nano", "end_time_unix_nano")
 
 
-def _known(kvs: Any) -> tuple[str | None, int | None]:
-    """The request ID and HTTP status code (the store keeps both as columns), in one pass."""
+def _known_values(attributes: Any) -> tuple[str | None, int | None]:
+    """The request ID and HTTP status code (the store keeps both as columns) of a key -> AnyValue mapping."""
     request_id: str | None = None
-    statuses: dict[str, int] = {}
-    for kv in kvs:
-        key = kv.key
-        if key == REQUEST_ID_ATTRIBUTE:
-            value = _value(kv.value)
-            request_id = None if value is None else str(value)[:256] or None  # "" is no request ID
-        elif key in _STATUS_KEYS:
-            value = _value(kv.value)
-            if (isinstance(value, int) or (isinstance(value, str) and value.isdigit())) and int(value):
-                statuses[key] = int(value)  # 0 is no status
-    # The stable key wins over the old one when a span carries both.
-    return request_id, statuses.get(_STATUS_KEYS[0], statuses.get(_STATUS_KEYS[1]))
+    if REQUEST_ID_ATTRIBUTE in attributes:
+        value = _value(attributes[REQUEST_ID_ATTRIBUTE])
+        request_id = None if value is None else str(value)[:256] or None  # "" is no request ID
+    for key in _STATUS_KEYS:  # the stable key wins over the old one when a span carries both
+        if key in attributes:
+            value = _value(attributes[key])
+            if isinstance(value, str) and value.isascii() and value.isdigit():  # not "²", which int() refuses
+                value = int(value)
+            if isinstance(value, int) and value:  # 0 is no status
+                return request_id, value
+    return request_id, None
+
+
+def _known(kvs: Any) -> tuple[str | None, int | None]:
+    """:func:`_known_values` of a list of KeyValues (a key given twice: its last value, as in a map)."""
+    return _known_values({kv.key: kv.value for kv in kvs if kv.key == REQUEST_ID_ATTRIBUTE or kv.key in _STATUS_KEYS})
 
 
 def _slim(span: Any) -> bytes:
@@ -252,157 +256,154 @@ def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], int, s
     return spans, rejected, reason
 
 
-# --- the ingest path: SQL rows straight from the protobuf spans --------------------------------
+# --- the ingest path: SQL rows straight from each span's own bytes -------------------------------
 #
 # Why not decode_spans: a Span dataclass per span, a Python loop over every attribute to find
-# the two that have columns, and ByteSize() for the limits cost ~4x the parse itself.  Here each
-# span is read field by field into the store's row tuple; the attribute loop runs only for a span
-# whose serialized bytes contain one of the keys, and the limits are checked from the serialized
-# size (exact, see _CHECKED_ABOVE).
+# the two that have columns, and a serialization per span for its detail cost several times the
+# parse itself.  Here the body is parsed with message types of our own that match OTLP on the
+# wire but differ in two places (see _ingest_types): ScopeSpans.spans is kept as each span's raw
+# bytes, and a span's attributes are read as a map, so that the two keys with columns are looked
+# up in C.  Each span is then parsed on its own -- which validates it exactly as the full parse
+# would -- and its detail is a slice of its own bytes, with no serialization at all.
 
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 
 
-def _key_needle(key: str) -> bytes:
-    """How a KeyValue with this key starts on the wire: field 1 (tag 0x0a), length, UTF-8 bytes."""
-    raw = key.encode()
-    return b"\x0a" + bytes([len(raw)]) + raw  # every key here is shorter than 128 bytes: one length byte
+def _ingest_types() -> tuple[Any, Any]:
+    """Two views of ``ExportTraceServiceRequest`` for ingest: (heads, raw).
 
-
-_REQUEST_NEEDLE = _key_needle(REQUEST_ID_ATTRIBUTE)
-_STATUS_NEEDLES = tuple(_key_needle(k) for k in _STATUS_KEYS)
-# A key found in the bytes may sit in an event, a link, a nested value or inside a string: only
-# one framed as the span's own attribute counts (see _attribute_end).
-
-
-def _raw_attributes_class() -> Any:
-    """A message that reads a serialized ``Span``'s field 9 (attributes) as raw bytes, skipping the rest in C."""
+    Built from the installed opentelemetry-proto descriptors, so they follow its version.  In
+    the heads view each span is a ``SpanHead``: ``Span`` with ``attributes`` as a
+    ``map<string, AnyValue>`` (a ``KeyValue`` is a map entry on the wire: key 1, value 2; a key
+    given twice keeps its last value).  In the raw view ``ScopeSpans.spans`` is ``repeated bytes``:
+    each span's bytes as the sender wrote them.
+    """
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from opentelemetry.proto.common.v1 import common_pb2
+    from opentelemetry.proto.resource.v1 import resource_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
 
-    proto = descriptor_pb2.FileDescriptorProto(name="otel_corr_span_attributes.proto", package="otel_corr")
-    message = proto.message_type.add(name="SpanAttributes")
-    message.field.add(
-        name="attributes",
-        number=9,
-        type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
-        label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+    package = "otel_corr.ingest"
+    file = descriptor_pb2.FileDescriptorProto(
+        name="otel_corr/ingest.proto",
+        package=package,
+        syntax="proto3",  # strings are checked to be UTF-8, as in the real types
+        dependency=[m.DESCRIPTOR.name for m in (common_pb2, resource_pb2, trace_pb2)],
     )
-    pool = descriptor_pool.DescriptorPool()
-    return message_factory.GetMessageClass(pool.Add(proto).message_types_by_name["SpanAttributes"])
+
+    def copy(descriptor: Any, name: str, **retype: str | None) -> Any:
+        message = file.message_type.add()
+        descriptor.CopyToProto(message)
+        message.name = name
+        del message.nested_type[:], message.enum_type[:]  # fields name them fully qualified, so the originals
+        for field_ in message.field:
+            if field_.name in retype:
+                if retype[field_.name] is None:
+                    field_.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                    field_.ClearField("type_name")
+                else:
+                    field_.type_name = f".{package}.{retype[field_.name]}"
+        return message
+
+    head = copy(trace_pb2.Span.DESCRIPTOR, "SpanHead", attributes="SpanHead.AttributesEntry")
+    entry = head.nested_type.add(name="AttributesEntry")
+    entry.options.map_entry = True
+    for kv_field in (common_pb2.KeyValue.DESCRIPTOR.fields_by_number[n] for n in (1, 2)):  # a map entry has two
+        added_field = entry.field.add(
+            name=kv_field.name,
+            number=kv_field.number,
+            label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+            json_name=kv_field.json_name,
+        )
+        added_field.type = kv_field.type
+        if kv_field.message_type is not None:
+            added_field.type_name = f".{kv_field.message_type.full_name}"
+    for view, spans in (("", "SpanHead"), ("Raw", None)):
+        copy(trace_pb2.ScopeSpans.DESCRIPTOR, f"{view}ScopeSpans", spans=spans)
+        copy(trace_pb2.ResourceSpans.DESCRIPTOR, f"{view}ResourceSpans", scope_spans=f"{view}ScopeSpans")
+        copy(ExportTraceServiceRequest.DESCRIPTOR, f"{view}Request", resource_spans=f"{view}ResourceSpans")
+    added = descriptor_pool.Default().Add(file).message_types_by_name
+    return message_factory.GetMessageClass(added["Request"]), message_factory.GetMessageClass(added["RawRequest"])
 
 
-_SpanAttributes = _raw_attributes_class()
+_Heads, _Raw = _ingest_types()
 
 
-def _kv_value(kv: bytes, key_size: int) -> Any:
-    """The value of a serialized KeyValue whose key field takes ``key_size`` bytes.
+def parse_spans(body: bytes, content_type: str) -> tuple[Any, Any]:
+    """An OTLP trace export request as :func:`span_rows` reads it: (heads, raw), see :func:`_ingest_types`.
 
-    A short string or an int is read straight from the bytes (our own serialization, so well
-    formed); anything else goes through protobuf.
+    The heads view is a full parse (every string checked to be UTF-8, every nested message to
+    be well formed), so a body that passes it passes the reference parse too.
     """
-    n = key_size
-    if len(kv) > n + 3 and kv[n] == 0x12 and kv[n + 1] == len(kv) - n - 2:  # field 2, AnyValue, 1-byte length
-        tag = kv[n + 2]
-        if tag == 0x0A and kv[n + 3] == len(kv) - n - 4:  # string_value, 1-byte length
-            return kv[n + 4 :].decode(errors="replace")
-        if tag == 0x18:  # int_value: a varint to the end
-            value = 0
-            shift = 0
-            for b in kv[n + 3 :]:
-                value |= (b & 0x7F) << shift
-                shift += 7
-            return value - (1 << 64) if value >= 1 << 63 else value
+    if content_type.split(";")[0].strip().lower() == "application/x-protobuf":
+        try:
+            return _Heads.FromString(body), _Raw.FromString(body)
+        except DecodeError:
+            raise BadRequest(
+                "invalid OTLP protobuf: not an ExportTraceServiceRequest (corrupt wire format, or a string"
+                " that is not UTF-8)"
+            ) from None
+    # JSON (or an unsupported type, which parse_traces reports): through the real types, then their bytes.
+    body = parse_traces(body, content_type).SerializeToString()
+    return _Heads.FromString(body), _Raw.FromString(body)
+
+
+# Tags of the fields kept as columns (1, 2 and 4-8) and of the trace state (3): none may follow the prefix.
+_PREFIX_TAGS = frozenset(b"\x0a\x12\x1a\x22\x2a\x30\x39\x41")
+
+
+def _detail_offset(raw: bytes, parent: bytes, name: str, kind: int, start: int, end: int) -> int:
+    """Where a span's detail starts in its bytes: after the column fields; -1 if they are not a prefix.
+
+    The column fields (1 and 2, then 4-8; never 3, the trace state) come first in every encoder
+    we know of, as they are written in field-number order.  The detail -- what the store keeps
+    beyond its columns -- is then the rest of the span's bytes as they came.  Each column field is
+    checked to be where and as long as the parsed values say (``raw`` came from the sender, not
+    from us); anything else (another order, a default written out, a long varint) returns -1 and
+    the span takes the reference path.
+    """
     try:
-        return _value(KeyValue.FromString(kv).value)
-    except DecodeError:  # crafted bytes that only looked like an attribute
-        return None
+        if raw[0] != 0x0A or raw[1] != 16 or raw[18] != 0x12 or raw[19] != 8:
+            return -1
+        i = 28
+        if parent:
+            if raw[i] != 0x22 or raw[i + 1] != 8:
+                return -1
+            i += 10
+        if name:
+            size = len(name) if name.isascii() else len(name.encode())
+            if raw[i] != 0x2A:
+                return -1
+            if size < 0x80 and raw[i + 1] == size:
+                i += 2 + size
+            elif 0x80 <= size < 0x4000 and raw[i + 1] == 0x80 | (size & 0x7F) and raw[i + 2] == size >> 7:
+                i += 3 + size
+            else:
+                return -1
+        if kind:
+            if raw[i] != 0x30 or raw[i + 1] != kind:  # a kind over 127 (or negative) never matches
+                return -1
+            i += 2
+        if start:
+            if raw[i] != 0x39:
+                return -1
+            i += 9
+        if end:
+            if raw[i] != 0x41:
+                return -1
+            i += 9
+    except IndexError:
+        return -1
+    if i < len(raw) and raw[i] in _PREFIX_TAGS or i > len(raw):
+        return -1
+    return i
 
 
-# A span's own attribute is field 9: tag 0x4a, the KeyValue's length as a varint (at most three
-# bytes below MAX_VALUE_BYTES), then the KeyValue, whose key field comes first.  The same key in an
-# event (tag 0x1a), a link (0x22) or a nested value (0x0a) has another tag in front, so it is not
-# taken; only bytes crafted inside a string value could pass for an attribute, and the sender of
-# such a span could as well have set the attribute itself.  One C pass over the span finds every
-# candidate, and for the usual encodings (a short string, an int) captures the value too: field 2
-# (0x12, the AnyValue, one length byte), then a string (0x0a, its length) or an int (0x18, a varint).
-_FRAMED_KEYS = re.compile(
-    b"\x4a([\x80-\xff]{0,2}[\x00-\x7f])("
-    + b"|".join(re.escape(n) for n in (_REQUEST_NEEDLE, *_STATUS_NEEDLES))
-    + b")(?:\x12[\x00-\x7f](?:\x0a([\x00-\x7f])|\x18([\x80-\xff]{0,9}[\x00-\x7f])))?"
-)
-
-
-def _framed_value(detail: bytes, match: re.Match[bytes]) -> Any:
-    """The value of the attribute ``match`` found, or None if it is not framed as one."""
-    length, key, text_size, varint = match.groups()
-    start = match.start(2)
-    if len(length) == 1:
-        size = length[0]
-        if text_size is not None and size == len(key) + 4 + text_size[0]:
-            return detail[match.end() : match.end() + text_size[0]].decode(errors="replace")
-        if varint is not None and size == len(key) + 3 + len(varint):
-            value = 0
-            for shift, b in enumerate(varint):
-                value |= (b & 0x7F) << (7 * shift)
-            return value - (1 << 64) if value >= 1 << 63 else value
-    else:
-        size = sum((b & 0x7F) << (7 * i) for i, b in enumerate(length))
-    if start + size > len(detail):
-        return None
-    return _kv_value(detail[start : start + size], len(key))
-
-
-def _known_from_bytes(detail: bytes) -> tuple[str | None, int | None]:
-    """The request ID and HTTP status of a serialized span (both None for most spans)."""
-    if b"request.id" not in detail and b"status_code" not in detail:
-        return None, None  # most spans: two substring searches, cheaper than the regex's scan
-    request_id: str | None = None
-    statuses: dict[bytes, int] = {}
-    for match in _FRAMED_KEYS.finditer(detail):
-        value = _framed_value(detail, match)
-        if value is None:
-            continue
-        key = match.group(2)
-        if key == _REQUEST_NEEDLE:
-            if request_id is None:
-                request_id = str(value)[:256] or None  # "" is no request ID
-        elif (isinstance(value, int) or (isinstance(value, str) and value.isdigit())) and int(value):
-            statuses.setdefault(key, int(value))  # 0 is no status
-    if not statuses:
-        return request_id, None
-    # The stable key wins over the old one when a span carries both.
-    return request_id, statuses.get(_STATUS_NEEDLES[0], statuses.get(_STATUS_NEEDLES[1]))
-
-
-# The tags of the fields kept as columns (1, 2 and 4-8): a byte that can start the first field after them.
-_COLUMN_TAGS = frozenset(b"\x0a\x12\x22\x2a\x30\x39\x41")
-
-
-def _detail(s: Any, parent: bytes, name: str, kind: int, start: int, end: int) -> bytes:
-    """What :func:`_slim` returns, with one serialization and no ``ClearField`` calls.
-
-    Protobuf writes a message's fields in field-number order (upb and the pure-Python encoder
-    alike), so the column fields (1 and 2, then 4-8) are a prefix of the serialized span whose
-    length follows from their values; the detail is what follows it.  A span with a trace state
-    (field 3, inside that prefix) or an unusual kind takes the reference path; so does any span
-    whose bytes do not continue with a non-column field right after the computed prefix.
-    """
-    if s.trace_state or not 0 <= kind < 128:
-        return _slim(s)
-    raw: bytes = s.SerializeToString()
-    size = len(name) if name.isascii() else len(name.encode())
-    prefix = 28 + (10 if parent else 0) + (2 if kind else 0) + (9 if start else 0) + (9 if end else 0)
-    if size:
-        prefix += size + (2 if size < 128 else 1 + (size.bit_length() + 6) // 7)  # tag, varint length, bytes
-    if prefix < len(raw) and raw[prefix] in _COLUMN_TAGS or prefix > len(raw):
-        return _slim(s)
-    return raw[prefix:]
-
-
-# The limits of _check_limits hold for any span whose serialized detail is at most this size: each
-# attribute takes at least two bytes on the wire, and a value over the byte limit makes the span
-# bigger than that limit.  So only bigger spans are checked one by one.
+# The limits of _check_limits hold for any span whose detail is at most this size: each attribute
+# takes at least two bytes on the wire, and a value over the byte limit makes the span bigger than
+# that limit.  So only bigger spans are checked one by one.
 _CHECKED_ABOVE = 2 * MAX_ATTRIBUTES
+_REQUEST_KEY, _STATUS_KEY, _OLD_STATUS_KEY = REQUEST_ID_ATTRIBUTE, *_STATUS_KEYS
 
 
 @dataclass(slots=True)
@@ -425,11 +426,12 @@ def resource_key(attributes: dict[str, Any]) -> tuple[str, str]:
     return text, hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def span_rows(request: ExportTraceServiceRequest, resource_id: Callable[[str, str], int]) -> SpanBatch:
-    """The store's row for every valid span, in the column order of ``_store.SPAN_COLUMNS``.
+def span_rows(request: tuple[Any, Any], resource_id: Callable[[str, str], int]) -> SpanBatch:
+    """The store's row for every valid span of a :func:`parse_spans` request, in ``_store.SPAN_COLUMNS`` order.
 
-    ``resource_id(digest, service)`` gives the store's ID for a resource.  Invalid IDs reject the
-    whole request (:class:`BadRequest`); a span that ends before it starts is rejected alone.
+    ``resource_id(digest, service)`` gives the store's ID for a resource.  Invalid IDs or an
+    undecodable span reject the whole request (:class:`BadRequest`); a span that ends before it
+    starts is rejected alone.
     """
     batch = SpanBatch()
     for _ in span_row_steps(request, resource_id, batch, 1 << 62):
@@ -438,25 +440,26 @@ def span_rows(request: ExportTraceServiceRequest, resource_id: Callable[[str, st
 
 
 def span_row_steps(
-    request: ExportTraceServiceRequest, resource_id: Callable[[str, str], int], batch: SpanBatch, step: int
+    request: tuple[Any, Any], resource_id: Callable[[str, str], int], batch: SpanBatch, step: int
 ) -> Iterator[None]:
     """:func:`span_rows` into ``batch``, pausing (yielding) after every ``step`` spans.
 
     Why: the HTTP handler decodes on the event loop, where a 512-span body is several ms of CPU;
     giving the loop back every ``step`` spans lets a query that arrives meanwhile run in between.
     """
+    heads, raws = request
     rows = batch.rows
     append = rows.append
     count = 0
-    for rs in request.resource_spans:
+    for rs, raw_rs in zip(heads.resource_spans, raws.resource_spans, strict=True):
         resource = _attributes(rs.resource.attributes)
         service = str(resource.get("service.name") or "unknown_service")
         text, digest = resource_key(resource)
         rid = resource_id(digest, service)
         batch.resources.append((rid, digest, service, text))
-        for ss in rs.scope_spans:
+        for ss, raw_ss in zip(rs.scope_spans, raw_rs.scope_spans, strict=True):
             scope = f"{ss.scope.name}{SCOPE_SEPARATOR}{ss.scope.version}" if ss.scope.version else ss.scope.name
-            for s in ss.spans:
+            for s, raw in zip(ss.spans, raw_ss.spans, strict=True):
                 trace_id, span_id, parent = s.trace_id, s.span_id, s.parent_span_id
                 if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
                     _id(trace_id, 16, "traceId")
@@ -470,10 +473,18 @@ def span_row_steps(
                     batch.reason = "a span ends before it starts"
                     continue
                 name, kind, status = s.name, s.kind, s.status.code
-                detail = _detail(s, parent, name, kind, start, end)  # without the fields kept as columns
-                if len(detail) > _CHECKED_ABOVE:
-                    _check_limits(s)
-                request_id, http_status = _known_from_bytes(detail)
+                offset = -1 if s.trace_state else _detail_offset(raw, parent, name, kind, start, end)
+                if offset < 0 or len(raw) - offset > _CHECKED_ABOVE:
+                    full = SpanMessage.FromString(raw)  # valid: the heads view parsed the same bytes
+                    _check_limits(full)
+                    detail = _slim(full) if offset < 0 else raw[offset:]
+                else:
+                    detail = raw[offset:]
+                attributes = s.attributes
+                if _REQUEST_KEY in attributes or _STATUS_KEY in attributes or _OLD_STATUS_KEY in attributes:
+                    request_id, http_status = _known_values(attributes)
+                else:
+                    request_id = http_status = None
                 # bytearray, "" and 0 rather than bytes and None: the sqlite3 module binds those
                 # directly, where bytes and None go through its adapter lookup (about 1.5k
                 # instructions a value); the INSERT turns the empty ones back into NULL.
@@ -502,8 +513,6 @@ def span_row_steps(
 
 def expand(span: Span, detail: bytes) -> None:
     """Fill a stored span's attributes, events, links, status message and trace state from ``detail``."""
-    from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
-
     pb = SpanMessage.FromString(detail)
     span.attributes = _attributes(pb.attributes)
     span.events = [{"t": e.time_unix_nano, "n": e.name, "a": _attributes(e.attributes)} for e in pb.events]
@@ -518,8 +527,6 @@ def expand(span: Span, detail: bytes) -> None:
 
 def attribute_text(detail: bytes, key: str) -> str | None:
     """An attribute of a stored span as text (the SQL function tag search uses)."""
-    from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
-
     for kv in SpanMessage.FromString(detail).attributes:
         if kv.key == key:
             value = _value(kv.value)

@@ -600,7 +600,7 @@ class Store:
             elif key in ("request.id", "request_id"):
                 where.append("s.request_id = ?")
                 params.append(value)
-            elif key in ("http.response.status_code", "http.status_code") and value.isdigit():
+            elif key in ("http.response.status_code", "http.status_code") and value.isascii() and value.isdigit():
                 where.append("http_status = ?")  # a column: the search users run most, kept cheap
                 params.append(int(value))
             else:
