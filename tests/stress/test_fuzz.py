@@ -53,7 +53,17 @@ from otel_corr._request import Runtime
 from otel_corr.asgi import CorrelationMiddleware
 from otel_corr.logging import JsonFormatter, TextFormatter
 from otel_corr.propagation import RequestIdPropagator
-from otel_corr.server._otlp import BadRequest, TooLarge, decode_logs, decode_spans, decompress, parse_logs, parse_traces
+from otel_corr.server._otlp import (
+    BadRequest,
+    TooLarge,
+    decode_logs,
+    decode_spans,
+    decompress,
+    parse_logs,
+    parse_spans,
+    parse_traces,
+    span_rows,
+)
 from otel_corr.wsgi import CorrelationWSGIMiddleware
 
 EXAMPLES = int(os.environ.get("OTEL_CORR_FUZZ_EXAMPLES", "2000"))
@@ -641,11 +651,23 @@ def _encode(pair: tuple[bytes, str], encoding: str) -> tuple[bytes, str, str]:
 
 
 def _decode(kind: str, body: bytes, ctype: str, encoding: str) -> int:
-    """What POST /v1/{kind} does before storing; the number of records it produced."""
+    """What POST /v1/{kind} does before storing; the number of records it produced.
+
+    Traces go through the server's path (parse_spans, span_rows) and the reference decoder, which
+    must agree: both refuse the body with the same kind of error, or both take the same spans.
+    """
     raw = decompress(body, encoding, LIMIT)
     if kind == "traces":
-        spans, rejected, _ = decode_spans(parse_traces(raw, ctype))
-        for span in spans:
+        try:
+            spans, rejected, _ = decode_spans(parse_traces(raw, ctype))
+        except (BadRequest, TooLarge) as refused:
+            with pytest.raises(type(refused)):
+                span_rows(parse_spans(raw, ctype), lambda digest, service: 1)
+            raise
+        batch = span_rows(parse_spans(raw, ctype), lambda digest, service: 1)
+        assert (len(batch.rows), batch.rejected) == (len(spans), rejected)
+        for row, span in zip(batch.rows, spans, strict=True):
+            assert (bytes(row[0]), bytes(row[1]), bytes(row[12])) == (span.trace_id, span.span_id, span.raw)
             assert len(span.trace_id) == 16 and len(span.span_id) == 8 and any(span.trace_id)
         return len(spans) + rejected
     logs, _, _ = decode_logs(parse_logs(raw, ctype))
