@@ -260,11 +260,11 @@ def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], int, s
 #
 # Why not decode_spans: a Span dataclass per span, a Python loop over every attribute to find
 # the two that have columns, and a serialization per span for its detail cost several times the
-# parse itself.  Here the body is parsed with message types of our own that match OTLP on the
-# wire but differ in two places (see _ingest_types): ScopeSpans.spans is kept as each span's raw
-# bytes, and a span's attributes are read as a map, so that the two keys with columns are looked
-# up in C.  Each span is then parsed on its own -- which validates it exactly as the full parse
-# would -- and its detail is a slice of its own bytes, with no serialization at all.
+# parse itself.  Here the body is parsed twice, in two views of our own that match OTLP on the
+# wire (see _ingest_types): in one a span's attributes are a map, so the two keys with columns are
+# looked up in C; in the other each span is its raw bytes, so its detail is a slice of what the
+# sender wrote, with no serialization at all.  The first view is a full parse and validates every
+# span exactly as the reference parse does.
 
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 
