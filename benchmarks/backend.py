@@ -15,7 +15,10 @@ Methodology
   ``http.route``, ``http.response.status_code``, ``server.address``,
   ``user_agent.original``, ``client.address``, ``db.query.text``...);
   ``request.id`` on every server span, a UUID for 60% of the traces and a
-  short non-hex ID (``req_...``) for the rest.  About 2% of the traces fail
+  short non-hex ID (``req_...``) for the rest.  The UUIDs are random, as a
+  caller's own request IDs would be; with ``--own-ids`` each is its trace's
+  ID, as otel-corr makes them (the store does not index those, see
+  ``Store._number``).  About 2% of the traces fail
   with a 500 (error status, ``error.type``, an ``exception`` event with a
   stack trace on the failing span); internal spans sometimes carry an event.
   Each OTLP/HTTP body is one ``ExportTraceServiceRequest`` (opentelemetry-proto)
@@ -545,7 +548,8 @@ class Body:
 class Workload:
     """Copies of ``pool`` templates, each with fresh IDs and its own slice of the time range."""
 
-    def __init__(self, total_spans: int, hours: float, pool: int, seed: int = 7) -> None:
+    def __init__(self, total_spans: int, hours: float, pool: int, seed: int = 7, own_ids: bool = False) -> None:
+        self.own_ids = own_ids  # UUID request IDs are their trace's ID (otel-corr's rule), not random
         self.end_ns = time.time_ns() // 1_000_000_000 * 1_000_000_000
         self.begin_ns = self.end_ns - int(hours * SEARCH_WINDOW_NS)
         self.span_dt = max(1, (self.end_ns - self.begin_ns) // max(total_spans, 1))
@@ -576,12 +580,11 @@ class Workload:
             for off in offsets:
                 buf[off : off + 8] = new
         rids = []
-        for (offsets, is_uuid), length in zip(tpl.rid_offsets, tpl.rid_lengths, strict=True):
-            text = (
-                str(uuid.UUID(bytes=rng.randbytes(16), version=4))
-                if is_uuid
-                else "req_" + rng.randbytes((length - 4) // 2).hex().translate(_NOT_HEX)
-            )
+        for trace_id, (offsets, is_uuid), length in zip(trace_ids, tpl.rid_offsets, tpl.rid_lengths, strict=True):
+            if is_uuid:
+                text = str(uuid.UUID(bytes=trace_id) if self.own_ids else uuid.UUID(bytes=rng.randbytes(16), version=4))
+            else:
+                text = "req_" + rng.randbytes((length - 4) // 2).hex().translate(_NOT_HEX)
             rids.append(text)
             for off in offsets:
                 buf[off : off + length] = text.encode()
@@ -1092,8 +1095,8 @@ def storage(backend: Backend, workload: Workload, samples: Samples) -> Storage:
                 "request",
                 f"SELECT t.trace_id, max(s.start_ns) m FROM {REQUEST_RANGES} CROSS JOIN spans s"
                 " ON s.rowid BETWEEN t.first_row AND t.last_row"
-                " AND s.trace_id = t.trace_id GROUP BY t.trace_id ORDER BY m DESC LIMIT 20",
-                (ref.request_id,),
+                " AND s.trace_id = t.trace_id WHERE s.request_id = ?1 GROUP BY t.trace_id ORDER BY m DESC LIMIT 20",
+                (ref.request_id, None),
             ),
             (
                 "search",
@@ -1210,11 +1213,12 @@ def run(args: argparse.Namespace) -> None:
     print(
         f"{total_bodies * SPANS_PER_BODY:,} spans in {total_bodies} bodies of {SPANS_PER_BODY} spans over "
         f"{args.hours:g} h; {args.pool} template bodies; {args.queries} queries of each kind "
-        f"(+{args.warmup} warm-up); load average at start {loadavg()}"
+        f"(+{args.warmup} warm-up); UUID request IDs {'= trace IDs (--own-ids)' if args.own_ids else 'random'};"
+        f" load average at start {loadavg()}"
     )
     print(flush=True)
     t_start = time.perf_counter()
-    workload = Workload(total_bodies * SPANS_PER_BODY, args.hours, args.pool)
+    workload = Workload(total_bodies * SPANS_PER_BODY, args.hours, args.pool, own_ids=args.own_ids)
     check_copy(workload, workload.body(len(workload.templates) + 3), len(workload.templates) + 3)
     print(f"  built {args.pool} templates in {time.perf_counter() - t_start:.1f} s", file=sys.stderr, flush=True)
     samples = Samples()
@@ -1659,6 +1663,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--ack-cost", action="store_true", help="instead: ingest with ack-after-commit, 1/2/4 senders, fresh stores"
     )
     p.add_argument("--ack-reps", type=int, default=3, help="rounds of --ack-cost (default 3)")
+    p.add_argument(
+        "--own-ids",
+        action="store_true",
+        help="UUID request IDs are their trace's ID, as otel-corr makes them (default: random, as a foreign caller's)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.spans = args.spans or 50_000

@@ -7,6 +7,7 @@ one index entry per span; these tests hold it to what the old per-span index gav
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,6 +96,22 @@ def test_a_retried_batch_is_read_back_once(store: Store) -> None:
     assert store.search(service="front") == [T1]
     # A status code that str.isdigit() accepts but int() refuses is an attribute search, not an error.
     assert store.search(service="front", tags={"http.response.status_code": "\u00b2"}) == []
+
+
+def test_a_request_id_that_is_its_trace_id_is_found_without_an_index_entry(store: Store) -> None:
+    """otel-corr's rule: a UUID request ID is the trace ID. The store does not index those, yet finds them."""
+    own = str(uuid.UUID(bytes=T1)).upper()  # any case, dashes or not: still T1
+    foreign = str(uuid.UUID(bytes=T1))  # a UUID request ID naming T1, carried by another trace
+    _submit(store, "front", [_span(T1, 1, request_id=own, service_kind=2), _span(T1, 2, 1)])
+    _submit(store, "front", [_span(T2, 3, request_id=foreign, service_kind=2)])
+    indexed = sqlite3.connect(store.path).execute("SELECT request_id FROM traces ORDER BY request_id").fetchall()
+    assert indexed == [("",), (foreign,)]
+    assert store.traces_for_request(own) == [T1]
+    assert store.traces_for_request(foreign) == [T2]  # the trace it names does not carry it
+    assert store.search(tags={"request.id": own}) == [T1]
+    assert store.search(tags={"request.id": foreign}) == [T2]
+    assert store.search(service="back", tags={"request.id": own}) == []
+    assert store.traces_for_request(own.replace("-", "")) == []  # the request ID as sent, not another spelling
 
 
 def test_retention_and_restart_never_reuse_a_range(tmp_path: Path) -> None:

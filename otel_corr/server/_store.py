@@ -40,6 +40,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from .._ids import trace_id_of
 from ..exceptions import StoreError
 from ._model import LogRecord, Span
 from ._otlp import attribute_text, expand, resource_key
@@ -97,8 +98,9 @@ _trace_of = itemgetter(0)
 # to ``spans NOT INDEXED`` (only the rowid range is used): otherwise the planner would happily scan
 # the spans, or build an automatic index over all of them, and probe the ranges.
 _RANGES = "SELECT DISTINCT first_row, last_row, trace_id FROM traces"
-# ``!= ''`` lets the planner use the partial index traces_request.
-_REQUEST_RANGES = f"({_RANGES} WHERE request_id = ? AND request_id != '') t"
+# The ranges of a request ID (params: the request ID, and the trace ID it names or None; see
+# _own_request_id).  ``!= ''`` lets the planner use the partial index traces_request.
+_REQUEST_RANGES = f"({_RANGES} WHERE request_id = ? AND request_id != '' OR trace_id = ?) t"
 # The stored parent of span ``s``, through its trace's row ranges.
 _PARENT_ROWS = (
     "traces t CROSS JOIN spans p NOT INDEXED ON p.rowid BETWEEN t.first_row AND t.last_row"
@@ -129,6 +131,12 @@ def _upgrade_from_4(conn: sqlite3.Connection, path: Path) -> None:
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+def _own_trace(request_id: str) -> bytes | None:
+    """The trace ID a request ID names (a UUID or 32 hex digits), as stored; None for any other."""
+    trace_id = trace_id_of(request_id)
+    return None if trace_id is None else trace_id.to_bytes(16, "big")
 
 
 class StoreFull(Exception):
@@ -406,7 +414,9 @@ class Store:
         """The rows sorted by trace, each with its rowid in front; and the ``traces`` rows for them.
 
         One ``traces`` row per trace in this transaction (one per request ID when its spans carry
-        several), covering the trace's consecutive rowids.
+        several), covering the trace's consecutive rowids.  A request ID that is the trace's own ID
+        (otel-corr's rule for UUID and 32-hex request IDs) is not indexed: every lookup of a request
+        ID also tries the trace it names, and the index is what ingest pays most for.
         """
         rows.sort(key=_trace_of)
         numbered = []
@@ -420,6 +430,7 @@ class Store:
                 if row[10]:
                     request_ids.add(row[10])
                 row_id += 1
+            request_ids = {r for r in request_ids if _own_trace(r) != trace_id}
             for request_id in request_ids or ("",):
                 ranges.append((trace_id, first, request_id, row_id - 1))
         return numbered, ranges
@@ -511,8 +522,8 @@ class Store:
             .execute(
                 f"SELECT t.trace_id, max(s.start_ns) m FROM {_REQUEST_RANGES}"
                 " CROSS JOIN spans s ON s.rowid BETWEEN t.first_row AND t.last_row AND s.trace_id = t.trace_id"
-                " GROUP BY t.trace_id ORDER BY m DESC LIMIT ?",
-                (request_id, limit),
+                " WHERE s.request_id = ? GROUP BY t.trace_id ORDER BY m DESC LIMIT ?",
+                (request_id, _own_trace(request_id), request_id, limit),
             )
             .fetchall()
         )
@@ -594,7 +605,7 @@ class Store:
                     f"{_REQUEST_RANGES} CROSS JOIN spans s NOT INDEXED"
                     " ON s.rowid BETWEEN t.first_row AND t.last_row AND s.trace_id = t.trace_id"
                 )
-                params.insert(0, value)
+                params[:0] = [value, _own_trace(value)]
                 where.append("s.request_id = ?")
                 params.append(value)
             elif key in ("request.id", "request_id"):
