@@ -11,6 +11,10 @@ in ways no SDK writes them (fields out of order, defaults written out) must take
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -177,3 +181,33 @@ def test_spans_not_encoded_canonically_take_the_reference_path(encode: Any) -> N
     (row,) = span_rows(parse_spans(body, "application/x-protobuf"), lambda digest, service: 1).rows
     assert bytes(row[12]) == expected.raw  # the slice would have kept column fields, or cut an attribute
     assert (row[5], row[6], row[10], row[13]) == (expected.name, expected.kind, "req-1", 404)
+
+
+_ROWS_SCRIPT = """
+import json, sys
+from otel_corr.server._otlp import parse_spans, span_rows
+from google.protobuf.internal import api_implementation
+rows = span_rows(parse_spans(bytes.fromhex(sys.stdin.read()), "application/x-protobuf"), lambda d, s: 1).rows
+cells = [[bytes(v).hex() if isinstance(v, bytearray) else v for v in r] for r in rows]
+print(json.dumps([api_implementation.Type(), cells]))
+"""
+
+
+def test_the_pure_python_protobuf_backend_reads_the_same_rows() -> None:
+    """The ingest views are built at import from descriptors; protobuf's pure-Python backend must take them too."""
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    spans.append(_canonical_span())
+    spans.append(SpanMessage.FromString(_reordered()))
+    body = request.SerializeToString()
+    expected = [
+        [bytes(v).hex() if isinstance(v, bytearray) else v for v in row]
+        for row in span_rows(parse_spans(body, "application/x-protobuf"), lambda digest, service: 1).rows
+    ]
+    env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+    out = subprocess.run(
+        [sys.executable, "-c", _ROWS_SCRIPT], input=body.hex(), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    backend, rows = json.loads(out.stdout)
+    assert backend == "python" and rows == expected and len(rows) == 2

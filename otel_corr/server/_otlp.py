@@ -322,7 +322,9 @@ def _ingest_types() -> tuple[Any, Any]:
         copy(trace_pb2.ScopeSpans.DESCRIPTOR, f"{view}ScopeSpans", spans=spans)
         copy(trace_pb2.ResourceSpans.DESCRIPTOR, f"{view}ResourceSpans", scope_spans=f"{view}ScopeSpans")
         copy(ExportTraceServiceRequest.DESCRIPTOR, f"{view}Request", resource_spans=f"{view}ResourceSpans")
-    added = descriptor_pool.Default().Add(file).message_types_by_name
+    pool = descriptor_pool.Default()
+    pool.AddSerializedFile(file.SerializeToString())  # returns None under the pure-Python backend: look it up
+    added = pool.FindFileByName(file.name).message_types_by_name
     return message_factory.GetMessageClass(added["Request"]), message_factory.GetMessageClass(added["RawRequest"])
 
 
