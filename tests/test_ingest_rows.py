@@ -170,26 +170,50 @@ def _long_length_varint() -> bytes:
     return raw.replace(b"\x2a\x0bGET /orders", b"\x2a\x8b\x00GET /orders")
 
 
-@pytest.mark.parametrize("encode", [_reordered, _default_written_out, _long_length_varint])
+def _kind_over_127() -> bytes:
+    """Kind 200 (a two-byte varint whose first byte is 200) and no times: the varint must not be cut in two."""
+    span = _canonical_span()
+    span.kind, span.start_time_unix_nano, span.end_time_unix_nano = 200, 0, 0
+    return span.SerializeToString()  # type: ignore[no-any-return]
+
+
+def _attribute_with_a_third_field() -> bytes:
+    """request.id in a KeyValue that also carries field 3 (key_strindex in recent OTLP, unknown in older)."""
+    span = _canonical_span()
+    request_id = span.attributes[0].SerializeToString() + b"\x18\x05"
+    status = span.status.SerializeToString()
+    del span.attributes[0]
+    span.ClearField("status")
+    return span.SerializeToString() + _field(9, request_id) + _field(15, status)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "encode", [_reordered, _default_written_out, _long_length_varint, _kind_over_127, _attribute_with_a_third_field]
+)
 def test_spans_not_encoded_canonically_take_the_reference_path(encode: Any) -> None:
-    """The detail is sliced from the sender's bytes only when the column fields are exactly a prefix."""
+    """Encodings no SDK writes: the detail is sliced from the sender's bytes only when the column fields are
+    exactly a prefix, and the request ID and status are found even where the attribute map cannot hold them."""
     span_bytes = encode()
     request = ExportTraceServiceRequest()
     request.resource_spans.add().scope_spans.add().spans.append(SpanMessage.FromString(span_bytes))
     (expected,), _, _ = decode_spans(request)
     body = _field(1, _field(2, _field(2, span_bytes)))  # request > resource spans > scope spans > span
     (row,) = span_rows(parse_spans(body, "application/x-protobuf"), lambda digest, service: 1).rows
-    assert bytes(row[12]) == expected.raw  # the slice would have kept column fields, or cut an attribute
+    assert bytes(row[12]) == expected.raw  # the slice would have kept column fields, or cut a field
     assert (row[5], row[6], row[10], row[13]) == (expected.name, expected.kind, "req-1", 404)
 
 
 _ROWS_SCRIPT = """
 import json, sys
-from otel_corr.server._otlp import parse_spans, span_rows
+from otel_corr.server._otlp import BadRequest, parse_spans, span_rows
 from google.protobuf.internal import api_implementation
-rows = span_rows(parse_spans(bytes.fromhex(sys.stdin.read()), "application/x-protobuf"), lambda d, s: 1).rows
-cells = [[bytes(v).hex() if isinstance(v, bytearray) else v for v in r] for r in rows]
-print(json.dumps([api_implementation.Type(), cells]))
+try:
+    rows = span_rows(parse_spans(bytes.fromhex(sys.stdin.read()), "application/x-protobuf"), lambda d, s: 1).rows
+except BadRequest as exc:
+    print(json.dumps([api_implementation.Type(), str(exc)]))
+else:
+    cells = [[bytes(v).hex() if isinstance(v, bytearray) else v for v in r] for r in rows]
+    print(json.dumps([api_implementation.Type(), cells]))
 """
 
 
@@ -204,10 +228,17 @@ def test_the_pure_python_protobuf_backend_reads_the_same_rows() -> None:
         [bytes(v).hex() if isinstance(v, bytearray) else v for v in row]
         for row in span_rows(parse_spans(body, "application/x-protobuf"), lambda digest, service: 1).rows
     ]
+    assert _pure_python_rows(body) == ["python", expected] and len(expected) == 2
+    # A name that is not UTF-8: that backend raises UnicodeDecodeError, which must be a BadRequest too.
+    bad = body.replace(b"GET /orders", b"GET /\xff\xfeders")
+    assert _pure_python_rows(bad)[1].startswith("invalid OTLP protobuf")
+
+
+def _pure_python_rows(body: bytes) -> list[Any]:
     env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
     out = subprocess.run(
         [sys.executable, "-c", _ROWS_SCRIPT], input=body.hex(), env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    backend, rows = json.loads(out.stdout)
-    assert backend == "python" and rows == expected and len(rows) == 2
+    result: list[Any] = json.loads(out.stdout)
+    return result
