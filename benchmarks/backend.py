@@ -1081,7 +1081,7 @@ def storage(backend: Backend, workload: Workload, samples: Samples) -> Storage:
         ref = samples.short[0]
         start = workload.end_ns - SEARCH_WINDOW_NS
         from otel_corr.server._store import _RANGES as RANGES
-        from otel_corr.server._store import _REQUEST_RANGES as REQUEST_RANGES
+        from otel_corr.server._store import _REQUEST_ROWS as REQUEST_ROWS
 
         queries = [
             # The store's queries (otel_corr/server/_store.py: trace, traces_for_request, search).
@@ -1093,9 +1093,8 @@ def storage(backend: Backend, workload: Workload, samples: Samples) -> Storage:
             ),
             (
                 "request",
-                f"SELECT t.trace_id, max(s.start_ns) m FROM {REQUEST_RANGES} CROSS JOIN spans s"
-                " ON s.rowid BETWEEN t.first_row AND t.last_row"
-                " AND s.trace_id = t.trace_id WHERE s.request_id = ?1 GROUP BY t.trace_id ORDER BY m DESC LIMIT 20",
+                f"SELECT t.trace_id, max(s.start_ns) m FROM {REQUEST_ROWS}"
+                " WHERE s.request_id = ?1 GROUP BY t.trace_id ORDER BY m DESC LIMIT 20",
                 (ref.request_id, None),
             ),
             (

@@ -99,13 +99,20 @@ _trace_of = itemgetter(0)
 # the spans, or build an automatic index over all of them, and probe the ranges.
 _RANGES = "SELECT DISTINCT first_row, last_row, trace_id FROM traces"
 # The ranges of a request ID (params: the request ID, and the trace ID it names or None; see
-# _own_request_id).  ``!= ''`` lets the planner use the partial index traces_request.
+# _own_trace).  ``!= ''`` lets the planner use the partial index traces_request.
 _REQUEST_RANGES = f"({_RANGES} WHERE request_id = ? AND request_id != '' OR trace_id = ?) t"
+# The spans ``s`` in those ranges (filter on ``s.request_id`` for the ones that carry it).
+_REQUEST_ROWS = (
+    f"{_REQUEST_RANGES} CROSS JOIN spans s NOT INDEXED"
+    " ON s.rowid BETWEEN t.first_row AND t.last_row AND s.trace_id = t.trace_id"
+)
 # The stored parent of span ``s``, through its trace's row ranges.
 _PARENT_ROWS = (
     "traces t CROSS JOIN spans p NOT INDEXED ON p.rowid BETWEEN t.first_row AND t.last_row"
     " WHERE t.trace_id = s.trace_id AND p.trace_id = s.trace_id AND p.span_id = s.parent_id"
 )
+# Where a request entered the system: span ``s`` is a root, or a SERVER span whose parent is not stored.
+_ENTRY_SPAN = f"(s.parent_id IS NULL OR (s.kind = 2 AND NOT EXISTS (SELECT 1 FROM {_PARENT_ROWS})))"
 
 
 def _upgrade_from_4(conn: sqlite3.Connection, path: Path) -> None:
@@ -520,8 +527,7 @@ class Store:
         rows = (
             self._read()
             .execute(
-                f"SELECT t.trace_id, max(s.start_ns) m FROM {_REQUEST_RANGES}"
-                " CROSS JOIN spans s ON s.rowid BETWEEN t.first_row AND t.last_row AND s.trace_id = t.trace_id"
+                f"SELECT t.trace_id, max(s.start_ns) m FROM {_REQUEST_ROWS}"
                 " WHERE s.request_id = ? GROUP BY t.trace_id ORDER BY m DESC LIMIT ?",
                 (request_id, _own_trace(request_id), request_id, limit),
             )
@@ -601,10 +607,7 @@ class Store:
                 where.append("status = 2")
             elif key in ("request.id", "request_id") and source == "spans s":
                 # Through the traces' request index to their rows, then the other criteria.
-                source = (
-                    f"{_REQUEST_RANGES} CROSS JOIN spans s NOT INDEXED"
-                    " ON s.rowid BETWEEN t.first_row AND t.last_row AND s.trace_id = t.trace_id"
-                )
+                source = _REQUEST_ROWS
                 params[:0] = [value, _own_trace(value)]
                 where.append("s.request_id = ?")
                 params.append(value)
@@ -666,7 +669,7 @@ class Store:
         A root span, or a SERVER span whose parent is not stored (the caller sent a
         traceparent from outside): one row per request as a user thinks of it.
         """
-        where = [f"(s.parent_id IS NULL OR (s.kind = 2 AND NOT EXISTS (SELECT 1 FROM {_PARENT_ROWS})))"]
+        where = [_ENTRY_SPAN]
         params: list[Any] = []
         if service:
             where.append("s.service = ?")
@@ -693,9 +696,8 @@ class Store:
         rows = (
             self._read()
             .execute(
-                "SELECT s.service, s.name, s.start_ns, s.duration_ns, s.status FROM spans s WHERE s.start_ns >= ? AND"
-                " (s.parent_id IS NULL OR (s.kind = 2 AND NOT EXISTS ("
-                f"SELECT 1 FROM {_PARENT_ROWS})))",
+                "SELECT s.service, s.name, s.start_ns, s.duration_ns, s.status FROM spans s"
+                f" WHERE s.start_ns >= ? AND {_ENTRY_SPAN}",
                 (since_ns,),
             )
             .fetchall()
