@@ -27,6 +27,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
 from otel_corr.server import _otlp
 from otel_corr.server._otlp import decode_spans, parse_spans, span_rows
 
+from ._wire import field
+
 _KEYS = ["request.id", "http.response.status_code", "http.status_code", "url.path", "k"]
 
 
@@ -121,15 +123,6 @@ def test_rows_match_the_reference_decoder(spans: list[SpanMessage]) -> None:
         assert null(row[13]) == span.http_status
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field, the payload's bytes exactly as given."""
-    size, length = len(payload), b""
-    while size >= 0x80:
-        length += bytes([0x80 | (size & 0x7F)])
-        size >>= 7
-    return bytes([number << 3 | 2]) + length + bytes([size]) + payload
-
-
 def _canonical_span() -> SpanMessage:
     return SpanMessage(
         trace_id=bytes(range(1, 17)),
@@ -184,7 +177,7 @@ def _attribute_with_a_third_field() -> bytes:
     status = span.status.SerializeToString()
     del span.attributes[0]
     span.ClearField("status")
-    return span.SerializeToString() + _field(9, request_id) + _field(15, status)  # type: ignore[no-any-return]
+    return span.SerializeToString() + field(9, request_id) + field(15, status)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(
@@ -197,7 +190,7 @@ def test_spans_not_encoded_canonically_take_the_reference_path(encode: Any) -> N
     request = ExportTraceServiceRequest()
     request.resource_spans.add().scope_spans.add().spans.append(SpanMessage.FromString(span_bytes))
     (expected,), _, _ = decode_spans(request)
-    body = _field(1, _field(2, _field(2, span_bytes)))  # request > resource spans > scope spans > span
+    body = field(1, field(2, field(2, span_bytes)))  # request > resource spans > scope spans > span
     (row,) = span_rows(parse_spans(body, "application/x-protobuf"), lambda digest, service: 1).rows
     assert bytes(row[12]) == expected.raw  # the slice would have kept column fields, or cut a field
     assert (row[5], row[6], row[10], row[13]) == (expected.name, expected.kind, "req-1", 404)

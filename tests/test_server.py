@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ._wire import field
 from .collector import free_port, wait_for_port
 from .conftest import ROOT, Server, server_env
 
@@ -269,14 +270,9 @@ def test_search_services_operations_dependencies_v1_and_v3(backend: Backend) -> 
 BOMB = gzip.compress(b"\0" * (64 * 1024 * 1024))
 
 
-def _framed(field_tag: int, payload: bytes) -> bytes:
-    """One length-delimited protobuf field (payloads here are under 128 bytes)."""
-    return bytes([field_tag, len(payload)]) + payload
-
-
 def _with_span(span: bytes) -> bytes:
     """A well-formed ExportTraceServiceRequest around one span's bytes (which may be anything)."""
-    return _framed(0x0A, _framed(0x12, _framed(0x12, span)))
+    return field(1, field(2, field(2, span)))  # request > resource spans > scope spans > span
 
 
 def _protobuf_span(**fields: Any) -> bytes:
