@@ -773,11 +773,9 @@ class Committed:
         self.conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
 
     def has(self, marker: tuple[bytes, bytes]) -> bool:
-        row = self.conn.execute(
-            "SELECT 1 FROM traces t CROSS JOIN spans s ON s.rowid BETWEEN t.first_row AND t.last_row"
-            " WHERE t.trace_id = ?1 AND s.trace_id = ?1 AND s.span_id = ?2",
-            marker,
-        ).fetchone()
+        from otel_corr.server._store import _TRACE_ROWS
+
+        row = self.conn.execute(f"SELECT 1 FROM spans s {_TRACE_ROWS} AND s.span_id = ?2", marker).fetchone()
         return row is not None
 
     def wait(self, markers: Iterable[tuple[bytes, bytes]], backend: Backend, timeout: float = 600) -> None:
@@ -1080,15 +1078,15 @@ def storage(backend: Backend, workload: Workload, samples: Samples) -> Storage:
         detail_avg = float(conn.execute("SELECT avg(length(detail)) FROM spans").fetchone()[0] or 0)
         ref = samples.short[0]
         start = workload.end_ns - SEARCH_WINDOW_NS
-        from otel_corr.server._store import _RANGES as RANGES
         from otel_corr.server._store import _REQUEST_ROWS as REQUEST_ROWS
+        from otel_corr.server._store import _TRACE_ROWS as TRACE_ROWS
 
         queries = [
             # The store's queries (otel_corr/server/_store.py: trace, traces_for_request, search).
             (
                 "trace",
-                f"SELECT * FROM spans s JOIN resources r ON r.id = s.resource_id JOIN ({RANGES} WHERE trace_id = ?1) t"
-                " ON s.rowid BETWEEN t.first_row AND t.last_row WHERE s.trace_id = ?1 ORDER BY s.start_ns, s.rowid",
+                f"SELECT * FROM spans s JOIN resources r ON r.id = s.resource_id {TRACE_ROWS}"
+                " ORDER BY s.start_ns, s.rowid",
                 (ref.trace_id,),
             ),
             (

@@ -98,6 +98,10 @@ _trace_of = itemgetter(0)
 # to ``spans NOT INDEXED`` (only the rowid range is used): otherwise the planner would happily scan
 # the spans, or build an automatic index over all of them, and probe the ranges.
 _RANGES = "SELECT DISTINCT first_row, last_row, trace_id FROM traces"
+# The spans ``s`` of trace ``?1`` (``spans s`` comes before it).
+_TRACE_ROWS = (
+    f"JOIN ({_RANGES} WHERE trace_id = ?1) t ON s.rowid BETWEEN t.first_row AND t.last_row WHERE s.trace_id = ?1"
+)
 # The ranges of a request ID (params: the request ID, and the trace ID it names or None; see
 # _own_trace).  ``!= ''`` lets the planner use the partial index traces_request.
 _REQUEST_RANGES = f"({_RANGES} WHERE request_id = ? AND request_id != '' OR trace_id = ?) t"
@@ -512,11 +516,7 @@ class Store:
 
     def trace(self, trace_id: bytes) -> list[Span]:
         """Every span of one trace, in start order (a span an exporter sent twice, once)."""
-        spans = self._spans(
-            f"JOIN ({_RANGES} WHERE trace_id = ?) t ON s.rowid BETWEEN t.first_row AND t.last_row"
-            " WHERE s.trace_id = ? ORDER BY s.start_ns, s.rowid",
-            (trace_id, trace_id),
-        )
+        spans = self._spans(f"{_TRACE_ROWS} ORDER BY s.start_ns, s.rowid", (trace_id,))
         # Rows are not unique by span ID (no unique index to maintain on ingest): a batch retried
         # after a lost acknowledgement is stored twice, and read back once, the later copy.
         unique = {span.span_id: span for span in spans}
