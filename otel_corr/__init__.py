@@ -11,6 +11,7 @@ itself wherever possible), echoed in ``X-Request-ID`` and ``traceresponse``.
 
 from ._context import Ids, current_ids
 from ._instrument import instrument, uninstrument
+from ._patches import Patch
 from ._provider import flush
 from ._version import __version__
 from .exceptions import ConfigError, OtelCorrError, StoreError
@@ -22,6 +23,7 @@ __all__ = [
     "ConfigError",
     "Ids",
     "OtelCorrError",
+    "Patch",
     "StoreError",
     "__version__",
     "carry",
@@ -30,9 +32,27 @@ __all__ = [
     "flush",
     "instrument",
     "instrument_logging",
+    "patches",
     "uninstrument",
 ]
 
-# A child process started from a request continues its trace and request ID (TRACEPARENT,
-# X_REQUEST_ID in the environment); OTEL_CORR_ADOPT_ENVIRONMENT=false turns this off.
+
+def patches() -> list[Patch]:
+    """The process-wide changes otel-corr has made and not undone, oldest first.
+
+    Each :class:`Patch` names its ``target`` (``threading.Thread.start``, ``sys.meta_path``,
+    the global TracerProvider...), ``what`` it does, which otel-corr feature ``installed_by``
+    it, and whether it is ``reversible`` by :func:`uninstrument` (only the global providers the
+    OpenTelemetry API lets be set once per process are not).  ``otel-corr doctor`` prints them.
+
+    .. versionadded:: 0.2
+    """
+    from ._patches import rows
+
+    return rows()
+
+
+# The one thing importing does: a child process started from a request continues its trace and
+# request ID (TRACEPARENT, X_REQUEST_ID in the environment), recorded like every other change and
+# undone by uninstrument(); OTEL_CORR_ADOPT_ENVIRONMENT=false turns it off.
 _adopt_environment()

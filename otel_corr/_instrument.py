@@ -10,8 +10,12 @@ other ASGI or WSGI callable is wrapped and the wrapper returned.
 from __future__ import annotations
 
 import inspect
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
+from . import _patches
+from ._compat import fastapi_telemetry
 from ._config import Options, check_otel_environment, resolve_settings
 from ._provider import ensure_tracer_provider
 from .exceptions import ConfigError
@@ -131,15 +135,19 @@ def instrument(app: App, **options: Unpack[Options]) -> App:
         if "celery" in settings.propagate:
             _celery.install()
         setattr(app, _STATE, {})
+        _record_app(app, "Celery app", "its tasks' signals handled (process-wide: celery signals)")
         return app
     if _is_starlette(app):
         _instrument_starlette(app, runtime)
+        telemetry = "; FastAPI's own tracing off (app._telemetry)" if getattr(app, _STATE) else ""
+        _record_app(app, "ASGI app", "build_middleware_stack wrapped: our middleware outermost" + telemetry)
         return app
     if _is_flask(app):
         from . import _flask
         from .wsgi import CorrelationWSGIMiddleware
 
         _flask.install(app, CorrelationWSGIMiddleware(app.wsgi_app, runtime=runtime), _STATE)  # type: ignore[attr-defined]
+        _record_app(app, "Flask app", "wsgi_app wrapped; request_started/got_request_exception connected")
         return app
     if _is_asgi(app):
         from .asgi import CorrelationMiddleware
@@ -167,8 +175,8 @@ def _instrument_starlette(app: Any, runtime: Runtime) -> None:
         return CorrelationMiddleware(original(), runtime=runtime)
 
     saved: dict[str, Any] = {}
-    telemetry = getattr(app, "_telemetry", None)
-    if isinstance(telemetry, dict):
+    telemetry = fastapi_telemetry(app)
+    if telemetry is not None:
         # FastAPI >= 0.16x traces natively as soon as an SDK provider exists: a server span
         # plus operation spans.  Ours is the one server span; switch its spans off, and its
         # exception log records too while our error line writes them (metrics stay as they are).
@@ -182,24 +190,67 @@ def _instrument_starlette(app: Any, runtime: Runtime) -> None:
     setattr(app, _STATE, saved)
 
 
-def uninstrument(app: Any) -> Any:
-    """Undo :func:`instrument`; returns the original application.
+def _app_key(app: Any) -> str:
+    return f"app {id(app)}"
 
-    For a wrapped bare callable, pass the wrapper: the wrapped app is returned.
+
+def _record_app(app: Any, kind: str, what: str) -> None:
+    """Record an app instrumented in place, so that uninstrument() with no argument undoes it too."""
+    key = _app_key(app)
+    try:
+        # The registry must not keep an app alive; a dead app leaves nothing to undo.
+        ref: Callable[[], Any] = weakref.ref(app, lambda _: _patches.forget(key))
+    except TypeError:
+        ref = lambda: app  # noqa: E731
+    name = getattr(app, "import_name", None) or getattr(app, "main", None) or getattr(app, "title", None)
+
+    def undo() -> None:
+        target = ref()
+        if target is not None:
+            _uninstrument_app(target)
+
+    _patches.record(key, f"{kind} {name or type(app).__qualname__}", what, "_instrument (instrument(app))", undo)
+
+
+def uninstrument(app: Any = None) -> Any:
+    """Undo :func:`instrument`: for one app, or with no argument for the whole process.
+
+    ``uninstrument(app)`` undoes that app only and returns the original application
+    (for a wrapped bare callable, pass the wrapper: the wrapped app is returned).
+
+    ``uninstrument()`` undoes every process-wide change otel-corr made, newest first
+    (every app instrumented in place, every patch, the record factory, the import
+    finder, the hooks, the context adopted at import, the logging set-up of
+    :func:`~otel_corr.configure_logging`), so the interpreter is as it was before.
+    What the OpenTelemetry API allows only once per process stays: a global
+    TracerProvider or LoggerProvider otel-corr installed (see :func:`~otel_corr.patches`).
+    A later :func:`instrument` works again.  Returns ``None``.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 with no argument, undoes everything.
     """
+    if app is None:
+        _patches.undo_all()
+        return None
     if _is_wrapper(app):
         return app.app
+    if getattr(app, _STATE, None) is None:
+        return app
+    if not _patches.undo(_app_key(app)):
+        _uninstrument_app(app)
+    return app
+
+
+def _uninstrument_app(app: Any) -> None:
     saved = getattr(app, _STATE, None)
     if saved is None:
-        return app
+        return
     if _is_starlette(app):
         if "build_middleware_stack" in vars(app):
             del app.build_middleware_stack
         app.middleware_stack = None
-        telemetry = getattr(app, "_telemetry", None)
-        if isinstance(telemetry, dict):
+        telemetry = fastapi_telemetry(app)
+        if telemetry is not None:
             telemetry.update(saved)
     elif _is_flask(app):
         from . import _flask
@@ -210,4 +261,3 @@ def uninstrument(app: Any) -> Any:
 
         _celery.uninstall()
     delattr(app, _STATE)
-    return app

@@ -116,6 +116,17 @@ def ensure_tracer_provider(settings: Settings) -> trace.TracerProvider:
         for exporter in _exporters():
             provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
+        from . import _patches
+
+        # The API lets the global TracerProvider be set once per process, by design: it stays
+        # after uninstrument() (and a later instrument() finds it and uses it).
+        _patches.record(
+            "global TracerProvider",
+            "the global TracerProvider (opentelemetry.trace)",
+            "an SDK TracerProvider exporting spans, with its own at-exit shutdown (only when the app set none)",
+            "_provider (instrument)",
+            None,
+        )
         return provider
 
 

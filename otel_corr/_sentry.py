@@ -14,7 +14,7 @@ from .propagation._import_hooks import when_imported
 
 __all__ = ["install"]
 
-_installed = False
+_KEY = "sentry event processor"
 
 
 def _add_ids(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
@@ -30,13 +30,31 @@ def _add_ids(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
 
 
 def _register(module: Any) -> None:
-    global _installed
-    if _installed:
+    from . import _patches
+
+    if _patches.active(_KEY):
         return
     from sentry_sdk.scope import add_global_event_processor
 
     add_global_event_processor(_add_ids)  # type: ignore[arg-type]  # an Event is a TypedDict
-    _installed = True
+    _patches.record(
+        _KEY,
+        "sentry_sdk.scope.global_event_processors",
+        "tags each Sentry event with request_id, transaction_id, trace_id",
+        "_sentry",
+        _remove,
+    )
+
+
+def _remove() -> bool:
+    # Sentry has no remove function; its (public) list of global processors is what it adds to.
+    import sentry_sdk.scope
+
+    processors = getattr(sentry_sdk.scope, "global_event_processors", None)
+    if not isinstance(processors, list) or _add_ids not in processors:
+        return False
+    processors.remove(_add_ids)
+    return True
 
 
 def install() -> None:

@@ -1,4 +1,4 @@
-"""The ``otel-corr`` command: ``serve``, ``trace`` and ``demo``.
+"""The ``otel-corr`` command: ``serve``, ``trace``, ``demo`` and ``doctor``.
 
 Every ``serve`` flag has an ``OTEL_CORR_*`` variable; a flag given wins.
 """
@@ -110,6 +110,15 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="start the backend, a small shop and its inventory service, send requests")
     demo.add_argument("--port", type=int, default=16686, help="the page and query API (default 16686)")
+
+    doctor = sub.add_parser("doctor", help="what instrument() changes in the process, and the settings it uses")
+    doctor.add_argument(
+        "app",
+        nargs="?",
+        help="your app as module:attribute (imported, then instrumented unless it already is); "
+        "default: a stand-in ASGI app",
+    )
+    doctor.add_argument("--json", action="store_true", help="print the changes and settings as JSON")
     return parser
 
 
@@ -225,6 +234,88 @@ def _trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_app(spec: str) -> Any:
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError("app", spec, "module:attribute, e.g. myservice.main:app")
+    sys.path.insert(0, os.getcwd())  # as uvicorn and gunicorn find the app
+    obj: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _setting(value: Any) -> Any:
+    if isinstance(value, re.Pattern):
+        return value.pattern
+    if isinstance(value, frozenset):
+        return ",".join(sorted(value)) or "none"
+    if callable(value):
+        return getattr(value, "__qualname__", type(value).__qualname__)
+    return value
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """Instrument the app (or a stand-in) as a server would, then print otel_corr.patches() and the settings."""
+    import dataclasses
+
+    import otel_corr
+
+    from ._config import check_otel_environment, resolve_settings
+    from ._provider import _otlp_target
+    from .propagation._process import adopt_enabled
+
+    check_otel_environment()
+    if args.app:
+        app: Any = _load_app(args.app)
+    else:
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:  # a stand-in: nothing is served
+            return None
+
+    otel_corr.instrument(app)
+    from opentelemetry import propagate, trace
+
+    settings = resolve_settings({})
+    config: dict[str, Any] = {
+        f.name: _setting(getattr(settings, f.name))
+        for f in dataclasses.fields(settings)
+        if f.init and f.name not in ("generator", "validator", "transformer", "tracer_provider")
+    }
+    traces_exporter = os.environ.get("OTEL_TRACES_EXPORTER") or "otlp"
+    config.update(
+        {
+            "tracer_provider": type(trace.get_tracer_provider()).__qualname__,
+            "traces_exporter": traces_exporter
+            + (f" ({_otlp_target()})" if "otlp" in traces_exporter.split(",") else ""),
+            "logs_exporter": os.environ.get("OTEL_LOGS_EXPORTER") or "none",
+            "propagator": ", ".join(
+                type(p).__name__ for p in getattr(propagate.get_global_textmap(), "_propagators", [])
+            ),
+            "adopt_environment": adopt_enabled(),
+        }
+    )
+    rows = otel_corr.patches()
+    if args.json:
+        json.dump({"patches": [r._asdict() for r in rows], "settings": config}, sys.stdout, indent=2, default=str)
+        print()
+        return 0
+    print(f"Process-wide changes after instrument({args.app or 'a stand-in ASGI app'}), oldest first:")
+    width = max(len(r.target) for r in rows) if rows else 0
+    for r in rows:
+        print(f"  {r.target:<{width}}  {'yes' if r.reversible else 'NO ':<3}  {r.installed_by}")
+        print(f"  {'':<{width}}       {r.what}")
+    print("reversible: otel_corr.uninstrument() undoes every 'yes'; see docs/usage.md for each one.")
+    print()
+    print("Settings (arguments given to instrument() in your code are not seen here):")
+    key_width = max(map(len, config))
+    for key, value in config.items():
+        print(f"  {key:<{key_width}}  {value}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -232,6 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "trace":
             return _trace(args)
+        if args.command == "doctor":
+            return _doctor(args)
         from ._demo import run_demo
 
         if not 1 <= args.port <= 65535:

@@ -102,12 +102,16 @@ class OTLPHandler(logging.Handler):
 
 
 _installed: OTLPHandler | None = None
+_BY = "logging._otlp (OTEL_LOGS_EXPORTER=otlp)"
+_HANDLER_KEY = "OTLP log handler"
 
 
 def install(resource: Any) -> OTLPHandler | None:
     """Attach one OTLP handler to the root logger (idempotent); None if not enabled."""
     global _installed
-    if _installed is not None or not enabled_by_env():
+    from .. import _patches
+
+    if _patches.active(_HANDLER_KEY) or not enabled_by_env():
         return _installed
     from opentelemetry._logs import get_logger_provider, set_logger_provider
     from opentelemetry.sdk._logs import LoggerProvider
@@ -135,6 +139,22 @@ def install(resource: Any) -> OTLPHandler | None:
         provider = LoggerProvider(resource=resource)
         provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
         set_logger_provider(provider)
-    _installed = OTLPHandler(provider)
-    logging.getLogger().addHandler(_installed)
-    return _installed
+        # The API sets the global LoggerProvider once per process, by design: it stays.
+        _patches.record(
+            "global LoggerProvider",
+            "the global LoggerProvider (opentelemetry._logs)",
+            "an SDK LoggerProvider exporting log records over OTLP (OTEL_LOGS_EXPORTER=otlp)",
+            _BY,
+            None,
+        )
+    handler = _installed = OTLPHandler(provider)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    _patches.record(
+        _HANDLER_KEY,
+        "the root logger's handlers",
+        "an OTLPHandler handing every record to the LoggerProvider",
+        _BY,
+        lambda: root.removeHandler(handler),
+    )
+    return handler

@@ -137,7 +137,14 @@ def _reopen_files_after_fork() -> None:
         handler.rolloverAt = fresh.rolloverAt
 
 
-os.register_at_fork(after_in_child=_reopen_files_after_fork)
+_BY = "logging._setup (configure_logging)"
+_fork_hook = False  # registered (CPython cannot unregister one)
+_fork_hook_on = False  # and doing something
+
+
+def _after_fork_in_child() -> None:
+    if _fork_hook_on:
+        _reopen_files_after_fork()
 
 
 def stop_queue() -> None:
@@ -148,7 +155,66 @@ def stop_queue() -> None:
         listener.stop()
 
 
-atexit.register(stop_queue)
+def _install_process_hooks() -> None:
+    """The at-fork and at-exit hooks, and a record of the logging set-up to put back; once per set-up."""
+    global _fork_hook, _fork_hook_on
+    from .. import _patches
+
+    if not _patches.active("at-fork hook"):
+        if not _fork_hook:
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _fork_hook = True
+        _fork_hook_on = True
+
+        def inert() -> None:
+            global _fork_hook_on
+            _fork_hook_on = False
+
+        _patches.record(
+            "at-fork hook",
+            "os.register_at_fork(after_in_child)",
+            "a forked worker reopens its per-process log file (made inert when undone)",
+            _BY,
+            inert,
+        )
+    if not _patches.active("at-exit hook"):
+        atexit.register(stop_queue)
+        _patches.record(
+            "at-exit hook",
+            "atexit",
+            "stops the log queue, writing what it holds",
+            _BY,
+            lambda: atexit.unregister(stop_queue),
+        )
+    if not _patches.active("logging configuration"):
+        root = logging.getLogger()
+        level = root.level
+        servers = {
+            name: (list(lg.handlers), lg.propagate, lg.disabled)
+            for name in _SERVER_LOGGERS + _SERVER_ACCESS_LOGGERS
+            for lg in (logging.getLogger(name),)
+        }
+
+        def restore() -> None:
+            global _last_call
+            stop_queue()
+            for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+                root.removeHandler(old)
+                old.close()
+            root.setLevel(level)
+            for name, (handlers, propagate, disabled) in servers.items():
+                lg = logging.getLogger(name)
+                lg.handlers[:] = handlers
+                lg.propagate, lg.disabled = propagate, disabled
+            _last_call = None
+
+        _patches.record(
+            "logging configuration",
+            "the root logger (handler, level) and the server loggers (" + ", ".join(_SERVER_LOGGERS) + "...)",
+            "one handler and format for every logger; server access lines off",
+            _BY,
+            restore,
+        )
 
 
 def configure_logging(
@@ -233,6 +299,7 @@ def configure_logging(
         _check_file(str(file_value), per_process, "file" if file is not None else "OTEL_CORR_LOG_FILE")
 
     instrument_logging()
+    _install_process_hooks()
     formatter: logging.Formatter = (
         JsonFormatter(static_fields=static_fields) if fmt_value == "json" else TextFormatter()
     )

@@ -132,48 +132,68 @@ class _Factory:
         return record
 
 
-_original_make_record = logging.Logger.makeRecord
+def _wrap_make_record(original: Any) -> Any:
+    def makeRecord(  # the name of the method it replaces
+        self: logging.Logger,
+        name: str,
+        level: int,
+        fn: str,
+        lno: int,
+        msg: object,
+        args: Any,
+        exc_info: Any,
+        func: str | None = None,
+        extra: Any = None,
+        sinfo: str | None = None,
+    ) -> logging.LogRecord:
+        if extra is None or _FIELD_SET.isdisjoint(extra):
+            return original(self, name, level, fn, lno, msg, args, exc_info, func, extra, sinfo)  # type: ignore[no-any-return]
+        mine = {k: v for k, v in extra.items() if k in _FIELD_SET}
+        rest = {k: v for k, v in extra.items() if k not in _FIELD_SET}
+        record: logging.LogRecord = original(self, name, level, fn, lno, msg, args, exc_info, func, rest, sinfo)
+        record.__dict__.update(mine)
+        return record
+
+    return makeRecord
 
 
-def _make_record(
-    self: logging.Logger,
-    name: str,
-    level: int,
-    fn: str,
-    lno: int,
-    msg: object,
-    args: Any,
-    exc_info: Any,
-    func: str | None = None,
-    extra: Any = None,
-    sinfo: str | None = None,
-) -> logging.LogRecord:
-    if extra is None or _FIELD_SET.isdisjoint(extra):
-        return _original_make_record(self, name, level, fn, lno, msg, args, exc_info, func, extra, sinfo)
-    mine = {k: v for k, v in extra.items() if k in _FIELD_SET}
-    rest = {k: v for k, v in extra.items() if k not in _FIELD_SET}
-    record = _original_make_record(self, name, level, fn, lno, msg, args, exc_info, func, rest, sinfo)
-    record.__dict__.update(mine)
-    return record
+_BY = "logging._stamp (instrument, instrument_logging)"
+_FACTORY_KEY = "log record factory"
 
 
 def install() -> None:
     """Install the factory and the ``extra=`` guard (idempotent)."""
-    current = logging.getLogRecordFactory()
-    if current is logging.LogRecord:
-        logging.setLogRecordFactory(_StampedRecord)
-    elif not (isinstance(current, _Factory) or current is _StampedRecord):
-        logging.setLogRecordFactory(_Factory(current))
-    if logging.Logger.makeRecord is not _make_record:
-        logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
+    from .. import _patches
+
+    if not _patches.active(_FACTORY_KEY):
+        before = logging.getLogRecordFactory()
+        ours: Any = _StampedRecord if before is logging.LogRecord else _Factory(before)
+        logging.setLogRecordFactory(ours)
+
+        def restore() -> bool:
+            if logging.getLogRecordFactory() is not ours:  # wrapped again since: leave both
+                return False
+            logging.setLogRecordFactory(before)
+            return True
+
+        _patches.record(
+            _FACTORY_KEY,
+            "logging.setLogRecordFactory",
+            "stamps trace_id, span_id, request_id, service_name on every record",
+            _BY,
+            restore,
+        )
+    _patches.replace(
+        logging.Logger,
+        "makeRecord",
+        _wrap_make_record,
+        what="lets extra={'request_id': ...} win instead of raising KeyError",
+        by=_BY,
+    )
 
 
 def uninstall() -> None:
     """Remove what :func:`install` installed (only if nobody wrapped it since)."""
-    current = logging.getLogRecordFactory()
-    if isinstance(current, _Factory):
-        logging.setLogRecordFactory(current.inner)
-    elif current is _StampedRecord:
-        logging.setLogRecordFactory(logging.LogRecord)
-    if logging.Logger.makeRecord is _make_record:
-        logging.Logger.makeRecord = _original_make_record  # type: ignore[method-assign]
+    from .. import _patches
+
+    _patches.undo_where(_BY)

@@ -68,9 +68,6 @@ def install(links: Collection[str], header: str, provider: TracerProvider | None
 
 def uninstall() -> None:
     """Undo every process-wide hook :func:`install` added (tests use this)."""
-    from . import _background, _http_clients, _process, _threads
+    from .. import _patches
 
-    _threads.uninstall()
-    _process.uninstall()
-    _background.uninstall()
-    _http_clients.uninstall()
+    _patches.undo_where("propagation.")

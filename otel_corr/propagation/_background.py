@@ -25,8 +25,6 @@ from ._tracing import tracer
 
 __all__ = ["install", "uninstall"]
 
-_original: Any = None
-
 
 def _wrap(original: Any) -> Any:
     async def __call__(self: Any) -> None:
@@ -62,18 +60,16 @@ def install() -> None:
     when_imported("starlette.background", _patch)
 
 
+_BY = "propagation._background (propagate=background)"
+
+
 def _patch(module: ModuleType) -> None:
-    global _original
-    if _original is None:
-        background_task = module.BackgroundTask
-        _original = background_task.__call__
-        background_task.__call__ = _wrap(_original)
+    from .. import _patches
+
+    _patches.replace(module.BackgroundTask, "__call__", _wrap, what="a span per background task", by=_BY)
 
 
 def uninstall() -> None:
-    global _original
-    if _original is not None:
-        from starlette.background import BackgroundTask
+    from .. import _patches
 
-        BackgroundTask.__call__ = _original  # type: ignore[method-assign]
-        _original = None
+    _patches.undo_where(_BY)

@@ -178,16 +178,36 @@ _CONNECTIONS = (
 )
 
 
+_KEY = "celery signals"
+
+
 def install() -> None:
     """Connect the signals (process-wide, once)."""
     from celery import signals
 
+    from .. import _patches
+
+    if _patches.active(_KEY):
+        return
     for name, handler in _CONNECTIONS:
         getattr(signals, name).connect(handler, weak=False, dispatch_uid=f"{_UID}.{name}")
+    _patches.record(
+        _KEY,
+        "celery.signals (" + ", ".join(name for name, _ in _CONNECTIONS) + ")",
+        "producer and consumer spans; the request ID in task headers and log records",
+        "propagation._celery (propagate=celery)",
+        _disconnect,
+    )
 
 
-def uninstall() -> None:
+def _disconnect() -> None:
     from celery import signals
 
     for name, handler in _CONNECTIONS:
         getattr(signals, name).disconnect(handler, dispatch_uid=f"{_UID}.{name}")
+
+
+def uninstall() -> None:
+    from .. import _patches
+
+    _patches.undo(_KEY)

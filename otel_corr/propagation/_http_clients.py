@@ -26,6 +26,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .. import _patches
+from .._compat import httpx_send
 from .._context import get_request_id
 from .._redact import redact_query, sensitive_pattern
 from ._import_hooks import when_imported
@@ -36,7 +38,6 @@ __all__ = ["install", "uninstall"]
 _SUPPRESS = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
 _SENSITIVE_QUERY = sensitive_pattern("sig")  # + signed-URL parameters (sig, signature, X-Amz-Signature...)
-_originals: dict[str, tuple[Any, str, Any]] = {}
 
 
 def _skip() -> bool:
@@ -106,12 +107,12 @@ def _httpx_start(request: Any) -> trace.Span:
 
 
 def _httpx_sync(original: Any) -> Any:
-    def _send_single_request(self: Any, request: Any) -> Any:
+    def _send_single_request(self: Any, request: Any, **kwargs: Any) -> Any:
         if _skip():
-            return original(self, request)
+            return original(self, request, **kwargs)
         span = _httpx_start(request)
         try:
-            response = original(self, request)
+            response = original(self, request, **kwargs)
         except BaseException as exc:
             _finish(span, None, exc)
             raise
@@ -122,12 +123,12 @@ def _httpx_sync(original: Any) -> Any:
 
 
 def _httpx_async(original: Any) -> Any:
-    async def _send_single_request(self: Any, request: Any) -> Any:
+    async def _send_single_request(self: Any, request: Any, **kwargs: Any) -> Any:
         if _skip():
-            return await original(self, request)
+            return await original(self, request, **kwargs)
         span = _httpx_start(request)
         try:
-            response = await original(self, request)
+            response = await original(self, request, **kwargs)
         except BaseException as exc:
             _finish(span, None, exc)
             raise
@@ -198,18 +199,21 @@ def _aiohttp_init(original: Any) -> Any:
     return __init__
 
 
-def _patch(key: str, owner: Any, name: str, make: Any) -> None:
-    current = getattr(owner, name)
-    if key in _originals or hasattr(current, "__wrapped__"):  # ours already, or contrib's (wrapt)
+_BY = "propagation._http_clients (propagate={})"
+
+
+def _patch(library: str, owner: Any, name: str, make: Any) -> None:
+    if hasattr(getattr(owner, name), "__wrapped__"):  # contrib's instrumentation (wrapt) is there
         return
-    _originals[key] = (owner, name, current)
-    setattr(owner, name, make(current))
+    _patches.replace(
+        owner, name, make, what="one CLIENT span; sends traceparent and the request ID", by=_BY.format(library)
+    )
 
 
 def _patch_httpx(httpx: Any) -> None:
-    if hasattr(httpx.Client, "_send_single_request"):
-        _patch("httpx", httpx.Client, "_send_single_request", _httpx_sync)
-        _patch("httpx-async", httpx.AsyncClient, "_send_single_request", _httpx_async)
+    name = httpx_send(httpx.Client)
+    _patch("httpx", httpx.Client, name, _httpx_sync)
+    _patch("httpx", httpx.AsyncClient, name, _httpx_async)
 
 
 def _patch_requests(requests: Any) -> None:
@@ -230,6 +234,4 @@ def install(libraries: set[str]) -> None:
 
 
 def uninstall() -> None:
-    for owner, name, original in _originals.values():
-        setattr(owner, name, original)
-    _originals.clear()
+    _patches.undo_where(_BY.partition("(")[0])

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
+from .. import _patches
+
 if TYPE_CHECKING:
     # Only for the types: at run time importlib.abc pulls in importlib.resources, tempfile,
     # shutil, bz2 and lzma (about 1 MB of RSS) that nothing here needs; the import system only
@@ -67,6 +69,7 @@ class _Finder:
 
 
 _finder = _Finder()
+_KEY = "sys.meta_path finder"
 
 
 def when_imported(name: str, hook: Callable[[ModuleType], None]) -> None:
@@ -74,8 +77,25 @@ def when_imported(name: str, hook: Callable[[ModuleType], None]) -> None:
     with _lock:
         module = sys.modules.get(name)
         if module is None:
-            _hooks.setdefault(name, []).append(hook)
-            if _finder not in sys.meta_path:
+            hooks = _hooks.setdefault(name, [])
+            if hook not in hooks:
+                hooks.append(hook)
+            if not _patches.active(_KEY):
                 sys.meta_path.insert(0, _finder)
+                _patches.record(
+                    _KEY,
+                    "sys.meta_path",
+                    "a finder that patches httpx, requests, aiohttp... when (and if) the app imports them",
+                    "propagation._import_hooks",
+                    _remove_finder,
+                )
             return
     hook(module)
+
+
+def _remove_finder() -> None:
+    """Forget the pending hooks and take the finder out of ``sys.meta_path``."""
+    with _lock:
+        _hooks.clear()
+        while _finder in sys.meta_path:
+            sys.meta_path.remove(_finder)

@@ -81,26 +81,61 @@ def attach_carrier(carrier: Mapping[str, str]) -> object:
     return otel_context.attach(ctx)
 
 
-_adopted = False
+_BY = "propagation._process (propagate=subprocess)"
+_ADOPT_KEY = "context attached at import"
+_FALSE = ("false", "0", "no", "off")  # the one boolean grammar: true/1/yes/on, false/0/no/off
+
+
+def adopt_enabled() -> bool:
+    """``OTEL_CORR_ADOPT_ENVIRONMENT``, in the one boolean grammar (a bad value: on, as by default).
+
+    Read at import, where an error cannot be raised to anyone; ``instrument()`` checks the
+    value and raises :class:`~otel_corr.ConfigError` on a bad one.
+    """
+    return os.environ.get("OTEL_CORR_ADOPT_ENVIRONMENT", "true").strip().lower() not in _FALSE
 
 
 def adopt_environment() -> None:
     """In a child process: continue the parent's trace and request ID from the environment.
 
     Called when ``otel_corr`` is imported; attaches once, in the importing
-    thread, for the life of the process.  ``OTEL_CORR_ADOPT_ENVIRONMENT=false``
-    turns it off.
+    thread, until ``otel_corr.uninstrument()``.  ``OTEL_CORR_ADOPT_ENVIRONMENT=false``
+    (or ``0``, ``no``, ``off``) turns it off.
     """
-    global _adopted
-    if _adopted or os.environ.get("OTEL_CORR_ADOPT_ENVIRONMENT", "true").strip().lower() in ("false", "0", "no"):
+    from .. import _patches
+
+    if _patches.active(_ADOPT_KEY) or not adopt_enabled():
         return
     header = _env_name(os.environ.get("OTEL_CORR_REQUEST_ID_HEADER") or "X-Request-ID")
     if "TRACEPARENT" in os.environ or header in os.environ:
-        _adopted = True
-        attach_carrier(os.environ)
+        token = attach_carrier(os.environ)
+        _patches.record(
+            _ADOPT_KEY,
+            "the current context (importing thread)",
+            f"continues the parent's trace and request ID from TRACEPARENT/{header}",
+            "propagation._process (OTEL_CORR_ADOPT_ENVIRONMENT)",
+            lambda: otel_context.detach(token),  # type: ignore[arg-type]
+        )
 
 
-_flush_registered = False
+def _flush_at_exit() -> None:
+    """Flush in a multiprocessing child: it leaves through ``os._exit()``, so atexit never runs; finalizers do."""
+    from .. import _patches
+
+    if _patches.active("multiprocessing exit finalizer"):
+        return
+    import multiprocessing.util
+
+    from .._provider import flush
+
+    finalizer = multiprocessing.util.Finalize(None, flush, exitpriority=10)
+    _patches.record(
+        "multiprocessing exit finalizer",
+        "multiprocessing.util finalizers (child process)",
+        "flushes queued spans when the child exits",
+        _BY,
+        finalizer.cancel,
+    )
 
 
 class _Carried:
@@ -113,18 +148,10 @@ class _Carried:
         self.carrier = carrier
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        global _flush_registered
         from ..logging import _stamp
 
         _stamp.install()  # a spawned child has no record factory yet
-        if not _flush_registered:
-            # multiprocessing children leave through os._exit(): atexit never runs, finalizers do.
-            import multiprocessing.util
-
-            from .._provider import flush
-
-            multiprocessing.util.Finalize(None, flush, exitpriority=10)
-            _flush_registered = True
+        _flush_at_exit()
         token = attach_carrier(self.carrier)
         try:
             return self.fn(*args, **kwargs)
@@ -134,62 +161,75 @@ class _Carried:
 
 # multiprocessing and concurrent.futures.process are patched when the application imports them
 # (never imported here: ~2 MB an app that starts no process would pay for nothing).
-_originals: dict[str, Any] = {}
 
 
-def _popen_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
-    carrier = environment() if otel_context.get_current() else {}
-    if carrier:
-        if len(args) > 10:  # env passed positionally (rare)
-            env = args[10]
-            args = (*args[:10], {**carrier, **env} if env is not None else {**os.environ, **carrier}, *args[11:])
-        elif kwargs.get("env") is not None:
-            kwargs["env"] = {**carrier, **kwargs["env"]}  # the caller's explicit values win
-        else:
-            kwargs["env"] = {**os.environ, **carrier}  # ours replace any inherited ones
-    _originals["popen"](self, *args, **kwargs)
-
-
-def _pool_submit(self: ProcessPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-    carrier = environment()
-    return _originals["pool"](self, _Carried(fn, carrier) if carrier else fn, *args, **kwargs)  # type: ignore[no-any-return]
-
-
-def _process_start(self: multiprocessing.process.BaseProcess) -> None:
-    target = getattr(self, "_target", None)
-    if target is not None and not isinstance(target, _Carried):
-        carrier = environment()
+def _wrap_popen_init(original: Any) -> Any:
+    def __init__(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        carrier = environment() if otel_context.get_current() else {}
         if carrier:
-            self._target = _Carried(target, carrier)  # type: ignore[attr-defined]
-    _originals["process"](self)
+            if len(args) > 10:  # env passed positionally (rare)
+                env = args[10]
+                args = (*args[:10], {**carrier, **env} if env is not None else {**os.environ, **carrier}, *args[11:])
+            elif kwargs.get("env") is not None:
+                kwargs["env"] = {**carrier, **kwargs["env"]}  # the caller's explicit values win
+            else:
+                kwargs["env"] = {**os.environ, **carrier}  # ours replace any inherited ones
+        original(self, *args, **kwargs)
+
+    return __init__
+
+
+def _wrap_pool_submit(original: Any) -> Any:
+    def submit(self: ProcessPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        carrier = environment()
+        return original(self, _Carried(fn, carrier) if carrier else fn, *args, **kwargs)  # type: ignore[no-any-return]
+
+    return submit
+
+
+def _wrap_process_start(original: Any) -> Any:
+    def start(self: multiprocessing.process.BaseProcess) -> None:
+        target = getattr(self, "_target", None)
+        if target is not None and not isinstance(target, _Carried):
+            carrier = environment()
+            if carrier:
+                self._target = _Carried(target, carrier)  # type: ignore[attr-defined]
+        original(self)
+
+    return start
 
 
 def _patch_pool(module: Any) -> None:
-    if "pool" not in _originals:
-        _originals["pool"] = module.ProcessPoolExecutor.submit
-        module.ProcessPoolExecutor.submit = _pool_submit
+    from .. import _patches
+
+    _patches.replace(
+        module.ProcessPoolExecutor, "submit", _wrap_pool_submit, what="the work runs in the submitter's context", by=_BY
+    )
 
 
 def _patch_process(module: Any) -> None:
-    if "process" not in _originals:
-        _originals["process"] = module.BaseProcess.start
-        module.BaseProcess.start = _process_start
+    from .. import _patches
+
+    _patches.replace(
+        module.BaseProcess, "start", _wrap_process_start, what="the target runs in the starter's context", by=_BY
+    )
 
 
 def install() -> None:
-    if "popen" not in _originals:
-        _originals["popen"] = subprocess.Popen.__init__
-        subprocess.Popen.__init__ = _popen_init  # type: ignore[method-assign]
+    from .. import _patches
+
+    _patches.replace(
+        subprocess.Popen,
+        "__init__",
+        _wrap_popen_init,
+        what="a child started in a request gets TRACEPARENT and X_REQUEST_ID",
+        by=_BY,
+    )
     when_imported("concurrent.futures.process", _patch_pool)
     when_imported("multiprocessing.process", _patch_process)
 
 
 def uninstall() -> None:
-    import sys
+    from .. import _patches
 
-    if "popen" in _originals:
-        subprocess.Popen.__init__ = _originals.pop("popen")  # type: ignore[method-assign]
-    if "pool" in _originals:
-        sys.modules["concurrent.futures.process"].ProcessPoolExecutor.submit = _originals.pop("pool")
-    if "process" in _originals:
-        sys.modules["multiprocessing.process"].BaseProcess.start = _originals.pop("process")
+    _patches.undo_where(_BY)

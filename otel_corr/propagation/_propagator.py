@@ -68,10 +68,29 @@ def install_global(header: str) -> None:
     from opentelemetry import propagate
     from opentelemetry.propagators.composite import CompositePropagator
 
+    from .. import _patches
+
     current = propagate.get_global_textmap()
     inner = getattr(current, "_propagators", [current])
     if any(isinstance(p, RequestIdPropagator) for p in inner):
         return
     if type(current).__name__ == "NoopTextMapPropagator" or not inner:  # OTEL_PROPAGATORS=none: respected
         return
-    propagate.set_global_textmap(CompositePropagator([*inner, RequestIdPropagator(header)]))
+    ours = CompositePropagator([*inner, RequestIdPropagator(header)])
+    propagate.set_global_textmap(ours)
+
+    def restore() -> bool:
+        # The API lets the global propagator be set again (unlike the providers): put the previous one back,
+        # unless someone replaced ours since.
+        if propagate.get_global_textmap() is not ours:
+            return False
+        propagate.set_global_textmap(current)
+        return True
+
+    _patches.record(
+        "global propagator",
+        "the global propagator (opentelemetry.propagate)",
+        f"adds the request ID ({header}) to what every inject/extract carries",
+        "propagation._propagator",
+        restore,
+    )

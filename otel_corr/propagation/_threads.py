@@ -22,15 +22,12 @@ from typing import Any, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
 
+from .._compat import THREAD_BOOTSTRAP
+
 __all__ = ["carry", "install", "uninstall"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-_original_submit = ThreadPoolExecutor.submit
-_original_start = threading.Thread.start
-# Wrapping _bootstrap_inner, not run(), covers Thread subclasses that override run().
-_original_bootstrap = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
 
 
 def carry(fn: Callable[P, R]) -> Callable[P, R]:
@@ -56,38 +53,65 @@ def carry(fn: Callable[P, R]) -> Callable[P, R]:
     return carried
 
 
-def _submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-    # Always bound, even to an empty context: a pool thread lives on after the request
-    # that started it, and must not lend that request's IDs to later work.
-    return _original_submit(self, carry(fn), *args, **kwargs)
+_BY = "propagation._threads (propagate=threads)"
 
 
-def _start(self: threading.Thread) -> None:
-    ctx = otel_context.get_current()
-    if ctx:
-        self._otel_corr_context = ctx  # type: ignore[attr-defined]
-    _original_start(self)
+def _wrap_submit(original: Any) -> Any:
+    def submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        # Always bound, even to an empty context: a pool thread lives on after the request
+        # that started it, and must not lend that request's IDs to later work.
+        return original(self, carry(fn), *args, **kwargs)  # type: ignore[no-any-return]
+
+    return submit
 
 
-def _bootstrap_inner(self: threading.Thread) -> None:
-    ctx = getattr(self, "_otel_corr_context", None)
-    if ctx is None:
-        _original_bootstrap(self)
-        return
-    token = otel_context.attach(ctx)
-    try:
-        _original_bootstrap(self)
-    finally:
-        otel_context.detach(token)
+def _wrap_start(original: Any) -> Any:
+    def start(self: threading.Thread) -> None:
+        ctx = otel_context.get_current()
+        if ctx:
+            if THREAD_BOOTSTRAP is None:  # no private hook: carry the context in this thread's own run()
+                self.run = carry(self.run)  # type: ignore[method-assign]
+            else:
+                self._otel_corr_context = ctx  # type: ignore[attr-defined]
+        original(self)
+
+    return start
+
+
+def _wrap_bootstrap(original: Any) -> Any:
+    def _bootstrap_inner(self: threading.Thread) -> None:
+        ctx = getattr(self, "_otel_corr_context", None)
+        if ctx is None:
+            original(self)
+            return
+        token = otel_context.attach(ctx)
+        try:
+            original(self)
+        finally:
+            otel_context.detach(token)
+
+    return _bootstrap_inner
 
 
 def install() -> None:
-    ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign,assignment]
-    threading.Thread.start = _start  # type: ignore[method-assign]
-    threading.Thread._bootstrap_inner = _bootstrap_inner  # type: ignore[attr-defined]
+    from .. import _patches
+
+    _patches.replace(
+        ThreadPoolExecutor, "submit", _wrap_submit, what="runs the work in the submitter's context", by=_BY
+    )
+    _patches.replace(threading.Thread, "start", _wrap_start, what="remembers the starting thread's context", by=_BY)
+    if THREAD_BOOTSTRAP is not None:
+        # Wrapping the bootstrap, not run(), covers Thread subclasses that override run().
+        _patches.replace(
+            threading.Thread,
+            THREAD_BOOTSTRAP,
+            _wrap_bootstrap,
+            what="runs the thread in the context start() remembered",
+            by=_BY,
+        )
 
 
 def uninstall() -> None:
-    ThreadPoolExecutor.submit = _original_submit  # type: ignore[method-assign]
-    threading.Thread.start = _original_start  # type: ignore[method-assign]
-    threading.Thread._bootstrap_inner = _original_bootstrap  # type: ignore[attr-defined]
+    from .. import _patches
+
+    _patches.undo_where(_BY)
