@@ -32,13 +32,18 @@ def _on_exception(sender: Any, exception: BaseException, **_: Any) -> None:
     request.environ[EXCEPTION_KEY] = exception
 
 
+_apps: set[int] = set()  # the apps our receivers are connected for
+
+
 def install(app: Any, middleware: Any, state_attr: str) -> None:
     from flask import got_request_exception, request_started
 
-    original = app.wsgi_app
+    # What the instance itself held: usually nothing (the class's method), which is what uninstall puts back.
+    original = vars(app).get("wsgi_app")
     app.wsgi_app = middleware
     request_started.connect(_on_request_started, app, weak=False)
     got_request_exception.connect(_on_exception, app, weak=False)
+    _apps.add(id(app))
     setattr(app, state_attr, {"wsgi_app": original})
 
 
@@ -46,6 +51,15 @@ def uninstall(app: Any) -> None:
     from flask import got_request_exception, request_started
 
     state = app._otel_corr_state
-    app.wsgi_app = state["wsgi_app"]
-    request_started.disconnect(_on_request_started, app)
-    got_request_exception.disconnect(_on_exception, app)
+    if state["wsgi_app"] is None:
+        del app.wsgi_app
+    else:
+        app.wsgi_app = state["wsgi_app"]
+    _apps.discard(id(app))
+    for signal, receiver in ((request_started, _on_request_started), (got_request_exception, _on_exception)):
+        # Disconnecting for one sender leaves the receiver registered on the signal; for the last
+        # app, take it off the signal altogether.
+        if _apps:
+            signal.disconnect(receiver, app)
+        else:
+            signal.disconnect(receiver)

@@ -135,19 +135,19 @@ def instrument(app: App, **options: Unpack[Options]) -> App:
         if "celery" in settings.propagate:
             _celery.install()
         setattr(app, _STATE, {})
-        _record_app(app, "Celery app", "its tasks' signals handled (process-wide: celery signals)")
+        _record_app(app, "celery signals handled for its tasks")
         return app
     if _is_starlette(app):
         _instrument_starlette(app, runtime)
         telemetry = "; FastAPI's own tracing off (app._telemetry)" if getattr(app, _STATE) else ""
-        _record_app(app, "ASGI app", "build_middleware_stack wrapped: our middleware outermost" + telemetry)
+        _record_app(app, "build_middleware_stack wrapped: our middleware outermost" + telemetry)
         return app
     if _is_flask(app):
         from . import _flask
         from .wsgi import CorrelationWSGIMiddleware
 
         _flask.install(app, CorrelationWSGIMiddleware(app.wsgi_app, runtime=runtime), _STATE)  # type: ignore[attr-defined]
-        _record_app(app, "Flask app", "wsgi_app wrapped; request_started/got_request_exception connected")
+        _record_app(app, "wsgi_app wrapped; request_started/got_request_exception connected")
         return app
     if _is_asgi(app):
         from .asgi import CorrelationMiddleware
@@ -194,7 +194,7 @@ def _app_key(app: Any) -> str:
     return f"app {id(app)}"
 
 
-def _record_app(app: Any, kind: str, what: str) -> None:
+def _record_app(app: Any, what: str) -> None:
     """Record an app instrumented in place, so that uninstrument() with no argument undoes it too."""
     key = _app_key(app)
     try:
@@ -209,7 +209,8 @@ def _record_app(app: Any, kind: str, what: str) -> None:
         if target is not None:
             _uninstrument_app(target)
 
-    _patches.record(key, f"{kind} {name or type(app).__qualname__}", what, "_instrument (instrument(app))", undo)
+    target = f"{type(app).__qualname__} {name!r}" if name else f"{type(app).__qualname__} at {id(app):#x}"
+    _patches.record(key, target, what, "_instrument (instrument(app))", undo)
 
 
 def uninstrument(app: Any = None) -> Any:

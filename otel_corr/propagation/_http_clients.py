@@ -202,8 +202,14 @@ def _aiohttp_init(original: Any) -> Any:
 _BY = "propagation._http_clients (propagate={})"
 
 
+def _contrib_active(current: Any) -> bool:
+    """OpenTelemetry contrib wraps with ``wrapt`` (an ObjectProxy); Sentry's plain ``functools.wraps``
+    wrapper also has ``__wrapped__`` but injects no traceparent, so ours still goes in (inside it)."""
+    return any(c.__name__ == "ObjectProxy" for c in type(current).__mro__)
+
+
 def _patch(library: str, owner: Any, name: str, make: Any) -> None:
-    if hasattr(getattr(owner, name), "__wrapped__"):  # contrib's instrumentation (wrapt) is there
+    if _contrib_active(getattr(owner, name)):  # contrib's instrumentation is there: leave it the library
         return
     _patches.replace(
         owner, name, make, what="one CLIENT span; sends traceparent and the request ID", by=_BY.format(library)
