@@ -198,3 +198,61 @@ def test_doctor_reports_a_bad_setting() -> None:
     )
     assert done.returncode == 2
     assert "OTEL_CORR_ADOPT_ENVIRONMENT" in done.stderr
+
+
+FALLBACKS = """
+import json, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import httpx
+import otel_corr, otel_corr._compat as compat
+from otel_corr._context import bound_request_id
+
+if {public}:
+    compat.THREAD_BOOTSTRAP = None
+    compat.httpx_send = lambda cls: "send"
+seen = []
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        seen.append(self.headers.get("X-Request-ID"))
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+
+class Worker(threading.Thread):  # overrides run(): the bootstrap path covers it, so must the fallback
+    def run(self):
+        self.got = otel_corr.current_ids().request_id
+
+async def app(scope, receive, send):
+    pass
+
+otel_corr.instrument(app)
+with bound_request_id("r-fallback"):
+    worker = Worker(); worker.start(); worker.join()
+    httpx.get(f"http://127.0.0.1:{{server.server_address[1]}}/")
+outside = Worker(); outside.start(); outside.join()
+targets = sorted(p.target for p in otel_corr.patches() if "Thread" in p.target or "httpx" in p.target)
+otel_corr.uninstrument()
+print(json.dumps([worker.got, outside.got, seen, targets]))
+"""
+
+
+@pytest.mark.parametrize("public", [False, True], ids=["private-shortcut", "public-fallback"])
+def test_patch_targets_have_a_public_fallback(public: bool) -> None:
+    """Without CPython's Thread._bootstrap_inner or httpx's Client._send_single_request, the public
+    paths (the thread's own run(), Client.send) carry the request ID the same way."""
+    done = _run(FALLBACKS.format(public=public), _env(OTEL_TRACES_EXPORTER="none"))
+    assert done.returncode == 0, done.stderr
+    got, outside, seen, targets = json.loads(done.stdout)
+    assert (got, outside, seen) == ("r-fallback", "", ["r-fallback"])
+    if public:
+        assert targets == [
+            "concurrent.futures.thread.ThreadPoolExecutor.submit",
+            "httpx.AsyncClient.send",
+            "httpx.Client.send",
+            "threading.Thread.start",
+        ]
+    else:
+        assert "threading.Thread._bootstrap_inner" in targets and "httpx.Client._send_single_request" in targets

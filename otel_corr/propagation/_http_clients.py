@@ -26,8 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .. import _patches
-from .._compat import httpx_send
+from .. import _compat, _patches
 from .._context import get_request_id
 from .._redact import redact_query, sensitive_pattern
 from ._import_hooks import when_imported
@@ -217,7 +216,7 @@ def _patch(library: str, owner: Any, name: str, make: Any) -> None:
 
 
 def _patch_httpx(httpx: Any) -> None:
-    name = httpx_send(httpx.Client)
+    name = _compat.httpx_send(httpx.Client)
     _patch("httpx", httpx.Client, name, _httpx_sync)
     _patch("httpx", httpx.AsyncClient, name, _httpx_async)
 

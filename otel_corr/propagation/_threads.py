@@ -22,7 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
 
-from .._compat import THREAD_BOOTSTRAP
+from .. import _compat
 
 __all__ = ["carry", "install", "uninstall"]
 
@@ -69,10 +69,18 @@ def _wrap_start(original: Any) -> Any:
     def start(self: threading.Thread) -> None:
         ctx = otel_context.get_current()
         if ctx:
-            if THREAD_BOOTSTRAP is None:  # no private hook: carry the context in this thread's own run()
-                self.run = carry(self.run)  # type: ignore[method-assign]
-            else:
-                self._otel_corr_context = ctx  # type: ignore[attr-defined]
+            self._otel_corr_context = ctx  # type: ignore[attr-defined]
+        original(self)
+
+    return start
+
+
+def _wrap_start_public(original: Any) -> Any:
+    """Without ``Thread._bootstrap_inner``: carry the context in this thread's own ``run``."""
+
+    def start(self: threading.Thread) -> None:
+        if otel_context.get_current():
+            self.run = carry(self.run)  # type: ignore[method-assign]
         original(self)
 
     return start
@@ -99,16 +107,17 @@ def install() -> None:
     _patches.replace(
         ThreadPoolExecutor, "submit", _wrap_submit, what="runs the work in the submitter's context", by=_BY
     )
-    _patches.replace(threading.Thread, "start", _wrap_start, what="remembers the starting thread's context", by=_BY)
-    if THREAD_BOOTSTRAP is not None:
-        # Wrapping the bootstrap, not run(), covers Thread subclasses that override run().
+    bootstrap = _compat.THREAD_BOOTSTRAP
+    if bootstrap is None:
         _patches.replace(
-            threading.Thread,
-            THREAD_BOOTSTRAP,
-            _wrap_bootstrap,
-            what="runs the thread in the context start() remembered",
-            by=_BY,
+            threading.Thread, "start", _wrap_start_public, what="runs the thread in the starter's context", by=_BY
         )
+        return
+    _patches.replace(threading.Thread, "start", _wrap_start, what="remembers the starting thread's context", by=_BY)
+    # Wrapping the bootstrap, not run(), covers Thread subclasses that override run().
+    _patches.replace(
+        threading.Thread, bootstrap, _wrap_bootstrap, what="runs the thread in the context start() remembered", by=_BY
+    )
 
 
 def uninstall() -> None:
