@@ -36,3 +36,14 @@ def fastapi_telemetry(app: Any) -> MutableMapping[str, Any] | None:
     """
     telemetry = getattr(app, "_telemetry", None)
     return telemetry if isinstance(telemetry, MutableMapping) else None
+
+
+def process_target_attribute(base_process: type) -> str | None:
+    """Where ``multiprocessing``'s ``BaseProcess`` keeps its target (the private ``_target``), checked
+    when ``multiprocessing.process`` is imported.
+
+    ``None`` where it is not there: a bare ``Process(target=...)`` then runs without the starter's
+    context (the public ``ProcessPoolExecutor.submit`` path still carries it).
+    """
+    code = getattr(vars(base_process).get("__init__"), "__code__", None)
+    return "_target" if code is not None and "_target" in code.co_names else None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -109,12 +110,21 @@ def adopt_environment() -> None:
     header = _env_name(os.environ.get("OTEL_CORR_REQUEST_ID_HEADER") or "X-Request-ID")
     if "TRACEPARENT" in os.environ or header in os.environ:
         token = attach_carrier(os.environ)
+        thread = threading.get_ident()
+
+        def detach() -> bool:
+            # A context can only be detached in the thread (and contextvars Context) it was attached in.
+            if threading.get_ident() != thread:
+                return False
+            otel_context.detach(token)  # type: ignore[arg-type]
+            return True
+
         _patches.record(
             _ADOPT_KEY,
             "the current context (importing thread)",
             f"continues the parent's trace and request ID from TRACEPARENT/{header}",
             "propagation._process (OTEL_CORR_ADOPT_ENVIRONMENT)",
-            lambda: otel_context.detach(token),  # type: ignore[arg-type]
+            detach,
         )
 
 
@@ -187,16 +197,19 @@ def _wrap_pool_submit(original: Any) -> Any:
     return submit
 
 
-def _wrap_process_start(original: Any) -> Any:
-    def start(self: multiprocessing.process.BaseProcess) -> None:
-        target = getattr(self, "_target", None)
-        if target is not None and not isinstance(target, _Carried):
-            carrier = environment()
-            if carrier:
-                self._target = _Carried(target, carrier)  # type: ignore[attr-defined]
-        original(self)
+def _wrap_process_start(attribute: str) -> Callable[[Any], Any]:
+    def wrap(original: Any) -> Any:
+        def start(self: multiprocessing.process.BaseProcess) -> None:
+            target = getattr(self, attribute, None)
+            if target is not None and not isinstance(target, _Carried):
+                carrier = environment()
+                if carrier:
+                    setattr(self, attribute, _Carried(target, carrier))
+            original(self)
 
-    return start
+        return start
+
+    return wrap
 
 
 def _patch_pool(module: Any) -> None:
@@ -208,11 +221,17 @@ def _patch_pool(module: Any) -> None:
 
 
 def _patch_process(module: Any) -> None:
-    from .. import _patches
+    from .. import _compat, _patches
 
-    _patches.replace(
-        module.BaseProcess, "start", _wrap_process_start, what="the target runs in the starter's context", by=_BY
-    )
+    attribute = _compat.process_target_attribute(module.BaseProcess)
+    if attribute is not None:
+        _patches.replace(
+            module.BaseProcess,
+            "start",
+            _wrap_process_start(attribute),
+            what="the target runs in the starter's context",
+            by=_BY,
+        )
 
 
 def install() -> None:
