@@ -102,8 +102,7 @@ def replace(owner: Any, name: str, make: Callable[[Any], Any], *, what: str, by:
         setattr(owner, name, new)
 
         def restore() -> bool:
-            if vars(owner).get(name, _ABSENT) is not new:
-                _log.warning("otel-corr: %s was replaced again after otel-corr patched it; left as it is", target)
+            if vars(owner).get(name, _ABSENT) is not new:  # wrapped again since
                 return False
             if own is _ABSENT:
                 delattr(owner, name)
@@ -128,6 +127,12 @@ def undo(key: str) -> bool:
             done = False
         if done:
             del _changes[key]
+        else:
+            _log.warning(
+                "otel-corr: %s was changed again since otel-corr changed it (or cannot be undone from this"
+                " thread); left as it is, still listed by otel_corr.patches()",
+                change.row.target,
+            )
         return done
 
 

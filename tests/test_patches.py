@@ -256,3 +256,21 @@ def test_patch_targets_have_a_public_fallback(public: bool) -> None:
         ]
     else:
         assert "threading.Thread._bootstrap_inner" in targets and "httpx.Client._send_single_request" in targets
+
+
+def test_a_patch_wrapped_again_by_someone_else_is_left_in_place() -> None:
+    """Undoing ours would remove theirs: the chain stays, still listed, with a warning."""
+    code = """
+import threading, otel_corr
+async def app(scope, receive, send): pass
+otel_corr.instrument(app)
+ours = threading.Thread.start
+def theirs(self): return ours(self)
+threading.Thread.start = theirs
+otel_corr.uninstrument()
+print(threading.Thread.start is theirs, [p.target for p in otel_corr.patches() if "Thread" in p.target])
+"""
+    done = _run(code, _env(OTEL_TRACES_EXPORTER="none"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True ['threading.Thread.start']"
+    assert "threading.Thread.start was changed again since otel-corr changed it" in done.stderr
