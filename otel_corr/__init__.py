@@ -45,7 +45,7 @@ def patches() -> list[Patch]:
     it, and whether it is ``reversible`` by :func:`uninstrument` (only the global providers the
     OpenTelemetry API lets be set once per process are not).  ``otel-corr doctor`` prints them.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
     from ._patches import rows
 

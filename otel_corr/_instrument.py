@@ -228,7 +228,6 @@ def uninstrument(app: Any = None) -> Any:
     A later :func:`instrument` works again.  Returns ``None``.
 
     .. versionadded:: 0.1
-    .. versionchanged:: 0.2 with no argument, undoes everything.
     """
     if app is None:
         _patches.undo_all()

@@ -31,7 +31,7 @@ _ABSENT = object()
 class Patch(NamedTuple):
     """One process-wide change otel-corr has made and not undone (a row of ``otel_corr.patches()``).
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
 
     #: What was changed: ``threading.Thread.start``, ``sys.meta_path``, the global TracerProvider...
