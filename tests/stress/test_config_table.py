@@ -169,6 +169,7 @@ CLI_ROWS = [
     Row("trace --jaeger", "", "http:// or https:// URL", how="cli", argv=("trace", "x", "--jaeger", "jaeger:16686")),
     Row("trace --json", "", "", how="cli"),  # a flag
     Row("demo --port", "", "TCP port", how="cli", argv=("demo", "--port", "0"), named="--port"),
+    Row("doctor --json", "", "", how="cli"),  # a flag
 ]
 #: Settings whose every value is valid, so they have no wrong-value row.
 NO_WRONG_VALUE = {"OTEL_SERVICE_NAME": "any string names the service (the SDK's own rule)"}
