@@ -143,11 +143,17 @@ def test_patches_lists_every_change_with_its_origin(probe: dict[str, Any]) -> No
 
 
 def test_import_alone_changes_nothing_but_the_adopted_context() -> None:
-    """``import otel_corr`` with no TRACEPARENT in the environment makes no process-wide change."""
-    code = "import otel_corr; print(len(otel_corr.patches()))"
+    """``import otel_corr`` with no TRACEPARENT in the environment makes no process-wide change:
+    no at-exit hook (configure_logging's moved out of import), no finder, no factory, nothing listed."""
+    code = (
+        "import atexit, logging, sys; n = atexit._ncallbacks(); meta = list(sys.meta_path); "
+        "factory, make = logging.getLogRecordFactory(), logging.Logger.makeRecord; import otel_corr; "
+        "print(atexit._ncallbacks() - n, sys.meta_path == meta, logging.getLogRecordFactory() is factory, "
+        "logging.Logger.makeRecord is make, len(otel_corr.patches()))"
+    )
     done = _run(code, _env())
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "0"
+    assert done.stdout.split() == ["0", "True", "True", "True", "0"]
 
 
 @pytest.mark.parametrize("value", ["off", "false", "0", "no", "OFF"])
