@@ -64,7 +64,9 @@ def start_grpc(store: Store, host: str, port: int, max_body: int) -> grpc.Server
     """Start the OTLP/gRPC server; returns it (call ``stop(grace)`` at shutdown)."""
     server = grpc.server(
         ThreadPoolExecutor(max_workers=4, thread_name_prefix="otel-corr-grpc"),
-        options=[("grpc.max_receive_message_length", max_body)],
+        # so_reuseport 0: grpcio sets SO_REUSEPORT by default, so a second server on the same port would
+        # start and share the exports with the first (each to its own store) instead of failing.
+        options=[("grpc.max_receive_message_length", max_body), ("grpc.so_reuseport", 0)],
     )
     # Traces are registered by hand, without a request deserializer: ingest parses each span from
     # its own bytes (see _otlp.span_rows), and an undecodable body gets INVALID_ARGUMENT with the reason.
@@ -75,7 +77,11 @@ def start_grpc(store: Store, host: str, port: int, max_body: int) -> grpc.Server
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": export}),))
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(store), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if server.add_insecure_port(address) == 0:
-        raise OSError(f"cannot listen for OTLP/gRPC on {address}")
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:  # newer grpcio raises where older ones returned 0
+        bound = 0
+    if bound == 0:
+        raise OSError(f"cannot listen on {address} for OTLP/gRPC: address in use (another otel-corr serve?)")
     server.start()
     return server

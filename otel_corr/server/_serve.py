@@ -63,7 +63,7 @@ def _socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror} (another otel-corr serve?)") from None
     sock.listen(512)
     sock.set_inheritable(True)
     return sock
@@ -94,9 +94,16 @@ def run(config: ServeConfig) -> None:
     sys.setswitchinterval(0.0005)
     if config.allow_remote:
         _log.warning("otel-corr serve: listening on %s: anyone who can reach it can read and write traces", config.host)
-    sockets = [_socket(config.host, config.port), _socket(config.host, config.otlp_http_port)]
-    store = Store(config.db)
-    grpc_server = start_grpc(store, config.host, config.otlp_grpc_port, config.max_body)
+    # The store first: a second server on the same file is refused naming the first (see _storefile).
+    store = Store(config.db, owner=f"pid {os.getpid()}, http://{config.host}:{config.port}")
+    try:
+        sockets = [_socket(config.host, config.port), _socket(config.host, config.otlp_http_port)]
+        # Probed with a socket of ours first: grpcio's own failure to bind prints a C++ log line first.
+        _socket(config.host, config.otlp_grpc_port).close()
+        grpc_server = start_grpc(store, config.host, config.otlp_grpc_port, config.max_body)
+    except BaseException:
+        store.close()
+        raise
     app = dispatch_by_port(build_app(store, max_body=config.max_body), config.otlp_http_port)
     retention_task: asyncio.Task[None] | None = None
 
@@ -129,5 +136,11 @@ def run(config: ServeConfig) -> None:
         uvicorn.Config(lifespan_app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, access_log=False)
     )
     started = time.monotonic()
-    server.run(sockets=sockets)
+    try:
+        server.run(sockets=sockets)
+    finally:
+        # However serving ended (SIGTERM, SIGINT, a failed start-up): the store is committed, checkpointed
+        # into its one file and unlocked.  Lifespan shutdown normally did it already; a second close is a no-op.
+        grpc_server.stop(0)
+        store.close()
     _log.debug("otel-corr serve: stopped after %.1fs", time.monotonic() - started)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -44,6 +45,7 @@ from .._ids import trace_id_of
 from ..exceptions import StoreError
 from ._model import LogRecord, Span
 from ._otlp import attribute_text, expand, resource_key
+from ._storefile import APPLICATION_ID, StoreLock, check_store_file
 
 __all__ = ["Store", "StoreFull"]
 
@@ -56,7 +58,6 @@ _TRACES_TABLE = """CREATE TABLE IF NOT EXISTS traces(
     trace_id BLOB NOT NULL, first_row INTEGER NOT NULL, request_id TEXT NOT NULL, last_row INTEGER NOT NULL,
     PRIMARY KEY (trace_id, first_row, request_id)) WITHOUT ROWID"""
 _SCHEMA = f"""
-PRAGMA journal_mode=WAL;
 CREATE TABLE IF NOT EXISTS resources(
     id INTEGER PRIMARY KEY, digest TEXT UNIQUE NOT NULL, service TEXT NOT NULL, attributes TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS spans(
@@ -181,9 +182,23 @@ class Store:
         max_queued_spans: int = 32768,
         group_spans: int = 16384,
         checkpoint_spans: int = 16384,
+        owner: str = "",
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One server per file, and only a file that is ours: both settled before SQLite writes a byte.
+        new = check_store_file(self.path)
+        self._lock = StoreLock(self.path, owner or f"pid {os.getpid()}")
+        try:
+            self._open(new, queue_size, max_queued_spans, group_spans, checkpoint_spans)
+        except sqlite3.Error as exc:
+            self._lock.release()
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from None
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, new: bool, queue_size: int, max_queued_spans: int, group_spans: int, checkpoint_spans: int) -> None:
         self._local = threading.local()
         self._queue: queue.Queue[_Item | None] = queue.Queue(queue_size)
         self._resources: dict[str, int] = {}
@@ -194,6 +209,17 @@ class Store:
         self._max_queued_spans = max_queued_spans
         self._group_spans = group_spans
         self._idle = threading.Condition()
+        if new:
+            # Marker, tables and format in one transaction, before WAL: an interrupted first start leaves
+            # an empty file (ours to create again), never a half-made one that the checks would refuse.
+            conn = sqlite3.connect(self.path, timeout=30)
+            try:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE; PRAGMA application_id = {APPLICATION_ID}; {_SCHEMA};"
+                    f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                )
+            finally:
+                conn.close()
         writer = self._connect()
         # A bigger page cache for the one writer: random trace/request-ID keys touch a page per span,
         # and keeping hot index pages in memory cuts insert cost by about a third at 1M spans.
@@ -211,6 +237,7 @@ class Store:
             )
         writer.executescript(_SCHEMA)
         writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        writer.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # a store written before the marker
         writer.commit()
         # Checkpoints copy the WAL into the database (and fsync): on the writer they would stall every
         # commit that crosses the threshold, and with acknowledge-after-commit the senders with it.
@@ -231,6 +258,7 @@ class Store:
             ).fetchone()[0]
         )
         self._writer_conn = writer
+        self._closed = False
         self._closing = threading.Event()
         self._checkpoint_spans = checkpoint_spans
         self._since_checkpoint = 0
@@ -302,12 +330,31 @@ class Store:
         return True
 
     def close(self) -> None:
-        self.flush()
-        self._queue.put(None)
-        self._thread.join(30)
-        self._closing.set()
-        self._checkpointer.join(30)
-        self._writer_conn.close()
+        """Commit what is queued, copy the WAL into the file, close and unlock (a second call does nothing).
+
+        The last step matters to users: a store is "one file" only once the WAL is checkpointed
+        into it; a copy of the file alone taken before would hold none of the recent spans.
+        SQLite checkpoints on its own only when the last connection closes, and read connections
+        of other threads may still be open, so this one does it explicitly.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush()
+            self._queue.put(None)
+            self._thread.join(30)
+            self._closing.set()
+            self._checkpointer.join(30)
+            try:
+                busy, _, _ = self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if busy:
+                    _log.warning("otel-corr serve: a reader kept the last checkpoint from finishing")
+            except sqlite3.Error:
+                _log.exception("otel-corr serve: the last checkpoint failed (the data is safe in the -wal file)")
+            self._writer_conn.close()
+        finally:
+            self._lock.release()
 
     def _run(self) -> None:
         while True:
