@@ -62,6 +62,15 @@ def _echoed(method: str, url: str, request_id: str | None) -> tuple[int, str]:
         return exc.code, exc.headers.get("X-Request-ID", "")
 
 
+def _info_port(body: bytes) -> int | None:
+    """The OTLP/HTTP port in an ``/api/otel-corr/info`` answer, or None if it is not one."""
+    try:
+        port = json.loads(body).get("otlp_http")
+    except (ValueError, AttributeError):
+        return None
+    return port if isinstance(port, int) and 0 < port < 65536 else None
+
+
 def run_demo(port: int = 16686) -> int:
     """Start everything, send the requests, print the IDs and links, serve until Ctrl-C."""
     try:
@@ -81,14 +90,24 @@ def run_demo(port: int = 16686) -> int:
     signal.signal(signal.SIGTERM, stop)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     try:
+        # A server already on the port is asked where its OTLP/HTTP port is: guessing 4318 sent the
+        # demo's spans to whatever listened there (another backend, or nothing).
         status, body = (0, b"")
         try:
-            status, body = _get(f"{base}/api/services", timeout=0.5)
+            status, body = _get(f"{base}/api/otel-corr/info", timeout=0.5)
         except OSError:
             pass
-        if status == 200 and b'"data"' in body:
-            otlp = "http://127.0.0.1:4318"
+        otlp_port = _info_port(body) if status == 200 else None
+        if otlp_port is not None:
+            otlp = f"http://127.0.0.1:{otlp_port}"
             print(f"using the otel-corr serve already running at {base} (OTLP at {otlp})")
+        elif status:
+            print(
+                f"otel-corr demo: {base} answers, but not as an otel-corr serve that says where its OTLP port is"
+                " (an older version, or another program); pass --port with a free port",
+                file=sys.stderr,
+            )
+            return 2
         else:
             otlp_port, grpc_port = _free(4318), _free(4317)
             otlp = f"http://127.0.0.1:{otlp_port}"

@@ -79,8 +79,14 @@ def _busy() -> Response:
     return Response("store busy, retry", status_code=503, headers={"Retry-After": "1"})
 
 
-def build_app(store: Store, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
-    """The Starlette app with every route; run it with :func:`otel_corr.server.serve`."""
+def build_app(
+    store: Store, *, max_body: int = 16 * 1024 * 1024, otlp_ports: tuple[int, int] | None = None
+) -> Starlette:
+    """The Starlette app with every route; run it with :func:`otel_corr.server.serve`.
+
+    ``otlp_ports`` (HTTP, gRPC) are what ``/api/otel-corr/info`` tells a client that found this
+    server on its query port (``otel-corr demo`` sends its spans there).
+    """
 
     async def ingest(request: Request, kind: str) -> Response:
         body = bytearray()
@@ -266,7 +272,14 @@ def build_app(store: Store, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
             return v3_error(404, "No traces found")
         return JSONResponse({"result": {"resourceSpans": v3_resource_spans(spans)}})
 
+    async def info(request: Request) -> Response:
+        from .._version import __version__
+
+        http_port, grpc_port = otlp_ports or (None, None)
+        return JSONResponse({"version": __version__, "otlp_http": http_port, "otlp_grpc": grpc_port})
+
     routes = [
+        Route("/api/otel-corr/info", info),
         Route("/v1/traces", v1_traces_post, methods=["POST"]),
         Route("/v1/logs", v1_logs_post, methods=["POST"]),
         Route("/api/services", api_services),

@@ -104,7 +104,8 @@ def run(config: ServeConfig) -> None:
     except BaseException:
         store.close()
         raise
-    app = dispatch_by_port(build_app(store, max_body=config.max_body), config.otlp_http_port)
+    otlp_ports = (config.otlp_http_port, config.otlp_grpc_port)
+    app = dispatch_by_port(build_app(store, max_body=config.max_body, otlp_ports=otlp_ports), config.otlp_http_port)
     retention_task: asyncio.Task[None] | None = None
 
     async def lifespan_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
