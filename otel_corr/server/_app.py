@@ -7,6 +7,7 @@ sends OTLP paths on the OTLP port and everything else on the query port.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,10 +18,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._admission import Budget, Busy
 from ._ids import parse_trace_id
 from ._jaeger import v1_envelope, v1_error, v1_trace, v3_resource_spans
 from ._model import KIND_NAMES, Span
-from ._otlp import BadRequest, SpanBatch, TooLarge, decode_logs, decompress, parse_logs, parse_spans, span_row_steps
+from ._otlp import (
+    BadRequest,
+    Inflater,
+    SpanBatch,
+    TooLarge,
+    decode_logs,
+    max_decode_cost,
+    parse_logs,
+    parse_spans,
+    span_row_steps,
+)
 from ._query import QueryError, go_duration_ns, rfc3339_ns, tags_param
 from ._store import Store, StoreFull
 from ._ui import SecurityHeaders, ui_routes
@@ -30,6 +42,9 @@ __all__ = ["build_app", "find_trace"]
 #: Spans decoded between two returns to the event loop (about 1 ms of CPU): a query that arrives
 #: meanwhile waits at most that long for the loop (lookup p99 under ingest 18-22 ms with 128).
 _DECODE_STEP = 64
+_THREAD_ABOVE = 1 << 20
+#: Spans (or log records) in one OTLP request: 4x the 8,192 a collector's batch processor sends.
+MAX_ITEMS = 32768
 _KIND_BY_NAME = {v: k for k, v in KIND_NAMES.items() if k}
 
 
@@ -80,46 +95,66 @@ def _busy() -> Response:
 
 
 def build_app(
-    store: Store, *, max_body: int = 16 * 1024 * 1024, otlp_ports: tuple[int, int] | None = None
+    store: Store,
+    *,
+    max_body: int = 16 * 1024 * 1024,
+    otlp_ports: tuple[int, int] | None = None,
+    max_items: int = MAX_ITEMS,
+    budget: Budget | None = None,
 ) -> Starlette:
     """The Starlette app with every route; run it with :func:`otel_corr.server.serve`.
 
     ``otlp_ports`` (HTTP, gRPC) are what ``/api/otel-corr/info`` tells a client that found this
-    server on its query port (``otel-corr demo`` sends its spans there).
+    server on its query port (``otel-corr demo`` sends its spans there).  ``budget`` is the
+    decoding memory OTLP requests share (with gRPC's: pass the same one); by default, enough
+    for one body at both limits (``max_body`` bytes, ``max_items`` spans or log records).
     """
+    budget = budget or Budget(max_decode_cost(max_body, max_items))
 
     async def ingest(request: Request, kind: str) -> Response:
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body:  # compressed bodies can only grow: refuse early
-                return _error(request, 413, f"body is over {max_body} bytes")
-        try:
-            raw = decompress(bytes(body), request.headers.get("content-encoding", ""), max_body)
-            ctype = request.headers.get("content-type", "")
-            if kind == "traces":
-                batch = SpanBatch()
-                for _ in span_row_steps(parse_spans(raw, ctype), store.resource_id, batch, _DECODE_STEP):
-                    await asyncio.sleep(0)  # queries waiting on the loop run between steps
-                rejected, reason = batch.rejected, batch.reason
-                committed = store.submit(batch.rows, batch.resources)
-            else:
-                logs, rejected, reason = decode_logs(parse_logs(raw, ctype))
-                committed = store.submit([], [], logs)
-        except TooLarge as exc:
-            return _error(request, 413, str(exc))
-        except BadRequest as exc:
-            return _error(request, 400, str(exc))
-        except StoreFull:
+        if budget.full:  # refused before a byte of the body is read
             return _busy()
-        # Acknowledge only once committed: a sender that got its 200 never loses the batch to a crash.
-        # The writer groups what concurrent senders queued into one transaction, so this costs a
-        # lone sequential sender the most (see docs/local-backend.md).
-        try:
-            await asyncio.wrap_future(committed)
-        except Exception:
-            return _busy()  # logged by the writer; the batch is not stored, so the sender should retry
-        return _otlp_response(request, kind, rejected, reason)
+        with budget.ticket() as ticket:
+            try:
+                # Inflated as it arrives, the ticket growing with it: memory is admitted before it is taken.
+                inflater = Inflater(request.headers.get("content-encoding", ""), max_body)
+                async for chunk in request.stream():
+                    inflater.feed(chunk)
+                    ticket.need(len(inflater.body))
+                body = inflater.finish()
+                ctype = request.headers.get("content-type", "")
+                # A big body is parsed on a thread: its spans are counted on the wire by Python code
+                # (~0.5 s for 16 MiB of minimal spans), which there gives the loop the GIL every 0.5 ms.
+                in_thread = len(body) > _THREAD_ABOVE
+                if kind == "traces":
+                    parse = functools.partial(parse_spans, body, ctype, max_items=max_items, admit=ticket.need)
+                    views = await asyncio.to_thread(parse) if in_thread else parse()
+                    del body, inflater, parse  # the views hold what is needed
+                    batch = SpanBatch()
+                    for _ in span_row_steps(views, store.resource_id, batch, _DECODE_STEP):
+                        await asyncio.sleep(0)  # queries waiting on the loop run between steps
+                    del views
+                    rejected, reason = batch.rejected, batch.reason
+                    committed = store.submit(batch.rows, batch.resources)
+                else:
+                    parse_l = functools.partial(parse_logs, body, ctype, max_items=max_items, admit=ticket.need)
+                    logs, rejected, reason = decode_logs(await asyncio.to_thread(parse_l) if in_thread else parse_l())
+                    committed = store.submit([], [], logs)
+            except TooLarge as exc:
+                return _error(request, 413, str(exc))
+            except BadRequest as exc:
+                return _error(request, 400, str(exc))
+            except (StoreFull, Busy):
+                return _busy()
+            # Acknowledge only once committed: a sender that got its 200 never loses the batch to a crash.
+            # The writer groups what concurrent senders queued into one transaction, so this costs a
+            # lone sequential sender the most (see docs/local-backend.md).  The ticket is held until
+            # then: the rows waiting for the writer are memory too.
+            try:
+                await asyncio.wrap_future(committed)
+            except Exception:
+                return _busy()  # logged by the writer; the batch is not stored, so the sender should retry
+            return _otlp_response(request, kind, rejected, reason)
 
     async def v1_traces_post(request: Request) -> Response:
         return await ingest(request, "traces")

@@ -2,8 +2,17 @@
 
 Every limit is checked before anything is stored, and every failure is a
 :class:`BadRequest` with a one-line reason (HTTP 400) or :class:`TooLarge`
-(HTTP 413): the body limit applies *after* decompression, read in bounded
-chunks, so a gzip bomb costs at most the limit in memory.
+(HTTP 413): the body limit applies *after* decompression, inflated chunk by
+chunk as the body arrives (:class:`Inflater`), so a gzip bomb costs at most the
+limit in memory.
+
+Memory is bounded by more than the body's size: a body of minimal spans decodes
+to 20-25 times its size, so 16 MiB of them (under 1 MB gzipped) took 400 MB.
+Before the expensive steps the parsers count the spans or log records (from a
+view that costs about the body's size) and refuse more than ``max_items``; and
+they tell the caller what the next step will cost (``admit``, see
+``_admission.Budget``), which refuses what would go over the server's budget
+before it is decoded rather than after.
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ from .._ids import REQUEST_ID_ATTRIBUTE
 from ._model import LogRecord, Span
 
 __all__ = [
+    "Admit",
     "BadRequest",
+    "Inflater",
     "TooLarge",
     "attribute_text",
     "decode_logs",
@@ -36,6 +47,8 @@ __all__ = [
     "span_row_steps",
     "span_rows",
     "expand",
+    "count_items",
+    "max_decode_cost",
     "parse_logs",
     "parse_spans",
     "parse_traces",
@@ -52,28 +65,73 @@ class BadRequest(ValueError):
 
 
 class TooLarge(ValueError):
-    """The (decompressed) body is over the limit."""
+    """The (decompressed) body is over a limit: bytes, spans or log records, or the memory to decode it."""
+
+
+#: Told what decoding a body will hold in memory (bytes, in total so far) before each step that
+#: allocates it; raises to stop the decode (``_admission.Ticket.need``).
+Admit = Callable[[int], None]
+
+# What decoding holds, measured (benchmarks/backend.py bodies, 378 B/span on the wire, and minimal
+# 33-51 B spans): the raw view ~1.1x the body and the heads view ~3.9x, the rows ~2.6x plus ~450 B
+# a span; a log record ~1 KB besides its bytes; json.loads up to ~25x the text (`{},` is a dict).
+_PARSE_COST = 3  # x body bytes: the body and its raw (or count) view
+_PROTOBUF_COST = 8  # x body bytes: body, both views, rows
+_SPAN_COST = 640  # per span, on top
+_LOG_COST = 1024  # per log record, on top
+_JSON_COST = 32  # x JSON bytes, while the JSON is parsed and converted
+
+
+def max_decode_cost(max_body: int, max_items: int) -> int:
+    """The memory one protobuf body at both limits takes to decode (what a budget must hold for one)."""
+    return _PROTOBUF_COST * max_body + _LOG_COST * max_items
+
+
+class Inflater:
+    """``Content-Encoding`` (gzip, deflate or none) undone chunk by chunk as the body arrives.
+
+    Never holds more than ``limit`` decompressed bytes (nor the compressed body: each chunk is
+    inflated and dropped), so neither a big body nor a gzip bomb costs more than the limit.
+    """
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.encoding = encoding.strip().lower()
+        if self.encoding not in ("", "identity", "gzip", "deflate"):
+            raise BadRequest(f"unsupported Content-Encoding {self.encoding[:32]!r}: use gzip, deflate or none")
+        self.limit = limit
+        self.body = bytearray()
+        self._zlib = (
+            zlib.decompressobj(wbits=31 if self.encoding == "gzip" else 15)
+            if self.encoding in ("gzip", "deflate")
+            else None
+        )
+
+    def feed(self, chunk: bytes) -> None:
+        """Add the next chunk of the body as received; :class:`TooLarge` past the limit."""
+        if self._zlib is None:
+            self.body += chunk
+            if len(self.body) > self.limit:
+                raise TooLarge(f"body is over {self.limit} bytes")
+            return
+        try:
+            self.body += self._zlib.decompress(chunk, self.limit + 1 - len(self.body))
+        except zlib.error as exc:
+            raise BadRequest(f"invalid {self.encoding} data: {exc}") from None
+        if len(self.body) > self.limit or self._zlib.unconsumed_tail:
+            raise TooLarge(f"body is over {self.limit} bytes after decompression")
+
+    def finish(self) -> bytearray:
+        """The whole decompressed body; :class:`BadRequest` if the compressed stream stopped short."""
+        if self._zlib is not None and not self._zlib.eof:
+            raise BadRequest(f"truncated {self.encoding} data")
+        return self.body
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     """Undo ``Content-Encoding`` (gzip, deflate or none) without ever holding more than ``limit`` bytes."""
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        if len(body) > limit:
-            raise TooLarge(f"body is {len(body)} bytes; the limit is {limit}")
-        return body
-    if encoding not in ("gzip", "deflate"):
-        raise BadRequest(f"unsupported Content-Encoding {encoding[:32]!r}: use gzip, deflate or none")
-    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise BadRequest(f"invalid {encoding} data: {exc}") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise TooLarge(f"body is over {limit} bytes after decompression")
-    if not inflater.eof:
-        raise BadRequest(f"truncated {encoding} data")
-    return out
+    inflater = Inflater(encoding, limit)
+    inflater.feed(body)
+    return bytes(inflater.finish())
 
 
 def _hex_ids_to_base64(node: Any) -> Any:
@@ -93,16 +151,58 @@ def _hex_ids_to_base64(node: Any) -> Any:
     return node
 
 
-def _parse(body: bytes, content_type: str, message: Any) -> Any:
-    ctype = content_type.split(";")[0].strip().lower()
+def _media_type(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()
+
+
+def _too_many(count: int, max_items: int | None, what: str) -> None:
+    if max_items is not None and count > max_items:
+        raise TooLarge(f"{count} {what} in one request; the limit is {max_items} (send smaller batches)")
+
+
+def _json_items(data: Any, keys: tuple[tuple[str, str], ...]) -> int:
+    """How many items the parsed OTLP/JSON ``data`` holds at ``keys`` (each level: camelCase, proto name)."""
+    nodes = [data]
+    for level, names in enumerate(keys):
+        found = []
+        for node in nodes:
+            if isinstance(node, dict):
+                for name in dict.fromkeys(names):  # a name once where both spellings are the same
+                    children = node.get(name)
+                    if isinstance(children, list):
+                        found.extend(children)
+        if level == len(keys) - 1:
+            return len(found)
+        nodes = found
+    return 0
+
+
+_JSON_SPANS = (("resourceSpans", "resource_spans"), ("scopeSpans", "scope_spans"), ("spans", "spans"))
+_JSON_LOGS = (("resourceLogs", "resource_logs"), ("scopeLogs", "scope_logs"), ("logRecords", "log_records"))
+
+
+def _parse(
+    body: bytes | bytearray,
+    content_type: str,
+    message: Any,
+    check: Callable[[Any], None] | None = None,
+    admit: Admit | None = None,
+) -> Any:
+    """``message`` parsed from protobuf or OTLP/JSON; ``check`` sees the JSON before protobuf is built from it."""
+    ctype = _media_type(content_type)
     try:
         if ctype == "application/x-protobuf":
             message.ParseFromString(body)
         elif ctype == "application/json":
-            json_format.ParseDict(_hex_ids_to_base64(json.loads(body)), message, ignore_unknown_fields=True)
+            if admit is not None:
+                admit(_JSON_COST * len(body))
+            data = json.loads(body)
+            if check is not None:
+                check(data)
+            json_format.ParseDict(_hex_ids_to_base64(data), message, ignore_unknown_fields=True)
         else:
             raise BadRequest(f"unsupported Content-Type {ctype[:64]!r}: use application/x-protobuf or application/json")
-    except BadRequest:
+    except (BadRequest, TooLarge):
         raise
     # SystemError: protobuf's upb backend raises it for a JSON key holding a lone surrogate ("\ud800").
     except (DecodeError, json_format.ParseError, ValueError, TypeError, RecursionError, SystemError) as exc:
@@ -113,12 +213,40 @@ def _parse(body: bytes, content_type: str, message: Any) -> Any:
     return message
 
 
-def parse_traces(body: bytes, content_type: str) -> ExportTraceServiceRequest:
-    return _parse(body, content_type, ExportTraceServiceRequest())  # type: ignore[no-any-return]
+def parse_traces(
+    body: bytes, content_type: str, *, max_items: int | None = None, admit: Admit | None = None
+) -> ExportTraceServiceRequest:
+    """The whole request as OTLP's own type (the reference path; ingest uses :func:`parse_spans`)."""
+
+    def check(data: Any) -> None:
+        _too_many(_json_items(data, _JSON_SPANS), max_items, "spans")
+
+    return _parse(body, content_type, ExportTraceServiceRequest(), check, admit)  # type: ignore[no-any-return]
 
 
-def parse_logs(body: bytes, content_type: str) -> ExportLogsServiceRequest:
-    return _parse(body, content_type, ExportLogsServiceRequest())  # type: ignore[no-any-return]
+def parse_logs(
+    body: bytes | bytearray, content_type: str, *, max_items: int | None = None, admit: Admit | None = None
+) -> ExportLogsServiceRequest:
+    """An OTLP logs export request; more than ``max_items`` log records is :class:`TooLarge`, before decoding them.
+
+    ``admit`` is told the memory decoding will take once the records are counted (protobuf: on
+    the wire, see :func:`count_items`; JSON: in its parsed text).
+    """
+
+    def check(data: Any) -> None:
+        count = _json_items(data, _JSON_LOGS)
+        _too_many(count, max_items, "log records")
+        if admit is not None:
+            admit(_JSON_COST * len(body) + _LOG_COST * count)
+
+    if _media_type(content_type) == "application/x-protobuf":
+        count = count_items(body)
+        if count is None:
+            raise BadRequest("invalid OTLP protobuf: not an ExportLogsServiceRequest (corrupt wire format)")
+        _too_many(count, max_items, "log records")
+        if admit is not None:
+            admit(_PROTOBUF_COST * len(body) + _LOG_COST * count)
+    return _parse(body, content_type, ExportLogsServiceRequest(), check, admit)  # type: ignore[no-any-return]
 
 
 def _value(v: Any) -> Any:
@@ -331,23 +459,120 @@ def _ingest_types() -> tuple[Any, Any]:
 _Heads, _Raw = _ingest_types()
 
 
-def parse_spans(body: bytes, content_type: str) -> tuple[Any, Any]:
+def parse_spans(
+    body: bytes | bytearray, content_type: str, *, max_items: int | None = None, admit: Admit | None = None
+) -> tuple[Any, Any]:
     """An OTLP trace export request as :func:`span_rows` reads it: (heads, raw), see :func:`_ingest_types`.
 
     The heads view is a full parse (every string checked to be UTF-8, every nested message to
-    be well formed), so a body that passes it passes the reference parse too.
+    be well formed), so a body that passes it passes the reference parse too.  The raw view
+    comes first: it costs about the body's size and counts the spans, so a body of more than
+    ``max_items`` spans is :class:`TooLarge` before the heads view (~4x the body) or any row
+    (~450 B a span) is built; ``admit`` is told each step's memory before it is taken.
     """
-    if content_type.split(";")[0].strip().lower() == "application/x-protobuf":
-        try:
-            return _Heads.FromString(body), _Raw.FromString(body)
-        except (DecodeError, ValueError):  # ValueError: the pure-Python backend's UnicodeDecodeError
-            raise BadRequest(
-                "invalid OTLP protobuf: not an ExportTraceServiceRequest (corrupt wire format, or a string"
-                " that is not UTF-8)"
-            ) from None
-    # JSON (or an unsupported type, which parse_traces reports): through the real types, then their bytes.
-    body = parse_traces(body, content_type).SerializeToString()
-    return _Heads.FromString(body), _Raw.FromString(body)
+    if _media_type(content_type) != "application/x-protobuf":
+        # JSON (or an unsupported type, which parse_traces reports): through the real types, then their bytes.
+        body = parse_traces(bytes(body), content_type, max_items=max_items, admit=admit).SerializeToString()
+    # A big body is counted on the wire first (no copy; ~1 us a span against ~14 to decode it), so
+    # one of too many spans costs nothing more than its bytes; a small one is counted from its raw view.
+    count = count_items(body) if len(body) > _WALK_ABOVE else None
+    try:
+        if count is not None:
+            _too_many(count, max_items, "spans")
+        if admit is not None:
+            admit(_PARSE_COST * len(body) if count is None else _PROTOBUF_COST * len(body) + _SPAN_COST * count)
+        raw = _Raw.FromString(body)
+        if count is None:
+            count = sum(len(ss.spans) for rs in raw.resource_spans for ss in rs.scope_spans)
+            _too_many(count, max_items, "spans")
+            if admit is not None:
+                admit(_PROTOBUF_COST * len(body) + _SPAN_COST * count)
+        return _Heads.FromString(body), raw
+    except (DecodeError, ValueError) as exc:  # ValueError: the pure-Python backend's UnicodeDecodeError
+        if isinstance(exc, TooLarge):
+            raise
+        raise BadRequest(
+            "invalid OTLP protobuf: not an ExportTraceServiceRequest (corrupt wire format, or a string"
+            " that is not UTF-8)"
+        ) from None
+
+
+_WALK_ABOVE = 1 << 20
+
+
+def count_items(body: bytes | bytearray) -> int | None:
+    """The spans (or log records) of an export request, counted on the wire; None if it is not well formed.
+
+    Traces and logs nest alike: request > field 1 (resource) > field 2 (scope) > field 2 (item).
+    Nothing is copied or decoded: each field's tag and length are read and the field skipped.
+    """
+    buf = memoryview(body)
+    count = 0
+    # (start, end, depth): the messages still to walk; depth 0 is the request.
+    stack = [(0, len(buf), 0)]
+    while stack:
+        i, end, depth = stack.pop()
+        wanted = 1 if depth == 0 else 2
+        groups = 0  # inside this many (deprecated, unknown) groups, whose fields are skipped
+        while i < end:
+            tag = buf[i]
+            i += 1
+            if tag & 0x80:  # a tag over one byte: no field we look for
+                shift, tag = 7, tag & 0x7F
+                while True:
+                    if i >= end:
+                        return None
+                    byte = buf[i]
+                    i += 1
+                    tag |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80:
+                        break
+            wire = tag & 7
+            if wire == 2:
+                if i >= end:
+                    return None
+                size = buf[i]
+                i += 1
+                if size & 0x80:
+                    shift, size = 7, size & 0x7F
+                    while True:
+                        if i >= end or shift > 35:
+                            return None
+                        byte = buf[i]
+                        i += 1
+                        size |= (byte & 0x7F) << shift
+                        shift += 7
+                        if not byte & 0x80:
+                            break
+                if i + size > end:
+                    return None
+                if tag >> 3 == wanted and not groups:
+                    if depth == 2:
+                        count += 1
+                    else:
+                        stack.append((i, i + size, depth + 1))
+                i += size
+            elif wire == 0:
+                while True:
+                    if i >= end:
+                        return None
+                    i += 1
+                    if not buf[i - 1] & 0x80:
+                        break
+            elif wire == 1:
+                i += 8
+            elif wire == 5:
+                i += 4
+            elif wire == 3:
+                groups += 1
+            elif wire == 4 and groups:
+                groups -= 1
+            else:
+                return None
+        if i > end or groups:
+            return None
+    return count
 
 
 # Tags of the fields kept as columns (1, 2 and 4-8) and of the trace state (3): none may follow the prefix.

@@ -82,8 +82,10 @@ def run(config: ServeConfig) -> None:
     """Serve until SIGINT/SIGTERM; the store is flushed and closed on the way out."""
     import uvicorn
 
-    from ._app import build_app, dispatch_by_port
+    from ._admission import Budget
+    from ._app import MAX_ITEMS, build_app, dispatch_by_port
     from ._grpc import start_grpc
+    from ._otlp import max_decode_cost
     from ._store import Store
 
     config.check()
@@ -94,18 +96,22 @@ def run(config: ServeConfig) -> None:
     sys.setswitchinterval(0.0005)
     if config.allow_remote:
         _log.warning("otel-corr serve: listening on %s: anyone who can reach it can read and write traces", config.host)
+    # One memory budget for decoding, shared by OTLP/HTTP and OTLP/gRPC (see _admission).
+    budget = Budget(max_decode_cost(config.max_body, MAX_ITEMS))
     # The store first: a second server on the same file is refused naming the first (see _storefile).
     store = Store(config.db, owner=f"pid {os.getpid()}, http://{config.host}:{config.port}")
     try:
         sockets = [_socket(config.host, config.port), _socket(config.host, config.otlp_http_port)]
         # Probed with a socket of ours first: grpcio's own failure to bind prints a C++ log line first.
         _socket(config.host, config.otlp_grpc_port).close()
-        grpc_server = start_grpc(store, config.host, config.otlp_grpc_port, config.max_body)
+        grpc_server = start_grpc(store, config.host, config.otlp_grpc_port, config.max_body, budget, MAX_ITEMS)
     except BaseException:
         store.close()
         raise
     otlp_ports = (config.otlp_http_port, config.otlp_grpc_port)
-    app = dispatch_by_port(build_app(store, max_body=config.max_body, otlp_ports=otlp_ports), config.otlp_http_port)
+    app = dispatch_by_port(
+        build_app(store, max_body=config.max_body, otlp_ports=otlp_ports, budget=budget), config.otlp_http_port
+    )
     retention_task: asyncio.Task[None] | None = None
 
     async def lifespan_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
