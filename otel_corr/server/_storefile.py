@@ -109,7 +109,11 @@ def check_store_file(path: Path) -> bool:
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
     # The header's page count is valid when its change counter matches "version-valid-for" (bytes 92-95).
-    if header[24:28] == header[92:96] and size < pages * page_size:
+    # Not with a WAL left behind: a checkpoint cut short writes page 1 (with the new count) before the
+    # last pages, and the WAL, which SQLite replays on open, still holds them all.
+    wal = path.with_name(path.name + "-wal")
+    unreplayed = wal.exists() and wal.stat().st_size > 0
+    if header[24:28] == header[92:96] and size < pages * page_size and not unreplayed:
         raise StoreError(f"{path} is truncated ({size:,} bytes of {pages * page_size:,}): {_ASIDE}")
     try:
         conn = sqlite3.connect(path, timeout=30)
