@@ -207,7 +207,7 @@ def test_trace_ids_in_every_accepted_form_and_by_request_id(backend: Backend) ->
         "offset": 0,
         "errors": [{"code": 404, "msg": "trace not found"}],
     }
-    assert backend.get("/api/v3/traces/nope").json() == {"error": {"httpCode": 404, "message": "trace not found"}}
+    assert backend.get("/api/v3/traces/nope").json() == {"error": {"httpCode": 404, "message": "No traces found"}}
 
 
 def test_search_services_operations_dependencies_v1_and_v3(backend: Backend) -> None:

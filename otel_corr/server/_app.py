@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,7 +21,7 @@ from starlette.routing import Route
 
 from ._admission import Budget, Busy
 from ._ids import parse_trace_id
-from ._jaeger import v1_envelope, v1_error, v1_trace, v3_resource_spans
+from ._jaeger import transform_otlp, v1_envelope, v1_error, v1_trace, v3_resource_spans, v3_trace_summary
 from ._model import KIND_NAMES, Span
 from ._otlp import (
     BadRequest,
@@ -33,7 +34,7 @@ from ._otlp import (
     parse_spans,
     span_row_steps,
 )
-from ._query import QueryError, go_duration_ns, rfc3339_ns, tags_param
+from ._query import QueryError, V3Search, go_duration_ns, rfc3339_ns, tags_param, v3_search
 from ._store import Store, StoreFull
 from ._ui import SecurityHeaders, ui_routes
 
@@ -46,6 +47,9 @@ _THREAD_ABOVE = 1 << 20
 #: Spans (or log records) in one OTLP request: 4x the 8,192 a collector's batch processor sends.
 MAX_ITEMS = 32768
 _KIND_BY_NAME = {v: k for k, v in KIND_NAMES.items() if k}
+#: The largest OTLP/JSON body ``/api/transform`` converts: parsed into dicts and messages, JSON
+#: takes several times its size in memory, and the UI's upload tab is for one trace or a few.
+_MAX_TRANSFORM_BODY = 8 * 1024 * 1024
 
 
 def find_trace(store: Store, text: str) -> tuple[bytes, list[Span]] | None:
@@ -60,6 +64,28 @@ def find_trace(store: Store, text: str) -> tuple[bytes, list[Span]] | None:
         if spans:
             return candidate, spans
     return None
+
+
+def _v3_found(store: Store, search: V3Search) -> list[list[Span]]:
+    """The traces an api_v3 search finds, newest first: what runs off the event loop."""
+    found_ids = store.search(
+        service=search.service,
+        operation=search.operation,
+        tags=search.attributes,
+        start_ns=search.start_ns,
+        end_ns=search.end_ns,
+        min_duration_ns=search.min_duration_ns,
+        max_duration_ns=search.max_duration_ns,
+        limit=search.limit,
+    )
+    return [spans for spans in map(store.trace, found_ids) if spans]
+
+
+def _v3_operations(store: Store, service: str | None, kind: int | None) -> list[dict[str, str]]:
+    """A service's operations, or every service's (as Jaeger lists them when no service is given)."""
+    services = [service] if service else store.services()
+    found = {(name, k) for s in services for name, k in store.operations(s, kind)}
+    return [{"name": n, "spanKind": KIND_NAMES.get(k, "internal")} for n, k in sorted(found)]
 
 
 def _otlp_response(request: Request, kind: str, rejected: int, reason: str) -> Response:
@@ -256,56 +282,60 @@ def build_app(
 
     async def v3_operations(request: Request) -> Response:
         q = request.query_params
-        service = q.get("service")
-        if not service:
-            return v3_error(400, "service is required")
         kind_name = q.get("spanKind") or q.get("span_kind")
         kind = _KIND_BY_NAME.get(kind_name) if kind_name else None
-        ops = [{"name": n, "spanKind": KIND_NAMES.get(k, "internal")} for n, k in store.operations(service, kind)]
-        return JSONResponse({"operations": ops})
+        if kind_name and kind is None:
+            return v3_error(400, f"spanKind: {kind_name[:40]!r} is not one of {', '.join(sorted(_KIND_BY_NAME))}")
+        return JSONResponse({"operations": await run_in_threadpool(_v3_operations, store, q.get("service"), kind)})
 
     async def v3_trace(request: Request) -> Response:
-        found = find_trace(store, request.path_params["trace_id"])
+        q = request.query_params
+        try:
+            # Validated as Jaeger does; the store answers a trace by ID alone, so they narrow nothing.
+            for names in (("startTime", "start_time"), ("endTime", "end_time")):
+                for name in names:
+                    if q.get(name):
+                        rfc3339_ns(name, q[name])
+                        break
+        except QueryError as exc:
+            return v3_error(400, str(exc))
+        found = await run_in_threadpool(find_trace, store, request.path_params["trace_id"])
         if found is None:
-            return v3_error(404, "trace not found")
+            return v3_error(404, "No traces found")
         return JSONResponse({"result": {"resourceSpans": v3_resource_spans(found[1])}})
 
     async def v3_traces(request: Request) -> Response:
-        q = request.query_params
-
-        def param(*names: str) -> str | None:
-            for name in names:
-                if q.get(name):
-                    return q[name]
-            return None
-
         try:
-            tmin = param("query.startTimeMin", "query.start_time_min")
-            tmax = param("query.startTimeMax", "query.start_time_max")
-            if not tmin or not tmax:
-                raise QueryError("query.start_time_min and query.start_time_max are required")
-            start_ns, end_ns = rfc3339_ns("query.start_time_min", tmin), rfc3339_ns("query.start_time_max", tmax)
-            if end_ns < start_ns:
-                raise QueryError("query.start_time_max is before query.start_time_min")
-            dmin = param("query.durationMin", "query.duration_min")
-            dmax = param("query.durationMax", "query.duration_max")
-            attributes = param("query.attributes")
-            found_ids = store.search(
-                service=param("query.serviceName", "query.service_name"),
-                operation=param("query.operationName", "query.operation_name", "query.span_name"),
-                tags=tags_param(attributes, []),
-                start_ns=start_ns,
-                end_ns=end_ns,
-                min_duration_ns=go_duration_ns("query.duration_min", dmin) if dmin else None,
-                max_duration_ns=go_duration_ns("query.duration_max", dmax) if dmax else None,
-                limit=min(int(param("query.searchDepth", "query.search_depth", "query.num_traces") or 100), 1500),
-            )
-        except (QueryError, ValueError) as exc:
+            search = v3_search(request.query_params)
+        except QueryError as exc:
             return v3_error(400, str(exc))
-        spans = [s for i in found_ids for s in store.trace(i)]
-        if not spans:
-            return v3_error(404, "No traces found")
-        return JSONResponse({"result": {"resourceSpans": v3_resource_spans(spans)}})
+        traces = await run_in_threadpool(_v3_found, store, search)
+        if not traces:
+            return v3_error(404, "No traces found")  # api_v3 answers an empty search with 404, as Jaeger
+        return JSONResponse({"result": {"resourceSpans": v3_resource_spans([s for t in traces for s in t])}})
+
+    async def v3_trace_summaries(request: Request) -> Response:
+        # Since v2.19 the Jaeger UI's Find Traces reads this (jaeger-ui #3943): one summary per trace.
+        try:
+            search = v3_search(request.query_params)
+        except QueryError as exc:
+            return v3_error(400, str(exc))
+        traces = await run_in_threadpool(_v3_found, store, search)
+        # An empty list is `{}` and 200 here (proto3 JSON drops empty lists), unlike /api/v3/traces.
+        return JSONResponse({"summaries": [v3_trace_summary(t) for t in traces]} if traces else {})
+
+    async def api_transform(request: Request) -> Response:
+        # The UI's upload tab posts OTLP/JSON here (as text/plain) and shows the v1 traces it gets back.
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > _MAX_TRANSFORM_BODY:
+                return v1_json(v1_error(413, f"body is over {_MAX_TRANSFORM_BODY} bytes"), 413)
+        try:
+            traces = await run_in_threadpool(transform_otlp, bytes(body))
+        except (BadRequest, TooLarge) as exc:
+            return v1_json(v1_error(400, f"cannot unmarshal OTLP: {exc}"), 400)
+        return v1_json(v1_envelope(traces))
 
     async def info(request: Request) -> Response:
         from .._version import __version__
@@ -321,12 +351,15 @@ def build_app(
         Route("/api/services/{service:path}/operations", api_service_operations),
         Route("/api/operations", api_operations),
         Route("/api/traces", api_traces),
-        Route("/api/traces/{trace_id}", api_trace),
+        # :path so that a base64 trace ID with "/" (sent as %2F) still reaches the handler.
+        Route("/api/traces/{trace_id:path}", api_trace),
+        Route("/api/transform", api_transform, methods=["POST"]),
         Route("/api/dependencies", api_dependencies),
         Route("/api/v3/services", v3_services),
         Route("/api/v3/operations", v3_operations),
         Route("/api/v3/traces", v3_traces),
-        Route("/api/v3/traces/{trace_id}", v3_trace),
+        Route("/api/v3/traces/{trace_id:path}", v3_trace),
+        Route("/api/v3/trace-summaries", v3_trace_summaries),
         *ui_routes(store, find_trace),
     ]
     return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])

@@ -14,8 +14,17 @@ from typing import Any
 
 from ._ids import jaeger_trace_id
 from ._model import KIND_NAMES, LogRecord, Span
+from ._otlp import decode_spans, expand, parse_traces
 
-__all__ = ["any_value", "v1_envelope", "v1_error", "v1_trace", "v3_resource_spans"]
+__all__ = [
+    "any_value",
+    "transform_otlp",
+    "v1_envelope",
+    "v1_error",
+    "v1_trace",
+    "v3_resource_spans",
+    "v3_trace_summary",
+]
 
 _MAX_SAFE_INT = 2**53 - 1
 _STATUS = {1: "OK", 2: "ERROR"}
@@ -165,3 +174,57 @@ def v3_resource_spans(spans: list[Span]) -> list[dict[str, Any]]:
             span["traceState"] = s.trace_state
         scope["spans"].append(span)
     return [{"resource": g["resource"], "scopeSpans": list(g["scopes"].values())} for g in groups.values()]
+
+
+def _counts(**counts: int) -> dict[str, int]:
+    # proto3 JSON (Jaeger marshals with jsonpb's defaults) leaves out fields that are zero.
+    return {k: v for k, v in counts.items() if v}
+
+
+def v3_trace_summary(spans: list[Span]) -> dict[str, Any]:
+    """One trace as api_v3's ``TraceSummary`` (what the UI's search results list shows).
+
+    As Jaeger v2.20 computes it from a whole trace (``querysvc/summary.go``): the root is the
+    earliest span without a parent, an orphan is a span whose parent is not in the trace, an
+    error span has status ERROR; services are sorted by name.
+    """
+    span_ids = {s.span_id for s in spans}
+    root: Span | None = None
+    services: dict[str, list[int]] = {}
+    orphans = 0
+    for s in spans:
+        counts = services.setdefault(s.service, [0, 0])
+        counts[0] += 1
+        counts[1] += s.status == 2
+        if s.parent_id is None:
+            if root is None or s.start_ns < root.start_ns:
+                root = s
+        elif s.parent_id not in span_ids:
+            orphans += 1
+    summary: dict[str, Any] = {"traceId": spans[0].trace_id.hex()}
+    if root is not None:
+        summary.update(rootServiceName=root.service, rootOperationName=root.name)
+    summary.update(
+        minStartTimeUnixNano=str(min(s.start_ns for s in spans)),
+        maxEndTimeUnixNano=str(max(s.start_ns + s.duration_ns for s in spans)),
+        **_counts(spanCount=len(spans), errorSpanCount=sum(s.status == 2 for s in spans), orphanSpanCount=orphans),
+        services=[
+            {"name": name, **_counts(spanCount=n, errorSpanCount=errors)}
+            for name, (n, errors) in sorted(services.items())
+        ],
+    )
+    return summary
+
+
+def transform_otlp(body: bytes) -> list[dict[str, Any]]:
+    """OTLP/JSON traces (what the UI's upload tab posts to ``/api/transform``) as v1 UI traces.
+
+    One trace per trace ID in first-seen order, as Jaeger's ``otlp2traces``.  Raises
+    :class:`~._otlp.BadRequest` with a one-line reason for a body that is not OTLP/JSON.
+    """
+    spans, _, _ = decode_spans(parse_traces(body, "application/json"))
+    by_trace: dict[bytes, list[Span]] = {}
+    for span in spans:
+        expand(span, span.raw)
+        by_trace.setdefault(span.trace_id, []).append(span)
+    return [v1_trace(trace_spans, []) for trace_spans in by_trace.values()]
