@@ -150,6 +150,16 @@ def test_trace_ids_hex_and_base64_on_every_route_that_takes_one(shop: Backend) -
     both = httpx.get(f"{shop.url}/api/traces", params=[("traceID", CART_B64), ("traceID", "bm90LWEtdHJhY2U=")])
     assert [t["traceID"] for t in both.json()["data"]] == [CART]
     assert both.json()["errors"] == [{"code": 404, "msg": "trace not found", "traceID": "bm90LWEtdHJhY2U="}]
+    # A "/" in base64 reaches the route as %2F, decoded before routing.
+    slash = "5b8efff798038103d269b633813fc60c"
+    body = {"resourceSpans": [_otlp(slash, "slashed", "vault")]}
+    assert shop.post("/v1/traces", json.dumps(body).encode(), "application/json").status_code == 200
+    shop.wait_trace(slash)
+    slash_b64 = base64.b64encode(bytes.fromhex(slash)).decode()
+    assert "/" in slash_b64
+    quoted = slash_b64.replace("/", "%2F").replace("=", "%3D")
+    assert shop.get(f"/api/traces/{quoted}").json()["data"][0]["traceID"] == slash
+    assert shop.get(f"/api/v3/traces/{quoted}").status_code == 200
     # A 64-bit ID as 8 base64 bytes; v1 prints it as Jaeger does, 16 hex digits.
     restock_b64 = base64.b64encode(bytes.fromhex(RESTOCK)).decode()
     assert shop.get(f"/api/traces/{restock_b64}").json()["data"][0]["traceID"] == RESTOCK
@@ -255,7 +265,7 @@ def test_where_jaeger_answers_differently_we_answer_as_jaeger(shop: Backend) -> 
         "name": "GET",
         "spanKind": "client",
     } in operations
-    assert shop.get("/api/v3/operations", spanKind="client").json() == {
+    assert shop.get("/api/v3/operations", service="shop", spanKind="client").json() == {
         "operations": [{"name": "GET", "spanKind": "client"}]
     }
     nothing = shop.get("/api/v3/traces", **{**WINDOW, "query.serviceName": "nobody"})
