@@ -2,7 +2,8 @@
 
 The UI's static build (``../shared/jaeger-ui/build`` beside the checkout) is served as a single-page
 app with ``/api`` proxied to serve's query port, as Jaeger's query service serves it; the store holds
-a small shop (tests/_jaeger_ui.py) posted as OTLP/JSON, spans and log records.  Every test asserts
+a small shop (tests/_jaeger_ui.py) posted as OTLP/JSON, spans and log records, and one test adds what a
+real instrumented app under uvicorn exports.  Every test asserts
 what a user sees, that the page raised no error and that no ``/api`` call failed.
 """
 
@@ -17,10 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ._jaeger_ui import CART, CART_B64, CHECKOUT, CHECKOUT_RID, JaegerUI, shop_bodies
-from .conftest import ROOT
+from .conftest import ROOT, server_env
 from .test_page_browser import CHROMIUM_ARGS
 from .test_server import Backend
 
@@ -257,3 +259,39 @@ def test_upload_otlp_json(page: Any, shop: Backend, tmp_path: Path) -> None:
     sync_api.expect(page.get_by_text("otel.status_description=card declined")).to_be_visible()
     _assert_clean(page)
     assert "payments" not in shop.get("/api/v3/services").json()["services"]  # converted, not stored
+
+
+def test_a_real_instrumented_apps_request_found_and_read_in_the_ui(
+    page: Any, shop: Backend, start_uvicorn: Any
+) -> None:
+    """A FastAPI app under uvicorn, instrumented by otel-corr, exports its spans and logs to serve over OTLP:
+    Find Traces lists its request, and the request ID the client sent opens it with its log lines."""
+    env = server_env(
+        None,
+        OTEL_EXPORTER_OTLP_ENDPOINT=shop.otlp,
+        OTEL_LOGS_EXPORTER="otlp",
+        OTEL_SERVICE_NAME="storefront",
+        OTEL_CORR_LOG_FORMAT="json",
+    )
+    app = start_uvicorn(env, "tests.apps.stress_app:app")
+    rid = "0d5c9a7e-2b1f-4c3d-8e6a-9f8b7c6d5e4f"
+    answer = httpx.get(f"http://127.0.0.1:{app.port}/work/7", headers={"X-Request-ID": rid}, timeout=10)
+    assert answer.status_code == 200 and answer.headers["x-request-id"] == rid
+    shop.wait_trace(rid)
+    deadline = time.monotonic() + 15  # log records come in their own export batches, after the span's
+    while len(shop.wait_trace(rid)["spans"][0]["logs"]) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    (found,) = _find(page, "storefront")
+    assert _summary(found)[:4] == ("storefront: GET /work/{n}", "storefront (1)", "1", "-")
+    assert re.fullmatch(r"[\d.]+(ms|μs)", found["Duration"]), found
+    page.fill('input[data-testid="idInput"]', rid)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/trace/*")
+    sync_api.expect(page.locator(".TracePageHeader")).to_contain_text("storefront: GET /work/{n}")
+    page.locator(".span-name-wrapper").first.click()
+    content = page.locator(".AccordionEvents--content")
+    sync_api.expect(content).to_contain_text("message=in loop")
+    assert "message=in thread" in content.text_content() and f"request.id={rid}" in page.locator("body").text_content()
+    _assert_clean(page)
