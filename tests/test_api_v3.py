@@ -237,6 +237,17 @@ def test_transform_turns_otlp_json_into_the_uis_jaeger_json(shop: Backend) -> No
     assert empty.json()["data"] == []
 
 
+def test_transform_shares_ingests_limits(shop: Backend) -> None:
+    """More spans than one OTLP request may carry, or more bytes than an upload: 413 with the reason."""
+    span = {"traceId": "1" * 32, "spanId": "2" * 16, "name": "x", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}
+    many = {"resourceSpans": [{"scopeSpans": [{"spans": [span] * 32769}]}]}
+    answer = httpx.post(f"{shop.url}/api/transform", content=json.dumps(many), timeout=60)
+    assert answer.status_code == 413 and "32769 spans" in answer.json()["errors"][0]["msg"], answer.text[:300]
+    big = httpx.post(f"{shop.url}/api/transform", content=b" " * (8 * 1024 * 1024 + 1), timeout=60)
+    assert big.status_code == 413 and big.json()["errors"][0]["msg"] == "body is over 8388608 bytes"
+    assert httpx.post(f"{shop.url}/api/transform", content=json.dumps({"resourceSpans": []})).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [

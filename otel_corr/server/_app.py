@@ -326,15 +326,25 @@ def build_app(
 
     async def api_transform(request: Request) -> Response:
         # The UI's upload tab posts OTLP/JSON here (as text/plain) and shows the v1 traces it gets back.
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > _MAX_TRANSFORM_BODY:
-                return v1_json(v1_error(413, f"body is over {_MAX_TRANSFORM_BODY} bytes"), 413)
-        try:
-            traces = await run_in_threadpool(transform_otlp, bytes(body))
-        except (BadRequest, TooLarge) as exc:
-            return v1_json(v1_error(400, f"cannot unmarshal OTLP: {exc}"), 400)
+        # Its decoding memory comes out of the budget OTLP ingest shares, admitted before it is taken.
+        if budget.full:
+            return v1_json(v1_error(503, "busy decoding other bodies, retry"), 503)
+        with budget.ticket() as ticket:
+            try:
+                body = bytearray()
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > _MAX_TRANSFORM_BODY:
+                        return v1_json(v1_error(413, f"body is over {_MAX_TRANSFORM_BODY} bytes"), 413)
+                    ticket.need(len(body))
+                convert = functools.partial(transform_otlp, bytes(body), max_items=max_items, admit=ticket.need)
+                traces = await run_in_threadpool(convert)
+            except BadRequest as exc:
+                return v1_json(v1_error(400, f"cannot unmarshal OTLP: {exc}"), 400)
+            except TooLarge as exc:
+                return v1_json(v1_error(413, str(exc)), 413)
+            except Busy:
+                return v1_json(v1_error(503, "busy decoding other bodies, retry"), 503)
         return v1_json(v1_envelope(traces))
 
     async def info(request: Request) -> Response:

@@ -10,6 +10,7 @@ each correlated log record to its span's ``logs`` too (fields ``event``,
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ._ids import jaeger_trace_id
@@ -216,13 +217,17 @@ def v3_trace_summary(spans: list[Span]) -> dict[str, Any]:
     return summary
 
 
-def transform_otlp(body: bytes) -> list[dict[str, Any]]:
+def transform_otlp(
+    body: bytes, *, max_items: int | None = None, admit: Callable[[int], None] | None = None
+) -> list[dict[str, Any]]:
     """OTLP/JSON traces (what the UI's upload tab posts to ``/api/transform``) as v1 UI traces.
 
     One trace per trace ID in first-seen order, as Jaeger's ``otlp2traces``.  Raises
-    :class:`~._otlp.BadRequest` with a one-line reason for a body that is not OTLP/JSON.
+    :class:`~._otlp.BadRequest` with a one-line reason for a body that is not OTLP/JSON, and
+    :class:`~._otlp.TooLarge` for more than ``max_items`` spans; ``admit`` is told the memory
+    the parse will take before it is taken (as on ingest).
     """
-    spans, _, _ = decode_spans(parse_traces(body, "application/json"))
+    spans, _, _ = decode_spans(parse_traces(body, "application/json", max_items=max_items, admit=admit))
     by_trace: dict[bytes, list[Span]] = {}
     for span in spans:
         expand(span, span.raw)
