@@ -124,7 +124,7 @@ def _summary(row: dict[str, str]) -> tuple[str, str, str, str, str]:
 
 def _find(
     pg: Any, service: str, *, operation: str = "all", tags: str = "", min_duration: str = ""
-) -> list[tuple[str, ...]]:
+) -> list[dict[str, str]]:
     """Fill the search form, press Find Traces, return the result rows."""
     pg.goto("/search")
     _choose(pg, "service", service)
