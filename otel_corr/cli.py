@@ -54,6 +54,22 @@ def _number(flag: str, var: str, given: int | None, default: int, low: int, high
     return value
 
 
+def _listed(given: list[str] | None, var: str, *, lower: bool) -> list[str]:
+    """A repeatable flag's values, else its variable's comma-separated ones."""
+    values = given if given is not None else os.environ.get(var, "").split(",")
+    return [v.strip().lower() if lower else v.strip() for v in values if v.strip()]
+
+
+def _seconds(flag: str, var: str, given: float | None, default: float) -> float:
+    if given is not None:
+        return given
+    raw = os.environ.get(var, "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"{flag} / {var}", raw, "a number of seconds") from None
+
+
 def _flag_bool(var: str) -> bool:
     raw = os.environ.get(var, "").strip().lower()
     if raw in ("", "0", "false", "no", "off"):
@@ -95,6 +111,26 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="allow --host beyond loopback (anyone who reaches it can read the traces)",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="answer requests whose Host is NAME (besides loopback names and --host); repeatable; * for any",
+    )
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="let pages from ORIGIN (e.g. http://localhost:3000) call the APIs (CORS); repeatable",
+    )
+    serve.add_argument(
+        "--header-timeout", type=float, default=None, help="seconds a connection has to send its request (default 10)"
+    )
+    serve.add_argument(
+        "--query-timeout", type=float, default=None, help="seconds a query may run before a 503 (default 5)"
     )
 
     trace = sub.add_parser("trace", help="print a trace and its log lines by request ID or trace ID")
@@ -167,6 +203,10 @@ def _serve_config(args: argparse.Namespace) -> ServeConfig:
             "--db / OTEL_CORR_DB", str(db), f"a file path in a usable directory ({exc.strerror})"
         ) from None
     config = ServeConfig(
+        allow_hosts=tuple(_listed(args.allow_host, "OTEL_CORR_ALLOW_HOSTS", lower=True)),
+        allow_origins=tuple(_listed(args.allow_origin, "OTEL_CORR_ALLOW_ORIGINS", lower=True)),
+        header_timeout=_seconds("--header-timeout", "OTEL_CORR_HEADER_TIMEOUT", args.header_timeout, 10.0),
+        query_budget=_seconds("--query-timeout", "OTEL_CORR_QUERY_TIMEOUT", args.query_timeout, 5.0),
         host=args.host,
         **ports,
         db=db,
@@ -180,6 +220,10 @@ def _serve_config(args: argparse.Namespace) -> ServeConfig:
     except ConfigError as exc:  # name the variables too, not only the flags
         names = {
             "--host": "--host / OTEL_CORR_HOST",
+            "--allow-host": "--allow-host / OTEL_CORR_ALLOW_HOSTS",
+            "--allow-origin": "--allow-origin / OTEL_CORR_ALLOW_ORIGINS",
+            "--header-timeout": "--header-timeout / OTEL_CORR_HEADER_TIMEOUT",
+            "--query-timeout": "--query-timeout / OTEL_CORR_QUERY_TIMEOUT",
             "ports": "--port, --otlp-http-port, --otlp-grpc-port / OTEL_CORR_PORT, OTEL_CORR_OTLP_HTTP_PORT, "
             "OTEL_CORR_OTLP_GRPC_PORT",
         }

@@ -10,11 +10,11 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -34,9 +34,9 @@ from ._otlp import (
     parse_spans,
     span_row_steps,
 )
-from ._query import QueryError, V3Search, go_duration_ns, rfc3339_ns, tags_param, v3_search
-from ._store import Store, StoreFull
-from ._ui import SecurityHeaders, ui_routes
+from ._query import INT64_MAX, QueryError, V3Search, go_duration_ns, int_param, rfc3339_ns, tags_param, v3_search
+from ._store import QueryTimeout, Store, StoreFull
+from ._ui import ui_routes
 
 __all__ = ["build_app", "find_trace"]
 
@@ -47,6 +47,14 @@ _THREAD_ABOVE = 1 << 20
 #: Spans (or log records) in one OTLP request: 4x the 8,192 a collector's batch processor sends.
 MAX_ITEMS = 32768
 _KIND_BY_NAME = {v: k for k, v in KIND_NAMES.items() if k}
+#: Queries answered at once, each on a thread of its own with a read-only connection: never on the
+#: event loop, which keeps decoding OTLP meanwhile.  More would only share the same two cores.
+_READERS = 4
+#: Epoch microseconds / milliseconds whose nanoseconds still fit the store's int64.
+_MAX_US, _MAX_MS = INT64_MAX // 1000, INT64_MAX // 1_000_000
+
+Handler = Callable[[Request], Response]
+Endpoint = Callable[[Request], Awaitable[Response]]
 #: The largest OTLP/JSON body ``/api/transform`` converts: parsed into dicts and messages, JSON
 #: takes several times its size in memory, and the UI's upload tab is for one trace or a few.
 _MAX_TRANSFORM_BODY = 8 * 1024 * 1024
@@ -120,6 +128,45 @@ def _busy() -> Response:
     return Response("store busy, retry", status_code=503, headers={"Retry-After": "1"})
 
 
+def query_error(request: Request, status: int, message: str) -> Response:
+    """A query route's error in the shape its API uses: api_v3, the page's API, or v1's envelope."""
+    path = request.url.path
+    if path.startswith("/api/v3/"):
+        return JSONResponse({"error": {"httpCode": status, "message": message}}, status_code=status)
+    if path.startswith("/api/ui/"):
+        return JSONResponse({"error": message}, status_code=status)
+    return JSONResponse(v1_error(status, message), status_code=status)
+
+
+def off_the_loop(store: Store, budget_s: float) -> Callable[[Handler], Endpoint]:
+    """Wrap a blocking query handler: it runs on a reader thread within ``budget_s`` seconds.
+
+    The budget starts when the request arrives (time spent waiting for a reader counts): past
+    it, the query is interrupted and the answer is 503 with the reason.  A :class:`QueryError`
+    from the handler (see ``_query``) is a 400 with its one-line message.
+    """
+    pool = ThreadPoolExecutor(_READERS, thread_name_prefix="otel-corr-read")
+    too_long = f"the query ran over its {budget_s:g} s budget; narrow the time range or name a service"
+
+    def run(handler: Handler, request: Request, deadline: float) -> Response:
+        try:
+            with store.budget(deadline):
+                return handler(request)
+        except QueryError as exc:
+            return query_error(request, 400, str(exc))
+        except QueryTimeout:
+            return query_error(request, 503, too_long)
+
+    def wrap(handler: Handler) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            deadline = time.monotonic() + budget_s
+            return await asyncio.wrap_future(pool.submit(run, handler, request, deadline))
+
+        return endpoint
+
+    return wrap
+
+
 def build_app(
     store: Store,
     *,
@@ -127,6 +174,7 @@ def build_app(
     otlp_ports: tuple[int, int] | None = None,
     max_items: int = MAX_ITEMS,
     budget: Budget | None = None,
+    query_budget: float = 5.0,
 ) -> Starlette:
     """The Starlette app with every route; run it with :func:`otel_corr.server.serve`.
 
@@ -136,6 +184,7 @@ def build_app(
     for one body at both limits (``max_body`` bytes, ``max_items`` spans or log records).
     """
     budget = budget or Budget(max_decode_cost(max_body, max_items))
+    reads = off_the_loop(store, query_budget)
 
     async def ingest(request: Request, kind: str) -> Response:
         if budget.full:  # refused before a byte of the body is read
@@ -193,15 +242,15 @@ def build_app(
     def v1_json(data: Any, status: int = 200) -> JSONResponse:
         return JSONResponse(data, status_code=status)
 
-    async def api_services(request: Request) -> Response:
+    def api_services(request: Request) -> Response:
         services = store.services()
         return v1_json(v1_envelope(services, total=len(services)))
 
-    async def api_service_operations(request: Request) -> Response:
+    def api_service_operations(request: Request) -> Response:
         names = sorted({name for name, _ in store.operations(request.path_params["service"])})
         return v1_json(v1_envelope(names, total=len(names)))
 
-    async def api_operations(request: Request) -> Response:
+    def api_operations(request: Request) -> Response:
         service = request.query_params.get("service")
         if not service:
             return v1_json(v1_error(400, "parameter 'service' is required"), 400)
@@ -214,14 +263,14 @@ def build_app(
         spans = store.trace(trace_id)
         return v1_trace(spans, store.logs(trace_id)) if spans else None
 
-    async def api_trace(request: Request) -> Response:
+    def api_trace(request: Request) -> Response:
         found = find_trace(store, request.path_params["trace_id"])
         if found is None:
             return v1_json(v1_error(404, "trace not found"), 404)
         trace_id, spans = found
         return v1_json(v1_envelope([v1_trace(spans, store.logs(trace_id))]))
 
-    async def api_traces(request: Request) -> Response:
+    def api_traces(request: Request) -> Response:
         q = request.query_params
         try:
             ids = q.getlist("traceID")
@@ -238,13 +287,13 @@ def build_app(
             if not service:
                 raise QueryError("parameter 'service' is required")
             now_us = time.time_ns() // 1000
-            start_us = int(q.get("start") or now_us - 2 * 86_400_000_000)
-            end_us = int(q.get("end") or now_us)
+            start_us = int_param("start", q["start"], 0, _MAX_US) if q.get("start") else now_us - 2 * 86_400_000_000
+            end_us = int_param("end", q["end"], 0, _MAX_US) if q.get("end") else now_us
             min_d = go_duration_ns("minDuration", q["minDuration"]) if q.get("minDuration") else None
             max_d = go_duration_ns("maxDuration", q["maxDuration"]) if q.get("maxDuration") else None
             if min_d is not None and max_d is not None and max_d < min_d:
                 raise QueryError("maxDuration must be greater than minDuration")
-            limit = min(int(q.get("limit") or 100), 1500)
+            limit = min(int_param("limit", q["limit"], 0, INT64_MAX) if q.get("limit") else 100, 1500) or 100
             found_ids = store.search(
                 service=service,
                 operation=q.get("operation") or None,
@@ -255,19 +304,16 @@ def build_app(
                 max_duration_ns=max_d,
                 limit=limit,
             )
-        except (QueryError, ValueError) as exc:
+        except QueryError as exc:
             return v1_json(v1_error(400, str(exc)), 400)
         data = [t for t in (v1_full(i) for i in found_ids) if t is not None]
         return v1_json(v1_envelope(data))
 
-    async def api_dependencies(request: Request) -> Response:
+    def api_dependencies(request: Request) -> Response:
         q = request.query_params
-        try:
-            end_ms = int(q.get("endTs") or time.time_ns() // 1_000_000)
-            lookback_ms = int(q.get("lookback") or 86_400_000)
-        except ValueError:
-            return v1_json(v1_error(400, "endTs and lookback must be integers (ms)"), 400)
-        deps = store.dependencies((end_ms - lookback_ms) * 1_000_000, end_ms * 1_000_000)
+        end_ms = int_param("endTs", q["endTs"], 0, _MAX_MS) if q.get("endTs") else time.time_ns() // 1_000_000
+        lookback_ms = int_param("lookback", q["lookback"], 0, _MAX_MS) if q.get("lookback") else 86_400_000
+        deps = store.dependencies(max(0, end_ms - lookback_ms) * 1_000_000, end_ms * 1_000_000)
         service = q.get("service")
         data = [{"parent": p, "child": c, "callCount": n} for p, c, n in deps if not service or service in (p, c)]
         return v1_json(v1_envelope(data))
@@ -277,18 +323,18 @@ def build_app(
     def v3_error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": {"httpCode": status, "message": message}}, status_code=status)
 
-    async def v3_services(request: Request) -> Response:
+    def v3_services(request: Request) -> Response:
         return JSONResponse({"services": store.services()})
 
-    async def v3_operations(request: Request) -> Response:
+    def v3_operations(request: Request) -> Response:
         q = request.query_params
         kind_name = q.get("spanKind") or q.get("span_kind")
         kind = _KIND_BY_NAME.get(kind_name) if kind_name else None
         if kind_name and kind is None:
             return v3_error(400, f"spanKind: {kind_name[:40]!r} is not one of {', '.join(sorted(_KIND_BY_NAME))}")
-        return JSONResponse({"operations": await run_in_threadpool(_v3_operations, store, q.get("service"), kind)})
+        return JSONResponse({"operations": _v3_operations(store, q.get("service"), kind)})
 
-    async def v3_trace(request: Request) -> Response:
+    def v3_trace(request: Request) -> Response:
         q = request.query_params
         try:
             # Validated as Jaeger does; the store answers a trace by ID alone, so they narrow nothing.
@@ -299,28 +345,28 @@ def build_app(
                         break
         except QueryError as exc:
             return v3_error(400, str(exc))
-        found = await run_in_threadpool(find_trace, store, request.path_params["trace_id"])
+        found = find_trace(store, request.path_params["trace_id"])
         if found is None:
             return v3_error(404, "No traces found")
         return JSONResponse({"result": {"resourceSpans": v3_resource_spans(found[1])}})
 
-    async def v3_traces(request: Request) -> Response:
+    def v3_traces(request: Request) -> Response:
         try:
             search = v3_search(request.query_params)
         except QueryError as exc:
             return v3_error(400, str(exc))
-        traces = await run_in_threadpool(_v3_found, store, search)
+        traces = _v3_found(store, search)
         if not traces:
             return v3_error(404, "No traces found")  # api_v3 answers an empty search with 404, as Jaeger
         return JSONResponse({"result": {"resourceSpans": v3_resource_spans([s for t in traces for s in t])}})
 
-    async def v3_trace_summaries(request: Request) -> Response:
+    def v3_trace_summaries(request: Request) -> Response:
         # Since v2.19 the Jaeger UI's Find Traces reads this (jaeger-ui #3943): one summary per trace.
         try:
             search = v3_search(request.query_params)
         except QueryError as exc:
             return v3_error(400, str(exc))
-        traces = await run_in_threadpool(_v3_found, store, search)
+        traces = _v3_found(store, search)
         # An empty list is `{}` and 200 here (proto3 JSON drops empty lists), unlike /api/v3/traces.
         return JSONResponse({"summaries": [v3_trace_summary(t) for t in traces]} if traces else {})
 
@@ -357,22 +403,22 @@ def build_app(
         Route("/api/otel-corr/info", info),
         Route("/v1/traces", v1_traces_post, methods=["POST"]),
         Route("/v1/logs", v1_logs_post, methods=["POST"]),
-        Route("/api/services", api_services),
-        Route("/api/services/{service:path}/operations", api_service_operations),
-        Route("/api/operations", api_operations),
-        Route("/api/traces", api_traces),
+        Route("/api/services", reads(api_services)),
+        Route("/api/services/{service:path}/operations", reads(api_service_operations)),
+        Route("/api/operations", reads(api_operations)),
+        Route("/api/traces", reads(api_traces)),
         # :path so that a base64 trace ID with "/" (sent as %2F) still reaches the handler.
-        Route("/api/traces/{trace_id:path}", api_trace),
+        Route("/api/traces/{trace_id:path}", reads(api_trace)),
         Route("/api/transform", api_transform, methods=["POST"]),
-        Route("/api/dependencies", api_dependencies),
-        Route("/api/v3/services", v3_services),
-        Route("/api/v3/operations", v3_operations),
-        Route("/api/v3/traces", v3_traces),
-        Route("/api/v3/traces/{trace_id:path}", v3_trace),
-        Route("/api/v3/trace-summaries", v3_trace_summaries),
-        *ui_routes(store, find_trace),
+        Route("/api/dependencies", reads(api_dependencies)),
+        Route("/api/v3/services", reads(v3_services)),
+        Route("/api/v3/operations", reads(v3_operations)),
+        Route("/api/v3/traces", reads(v3_traces)),
+        Route("/api/v3/traces/{trace_id:path}", reads(v3_trace)),
+        Route("/api/v3/trace-summaries", reads(v3_trace_summaries)),
+        *ui_routes(store, find_trace, reads),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    return Starlette(routes=routes)
 
 
 def dispatch_by_port(app: Callable[..., Awaitable[None]], otlp_port: int) -> Callable[..., Awaitable[None]]:

@@ -7,14 +7,29 @@ as HTTP 400): numbers and times are bounded to what the store's int64 nanosecond
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-__all__ = ["QueryError", "V3Search", "attributes_param", "go_duration_ns", "rfc3339_ns", "tags_param", "v3_search"]
+__all__ = [
+    "INT64_MAX",
+    "QueryError",
+    "V3Search",
+    "attributes_param",
+    "float_param",
+    "go_duration_ns",
+    "int_param",
+    "rfc3339_ns",
+    "tags_param",
+    "v3_search",
+]
 
-_INT64_MAX = 2**63 - 1
+_INT64_MAX = INT64_MAX = 2**63 - 1
+#: At most this many tag conditions in one search (each is checked against every candidate span).
+_MAX_TAGS = 32
+_INTEGER = re.compile(r"[+-]?\d{1,30}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Go's time.ParseDuration grammar: an optional sign, then number+unit pairs (``1h30m``, ``.5s``).
 _DURATION = re.compile(r"(\d*)(?:\.(\d*))?(ns|us|µs|μs|ms|s|m|h)")
@@ -35,6 +50,32 @@ MAX_SEARCH_DEPTH = 1500
 
 class QueryError(ValueError):
     """A query parameter Jaeger would reject (HTTP 400); the message names it."""
+
+
+def _shown(text: str) -> str:
+    return repr(text[:40]) + ("..." if len(text) > 40 else "")
+
+
+def int_param(name: str, text: str, low: int, high: int) -> int:
+    """A whole number in ``low..high`` (else :class:`QueryError` naming ``name`` and the range)."""
+    text = text.strip()
+    if not _INTEGER.fullmatch(text):
+        raise QueryError(f"{name}: {_shown(text)} is not a whole number")
+    value = int(text)
+    if not low <= value <= high:
+        raise QueryError(f"{name}: {_shown(text)} is outside {low}..{high}")
+    return value
+
+
+def float_param(name: str, text: str, low: float, high: float) -> float:
+    """A finite number in ``low..high`` (NaN, infinities and 1e300 are :class:`QueryError`)."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise QueryError(f"{name}: {_shown(text)} is not a number") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise QueryError(f"{name}: {_shown(text)} is outside {low:g}..{high:g}")
+    return value
 
 
 def go_duration_ns(name: str, text: str) -> int:
@@ -85,16 +126,21 @@ def tags_param(tags_json: str | None, tag_list: list[str]) -> dict[str, str]:
     if tags_json:
         try:
             parsed = json.loads(tags_json)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." a few thousand deep
             raise QueryError("tags: not a JSON object") from None
         if not isinstance(parsed, dict):
             raise QueryError("tags: not a JSON object")
-        out.update({str(k): str(v) for k, v in parsed.items()})
+        for key, value in parsed.items():
+            if isinstance(value, (dict, list)) or value is None:
+                raise QueryError(f"tags: the value of {_shown(key)} is not a string, number or boolean")
+            out[key] = json.dumps(value) if isinstance(value, bool) else str(value)
     for item in tag_list:
         key, sep, value = item.partition(":")
         if not sep:
-            raise QueryError(f"tag: {item[:40]!r} is not key:value")
+            raise QueryError(f"tag: {_shown(item)} is not key:value")
         out[key] = value
+    if len(out) > _MAX_TAGS:
+        raise QueryError(f"tags: {len(out)} conditions, at most {_MAX_TAGS}")
     return out
 
 

@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -36,6 +37,14 @@ class ServeConfig:
     max_spans: int | None = None
     max_body: int = 16 * 1024 * 1024
     allow_remote: bool = False
+    #: ``Host`` names answered besides loopback ones and ``host`` itself (``*`` for any); see ``_guard``.
+    allow_hosts: tuple[str, ...] = ()
+    #: Origins whose pages may call the APIs (CORS); none by default.
+    allow_origins: tuple[str, ...] = ()
+    #: Seconds a connection has to send a whole request head (and a body may pause); see ``_connections``.
+    header_timeout: float = 10.0
+    #: Seconds a query may run before it is answered 503; see ``Store.budget``.
+    query_budget: float = 5.0
 
     def check(self) -> None:
         try:
@@ -48,9 +57,32 @@ class ServeConfig:
                 self.host,
                 "a loopback address (127.0.0.1, ::1), or --allow-remote to listen beyond this machine",
             )
+        from ._guard import normalise_host
+
+        for name in self.allow_hosts:
+            try:
+                if name != "*" and normalise_host(name.removeprefix("*.")) != name.removeprefix("*."):
+                    raise ValueError
+            except ValueError:
+                raise ConfigError("--allow-host", name, "a host name or address such as laptop.local, or *") from None
+        for origin in self.allow_origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/?#@\s]+", origin):
+                raise ConfigError("--allow-origin", origin, "an origin such as http://localhost:3000, or *")
+        if not 0 < self.header_timeout <= 3600:
+            raise ConfigError("--header-timeout", self.header_timeout, "seconds, more than 0 and at most 3600")
+        if not 0 < self.query_budget <= 3600:
+            raise ConfigError("--query-timeout", self.query_budget, "seconds, more than 0 and at most 3600")
         ports = [self.port, self.otlp_http_port, self.otlp_grpc_port]
         if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
             raise ConfigError("ports", ports, "three different ports between 1 and 65535")
+
+
+def _allowed_hosts(config: ServeConfig) -> list[str]:
+    """The names answered besides loopback ones: ``--allow-host`` and the address ``--host`` binds."""
+    hosts = list(config.allow_hosts)
+    if config.host not in ("0.0.0.0", "::", ""):  # a wildcard names no host: list them with --allow-host
+        hosts.append(config.host.strip("[]").lower())
+    return hosts
 
 
 def _socket(host: str, port: int) -> socket.socket:
@@ -84,7 +116,9 @@ def run(config: ServeConfig) -> None:
 
     from ._admission import Budget
     from ._app import MAX_ITEMS, build_app, dispatch_by_port
+    from ._connections import connection_limit, guarded_protocol, raise_open_file_limit
     from ._grpc import start_grpc
+    from ._guard import Guard
     from ._otlp import max_decode_cost
     from ._store import Store
 
@@ -109,8 +143,13 @@ def run(config: ServeConfig) -> None:
         store.close()
         raise
     otlp_ports = (config.otlp_http_port, config.otlp_grpc_port)
-    app = dispatch_by_port(
-        build_app(store, max_body=config.max_body, otlp_ports=otlp_ports, budget=budget), config.otlp_http_port
+    routes = build_app(
+        store, max_body=config.max_body, otlp_ports=otlp_ports, budget=budget, query_budget=config.query_budget
+    )
+    app = Guard(
+        dispatch_by_port(routes, config.otlp_http_port),
+        allowed_hosts=_allowed_hosts(config),
+        allowed_origins=config.allow_origins,
     )
     retention_task: asyncio.Task[None] | None = None
 
@@ -139,8 +178,19 @@ def run(config: ServeConfig) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    open_files = raise_open_file_limit()
     server = uvicorn.Server(
-        uvicorn.Config(lifespan_app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, access_log=False)
+        uvicorn.Config(
+            lifespan_app,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            access_log=False,
+            http=guarded_protocol(connection_limit(open_files), config.header_timeout, open_files),
+            timeout_keep_alive=5,
+            # A request head over 16 KiB is refused by h11 with 400 (uvicorn's default, stated).
+            h11_max_incomplete_event_size=16 * 1024,
+        )
     )
     started = time.monotonic()
     try:

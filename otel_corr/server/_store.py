@@ -34,8 +34,9 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from itertools import chain, groupby
 from operator import itemgetter
 from pathlib import Path
@@ -47,7 +48,7 @@ from ._model import LogRecord, Span
 from ._otlp import attribute_text, expand, resource_key
 from ._storefile import APPLICATION_ID, StoreLock, check_store_file
 
-__all__ = ["Store", "StoreFull"]
+__all__ = ["QueryTimeout", "Store", "StoreFull"]
 
 _log = logging.getLogger("otel_corr.server")
 
@@ -155,6 +156,14 @@ class StoreFull(Exception):
     """The ingest queue is full: the sender should retry later."""
 
 
+class QueryTimeout(Exception):
+    """A query ran past its :meth:`Store.budget` and was interrupted."""
+
+
+#: SQLite virtual-machine steps between two looks at the query's deadline (a few hundred µs of work).
+_BUDGET_STEPS = 20_000
+
+
 class _Item:
     """One request's records on their way to the writer, and the future its sender awaits."""
 
@@ -200,6 +209,8 @@ class Store:
 
     def _open(self, new: bool, queue_size: int, max_queued_spans: int, group_spans: int, checkpoint_spans: int) -> None:
         self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self._queue: queue.Queue[_Item | None] = queue.Queue(queue_size)
         self._resources: dict[str, int] = {}
         self._resource_lock = threading.Lock()
@@ -346,6 +357,9 @@ class Store:
             self._thread.join(30)
             self._closing.set()
             self._checkpointer.join(30)
+            with self._readers_lock:  # an open read transaction would keep the checkpoint from finishing
+                for conn in self._readers:
+                    conn.close()
             try:
                 busy, _, _ = self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                 if busy:
@@ -519,16 +533,46 @@ class Store:
                     )
             return removed
 
-        return work(self._read())  # a separate connection: WAL lets it write between writer batches
+        # A connection of its own (reads are read-only): WAL lets it write between writer batches.
+        conn = self._connect()
+        try:
+            return work(conn)
+        finally:
+            conn.close()
 
     # --- reading ---------------------------------------------------------------------------
 
     def _read(self) -> sqlite3.Connection:
+        """This thread's read-only connection (WAL: it reads the last commit, never waits for the writer)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect()
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            conn.create_function("otel_attr", 2, attribute_text, deterministic=True)
+            conn.set_progress_handler(self._past_deadline, _BUDGET_STEPS)
             self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
         return conn
+
+    def _past_deadline(self) -> int:
+        # SQLite calls this on the thread running the statement: non-zero interrupts it.
+        deadline: float | None = getattr(self._local, "deadline", None)
+        return 1 if deadline is not None and time.monotonic() > deadline else 0
+
+    @contextmanager
+    def budget(self, deadline: float) -> Iterator[None]:
+        """Interrupt this thread's queries in the block at ``deadline`` (``time.monotonic()``): QueryTimeout."""
+        if time.monotonic() > deadline:
+            raise QueryTimeout
+        self._local.deadline = deadline
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if str(exc) == "interrupted" and time.monotonic() > deadline:
+                raise QueryTimeout from None
+            raise
+        finally:
+            self._local.deadline = None
 
     def _spans(self, sql: str, params: Iterable[Any]) -> list[Span]:
         rows = (

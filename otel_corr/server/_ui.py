@@ -2,7 +2,7 @@
 
 Everything a span or a log record carries is attacker-controlled (headers,
 paths, messages).  The page builds its DOM with text nodes only, and every
-response of the query port carries a strict Content-Security-Policy: no inline
+response carries a strict Content-Security-Policy (``_guard.CSP``): no inline
 script, no inline style attribute, nothing from another origin.
 """
 
@@ -16,23 +16,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._model import KIND_NAMES, LogRecord, Span
+from ._query import float_param, int_param
 from ._store import Store
 
-__all__ = ["SecurityHeaders", "ui_routes"]
+__all__ = ["ui_routes"]
 
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-_HEADERS = [
-    (b"content-security-policy", CSP.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-]
 _STATIC = files("otel_corr.server") / "static"
 _TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -42,25 +32,6 @@ _TYPES = {
     ".png": "image/png",
 }
 _STATUS_CLASSES = {"2xx": (200, 300), "3xx": (300, 400), "4xx": (400, 500), "5xx": (500, 600)}
-
-
-class SecurityHeaders:
-    """Pure ASGI: add the CSP and friends to every HTTP response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *_HEADERS]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 def _status_code(span: Span) -> int | None:
@@ -123,8 +94,8 @@ def _percentile(sorted_values: list[int], q: float) -> float:
     return sorted_values[index] / 1e6
 
 
-def ui_routes(store: Store, find_trace: Any) -> list[Route]:
-    """Routes of the page and its API (mounted on the query port)."""
+def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
+    """Routes of the page and its API (mounted on the query port); ``reads`` runs a query handler off the loop."""
 
     async def page(request: Request) -> Response:
         return Response(
@@ -144,7 +115,7 @@ def ui_routes(store: Store, find_trace: Any) -> list[Route]:
             asset.read_bytes(), media_type=_TYPES[name[name.rindex(".") :]], headers={"cache-control": "no-cache"}
         )
 
-    async def requests(request: Request) -> Response:
+    def requests(request: Request) -> Response:
         q = request.query_params
         search = (q.get("q") or "").strip()
         if search:
@@ -156,11 +127,8 @@ def ui_routes(store: Store, find_trace: Any) -> list[Route]:
             roots = [s for s in spans if s.parent_id is None or s.parent_id not in ids] or spans[:1]
             return JSONResponse({"rows": [_row(s) for s in roots[:1]], "found": True, "trace_id": found[0].hex()})
         status_class = q.get("status") or ""
-        try:
-            min_ms = float(q.get("min_ms") or 0)
-            limit = max(1, min(int(q.get("limit") or 50), 500))
-        except ValueError:
-            return JSONResponse({"error": "min_ms and limit must be numbers"}, status_code=400)
+        min_ms = float_param("min_ms", q["min_ms"], 0, 1e12) if q.get("min_ms") else 0.0
+        limit = max(1, min(int_param("limit", q["limit"], 0, 2**31) if q.get("limit") else 50, 500))
         spans = store.entries(
             service=q.get("service") or None,
             name_like=q.get("route") or None,
@@ -172,7 +140,7 @@ def ui_routes(store: Store, find_trace: Any) -> list[Route]:
         rows = [_row(span) for span in spans]
         return JSONResponse({"rows": rows, "services": store.services()})
 
-    async def trace(request: Request) -> Response:
+    def trace(request: Request) -> Response:
         found = find_trace(store, request.path_params["trace_id"])
         if found is None:
             return JSONResponse({"error": "no trace found for that ID"}, status_code=404)
@@ -186,11 +154,9 @@ def ui_routes(store: Store, find_trace: Any) -> list[Route]:
             }
         )
 
-    async def endpoints(request: Request) -> Response:
-        try:
-            window_s = max(60, min(int(request.query_params.get("window") or 3600), 30 * 86400))
-        except ValueError:
-            return JSONResponse({"error": "window must be seconds"}, status_code=400)
+    def endpoints(request: Request) -> Response:
+        window = request.query_params.get("window")
+        window_s = max(60, min(int_param("window", window, 0, 2**31) if window else 3600, 30 * 86400))
         now = time.time_ns()
         since = now - window_s * 1_000_000_000
         buckets = 30
@@ -233,7 +199,7 @@ def ui_routes(store: Store, find_trace: Any) -> list[Route]:
         Route("/trace/{trace_id}", page),
         Route("/endpoints", page),
         Route("/static/{name}", static),
-        Route("/api/ui/requests", requests),
-        Route("/api/ui/trace/{trace_id}", trace),
-        Route("/api/ui/endpoints", endpoints),
+        Route("/api/ui/requests", reads(requests)),
+        Route("/api/ui/trace/{trace_id}", reads(trace)),
+        Route("/api/ui/endpoints", reads(endpoints)),
     ]
