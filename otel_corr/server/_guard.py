@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import threading
 import urllib.parse
 from collections.abc import Collection
@@ -39,6 +40,7 @@ _HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
+_NAME = re.compile(r"[a-z0-9_.-]+|[0-9a-f:.]+")
 #: Distinct refused hosts/origins logged (one line each); after that, refusals are only counted.
 _LOGGED_REFUSALS = 8
 
@@ -84,7 +86,7 @@ def host_allowed(host: str, allowed: Collection[str]) -> bool:
 def normalise_host(value: str) -> str:
     """An ``--allow-host`` value as the guard compares it: lower case, no port, no brackets."""
     name = _hostname(value)
-    if name is None or not name:
+    if not name or not _NAME.fullmatch(name):
         raise ValueError(f"{value!r} is not a host name or address")
     return name
 

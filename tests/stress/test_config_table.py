@@ -120,6 +120,10 @@ def _env_rows() -> list[Row]:
         Row("OTEL_CORR_MAX_SPANS", "-1", "whole number of spans", how="cli", argv=serve),
         Row("OTEL_CORR_MAX_BODY", "12", "number of bytes, 1024 or more", how="cli", argv=serve),
         Row("OTEL_CORR_ALLOW_REMOTE", "maybe", "true or false", how="cli", argv=serve),
+        Row("OTEL_CORR_ALLOW_HOSTS", "my laptop", "a host name or address", how="cli", argv=serve),
+        Row("OTEL_CORR_ALLOW_ORIGINS", "localhost:3000", "an origin such as", how="cli", argv=serve),
+        Row("OTEL_CORR_HEADER_TIMEOUT", "soon", "a number of seconds", how="cli", argv=serve),
+        Row("OTEL_CORR_QUERY_TIMEOUT", "0", "seconds, more than 0", how="cli", argv=serve),
         Row("OTEL_CORR_URL", "127.0.0.1:16686", "http:// or https:// URL", how="cli", argv=("trace", "abc")),
     ]
     return rows
@@ -165,6 +169,10 @@ CLI_ROWS = [
     Row("serve --max-spans", "", "whole number of spans", how="cli", argv=("serve", "--max-spans", "-2")),
     Row("serve --max-body", "", "1024 or more", how="cli", argv=("serve", "--max-body", "0")),
     Row("serve --allow-remote", "", "", how="cli"),  # a flag: no value to get wrong
+    Row("serve --allow-host", "", "host name", how="cli", argv=("serve", "--allow-host", "a/b")),
+    Row("serve --allow-origin", "", "an origin", how="cli", argv=("serve", "--allow-origin", "http://x/path")),
+    Row("serve --header-timeout", "", "more than 0", how="cli", argv=("serve", "--header-timeout", "0")),
+    Row("serve --query-timeout", "", "at most 3600", how="cli", argv=("serve", "--query-timeout", "7200")),
     Row("trace --url", "", "http:// or https:// URL", how="cli", argv=("trace", "x", "--url", "ftp://h")),
     Row("trace --jaeger", "", "http:// or https:// URL", how="cli", argv=("trace", "x", "--jaeger", "jaeger:16686")),
     Row("trace --json", "", "", how="cli"),  # a flag
