@@ -64,6 +64,16 @@ Methodology
   connections until the last body is committed; prints each query's p99 under
   load next to its idle p99, and the ingest rate with queries next to the
   "at ...k, 2 threads" phase without them.
+* ``--heavy-posts N`` (default 200; after the queries and ``--mixed``): OTLP POST
+  latency as one sender sees it (512-span protobuf bodies on one keep-alive
+  connection, request sent -> acknowledgement read, 503 retries included), N
+  POSTs with nothing else running, then N more while ``--heavy-clients``
+  (default 2) threads loop over the heaviest queries over the whole stored
+  range: ``/api/dependencies`` and a search for a tag no span carries (each
+  span's attributes are decoded).  Prints POST p50/p90/p99/max idle and under
+  the queries with the ratio of the p99s (issue 16's target: p99 under queries
+  <= 100 ms and <= 3x idle), and how often each query answered 200 or 503 (its
+  ``--query-timeout`` budget, 5 s by default).
 * ``--ack-cost`` (instead of the above): the server acknowledges a body only
   once its transaction committed; this measures what that costs.  Fresh stores,
   ``--phase-bodies`` prebuilt bodies from 1, 2 and 4 senders, ``--ack-reps``
@@ -127,6 +137,9 @@ TARGET_LOOKUP_P99 = 20.0  # ms
 TARGET_SEARCH_P99 = 100.0  # ms
 TARGET_BYTES_PER_SPAN = 600.0
 TARGET_RSS_MB = 200.0
+TARGET_POST_UNDER_QUERIES_P99 = 100.0  # ms, and at most TARGET_POST_RATIO x idle
+TARGET_POST_RATIO = 3.0
+HEAVY_TAGS = {"http.route": "/no/such/route"}  # matches nothing: every span's attributes are decoded
 
 # --------------------------------------------------------------------------- workload
 
@@ -1243,6 +1256,11 @@ def run(args: argparse.Namespace) -> None:
                 if args.mixed
                 else None
             )
+            heavy = (
+                heavy_phase(backend, workload, total_bodies + n_phase, args.heavy_posts, args.heavy_clients)
+                if args.heavy_posts
+                else None
+            )
             disk = storage(backend, workload, samples)
             backend.alive()
         finally:
@@ -1293,6 +1311,8 @@ def run(args: argparse.Namespace) -> None:
     )
     if mixed is not None:
         print_mixed(results[-1], latencies, mixed, args.mixed_clients)
+    if heavy is not None:
+        print_heavy(heavy, stored, args.heavy_clients)
     keep_alive, fresh = latencies[0], next(r for r in latencies if "new connection" in r.label)
     if keep_alive.ms and fresh.ms and keep_alive.pct(50) > max(3 * fresh.pct(50), fresh.pct(50) + 20):
         print(
@@ -1495,6 +1515,149 @@ def print_mixed(
     print(f"ingest rate with queries / without: {result.rate / alone.rate:.2f}")
 
 
+# --------------------------------------------------------------------------- heavy: POST under the heaviest queries
+
+
+def heavy_paths(workload: Workload) -> list[tuple[str, str]]:
+    """The two heaviest queries, over the whole stored range: dependencies, and a tag search that matches nothing."""
+    end_ms = workload.end_ns // 1_000_000 + 1
+    lookback_ms = end_ms - workload.begin_ns // 1_000_000 + 1
+    search = urllib.parse.urlencode(
+        {
+            "service": SEARCH_SERVICE,
+            "tags": json.dumps(HEAVY_TAGS, separators=(",", ":")),
+            "limit": "20",
+            "start": str(workload.begin_ns // 1000),
+            "end": str(workload.end_ns // 1000 + 1),
+        }
+    )
+    return [
+        ("dependencies, whole range", f"/api/dependencies?endTs={end_ms}&lookback={lookback_ms}"),
+        ("tag search matching nothing, whole range", f"/api/traces?{search}"),
+    ]
+
+
+@dataclass
+class Heavy:
+    idle: list[float]  # POST ms, nothing else running
+    loaded: list[float]  # POST ms while the query clients run
+    queries: dict[str, Latency]  # per query: ms of the 200s, misses = 503s (over the query budget)
+
+
+def post_times(backend: Backend, bodies: Sequence[Body]) -> list[float]:
+    """One sender, one keep-alive connection: ms per POST as the sender sees it (503 retries included)."""
+    poster = Poster(backend.otlp_port)
+    out = []
+    try:
+        for body in bodies:
+            t0 = time.perf_counter()
+            poster.post(body.data)
+            out.append((time.perf_counter() - t0) * 1000)
+    finally:
+        poster.close()
+    return out
+
+
+def heavy_phase(backend: Backend, workload: Workload, first: int, n: int, clients: int) -> Heavy:
+    """``n`` POSTs alone, then ``n`` more while ``clients`` threads loop over the heaviest queries."""
+    bodies = [workload.body(i) for i in range(first, first + 2 * n)]
+    idle = post_times(backend, bodies[:n])
+    paths = heavy_paths(workload)
+    queries = {label: Latency(label) for label, _ in paths}
+    done = threading.Event()
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    started = threading.Barrier(clients + 1)
+
+    def client(i: int) -> None:
+        label, path = paths[i % len(paths)]
+        own = Latency(label)
+        conn = http.client.HTTPConnection("127.0.0.1", backend.port, timeout=300)
+        try:
+            started.wait()
+            while not done.is_set():
+                t0 = time.perf_counter()
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.status == 503:
+                    own.misses += 1
+                elif resp.status == 200:
+                    own.ms.append((time.perf_counter() - t0) * 1000)
+                else:
+                    raise RuntimeError(f"GET {path}: HTTP {resp.status}: {data[:300]!r}")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            conn.close()
+            with lock:
+                queries[label].ms += own.ms
+                queries[label].misses += own.misses
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    started.wait()
+    time.sleep(0.5)  # the queries are running before the first POST
+    try:
+        loaded = post_times(backend, bodies[n:])
+    finally:
+        done.set()
+        for t in threads:
+            t.join(300)
+    if errors:
+        raise SystemExit(f"heavy: {errors[0]!r}")
+    return Heavy(idle, loaded, queries)
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    data = sorted(values)
+    return data[min(len(data) - 1, int(round(q / 100 * (len(data) - 1))))] if data else float("nan")
+
+
+def print_heavy(heavy: Heavy, stored: int, clients: int) -> None:
+    idle99, loaded99 = _pct(heavy.idle, 99), _pct(heavy.loaded, 99)
+    ratio = loaded99 / idle99
+    ok = loaded99 <= TARGET_POST_UNDER_QUERIES_P99 and ratio <= TARGET_POST_RATIO
+    print()
+    print(
+        f"OTLP POST latency while {clients} clients run the heaviest queries ({stored:,} spans; one sender, "
+        "512-span protobuf bodies, ms until the acknowledgement)"
+    )
+    print(
+        render_table(
+            ["POST", "n", "p50", "p90", "p99", "max", "target", "result"],
+            [
+                ["idle", str(len(heavy.idle)), *(f"{_pct(heavy.idle, q):.1f}" for q in (50, 90, 99, 100)), "-", "-"],
+                [
+                    f"while {clients} clients query",
+                    str(len(heavy.loaded)),
+                    *(f"{_pct(heavy.loaded, q):.1f}" for q in (50, 90, 99, 100)),
+                    f"p99 <= {TARGET_POST_UNDER_QUERIES_P99:.0f} and <= {TARGET_POST_RATIO:g}x idle",
+                    verdict(ok),
+                ],
+            ],
+        )
+    )
+    print(f"POST p99 under queries / idle: {ratio:.2f}x")
+    print(
+        render_table(
+            ["query (looped by its client)", "answered 200", "p50 ms", "max ms", "503 over budget"],
+            [
+                [
+                    lat.label,
+                    str(len(lat.ms)),
+                    f"{_pct(lat.ms, 50):.0f}" if lat.ms else "-",
+                    f"{max(lat.ms):.0f}" if lat.ms else "-",
+                    str(lat.misses),
+                ]
+                for lat in heavy.queries.values()
+            ],
+        )
+    )
+    print(f"tag search: service={SEARCH_SERVICE}, tags={json.dumps(HEAVY_TAGS)}, limit=20; serve's query budget 5 s.")
+
+
 # --------------------------------------------------------------------------- ack cost
 
 
@@ -1657,6 +1820,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " more clients also queue queries behind each other)",
     )
     p.add_argument(
+        "--heavy-posts",
+        type=int,
+        default=None,
+        help="after the queries: POSTs timed alone, then as many while --heavy-clients run the heaviest queries"
+        " (dependencies and a non-matching tag search over the whole range); default 200, quick 100, 0 skips",
+    )
+    p.add_argument("--heavy-clients", type=int, default=2, help="query clients for --heavy-posts (default 2)")
+    p.add_argument(
         "--ack-cost", action="store_true", help="instead: ingest with ack-after-commit, 1/2/4 senders, fresh stores"
     )
     p.add_argument("--ack-reps", type=int, default=3, help="rounds of --ack-cost (default 3)")
@@ -1672,6 +1843,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.phase_bodies = args.phase_bodies or 20
         args.wide_queries = 5 if args.wide_queries is None else args.wide_queries
         args.warmup = 5 if args.warmup is None else args.warmup
+        args.heavy_posts = 100 if args.heavy_posts is None else args.heavy_posts
+    args.heavy_posts = 200 if args.heavy_posts is None else args.heavy_posts
     args.phase_bodies = args.phase_bodies or 100
     args.spans = args.spans or 1_000_000
     args.wide_queries = 20 if args.wide_queries is None else args.wide_queries
