@@ -162,6 +162,7 @@ def off_the_loop(store: Store, budget_s: float) -> Callable[[Handler], Endpoint]
             deadline = time.monotonic() + budget_s
             return await asyncio.wrap_future(pool.submit(run, handler, request, deadline))
 
+        endpoint.__name__ = endpoint.__qualname__ = handler.__name__  # the route's name
         return endpoint
 
     return wrap
