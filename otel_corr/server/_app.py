@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -48,8 +49,11 @@ _THREAD_ABOVE = 1 << 20
 MAX_ITEMS = 32768
 _KIND_BY_NAME = {v: k for k, v in KIND_NAMES.items() if k}
 #: Queries answered at once, each on a thread of its own with a read-only connection: never on the
-#: event loop, which keeps decoding OTLP meanwhile.  More would only share the same two cores.
-_READERS = 4
+#: event loop, which keeps decoding OTLP meanwhile.  One core is left to the loop and the writer
+#: (on 2 cores, one reader): a query thread per core had OTLP acknowledgements wait for the CPU
+#: (figures in docs/reliability.md).  A query waiting for a reader spends its budget meanwhile.
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+_READERS = max(1, min(4, _CORES - 1))
 #: Epoch microseconds / milliseconds whose nanoseconds still fit the store's int64.
 _MAX_US, _MAX_MS = INT64_MAX // 1000, INT64_MAX // 1_000_000
 
