@@ -278,7 +278,7 @@ HOSTILE: list[tuple[str, dict[str, str]]] = [
     *[("/api/traces", {**_V1, "start": v}) for v in ("99999999999999999999999", "-1", "1e9", "nan", "0x10")],
     *[("/api/traces", {**_V1, "end": v}) for v in ("9223372036854775808", "inf", "12.5")],
     *[("/api/traces", {**_V1, "limit": v}) for v in ("-5", "1e3", "9" * 40)],
-    *[("/api/traces", {**_V1, "minDuration": v}) for v in ("9" * 40 + "h", "nan", "-1s", "1.5", "1e3ms")],
+    *[("/api/traces", {**_V1, "minDuration": v}) for v in ("9" * 40 + "h", "nan", "1.5", "1e3ms", "1s5")],
     ("/api/traces", {**_V1, "maxDuration": "9" * 400 + "s"}),
     ("/api/traces", {**_V1, "minDuration": "2s", "maxDuration": "1s"}),
     ("/api/traces", {"start": "1"}),  # no service
@@ -299,7 +299,7 @@ HOSTILE: list[tuple[str, dict[str, str]]] = [
     *[("/api/v3/traces", {**_V3, "query.duration_min": v}) for v in ("nan", "9" * 30 + "h")],
     *[("/api/v3/traces", {**_V3, "query.search_depth": v}) for v in ("-1", "1e99", "x")],
     ("/api/v3/traces", {"query.service_name": "orders"}),  # no time range
-    ("/api/v3/operations", {}),
+    ("/api/v3/operations", {"spanKind": "bogus"}),
     ("/api/operations", {}),
     *[("/api/ui/requests", {"min_ms": v}) for v in ("nan", "inf", "-inf", "1e300", "-1", "x")],
     *[("/api/ui/requests", {"limit": v}) for v in ("x", "1e5", "9" * 40)],
