@@ -19,13 +19,13 @@ value aside as ``extra.request_id`` (see :func:`set_aside`), so it is not lost.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import MutableMapping
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from .. import _settings
 from .._context import _REQUEST_ID_KEY, hex_ids
 
 __all__ = [
@@ -62,7 +62,7 @@ def set_aside(d: MutableMapping[str, Any], key: str, value: object) -> None:
     d[key] = value
 
 
-_service = os.environ.get("OTEL_SERVICE_NAME") or "unknown_service"
+_service = _settings.service_name() or "unknown_service"  # OTEL_SERVICE_NAME
 _TASK_KEY: str | None = None  # set when Celery is instrumented
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import socket
 import sys
 import time
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import _settings
 from ..exceptions import ConfigError
 
 __all__ = ["ServeConfig", "default_db_path", "run"]
@@ -21,7 +21,7 @@ _log = logging.getLogger("otel_corr.server")
 
 
 def default_db_path() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    base = _settings.data_home() or str(Path.home() / ".local" / "share")  # XDG_DATA_HOME
     return Path(base) / "otel-corr" / "traces.db"
 
 
