@@ -30,7 +30,7 @@ from otel_corr.logging._formatters import OWN_KEYS
 from otel_corr.logging._stamp import FIELDS, service_name
 
 SETTINGS = settings(
-    max_examples=300,
+    max_examples=200,
     deadline=None,
     derandomize=True,
     database=None,

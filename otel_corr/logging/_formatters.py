@@ -225,6 +225,21 @@ def encode(value: object, limit: int = _MAX_EXTRA) -> str:
         return _enc(_repr(value))
 
 
+#: encode() of the strings that repeat on every line (level, logger, file, function, service): a dict
+#: lookup instead of a call.  Only short ones, at most 1,024 of them (cleared when full).
+_ENCODED: dict[object, str] = {}
+
+
+def _encoded(value: object) -> str:
+    """:func:`encode`, remembered in ``_ENCODED`` (the formatter looks there first)."""
+    out = encode(value)
+    if type(value) is str and len(out) <= 512:
+        if len(_ENCODED) >= 1024:
+            _ENCODED.clear()
+        _ENCODED[value] = out
+    return out
+
+
 def ensure_ids(d: dict[str, Any]) -> None:
     """Stamp a record that reached a handler without the IDs (made before the factory, or without it).
 
@@ -325,16 +340,23 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         try:
             d = record.__dict__
-            ensure_ids(d)
+            if "request_id" not in d or "trace_id" not in d or "span_id" not in d:
+                ensure_ids(d)
+            known = _ENCODED.get
+            try:
+                message = record.getMessage()
+            except Exception:
+                message = _message(record)
+            service = d.get("service_name") or service_name()
             parts = [
                 '{"timestamp":',
                 encode(_iso_timestamp(record.created)),
                 ',"level":',
-                encode(record.levelname),
+                known(record.levelname) or _encoded(record.levelname),
                 ',"logger":',
-                encode(record.name),
+                known(record.name) or _encoded(record.name),
                 ',"message":',
-                encode(_clip(_message(record)), _MAX_CLIPPED),
+                encode(message if len(message) <= MAX_TEXT else _clip(message), _MAX_CLIPPED),
                 ',"trace_id":',
                 encode(d["trace_id"]),
                 ',"span_id":',
@@ -342,16 +364,16 @@ class JsonFormatter(logging.Formatter):
                 ',"request_id":',
                 encode(d["request_id"]),
                 ',"service":',
-                encode(d.get("service_name") or service_name()),
+                known(service) or _encoded(service),
             ]
             if self._source:
                 parts += [
                     ',"file":',
-                    encode(record.pathname),
+                    known(record.pathname) or _encoded(record.pathname),
                     ',"line":',
                     encode(record.lineno),
                     ',"function":',
-                    encode(record.funcName or ""),
+                    known(record.funcName) or _encoded(record.funcName or ""),
                 ]
             if record.exc_info:
                 if not record.exc_text:
@@ -457,7 +479,8 @@ class TextFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         d = record.__dict__
-        ensure_ids(d)
+        if "request_id" not in d or "trace_id" not in d or "span_id" not in d:
+            ensure_ids(d)
         rid = d["request_id"]
         d["short_request_id"] = rid[:8] if isinstance(rid, str) else MISSING
         record.message = _clip(record.message)
@@ -485,7 +508,10 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         # As logging.Formatter.format, except that the traceback is escaped here on every call:
         # record.exc_text is shared with the other handlers, so it is left as the first one made it.
-        record.message = _message(record)
+        try:
+            record.message = record.getMessage()
+        except Exception:
+            record.message = _message(record)
         if self.usesTime():
             record.asctime = self.formatTime(record, self.datefmt)
         line = self.formatMessage(record)
