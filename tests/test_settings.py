@@ -181,7 +181,7 @@ def test_a_child_adopts_by_default_and_when_told_to(spelling: str | None) -> Non
 
 #: Code that *writes* a child's environment (copying the parent's), not a setting: (file, function).
 WRITES_A_CHILDS_ENVIRONMENT = {
-    ("propagation/_process.py", "_popen_init"),  # subprocess env= with the trace carrier added
+    ("propagation/_process.py", "_wrap_popen_init.__init__"),  # subprocess env= with the trace carrier added
     ("_demo.py", "run_demo"),  # the demo's children, without the parent's OTEL_* variables
 }
 
@@ -190,7 +190,7 @@ _READS = frozenset({"environ", "environb", "getenv", "getenvb"})
 
 
 def _environment_reads(path: Path) -> list[tuple[str, int]]:
-    """(enclosing function, line) of every ``os.environ``/``os.getenv`` use, or import of them, in a module."""
+    """(enclosing function, dotted, line) of every ``os.environ``/``os.getenv`` use, or import of them."""
     tree = ast.parse(path.read_text(), str(path))
     os_names = {
         alias.asname or alias.name
@@ -210,7 +210,9 @@ def _environment_reads(path: Path) -> list[tuple[str, int]]:
             elif isinstance(child, ast.ImportFrom) and child.module == "os":
                 if {a.name for a in child.names} & _READS:
                     found.append((function, child.lineno))
-            inner = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
+            inner = function
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):  # nested: outer.inner
+                inner = child.name if function == "<module>" else f"{function}.{child.name}"
             visit(child, inner)
 
     visit(tree, "<module>")
@@ -236,10 +238,10 @@ def test_the_scan_sees_every_form_of_reading(tmp_path: Path) -> None:
     probe.write_text(
         "import os\nimport os as system\nfrom os import getenv\n"
         "A = os.environ.get('X')\n"
-        "def f():\n    return system.getenv('Y')\n"
+        "def f():\n    def inner():\n        return system.getenv('Y')\n"
         "def g(request):\n    return request.environ, environ\n"  # a WSGI environ is not the process's
     )
-    assert _environment_reads(probe) == [("<module>", 3), ("<module>", 4), ("f", 6)]
+    assert _environment_reads(probe) == [("<module>", 3), ("<module>", 4), ("f.inner", 7)]
 
 
 def test_the_allow_list_names_functions_that_exist() -> None:
