@@ -247,8 +247,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
     import otel_corr
 
-    from ._settings import check_otel_environment, resolve_settings
     from ._provider import _otlp_target
+    from ._settings import check_otel_environment, resolve_settings
     from .propagation._process import adopt_enabled
 
     check_otel_environment()

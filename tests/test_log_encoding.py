@@ -221,13 +221,16 @@ def _stamping() -> None:
 # --------------------------------------------------------------------------- properties
 
 
+SHARED_JSON = JsonFormatter(static_fields={"env": "ci"})
+
+
 @SETTINGS
 @given(extra=extras, msg=messages, args=arguments, inside=st.booleans())
 def test_any_extra_gives_one_strict_json_line_with_only_fields_and_the_records_ids(
     extra: dict[Any, Any], msg: str, args: tuple[Any, ...], inside: bool
 ) -> None:
     """Any extra= keys/values, message and arguments: one strict JSON line, only fields, the record's own IDs."""
-    handler = StrictHandler(JsonFormatter(static_fields={"env": "ci"}))
+    handler = StrictHandler(SHARED_JSON)  # one formatter for every example: what it remembers must not leak
     with _logger(handler) as log, _ids(inside) as (trace_id, span_id, request_id):
         log.info(msg, *args, extra=extra)
     assert handler.dropped == []
@@ -297,6 +300,23 @@ def _json_line(log_call: Any) -> dict[str, Any]:
         log_call(log)
     assert handler.dropped == []
     return _strict(_one_safe_line(handler.take()))
+
+
+def test_one_formatter_writes_each_requests_own_ids() -> None:
+    """Records of two requests, interleaved, through one formatter: each line has its own request's IDs."""
+    handler = StrictHandler(JsonFormatter())
+    seen = []
+    with _logger(handler) as log:
+        for _ in range(2):
+            with _ids(True) as first:
+                log.info("a")
+                with _ids(True) as second:
+                    log.info("b")
+                log.info("c")
+            seen += [first, second, first]
+        log.info("outside")
+    entries = [_strict(line) for line in handler.take()]
+    assert [(e["trace_id"], e["span_id"], e["request_id"]) for e in entries] == [*seen, ("-", "-", "-")]
 
 
 def test_a_quote_in_an_extra_id_cannot_add_a_key() -> None:

@@ -240,6 +240,19 @@ def _encoded(value: object) -> str:
     return out
 
 
+#: The same for line numbers (a separate dict: True == 1 as a key, and encode(True) is "true").
+_LINES: dict[object, str] = {}
+
+
+def _encoded_line(value: object) -> str:
+    out = encode(value)
+    if type(value) is int:
+        if len(_LINES) >= 4096:
+            _LINES.clear()
+        _LINES[value] = out
+    return out
+
+
 def ensure_ids(d: dict[str, Any]) -> None:
     """Stamp a record that reached a handler without the IDs (made before the factory, or without it).
 
@@ -336,6 +349,18 @@ class JsonFormatter(logging.Formatter):
         #: Keys an extra= field must not take: ours and the static fields'.
         self._taken = _RESERVED | static.keys()
         self._source = source
+        #: The last IDs written and their encoding: the records of one request share the same
+        #: string objects (stamp() caches them per context), so they are encoded once per run.
+        self._last_ids: tuple[object, object, object, str] = (None, None, None, "")
+
+    def _ids(self, trace_id: object, span_id: object, request_id: object) -> str:
+        last = self._last_ids  # read once: a formatter shared by two handlers may be called from two threads
+        if last[0] is trace_id and last[1] is span_id and last[2] is request_id:
+            return last[3]
+        out = f',"trace_id":{encode(trace_id)},"span_id":{encode(span_id)},"request_id":{encode(request_id)}'
+        if type(trace_id) is str and type(span_id) is str and type(request_id) is str:  # immutable: safe to keep
+            self._last_ids = (trace_id, span_id, request_id, out)
+        return out
 
     def format(self, record: logging.LogRecord) -> str:
         try:
@@ -357,12 +382,7 @@ class JsonFormatter(logging.Formatter):
                 known(record.name) or _encoded(record.name),
                 ',"message":',
                 encode(message if len(message) <= MAX_TEXT else _clip(message), _MAX_CLIPPED),
-                ',"trace_id":',
-                encode(d["trace_id"]),
-                ',"span_id":',
-                encode(d["span_id"]),
-                ',"request_id":',
-                encode(d["request_id"]),
+                self._ids(d["trace_id"], d["span_id"], d["request_id"]),
                 ',"service":',
                 known(service) or _encoded(service),
             ]
@@ -371,7 +391,7 @@ class JsonFormatter(logging.Formatter):
                     ',"file":',
                     known(record.pathname) or _encoded(record.pathname),
                     ',"line":',
-                    encode(record.lineno),
+                    _LINES.get(record.lineno) or _encoded_line(record.lineno),
                     ',"function":',
                     known(record.funcName) or _encoded(record.funcName or ""),
                 ]
