@@ -508,7 +508,8 @@ class TextFormatter(logging.Formatter):
             line = super().formatMessage(record)
         except Exception:  # a field fmt names is missing, or a value does not fit its conversion
             line = self._lenient(d)
-        return _text_escape(line)
+        # _text_escape's own test, inline: most lines need nothing, and then pay no call
+        return _text_escape(line) if "${" in line or not line.isprintable() else line
 
     def _lenient(self, d: dict[str, Any]) -> str:
         """The line for a record ``fmt`` failed on: missing fields as ``-``, then every value as text."""
