@@ -36,6 +36,16 @@ Methodology
   ``OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION=false`` in the worker's
   environment, and the worker checks it is absent.
 
+* The ``-extra`` rows make the same call with ``extra=EXTRA`` (an int, a
+  string and a float field): the path a record with fields of its own takes
+  through the formatter, each value through its encoder.
+* ``--instructions``: each configuration runs twice under valgrind's
+  callgrind, with ``-n`` and ``2 x -n`` timed records after the same warm-up;
+  the difference divided by ``-n`` is the instructions one record costs (start-up,
+  warm-up and the sample line cancel out).  Unlike wall time it does not move
+  with the machine's other load, so a before/after comparison of a few
+  percent is meaningful with a small ``-n``.
+
 * Paired cross-check (after the table): on a shared or virtualised machine
   the spread between processes can exceed the 1 us the stamping target is
   about.  One extra worker therefore alternates ``plain``,
@@ -62,8 +72,11 @@ import logging
 import os
 import platform
 import pstats
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -71,7 +84,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import package_versions, render_table, worker_json
+from _common import package_versions, render_table, source_state, worker_json
 
 SCRIPT = Path(__file__).resolve()
 PACKAGES = ("opentelemetry-sdk", "opentelemetry-instrumentation-logging", "asgi-correlation-id", "python-json-logger")
@@ -81,14 +94,17 @@ TEXT_FMT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 CID_FMT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
 REQUEST_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 LOGGER_NAME = "app.orders"
-OTEL_CORR_CONFIGS = ("otel-corr-text", "otel-corr-textformatter", "otel-corr-json")
+OTEL_CORR_CONFIGS = ("otel-corr-text", "otel-corr-textformatter", "otel-corr-json", "otel-corr-json-extra")
 CONFIGS = (
     "plain",
     *OTEL_CORR_CONFIGS,
     "asgi-correlation-id",
     "otel-logging-instrumentor",
     "python-json-logger+filter",
+    "python-json-logger+filter-extra",
 )
+#: What the ``-extra`` rows pass as ``extra=``: fields of the app's own on the line.
+EXTRA = {"order_id": 42, "customer": "c-17", "amount": 9.5}
 PAIRED = "paired"
 INSTRUMENTOR_ENV = {"OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION": "false"}
 
@@ -152,6 +168,7 @@ def setup_otel_corr(formatter_name: str) -> list[str]:
         "otel-corr-text": lambda: logging.Formatter(TEXT_FMT),
         "otel-corr-textformatter": TextFormatter,
         "otel-corr-json": JsonFormatter,
+        "otel-corr-json-extra": JsonFormatter,
     }[formatter_name]()
     add_handler(formatter)
     return [f"record factory: {type(logging.getLogRecordFactory()).__module__}"]
@@ -211,9 +228,11 @@ SETUPS: dict[str, Callable[[], list[str]]] = {
     "otel-corr-text": lambda: setup_otel_corr("otel-corr-text"),
     "otel-corr-textformatter": lambda: setup_otel_corr("otel-corr-textformatter"),
     "otel-corr-json": lambda: setup_otel_corr("otel-corr-json"),
+    "otel-corr-json-extra": lambda: setup_otel_corr("otel-corr-json-extra"),
     "asgi-correlation-id": setup_asgi_correlation_id,
     "otel-logging-instrumentor": setup_instrumentor,
     "python-json-logger+filter": setup_python_json_logger,
+    "python-json-logger+filter-extra": setup_python_json_logger,
 }
 
 
@@ -234,23 +253,28 @@ def request_context(tracer: Any) -> Iterator[None]:
         correlation_id.reset(token)
 
 
-def log_loop(n: int) -> int:
-    """The timed loop: ``n`` records; returns the elapsed nanoseconds."""
+def log_loop(n: int, extra: dict[str, object] | None = None) -> int:
+    """The timed loop: ``n`` records (with ``extra=`` if given); returns the elapsed nanoseconds."""
     info = logging.getLogger(LOGGER_NAME).info
-    start = time.perf_counter_ns()
-    for _ in range(n):
-        info("order %s created", 42)
+    if extra is None:
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            info("order %s created", 42)
+    else:
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            info("order %s created", 42, extra=extra)
     return time.perf_counter_ns() - start
 
 
-def sample_line() -> str:
+def sample_line(extra: dict[str, object] | None = None) -> str:
     """Log one record through the root handler into a string: the exact line the rows write."""
     (handler,) = logging.getLogger().handlers
     assert isinstance(handler, logging.StreamHandler)
     buffer = io.StringIO()
     old = handler.setStream(buffer)
     try:
-        logging.getLogger(LOGGER_NAME).info("order %s created", 42)
+        logging.getLogger(LOGGER_NAME).info("order %s created", 42, extra=extra)
     finally:
         handler.setStream(old)
     return buffer.getvalue().rstrip("\n")
@@ -265,10 +289,11 @@ def run_worker(config: str, n: int, warmup: int) -> dict[str, Any]:
     tracer = make_tracer()
     notes = SETUPS[config]()
     handlers = root_handlers()
+    extra = EXTRA if config.endswith("-extra") else None
     with request_context(tracer):
-        log_loop(warmup)
-        elapsed = log_loop(n)
-        sample = sample_line()
+        log_loop(warmup, extra)
+        elapsed = log_loop(n, extra)
+        sample = sample_line(extra)
     return {"us": elapsed / n / 1000, "sample": sample, "handlers": handlers, "notes": notes}
 
 
@@ -334,6 +359,45 @@ def profile_worker(config: str, n: int, warmup: int, top: int = 25) -> None:
 
 
 # --------------------------------------------------------------------------- runner side
+
+
+def instructions(config: str, n: int, warmup: int) -> int:
+    """Instructions callgrind counts for one worker process logging ``n`` timed records."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, str(SCRIPT)]
+        cmd += ["--worker", config, "-n", str(n), "--warmup", str(warmup)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(config), timeout=1800, check=False)
+        if proc.returncode != 0:
+            raise SystemExit(f"valgrind worker {config} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+        for line in out.read_text().splitlines():
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise SystemExit(f"no callgrind summary for {config}")
+
+
+def run_instructions(configs: Sequence[str], n: int, warmup: int) -> None:
+    """Instructions per record: (run with 2n - run with n) / n, for each configuration."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    print(f"# log_overhead --instructions: (callgrind run with {2 * n:,} - run with {n:,} records) / {n:,}")
+    print(f"# Python {platform.python_version()}; {package_versions(PACKAGES)}")
+    print(f"# {source_state()}\n")
+    per: dict[str, float] = {}
+    for config in configs:
+        per[config] = (instructions(config, 2 * n, warmup) - instructions(config, n, warmup)) / n
+        print(f"  {config}: {per[config]:,.0f} instructions/record", file=sys.stderr, flush=True)
+    plain = per.get("plain")
+    rows = [
+        [
+            c,
+            f"{v:,.0f}",
+            f"{v - plain:+,.0f}" if plain else "n/a",
+            f"{v / plain:.2f}x" if plain else "n/a",
+        ]
+        for c, v in per.items()
+    ]
+    print(render_table(["config", "instr/record", "delta vs plain", "x plain"], rows))
 
 
 @dataclass
@@ -478,8 +542,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--paired-chunk", type=int, default=None, help="records per paired chunk (default 5,000)")
     p.add_argument("--worker", choices=(*CONFIGS, PAIRED), help=argparse.SUPPRESS)
     p.add_argument("--profile", choices=CONFIGS, help="run one worker under cProfile and print its hotspots")
+    p.add_argument(
+        "--instructions", action="store_true", help="instructions per record under valgrind (-n default 2,000)"
+    )
     args = p.parse_args(argv)
-    args.records = args.records or (10_000 if args.quick else 100_000)
+    args.records = args.records or (10_000 if args.quick else 2_000 if args.instructions else 100_000)
     args.warmup = args.warmup if args.warmup is not None else (1_000 if args.quick else 10_000)
     args.reps = args.reps or (2 if args.quick else 5)
     args.paired_rounds = args.paired_rounds if args.paired_rounds is not None else (4 if args.quick else 24)
@@ -499,6 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.clear()
         os.environ.update(child_env(args.profile))
         profile_worker(args.profile, args.records, args.warmup)
+        return 0
+    if args.instructions:
+        run_instructions(args.configs, args.records, min(args.warmup, 1_000))
         return 0
     started = time.perf_counter()
     results = collect(args.configs, args.reps, args.records, args.warmup)

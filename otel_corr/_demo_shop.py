@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 
 import httpx
 from fastapi import BackgroundTasks, FastAPI
 
 import otel_corr
+from otel_corr import _settings
 
 otel_corr.configure_logging(fmt="text")
 log = logging.getLogger("demo")
@@ -25,7 +25,7 @@ _client: httpx.AsyncClient | None = None
 def _inventory() -> httpx.AsyncClient:
     global _client
     if _client is None:  # one client for the process: connection reuse, as a real service would
-        _client = httpx.AsyncClient(base_url=os.environ.get("DEMO_INVENTORY_URL", ""))
+        _client = httpx.AsyncClient(base_url=_settings.env_text("DEMO_INVENTORY_URL") or "")
     return _client
 
 

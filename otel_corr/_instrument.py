@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from . import _patches
 from ._compat import fastapi_telemetry
-from ._config import Options, check_otel_environment, resolve_settings
 from ._provider import ensure_tracer_provider
+from ._settings import Options, check_otel_environment, resolve_settings
 from .exceptions import ConfigError
 
 if TYPE_CHECKING:

@@ -18,19 +18,19 @@ collector costs one warning with a count, not a log line per batch.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
+from . import _settings
 from .exceptions import ConfigError
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
-    from ._config import Settings
+    from ._settings import Settings
 
 __all__ = ["ensure_tracer_provider", "flush"]
 
@@ -39,18 +39,14 @@ _lock = threading.Lock()
 
 
 def _protocol() -> str:
-    return (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip()
+    return _settings.otlp_protocol("TRACES")  # OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, then OTEL_EXPORTER_OTLP_PROTOCOL
 
 
 def _otlp_target() -> str:
     """Where the OTLP exporter sends, resolved from the variables as the exporters do, for our warnings."""
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    endpoint = _settings.env_text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or ""
     if not endpoint:
-        base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        base = _settings.env_text("OTEL_EXPORTER_OTLP_ENDPOINT") or ""
         if _protocol() == "grpc":
             endpoint = base or "http://localhost:4317"
         else:
@@ -80,7 +76,7 @@ def _otlp_exporter() -> SpanExporter:
 def _exporters() -> list[SpanExporter]:
     from ._export import GuardedSpanExporter  # imports the SDK: only when we build a provider
 
-    names = [n.strip() for n in (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",") if n.strip()]
+    names = _settings.signal_exporters("TRACES", "otlp")  # OTEL_TRACES_EXPORTER
     exporters: list[SpanExporter] = []
     for name in names:
         if name == "none":
@@ -90,7 +86,7 @@ def _exporters() -> list[SpanExporter]:
             continue
         from importlib.metadata import entry_points
 
-        (ep,) = entry_points(group="opentelemetry_traces_exporter", name=name)  # checked in _config
+        (ep,) = entry_points(group="opentelemetry_traces_exporter", name=name)  # checked in _settings
         exporters.append(GuardedSpanExporter(ep.load()(), f"span exporter {name!r}"))
     return exporters
 

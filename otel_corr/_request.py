@@ -30,7 +30,6 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from ._config import Settings
 from ._context import hex_ids, request_context, seed_hex_ids
 from ._ids import (
     REQUEST_ID_ATTRIBUTE,
@@ -40,6 +39,7 @@ from ._ids import (
     trace_id_of,
 )
 from ._redact import redact_query
+from ._settings import Settings
 from ._span import RequestSpan, recorder_for
 from ._version import __version__
 

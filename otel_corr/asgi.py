@@ -15,9 +15,9 @@ from typing import Unpack
 
 from opentelemetry import context as otel_context
 
-from ._config import Options, resolve_settings
 from ._provider import ensure_tracer_provider, flush
 from ._request import Runtime, finish_span
+from ._settings import Options, resolve_settings
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .logging import stop_queue
 from .logging._access import access_enabled, log_access, log_error, request_summary, start_time

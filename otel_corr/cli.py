@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _settings
 from .exceptions import ConfigError, OtelCorrError
 
 if TYPE_CHECKING:
@@ -36,19 +37,9 @@ def _retention_ns(text: str) -> int | None:
     return int(seconds * 1e9) if seconds > 0 else None
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(name, raw, "a whole number") from None
-
-
 def _number(flag: str, var: str, given: int | None, default: int, low: int, high: int, accepts: str) -> int:
     """A flag's value, else its variable's, else the default; outside ``low..high`` is an error naming both."""
-    value = given if given is not None else _env_int(var, default)
+    value = given if given is not None else _settings.env_int(var, default)
     if not low <= value <= high:
         raise ConfigError(f"{flag} / {var}", value, accepts)
     return value
@@ -56,27 +47,18 @@ def _number(flag: str, var: str, given: int | None, default: int, low: int, high
 
 def _listed(given: list[str] | None, var: str, *, lower: bool) -> list[str]:
     """A repeatable flag's values, else its variable's comma-separated ones."""
-    values = given if given is not None else os.environ.get(var, "").split(",")
+    values = given if given is not None else (_settings.env_text(var) or "").split(",")
     return [v.strip().lower() if lower else v.strip() for v in values if v.strip()]
 
 
 def _seconds(flag: str, var: str, given: float | None, default: float) -> float:
     if given is not None:
         return given
-    raw = os.environ.get(var, "").strip()
+    raw = (_settings.env_text(var) or "").strip()
     try:
         return float(raw) if raw else default
     except ValueError:
         raise ConfigError(f"{flag} / {var}", raw, "a number of seconds") from None
-
-
-def _flag_bool(var: str) -> bool:
-    raw = os.environ.get(var, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    raise ConfigError(var, raw, "true or false")
 
 
 def _url(flag: str, value: str) -> str:
@@ -94,15 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-corr", description="Request IDs and traces, joined.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="the local backend: OTLP in, one-file store, Jaeger's query API, the page")
-    serve.add_argument("--host", default=os.environ.get("OTEL_CORR_HOST", "127.0.0.1"))
+    serve.add_argument("--host", default=_settings.env_text("OTEL_CORR_HOST") or "127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="UI and query API (default 16686)")
     serve.add_argument("--otlp-http-port", type=int, default=None, help="OTLP/HTTP (default 4318)")
     serve.add_argument("--otlp-grpc-port", type=int, default=None, help="OTLP/gRPC (default 4317)")
     serve.add_argument(
-        "--db", default=os.environ.get("OTEL_CORR_DB"), help="the store file (default: per-user data dir)"
+        "--db", default=_settings.env_text("OTEL_CORR_DB"), help="the store file (default: per-user data dir)"
     )
     serve.add_argument(
-        "--retention", default=os.environ.get("OTEL_CORR_RETENTION", "7d"), help="e.g. 7d, 12h; 0 keeps all"
+        "--retention", default=_settings.env_text("OTEL_CORR_RETENTION") or "7d", help="e.g. 7d, 12h; 0 keeps all"
     )
     serve.add_argument("--max-spans", type=int, default=None, help="keep at most N spans (oldest go first)")
     serve.add_argument("--max-body", type=int, default=None, help="OTLP body limit after decompression (bytes)")
@@ -138,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     where = trace.add_mutually_exclusive_group()
     where.add_argument(
         "--url",
-        default=os.environ.get("OTEL_CORR_URL", "http://127.0.0.1:16686"),
+        default=_settings.env_text("OTEL_CORR_URL") or "http://127.0.0.1:16686",
         help="otel-corr serve (default http://127.0.0.1:16686)",
     )
     where.add_argument("--jaeger", help="a Jaeger query service instead, e.g. http://jaeger:16686")
@@ -213,7 +195,9 @@ def _serve_config(args: argparse.Namespace) -> ServeConfig:
         retention_ns=_retention_ns(args.retention),
         max_spans=max_spans or None,
         max_body=max_body,
-        allow_remote=args.allow_remote if args.allow_remote is not None else _flag_bool("OTEL_CORR_ALLOW_REMOTE"),
+        allow_remote=args.allow_remote
+        if args.allow_remote is not None
+        else _settings.env_bool("OTEL_CORR_ALLOW_REMOTE", False),
     )
     try:
         config.check()
@@ -307,8 +291,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
     import otel_corr
 
-    from ._config import check_otel_environment, resolve_settings
     from ._provider import _otlp_target
+    from ._settings import check_otel_environment, resolve_settings
     from .propagation._process import adopt_enabled
 
     check_otel_environment()
@@ -328,13 +312,13 @@ def _doctor(args: argparse.Namespace) -> int:
         for f in dataclasses.fields(settings)
         if f.init and f.name not in ("generator", "validator", "transformer", "tracer_provider")
     }
-    traces_exporter = os.environ.get("OTEL_TRACES_EXPORTER") or "otlp"
+    traces_exporter = ",".join(_settings.signal_exporters("TRACES", "otlp"))  # OTEL_TRACES_EXPORTER
     config.update(
         {
             "tracer_provider": type(trace.get_tracer_provider()).__qualname__,
             "traces_exporter": traces_exporter
             + (f" ({_otlp_target()})" if "otlp" in traces_exporter.split(",") else ""),
-            "logs_exporter": os.environ.get("OTEL_LOGS_EXPORTER") or "none",
+            "logs_exporter": ",".join(_settings.signal_exporters("LOGS", "none")),  # OTEL_LOGS_EXPORTER
             "propagator": ", ".join(
                 type(p).__name__ for p in getattr(propagate.get_global_textmap(), "_propagators", [])
             ),

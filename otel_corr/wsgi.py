@@ -16,9 +16,9 @@ from typing import Any, Unpack
 
 from opentelemetry import context as otel_context
 
-from ._config import Options, resolve_settings
 from ._provider import ensure_tracer_provider
 from ._request import Runtime, finish_span
+from ._settings import Options, resolve_settings
 from ._types import Environ, StartResponse, WSGIApp
 from .logging._access import access_enabled, log_access, log_error, request_summary, start_time
 

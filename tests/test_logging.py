@@ -94,13 +94,14 @@ async def test_handlers_added_before_and_after_instrument_both_get_the_ids(captu
     assert r.headers["x-request-id"] == "log-1"
 
 
-def test_extra_with_our_field_names_never_raises_and_wins() -> None:
-    """logger.info(..., extra={"request_id": ...}) keeps working: the caller's value wins."""
+def test_extra_with_our_field_names_never_raises_and_is_set_aside() -> None:
+    """logger.info(..., extra={"request_id": ...}) keeps working: the stamped ID stays, the caller's is kept aside."""
     otel_corr.instrument_logging()
     record = logging.getLogger("app").makeRecord(
         "app", logging.INFO, "f", 1, "m", (), None, extra={"request_id": "mine", "other": 1}
     )
-    assert record.request_id == "mine" and record.other == 1 and record.trace_id == "-"
+    assert record.request_id == "-" and record.other == 1 and record.trace_id == "-"
+    assert record.__dict__["extra.request_id"] == "mine"
 
 
 def test_json_formatter_fields_extras_exceptions_and_hostile_values() -> None:

@@ -34,8 +34,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 
 import otel_corr
-from otel_corr._config import resolve_settings
 from otel_corr._request import Runtime, finish_span
+from otel_corr._settings import resolve_settings
 from otel_corr._span import RequestSpan, recorder_for
 
 _ODD = object()

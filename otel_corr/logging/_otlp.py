@@ -15,12 +15,12 @@ BatchLogRecordProcessor, so export stays off the logging call's path.
 from __future__ import annotations
 
 import logging
-import os
 import traceback
 from typing import Any
 
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
+from .. import _settings
 from ._stamp import FIELDS, MISSING
 
 __all__ = ["OTLPHandler", "enabled_by_env", "install"]
@@ -36,8 +36,7 @@ _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 
 
 def enabled_by_env() -> bool:
-    names = {n.strip() for n in os.environ.get("OTEL_LOGS_EXPORTER", "").split(",")}
-    return "otlp" in names
+    return "otlp" in _settings.signal_exporters("LOGS", "none")  # OTEL_LOGS_EXPORTER
 
 
 class OTLPHandler(logging.Handler):
@@ -121,11 +120,7 @@ def install(resource: Any) -> OTLPHandler | None:
     if not isinstance(provider, LoggerProvider):
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-        protocol = (
-            os.environ.get("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
-            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "http/protobuf"
-        )
+        protocol = _settings.otlp_protocol("LOGS")  # OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, then OTEL_EXPORTER_OTLP_PROTOCOL
         exporter: Any
         if protocol.strip() == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter

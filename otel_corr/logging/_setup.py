@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from .. import _settings
 from ..exceptions import ConfigError
 from . import _access, _otlp, _stamp
 from ._formatters import JsonFormatter, TextFormatter
@@ -71,8 +72,8 @@ def instrument_logging(service_name: str | None = None) -> None:
 def _env(name: str, value: Any, default: Any) -> Any:
     if value is not None:
         return value
-    raw = os.environ.get(name, "").strip()
-    return raw if raw else default
+    raw = _settings.env_text(name)
+    return raw if raw is not None else default
 
 
 def _log_path(path: str, per_process: bool) -> Path:
@@ -336,15 +337,4 @@ def configure_logging(
 
 
 def _bool_env(var: str, value: bool | None, arg: str, default: bool) -> bool:
-    if value is not None:
-        if not isinstance(value, bool):
-            raise ConfigError(arg, value, "True or False")
-        return value
-    raw = os.environ.get(var, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(var, raw, "true or false")
+    return _settings.flag(var, default, arg=arg, value=_settings.UNSET if value is None else value)

@@ -10,29 +10,59 @@ The factory puts ``trace_id``, ``span_id``, ``request_id`` and
 ``service_name`` in the record's ``__dict__`` (so ``%(request_id)s`` works in
 any format string).  ``Logger.makeRecord`` refuses an ``extra=`` key that is
 already in the record, so a call such as ``logger.info("x",
-extra={"request_id": r})`` would raise ``KeyError``; the guard around
-``makeRecord`` lets the caller's value win instead.
+extra={"request_id": r})`` would raise ``KeyError``.  The guard around
+``makeRecord`` keeps the stamped IDs (a value from ``extra=`` may come from
+user input: it must not pass for the request's ID) and sets the caller's
+value aside as ``extra.request_id`` (see :func:`set_aside`), so it is not lost.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import MutableMapping
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from .. import _settings
 from .._context import _REQUEST_ID_KEY, hex_ids
 
-__all__ = ["FIELDS", "MISSING", "install", "service_name", "set_service_name", "stamp", "uninstall"]
+__all__ = [
+    "ASIDE",
+    "FIELDS",
+    "MISSING",
+    "install",
+    "merge_ids",
+    "service_name",
+    "set_aside",
+    "set_service_name",
+    "stamp",
+    "uninstall",
+]
 
 #: What a field holds outside a request or a span.
 MISSING = "-"
 FIELDS = ("trace_id", "span_id", "request_id", "service_name")
 _FIELD_SET = frozenset(FIELDS)
+#: The prefix a caller's own value for a name otel-corr writes is kept under (``extra.trace_id``).
+ASIDE = "extra."
 
-_service = os.environ.get("OTEL_SERVICE_NAME") or "unknown_service"
+
+def set_aside(d: MutableMapping[str, Any], key: str, value: object) -> None:
+    """Keep ``value`` in ``d`` as ``extra.<key>`` (``extra.extra.<key>`` if that is taken, and so on).
+
+    The one rule for a name otel-corr writes itself that a caller also gave a
+    value for (``extra=``, a structlog or loguru binding): otel-corr's value
+    stays under the name, the caller's is kept next to it.
+    """
+    key = ASIDE + key
+    while key in d:
+        key = ASIDE + key
+    d[key] = value
+
+
+_service = _settings.service_name() or "unknown_service"  # OTEL_SERVICE_NAME
 _TASK_KEY: str | None = None  # set when Celery is instrumented
 
 
@@ -73,6 +103,21 @@ def service_name() -> str:
 def set_service_name(name: str) -> None:
     global _service
     _service = name
+
+
+def merge_ids(d: MutableMapping[str, Any]) -> None:
+    """Put the current IDs into an event dict the app may have bound its own values in (structlog, loguru).
+
+    The rule of the ``extra=`` guard: our IDs win, a different value of the app's is set aside.
+    """
+    ids: dict[str, Any] = {}
+    stamp(ids)
+    for key, value in ids.items():
+        if key in d:
+            given = d[key]
+            if not (type(given) is str and given == value):
+                set_aside(d, key, given)
+        d[key] = value
 
 
 def stamp(d: dict[str, Any]) -> None:
@@ -148,10 +193,12 @@ def _wrap_make_record(original: Any) -> Any:
     ) -> logging.LogRecord:
         if extra is None or _FIELD_SET.isdisjoint(extra):
             return original(self, name, level, fn, lno, msg, args, exc_info, func, extra, sinfo)  # type: ignore[no-any-return]
-        mine = {k: v for k, v in extra.items() if k in _FIELD_SET}
         rest = {k: v for k, v in extra.items() if k not in _FIELD_SET}
         record: logging.LogRecord = original(self, name, level, fn, lno, msg, args, exc_info, func, rest, sinfo)
-        record.__dict__.update(mine)
+        d = record.__dict__
+        for key in FIELDS:  # the stamped IDs win; a different value of the caller's is set aside
+            if key in extra and not (type(extra[key]) is str and extra[key] == d.get(key)):
+                set_aside(d, key, extra[key])
         return record
 
     return makeRecord
@@ -187,7 +234,7 @@ def install() -> None:
         logging.Logger,
         "makeRecord",
         _wrap_make_record,
-        what="lets extra={'request_id': ...} win instead of raising KeyError",
+        what="keeps the stamped IDs on extra={'request_id': ...} (the caller's as extra.request_id), not KeyError",
         by=_BY,
     )
 

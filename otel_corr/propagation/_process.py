@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 
+from .. import _settings
 from ._import_hooks import when_imported
 from ._propagator import RequestIdPropagator
 
@@ -77,14 +78,13 @@ def attach_carrier(carrier: Mapping[str, str]) -> object:
     ctx = propagate.get_global_textmap().extract(carrier, context=otel_context.Context(), getter=getter)  # type: ignore[arg-type]
     # The global propagator may not know the request ID yet (a child adopts it at import,
     # before any instrument() call): read it with the header name the child is configured for.
-    header = os.environ.get("OTEL_CORR_REQUEST_ID_HEADER") or "X-Request-ID"
+    header = _settings.request_id_header()  # OTEL_CORR_REQUEST_ID_HEADER
     ctx = RequestIdPropagator(header).extract(carrier, ctx, getter)  # type: ignore[arg-type]
     return otel_context.attach(ctx)
 
 
 _BY = "propagation._process (propagate=subprocess)"
 _ADOPT_KEY = "context attached at import"
-_FALSE = ("false", "0", "no", "off")  # the one boolean grammar: true/1/yes/on, false/0/no/off
 
 
 def adopt_enabled() -> bool:
@@ -93,7 +93,7 @@ def adopt_enabled() -> bool:
     Read at import, where an error cannot be raised to anyone; ``instrument()`` checks the
     value and raises :class:`~otel_corr.ConfigError` on a bad one.
     """
-    return os.environ.get("OTEL_CORR_ADOPT_ENVIRONMENT", "true").strip().lower() not in _FALSE
+    return _settings.adopt_environment()  # OTEL_CORR_ADOPT_ENVIRONMENT, in _settings' one grammar
 
 
 def adopt_environment() -> None:
@@ -107,9 +107,10 @@ def adopt_environment() -> None:
 
     if _patches.active(_ADOPT_KEY) or not adopt_enabled():
         return
-    header = _env_name(os.environ.get("OTEL_CORR_REQUEST_ID_HEADER") or "X-Request-ID")
-    if "TRACEPARENT" in os.environ or header in os.environ:
-        token = attach_carrier(os.environ)
+    header = _env_name(_settings.request_id_header())  # OTEL_CORR_REQUEST_ID_HEADER
+    carrier = _settings.environ()
+    if "TRACEPARENT" in carrier or header in carrier:
+        token = attach_carrier(carrier)
         thread = threading.get_ident()
 
         def detach() -> bool:

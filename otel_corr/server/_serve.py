@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import _settings
 from ..exceptions import ConfigError
 
 __all__ = ["ServeConfig", "default_db_path", "run"]
@@ -22,7 +23,7 @@ _log = logging.getLogger("otel_corr.server")
 
 
 def default_db_path() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    base = _settings.data_home() or str(Path.home() / ".local" / "share")  # XDG_DATA_HOME
     return Path(base) / "otel-corr" / "traces.db"
 
 

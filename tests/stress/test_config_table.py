@@ -27,7 +27,7 @@ from fastapi import FastAPI
 
 import otel_corr
 from otel_corr import ConfigError, cli
-from otel_corr._config import Options
+from otel_corr._settings import Options
 
 from ..collector import free_port
 

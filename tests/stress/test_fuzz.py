@@ -48,9 +48,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
-from otel_corr._config import resolve_settings
 from otel_corr._ids import is_safe_header_value, is_valid_request_id, trace_id_of
 from otel_corr._request import Runtime
+from otel_corr._settings import resolve_settings
 from otel_corr.asgi import CorrelationMiddleware
 from otel_corr.logging import JsonFormatter, TextFormatter
 from otel_corr.propagation import RequestIdPropagator

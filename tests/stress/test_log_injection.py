@@ -225,11 +225,13 @@ def test_text_traceback_cannot_forge_a_line() -> None:
 
 
 def test_json_huge_values_are_cut_and_stay_json() -> None:
-    """A 64 KB message is cut in the middle; an extra= dict too big for a line becomes a cut string."""
+    """A 64 KB message is cut in the middle; a string in an extra= dict is cut like any; a dict too big, a cut repr."""
     record = _record("v=%s", BIG + "END")
     record.payload = {"k": BIG}
+    record.many = {str(i): BIG for i in range(16)}
     line = JsonFormatter().format(record)
     entry = json.loads(line)
     assert BIG not in line and entry["message"].startswith("v=AAA") and entry["message"].endswith("AEND")
     assert "characters cut" in entry["message"] and len(line) < 64 * 1024
-    assert isinstance(entry["payload"], str) and entry["payload"].startswith('{"k": "AAA')
+    assert entry["payload"] == {"k": BIG[:4096]}
+    assert isinstance(entry["many"], str) and entry["many"].startswith("{'0': 'AAA") and len(entry["many"]) == 4096

@@ -1,11 +1,17 @@
-"""Every setting, resolved and validated once, at start-up.
+"""The one settings resolver: every argument and environment variable otel-corr reads, read here.
 
-Precedence for our own settings: ``instrument()`` argument > ``OTEL_CORR_*``
-environment variable > default.  OpenTelemetry's own settings (``OTEL_*``) are
-read by the SDK the way it always reads them; this module only *checks* them
-eagerly, because the SDK merely logs a warning and falls back (a sampler named
-``sometimes`` silently becomes ``parentbased_always_on``).  A bad value raises
-:class:`~otel_corr.ConfigError` naming the variable and what it accepts.
+Precedence: ``instrument()``/``configure_logging()`` argument > ``OTEL_CORR_*``
+variable > standard ``OTEL_*`` variable > default.  One boolean grammar
+(:func:`parse_bool`: ``true/1/yes/on``, ``false/0/no/off``, any case, blank is
+the default) and one error, :class:`~otel_corr.ConfigError`, naming the
+argument or variable and what it accepts.  Every other module asks this one;
+none reads ``os.environ`` for a setting (``tests/test_settings.py`` checks the
+source), so what is validated and what is used cannot drift apart.
+
+OpenTelemetry's own settings (``OTEL_*``) are read by the SDK the way it always
+reads them; :func:`check_otel_environment` only *checks* them eagerly, because
+the SDK merely logs a warning and falls back (a sampler named ``sometimes``
+silently becomes ``parentbased_always_on``).
 """
 
 from __future__ import annotations
@@ -14,19 +20,160 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Final, TypedDict
 from urllib.parse import urlsplit
 
 from opentelemetry.trace import TracerProvider
 
 from ._redact import SENSITIVE_NAMES, sensitive_pattern
 from .exceptions import ConfigError
-from .propagation import parse_links
 
-__all__ = ["Options", "Settings", "check_otel_environment", "resolve_settings"]
+__all__ = [
+    "BOOLEAN_VARIABLES",
+    "UNSET",
+    "Options",
+    "Settings",
+    "adopt_environment",
+    "check_otel_environment",
+    "data_home",
+    "env_bool",
+    "env_int",
+    "env_text",
+    "environ",
+    "flag",
+    "otlp_protocol",
+    "parse_bool",
+    "request_id_header",
+    "resolve_settings",
+    "service_name",
+    "signal_exporters",
+]
 
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
+TRUE: Final = frozenset({"true", "1", "yes", "on"})
+FALSE: Final = frozenset({"false", "0", "no", "off"})
+#: Every boolean variable, with its default: all are read through :func:`env_bool`.
+BOOLEAN_VARIABLES: Final = {
+    "OTEL_SDK_DISABLED": False,
+    "OTEL_CORR_ADOPT_ENVIRONMENT": True,
+    "OTEL_CORR_UPDATE_REQUEST_HEADER": True,
+    "OTEL_CORR_TRACE_RESPONSE": True,
+    "OTEL_CORR_ACCESS_LOG": True,  # instrument(): unset follows configure_logging (see resolve_settings)
+    "OTEL_CORR_ERROR_LOG": True,
+    "OTEL_CORR_LOG_QUEUE": False,
+    "OTEL_CORR_ALLOW_REMOTE": False,
+}
+
+
+class _Unset:
+    """Not given (where ``None`` is a value someone can pass, and be told is wrong)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+
+
+# --- the primitives: every read of the environment goes through these ---------------
+
+
+def environ() -> Mapping[str, str]:
+    """The process environment: the one place otel-corr takes it from (also as a trace carrier)."""
+    return os.environ
+
+
+def env_text(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """A variable's value, stripped; ``None`` when unset or blank (blank means the default)."""
+    value = (os.environ if env is None else env).get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def parse_bool(name: str, value: str) -> bool:
+    """The one boolean grammar: true/1/yes/on, false/0/no/off, any case; else ConfigError naming ``name``."""
+    low = value.strip().lower()
+    if low in TRUE:
+        return True
+    if low in FALSE:
+        return False
+    raise ConfigError(name, value, "true or false (also 1/0, yes/no, on/off)")
+
+
+def env_bool(name: str, default: bool, env: Mapping[str, str] | None = None) -> bool:
+    """A boolean variable: :func:`parse_bool`, or ``default`` when unset or blank."""
+    raw = env_text(name, env)
+    return default if raw is None else parse_bool(name, raw)
+
+
+def flag(
+    var: str, default: bool, *, arg: str = "", value: object = UNSET, env: Mapping[str, str] | None = None
+) -> bool:
+    """A boolean setting: the argument ``arg`` if given (it must be a bool), else ``var``, else ``default``."""
+    if value is not UNSET:
+        if not isinstance(value, bool):
+            raise ConfigError(arg, value, "True or False")
+        return value
+    return env_bool(var, default, env)
+
+
+def env_int(name: str, default: int, env: Mapping[str, str] | None = None) -> int:
+    """A whole-number variable, or ``default`` when unset or blank."""
+    raw = env_text(name, env)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(name, raw, "a whole number") from None
+
+
+# --- settings read outside instrument() ----------------------------------------------
+
+
+def adopt_environment() -> bool:
+    """``OTEL_CORR_ADOPT_ENVIRONMENT``, read when ``otel_corr`` is imported.
+
+    An import must not fail: a value outside the grammar counts as the default
+    here, and :func:`check_otel_environment` (inside ``instrument()``) raises on it.
+    """
+    try:
+        return env_bool("OTEL_CORR_ADOPT_ENVIRONMENT", True)
+    except ConfigError:
+        return True
+
+
+def request_id_header() -> str:
+    """``OTEL_CORR_REQUEST_ID_HEADER`` as the environment gives it (checked by :func:`resolve_settings`)."""
+    return env_text("OTEL_CORR_REQUEST_ID_HEADER") or "X-Request-ID"
+
+
+def service_name() -> str | None:
+    """``OTEL_SERVICE_NAME``, or ``None``."""
+    return env_text("OTEL_SERVICE_NAME")
+
+
+def signal_exporters(signal: str, default: str) -> list[str]:
+    """The exporter names of ``OTEL_TRACES_EXPORTER``/``OTEL_LOGS_EXPORTER`` (``signal``: TRACES or LOGS)."""
+    raw = env_text(f"OTEL_{signal}_EXPORTER") or default
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
+def otlp_protocol(signal: str) -> str:
+    """``OTEL_EXPORTER_OTLP_<signal>_PROTOCOL``, else ``OTEL_EXPORTER_OTLP_PROTOCOL``, else http/protobuf."""
+    return (
+        env_text(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or env_text("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
+    )
+
+
+def data_home() -> str | None:
+    """``XDG_DATA_HOME`` (the directory ``otel-corr serve`` keeps its store under by default), or ``None``."""
+    return env_text("XDG_DATA_HOME")
+
+
+# --- instrument() --------------------------------------------------------------------
+
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 
 # Always redacted when captured, whatever the user lists (matched with re.search,
@@ -85,15 +232,6 @@ class Settings:
         object.__setattr__(self, "header_key", self.header_name.lower())
 
 
-def _bool(name: str, value: str) -> bool:
-    low = value.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise ConfigError(name, value, "true or false")
-
-
 def _regex_list(name: str, items: Sequence[str], flags: int = 0) -> re.Pattern[str] | None:
     items = [item.strip() for item in items if item.strip()]
     if not items:
@@ -112,6 +250,8 @@ def _split(value: str | Sequence[str]) -> list[str]:
 
 def resolve_settings(options: Options, framework: str = "", env: Mapping[str, str] | None = None) -> Settings:
     """Resolve ``options`` > ``OTEL_CORR_*``/``OTEL_*`` variables > defaults, validating each."""
+    from .propagation import parse_links  # not at import: propagation reads its settings from here
+
     env = os.environ if env is None else env
     unknown = set(options) - set(Options.__annotations__)
     if unknown:
@@ -119,7 +259,7 @@ def resolve_settings(options: Options, framework: str = "", env: Mapping[str, st
             "instrument() argument", sorted(unknown)[0], "one of " + ", ".join(sorted(Options.__annotations__))
         )
 
-    header_name = options.get("header_name") or env.get("OTEL_CORR_REQUEST_ID_HEADER") or "X-Request-ID"
+    header_name = options.get("header_name") or env_text("OTEL_CORR_REQUEST_ID_HEADER", env) or "X-Request-ID"
     if not isinstance(header_name, str) or not _HEADER_NAME.fullmatch(header_name):
         src = "header_name" if "header_name" in options else "OTEL_CORR_REQUEST_ID_HEADER"
         raise ConfigError(src, header_name, "an HTTP header name such as X-Request-ID or X-Correlation-ID")
@@ -130,14 +270,8 @@ def resolve_settings(options: Options, framework: str = "", env: Mapping[str, st
         if hook in options and not callable(options[hook]):
             raise ConfigError(hook, options[hook], "a callable")
 
-    def flag(key: str, var: str, default: bool) -> bool:
-        if key in options:
-            value = options[key]  # type: ignore[literal-required]
-            if not isinstance(value, bool):
-                raise ConfigError(key, value, "True or False")
-            return value
-        raw = env.get(var)
-        return default if raw is None or raw.strip() == "" else _bool(var, raw)
+    def option_flag(key: str, var: str, default: bool) -> bool:
+        return flag(var, default, arg=key, value=options.get(key, UNSET), env=env)
 
     if "excluded_urls" in options:
         excluded = _regex_list("excluded_urls", _split(options["excluded_urls"]))
@@ -163,7 +297,7 @@ def resolve_settings(options: Options, framework: str = "", env: Mapping[str, st
     )
     assert sanitize is not None  # the defaults are never empty
 
-    timeout: object = options.get("shutdown_timeout", env.get("OTEL_CORR_SHUTDOWN_TIMEOUT", "5"))
+    timeout: object = options.get("shutdown_timeout", env_text("OTEL_CORR_SHUTDOWN_TIMEOUT", env) or "5")
     try:
         shutdown_timeout = float(timeout)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -185,8 +319,8 @@ def resolve_settings(options: Options, framework: str = "", env: Mapping[str, st
         generator=options.get("generator"),
         validator=options.get("validator"),
         transformer=options.get("transformer"),
-        update_request_header=flag("update_request_header", "OTEL_CORR_UPDATE_REQUEST_HEADER", True),
-        trace_response=flag("trace_response", "OTEL_CORR_TRACE_RESPONSE", True),
+        update_request_header=option_flag("update_request_header", "OTEL_CORR_UPDATE_REQUEST_HEADER", True),
+        trace_response=option_flag("trace_response", "OTEL_CORR_TRACE_RESPONSE", True),
         excluded_urls=excluded,
         capture_request_headers=capture(
             "capture_request_headers", "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST"
@@ -198,14 +332,15 @@ def resolve_settings(options: Options, framework: str = "", env: Mapping[str, st
         service_name=service_name,
         tracer_provider=provider,
         shutdown_timeout=shutdown_timeout,
-        sdk_disabled=_bool("OTEL_SDK_DISABLED", env.get("OTEL_SDK_DISABLED") or "false"),
-        access_log=flag("access_log", "OTEL_CORR_ACCESS_LOG", False)
-        if "access_log" in options or env.get("OTEL_CORR_ACCESS_LOG", "").strip()
+        sdk_disabled=env_bool("OTEL_SDK_DISABLED", False, env),
+        # unset: None, so that configure_logging(access_log=...) decides for every app
+        access_log=option_flag("access_log", "OTEL_CORR_ACCESS_LOG", False)
+        if "access_log" in options or env_text("OTEL_CORR_ACCESS_LOG", env) is not None
         else None,
-        error_log=flag("error_log", "OTEL_CORR_ERROR_LOG", True),
+        error_log=option_flag("error_log", "OTEL_CORR_ERROR_LOG", True),
         propagate=parse_links(options["propagate"], "propagate")
         if "propagate" in options
-        else parse_links(env.get("OTEL_CORR_PROPAGATE") or "all", "OTEL_CORR_PROPAGATE"),
+        else parse_links(env_text("OTEL_CORR_PROPAGATE", env) or "all", "OTEL_CORR_PROPAGATE"),
     )
 
 
@@ -243,17 +378,15 @@ def check_otel_environment(env: Mapping[str, str] | None = None) -> None:
         value = env.get(name)
         return None if value is None or value.strip() == "" else value.strip()
 
-    if (v := get("OTEL_SDK_DISABLED")) is not None:
-        _bool("OTEL_SDK_DISABLED", v)
+    # Read by the SDK (which takes only "true") and at import: checked here, where errors go.
+    for var in ("OTEL_SDK_DISABLED", "OTEL_CORR_ADOPT_ENVIRONMENT"):
+        env_bool(var, BOOLEAN_VARIABLES[var], env)
 
     if (v := get("OTEL_TRACES_EXPORTER")) is not None:
         known = {"otlp", "console", "none"} | _entry_point_names("opentelemetry_traces_exporter")
         for name in (n.strip() for n in v.split(",")):
             if name not in known:
                 raise ConfigError("OTEL_TRACES_EXPORTER", v, "a comma-separated list of " + ", ".join(sorted(known)))
-
-    if (v := get("OTEL_CORR_ADOPT_ENVIRONMENT")) is not None:  # read at import; checked here, where errors go
-        _bool("OTEL_CORR_ADOPT_ENVIRONMENT", v)
 
     if (v := get("OTEL_LOGS_EXPORTER")) is not None:
         known = {"otlp", "console", "none"} | _entry_point_names("opentelemetry_logs_exporter")
