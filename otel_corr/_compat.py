@@ -5,8 +5,9 @@ path as its fallback: if a release renames or removes it, otel-corr takes the pu
 working, a little slower or with one diagnostic less, never broken.  ``tests/test_compat.py`` runs each
 OpenTelemetry fallback and checks it gives the same spans as the shortcut.
 
-``OTEL_CORR_NO_SHORTCUTS=1`` (read at import) turns every shortcut off at once: the way to rule them out
-when a span looks wrong, and the configuration ``benchmarks/request_overhead.py`` measures them against.
+``OTEL_CORR_NO_SHORTCUTS=1`` (read at import) turns every shortcut off at once, ``=span,sampler`` some
+of them (``span``, ``sampler``, ``context``, ``propagator``): the way to rule them out when a span looks
+wrong, and the configurations ``benchmarks/request_overhead.py`` measures them against.
 """
 
 from __future__ import annotations
@@ -48,8 +49,23 @@ __all__ = [
 
 # --- OpenTelemetry SDK/API ---
 
-SHORTCUTS = os.environ.get("OTEL_CORR_NO_SHORTCUTS", "").strip().lower() not in ("1", "true", "yes", "on")
-"""False when ``OTEL_CORR_NO_SHORTCUTS`` is set: every function below then answers as its fallback does."""
+_NAMES = frozenset({"span", "sampler", "context", "propagator"})
+
+
+def _switched_off(value: str) -> frozenset[str]:
+    words = {w.strip() for w in value.lower().split(",") if w.strip()}
+    if words & {"1", "true", "yes", "on", "all"}:
+        return _NAMES
+    return frozenset(words & _NAMES)
+
+
+_OFF = _switched_off(os.environ.get("OTEL_CORR_NO_SHORTCUTS", ""))
+SHORTCUTS = _OFF != _NAMES
+"""False when every shortcut is off: every function below then answers as its fallback does."""
+
+
+def _on(name: str) -> bool:
+    return SHORTCUTS and name not in _OFF
 
 
 def sdk_version() -> tuple[int, ...]:
@@ -107,7 +123,7 @@ def span_shortcut_ok(tracer: trace.Tracer) -> bool:
     Needs the SDK's own tracer and the two private names that span reads from it; anything else (a
     vendor's tracer, a renamed attribute, ``OTEL_CORR_NO_SHORTCUTS``) gets ``tracer.start_span``.
     """
-    return SHORTCUTS and isinstance(tracer, SdkTracer) and _ENABLED_KNOWN and span_limits(tracer) is not None
+    return _on("span") and isinstance(tracer, SdkTracer) and _ENABLED_KNOWN and span_limits(tracer) is not None
 
 
 # Which of a ParentBased sampler's delegates decides, in the order of static_decisions' answer.
@@ -130,7 +146,7 @@ def static_decisions(sampler: Sampler) -> tuple[Decision, ...] | None:
     other sampler (ratio, custom, subclasses) or when those names are gone.  The answer is indexed
     root, remote sampled, remote not sampled, local sampled, local not sampled.
     """
-    if not SHORTCUTS:
+    if not _on("sampler"):
         return None
     if type(sampler) is StaticSampler:
         decision = getattr(sampler, "_decision", None)
@@ -219,7 +235,7 @@ def context_with(parent: otel_context.Context, span: trace.Span, key: str, value
     instead of four (each ``set_value`` copies the context twice) with the API's private span key;
     the public calls when that key could not be learned.
     """
-    if _SPAN_KEY is None or not SHORTCUTS:
+    if _SPAN_KEY is None or not SHORTCUTS or "context" in _OFF:  # _on() inlined: once per request
         return otel_context.set_value(key, value, trace.set_span_in_context(span, parent))
     return otel_context.Context({**parent, _SPAN_KEY: span, key: value})
 
@@ -243,7 +259,7 @@ def composite_members(propagator: TextMapPropagator) -> Sequence[TextMapPropagat
 
     if not isinstance(propagator, CompositePropagator):
         return [propagator]
-    if not (SHORTCUTS and _COMPOSITE_MEMBERS):
+    if not (_COMPOSITE_MEMBERS and _on("propagator")):
         return None
     return list(propagator._propagators)
 
