@@ -334,3 +334,9 @@ def test_the_switch_turns_every_shortcut_off() -> None:
         env = {**os.environ, "OTEL_CORR_NO_SHORTCUTS": value}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
         assert out.stdout.startswith(expected), out.stderr
+
+
+def test_the_switch_takes_all_or_a_list_of_shortcuts() -> None:
+    assert _compat._switched_off("") == frozenset()
+    assert _compat._switched_off("1") == _compat._switched_off("All") == _compat._NAMES
+    assert _compat._switched_off("span, sampler") == {"span", "sampler"}
