@@ -474,7 +474,9 @@ def instructions(config: str, n: int) -> int:
         out = Path(tmp) / "callgrind.out"
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
         cmd += [str(Path(__file__).resolve()), "--worker", config, "-n", str(n), "--warmup", "300"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=worker_env(config), timeout=1800, check=False)
+        # A fixed hash seed: dict and set layouts (and so the instructions) are then the same in both runs.
+        env = {**worker_env(config), "PYTHONHASHSEED": "0"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800, check=False)
         if proc.returncode != 0:
             raise SystemExit(f"valgrind worker {config} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
         for line in out.read_text().splitlines():
@@ -496,6 +498,11 @@ def run_instructions(configs: Sequence[str], n: int) -> None:
     print_header("instructions (callgrind)", f"instructions per request = (run with 200+{n} - run with 200) / {n}")
     per: dict[str, float] = {}
     for config in configs:
+        # Byte-compile first: a module edited since its last import would otherwise be compiled in one
+        # run of the pair and not the other, and its compilation counted as per-request cost.
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(REPO_DIR / "otel_corr"), str(BENCH_DIR)], check=False
+        )
         per[config] = (instructions(config, 200 + n) - instructions(config, 200)) / n
         print(f"  {config}: {per[config]:,.0f} instructions/request", file=sys.stderr)
     rows = []
