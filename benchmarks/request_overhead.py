@@ -80,7 +80,7 @@ CONFIGS = (
 E2E_CONFIGS = ("bare-fastapi", "otel-corr-fastapi", "stacked-fastapi")
 # otel-corr with its shortcuts through other projects' internals (otel_corr/_compat.py) turned off: "-public"
 # all of them, "-no-<name>" one.  Not in the default run; name them with --configs.
-SHORTCUTS = ("span", "sampler", "context", "propagator")
+SHORTCUTS = ("span", "sampler", "propagator")
 SHORTCUT_CONFIGS = (
     "otel-corr-fastapi-public",
     "otel-corr-asgi-public",

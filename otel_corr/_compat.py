@@ -6,7 +6,7 @@ working, a little slower or with one diagnostic less, never broken.  ``tests/tes
 OpenTelemetry fallback and checks it gives the same spans as the shortcut.
 
 ``OTEL_CORR_NO_SHORTCUTS=1`` (read at import) turns every shortcut off at once, ``=span,sampler`` some
-of them (``span``, ``sampler``, ``context``, ``propagator``): the way to rule them out when a span looks
+of them (``span``, ``sampler``, ``propagator``): the way to rule them out when a span looks
 wrong, and the configurations ``benchmarks/request_overhead.py`` measures them against.
 """
 
@@ -35,7 +35,6 @@ __all__ = [
     "THREAD_BOOTSTRAP",
     "ForcedTraceIdGenerator",
     "composite_members",
-    "context_with",
     "fastapi_telemetry",
     "httpx_send",
     "is_random",
@@ -49,7 +48,7 @@ __all__ = [
 
 # --- OpenTelemetry SDK/API ---
 
-_NAMES = frozenset({"span", "sampler", "context", "propagator"})
+_NAMES = frozenset({"span", "sampler", "propagator"})
 
 
 def _switched_off(value: str) -> frozenset[str]:
@@ -215,29 +214,6 @@ def forcing_generator(tracer: trace.Tracer) -> ForcedTraceIdGenerator | None:
     forced = ForcedTraceIdGenerator(inner)
     tracer.id_generator = forced  # type: ignore[attr-defined]  # the SDK Tracer's public attribute
     return forced
-
-
-def _learn_span_key() -> str | None:
-    # The API makes its current-span key with a random suffix and keeps it private (_SPAN_KEY in
-    # opentelemetry.trace.propagation): learn it from set_span_in_context itself, once.  None if that
-    # ever stops being one key.
-    keys = list(trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context()))
-    return keys[0] if len(keys) == 1 else None
-
-
-_SPAN_KEY = _learn_span_key()
-
-
-def context_with(parent: otel_context.Context, span: trace.Span, key: str, value: object) -> otel_context.Context:
-    """``parent`` with ``span`` as the current span and ``value`` under ``key``.
-
-    The same as ``set_value(key, value, set_span_in_context(span, parent))``, built in one copy
-    instead of four (each ``set_value`` copies the context twice) with the API's private span key;
-    the public calls when that key could not be learned.
-    """
-    if _SPAN_KEY is None or not SHORTCUTS or "context" in _OFF:  # _on() inlined: once per request
-        return otel_context.set_value(key, value, trace.set_span_in_context(span, parent))
-    return otel_context.Context({**parent, _SPAN_KEY: span, key: value})
 
 
 def _composite_has_members() -> bool:

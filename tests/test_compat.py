@@ -39,7 +39,7 @@ from opentelemetry.sdk.trace.sampling import (
     StaticSampler,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otel_corr import _compat, _export
@@ -227,23 +227,6 @@ def _global_propagator() -> Iterator[None]:
         yield
     finally:
         propagate.set_global_textmap(saved)
-
-
-def test_the_context_built_in_one_copy_is_the_public_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _compat._SPAN_KEY is not None  # the API's private span key was learned on this API
-    span = NonRecordingSpan(SpanContext(0x1234, 0xABC, False, TraceFlags(1)))
-    parents = [
-        otel_context.Context(),
-        baggage.set_baggage("tenant", "acme", otel_context.Context()),
-        trace.set_span_in_context(NonRecordingSpan(SpanContext(0x99, 0x98, True)), otel_context.Context()),
-    ]
-    for parent in parents:
-        fast = _compat.context_with(parent, span, "otel_corr.test", "req-1")
-        monkeypatch.setattr(_compat, "SHORTCUTS", False)
-        public = _compat.context_with(parent, span, "otel_corr.test", "req-1")
-        monkeypatch.setattr(_compat, "SHORTCUTS", True)
-        assert dict(fast) == dict(public)
-        assert trace.get_current_span(fast) is span and otel_context.get_value("otel_corr.test", fast) == "req-1"
 
 
 @pytest.mark.usefixtures("_global_propagator")
