@@ -78,12 +78,21 @@ CONFIGS = (
     FLOOR,
 )
 E2E_CONFIGS = ("bare-fastapi", "otel-corr-fastapi", "stacked-fastapi")
+# otel-corr with its shortcuts through other projects' internals (otel_corr/_compat.py) turned off: "-public"
+# all of them, "-no-<name>" one.  Not in the default run; name them with --configs.
+SHORTCUTS = ("span", "sampler", "propagator")
+SHORTCUT_CONFIGS = (
+    "otel-corr-fastapi-public",
+    "otel-corr-asgi-public",
+    *(f"otel-corr-asgi-no-{name}" for name in SHORTCUTS),
+)
 BASELINE = {
     "otel-corr-fastapi": "bare-fastapi",
     "stacked-fastapi": "bare-fastapi",
     "fastapi-builtin-span": "bare-fastapi",
     "otel-corr-asgi": "bare-asgi",
     "asgi-span-floor": "bare-asgi",
+    **{c: "bare-fastapi" if "fastapi" in c else "bare-asgi" for c in SHORTCUT_CONFIGS},
 }
 SANITY_REQUESTS = 200
 RESULT_HEADERS = (
@@ -199,7 +208,7 @@ async def app_worker(config: str, n: int, warmup: int) -> dict[str, Any]:
     """Build ``config``, warm it up, time ``n`` requests, then check what it produced."""
     import _apps
 
-    bench = _apps.build(config, _apps.setup_logging())
+    bench = _apps.build(app_config(config)[0], _apps.setup_logging())
     await drive(bench.app, warmup)
     gc.collect()
     elapsed = await drive(bench.app, n)
@@ -273,10 +282,28 @@ class Check:
     ok: bool
 
 
+def app_config(config: str) -> tuple[str, str | None]:
+    """The app a configuration builds and its ``OTEL_CORR_NO_SHORTCUTS`` value (``None``: unset)."""
+    if config.endswith("-public"):
+        return config.removesuffix("-public"), "1"
+    for name in SHORTCUTS:
+        if config.endswith(f"-no-{name}"):
+            return config.removesuffix(f"-no-{name}"), name
+    return config, None
+
+
+def worker_env(config: str) -> dict[str, str]:
+    env = child_env()
+    no_shortcuts = app_config(config)[1]
+    if no_shortcuts is not None:
+        env["OTEL_CORR_NO_SHORTCUTS"] = no_shortcuts
+    return env
+
+
 def spawn_worker(config: str, n: int, warmup: int) -> dict[str, Any]:
     """Run one configuration in a fresh interpreter and return its JSON result."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", config, "-n", str(n), "--warmup", str(warmup)]
-    return worker_json(cmd, child_env(), 600, config)
+    return worker_json(cmd, worker_env(config), 600, config)
 
 
 def collect(configs: Sequence[str], reps: int, n: int, warmup: int) -> dict[str, list[dict[str, Any]]]:
@@ -447,7 +474,9 @@ def instructions(config: str, n: int) -> int:
         out = Path(tmp) / "callgrind.out"
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
         cmd += [str(Path(__file__).resolve()), "--worker", config, "-n", str(n), "--warmup", "300"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=1800, check=False)
+        # A fixed hash seed: dict and set layouts (and so the instructions) are then the same in both runs.
+        env = {**worker_env(config), "PYTHONHASHSEED": "0"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800, check=False)
         if proc.returncode != 0:
             raise SystemExit(f"valgrind worker {config} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
         for line in out.read_text().splitlines():
@@ -469,6 +498,11 @@ def run_instructions(configs: Sequence[str], n: int) -> None:
     print_header("instructions (callgrind)", f"instructions per request = (run with 200+{n} - run with 200) / {n}")
     per: dict[str, float] = {}
     for config in configs:
+        # Byte-compile first: a module edited since its last import would otherwise be compiled in one
+        # run of the pair and not the other, and its compilation counted as per-request cost.
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(REPO_DIR / "otel_corr"), str(BENCH_DIR)], check=False
+        )
         per[config] = (instructions(config, 200 + n) - instructions(config, 200)) / n
         print(f"  {config}: {per[config]:,.0f} instructions/request", file=sys.stderr)
     rows = []
@@ -494,6 +528,17 @@ def run_instructions(configs: Sequence[str], n: int) -> None:
         mine = overhead(name)
         if mine is not None and denominator:
             print(f"{name} overhead / {label}: {mine / denominator:.2f}")
+    # What each shortcut through another project's internals saves: its fallback's overhead minus ours.
+    for config in configs:
+        app, off = app_config(config)
+        mine, without = overhead(app), overhead(config)
+        if off is not None and mine is not None and without is not None and mine > 0:
+            what = "every shortcut" if off == "1" else f"the {off} shortcut"
+            gain = without - mine
+            print(
+                f"{app} without {what}: {without:,.0f} overhead instr; "
+                f"the shortcut saves {gain:+,.0f} ({gain / mine:+.0%} of {app}'s overhead)"
+            )
 
 
 # --------------------------------------------------------------------------- end-to-end
@@ -528,7 +573,7 @@ def start_server(config: str, port: int, log: Any) -> subprocess.Popen[bytes]:
         "--log-level",
         "warning",
     ]
-    env = {**child_env(), "BENCH_APP_CONFIG": config}
+    env = {**worker_env(config), "BENCH_APP_CONFIG": app_config(config)[0]}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
 
 
@@ -643,9 +688,10 @@ def e2e_rows(rps: dict[str, list[float]], notes: dict[str, set[str]]) -> list[li
 
 def config_list(value: str) -> list[str]:
     names = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [n for n in names if n not in CONFIGS]
+    known = (*CONFIGS, *SHORTCUT_CONFIGS)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown configuration(s) {unknown}; choose from {', '.join(CONFIGS)}")
+        raise argparse.ArgumentTypeError(f"unknown configuration(s) {unknown}; choose from {', '.join(known)}")
     return names
 
 
@@ -661,7 +707,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--instructions", action="store_true", help="count instructions per request with valgrind (callgrind)"
     )
-    p.add_argument("--worker", choices=CONFIGS, help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=(*CONFIGS, *SHORTCUT_CONFIGS), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.requests, args.warmup, args.duration = 2_000, 500, 2

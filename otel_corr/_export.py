@@ -26,7 +26,9 @@ everything here runs on the export thread, never per request:
 
 Queue-full drops are counted through the SDK's own "Queue full" warning (a
 filter placed ahead of its duplicate filter): the SDK exposes no counter
-without a metrics pipeline.  If that logger is set above WARNING, those drops
+without a metrics pipeline.  SDKs before 1.40 drop without that warning, and
+then only what the exporter could not send is counted
+(``_compat.QUEUE_FULL_LOGGED``).  If that logger is set above WARNING, those drops
 go uncounted; and the SDK warns before it appends, so a batch taken off the
 queue in between makes one warning with no drop (an over-count of a few spans
 at most, only while the queue is full).
@@ -41,6 +43,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from . import _compat
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -58,9 +62,10 @@ _EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.grpc.exporter",
     "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
 )
-# The batch processor's logger; "Queue full, dropping %s." is logged there from the thread that ended the span.
-_PROCESSOR_LOGGER = "opentelemetry.sdk._shared_internal"
-_QUEUE_FULL = "Queue full, dropping %s."
+# The batch processor's logger; "Queue full, dropping %s." is logged there from the thread that ended the span
+# (SDK 1.40+: older ones drop silently, and then only what the exporter could not send is counted).
+_PROCESSOR_LOGGER = _compat.QUEUE_FULL_LOGGER
+_QUEUE_FULL = _compat.QUEUE_FULL_MESSAGE
 
 _inside = threading.local()
 _guards: list[_Outage] = []
@@ -118,7 +123,8 @@ def install_log_filters() -> None:
         for name in _EXPORTER_LOGGERS:
             logging.getLogger(name).addFilter(quiet)
         # First in line: the SDK's DuplicateFilter would otherwise hide most drops from us.
-        logging.getLogger(_PROCESSOR_LOGGER).filters.insert(0, _queue_full)
+        if _compat.QUEUE_FULL_LOGGED:
+            logging.getLogger(_PROCESSOR_LOGGER).filters.insert(0, _queue_full)
         _filters_installed = True
 
 

@@ -30,6 +30,7 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
+from . import _compat
 from ._context import hex_ids, request_context, seed_hex_ids
 from ._ids import (
     REQUEST_ID_ATTRIBUTE,
@@ -66,14 +67,16 @@ def _extract_triggers(propagator: TextMapPropagator) -> frozenset[str] | None:
 
     Why: most requests carry no traceparent or baggage, and extracting from them still costs
     a call chain per propagator.  Only the API's own W3C propagators (exact classes, alone or
-    in the API's composite) are known to read nothing else; any other propagator always runs.
+    in the API's composite) are known to read nothing else; any other propagator, or a composite
+    whose members cannot be read (``_compat.composite_members``), always runs.
     """
     from opentelemetry.baggage.propagation import W3CBaggagePropagator
-    from opentelemetry.propagators.composite import CompositePropagator
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+    inner = _compat.composite_members(propagator)
+    if inner is None:
+        return None
     known: dict[type, str] = {TraceContextTextMapPropagator: "traceparent", W3CBaggagePropagator: "baggage"}
-    inner = propagator._propagators if type(propagator) is CompositePropagator else [propagator]
     names = [known.get(type(p)) for p in inner]
     return None if None in names else frozenset(n for n in names if n is not None)
 
@@ -87,6 +90,7 @@ class Runtime:
         "header_bytes",
         "response_header_names",
         "_recorder",
+        "_forcing",
         "_seen",
         "_propagator",
         "_triggers",
@@ -104,6 +108,8 @@ class Runtime:
         # With the SDK's tracer our server span is a RequestSpan (see _span.py): it takes the
         # trace ID we choose, so no parent is ever invented; any other tracer gets start_span.
         self._recorder = recorder_for(self.tracer, InstrumentationScope("otel_corr", __version__, _SCHEMA_URL))
+        # Without it (the public path) the SDK's tracer.start_span takes our trace ID from its id_generator.
+        self._forcing = None if self._recorder is not None else _compat.forcing_generator(self.tracer)
         self._seen: object = None
         self._propagator = propagate.get_global_textmap()
         self._triggers: frozenset[str] | None = None
@@ -125,7 +131,9 @@ class Runtime:
 
             from .propagation import RequestIdPropagator
 
-            inner = getattr(current, "_propagators", None)
+            # Without readable members (the fallback) the composite runs whole: its request-ID
+            # extract binds a value begin() replaces with the one it accepted.
+            inner = _compat.composite_members(current)
             if inner is not None and any(isinstance(p, RequestIdPropagator) for p in inner):
                 current = CompositePropagator([p for p in inner if not isinstance(p, RequestIdPropagator)])
             self._propagator = current
@@ -210,10 +218,10 @@ class Runtime:
                 forced = trace_id_of(request_id) or 0
             if not forced:
                 random_trace = True
-                if recorder is not None:
-                    generator = recorder.tracer.id_generator
+                generator = recorder.tracer.id_generator if recorder is not None else self._forcing
+                if generator is not None:
                     forced = generator.generate_trace_id()
-                    random_trace = generator.is_trace_id_random()
+                    random_trace = _compat.is_trace_id_random(generator)
                 else:
                     forced = random.getrandbits(128) or 1
             if request_id is None:
@@ -227,6 +235,8 @@ class Runtime:
         name = "HTTP" if method == "_OTHER" else method
         if recorder is not None:
             span = recorder.start(name, parent, parent_sc, forced, random_trace, attributes)
+        elif self._forcing is not None:
+            span = self._forcing.start_span(self.tracer, name, parent, forced, random_trace, attributes)
         else:
             span = self.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
         sc = span.get_span_context()

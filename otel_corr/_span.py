@@ -11,12 +11,13 @@ through the span API (``set_attribute``, ``add_event``, ``record_exception``)
 still goes through the SDK's own ``BoundedAttributes`` and limits.
 
 Everything else is the SDK's: its sampler decides (the SDK's static samplers,
-the default included, by a table of their decisions: ``_static_decisions``), its ID generator makes
+the default included, by a table of their decisions: ``_compat.static_decisions``), its ID generator makes
 span (and random trace) IDs, its span processors receive the span at start
 (``on_start``) and an SDK ``ReadableSpan`` at end (``on_end``), exactly what
 ``Span.end()`` hands them, so batch processors and exporters see no
-difference.  Used only with the SDK's own ``Tracer`` (anything else gets a
-plain ``tracer.start_span``); the SDK's optional self-observability metrics
+difference.  Used only with the SDK's own ``Tracer`` and only while the private
+SDK names it reads are there (``_compat.span_shortcut_ok``); anything else gets
+the public ``tracer.start_span``.  The SDK's optional self-observability metrics
 (``otel.sdk.span.*``) do not count these spans.
 """
 
@@ -33,53 +34,26 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace import Tracer as SdkTracer
-from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, StaticSampler
+from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util import types
 
+from . import _compat
+
 __all__ = ["Recorder", "RequestSpan", "recorder_for"]
 
 _log = logging.getLogger("otel_corr")
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | _compat.RANDOM_TRACE_ID)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
-_NOT_SAMPLED_RANDOM = TraceFlags(TraceFlags.RANDOM_TRACE_ID)
+_NOT_SAMPLED_RANDOM = TraceFlags(_compat.RANDOM_TRACE_ID)
 
-
-# Which of a ParentBased sampler's delegates decides, indexed as in _static_decisions.
+# Which of a ParentBased sampler's delegates decides, indexed as in _compat.static_decisions.
 _ROOT, _REMOTE_SAMPLED, _REMOTE_NOT_SAMPLED, _LOCAL_SAMPLED, _LOCAL_NOT_SAMPLED = range(5)
-_DELEGATES = (
-    "_root",
-    "_remote_parent_sampled",
-    "_remote_parent_not_sampled",
-    "_local_parent_sampled",
-    "_local_parent_not_sampled",
-)
-
-
-def _static_decisions(sampler: Sampler) -> tuple[Decision, ...] | None:
-    """The decision per kind of parent when ``sampler`` is the SDK's static kind, else ``None``.
-
-    Why: the default sampler, ``ParentBased(ALWAYS_ON)``, and ``ALWAYS_ON``/``ALWAYS_OFF``
-    (``OTEL_TRACES_SAMPLER`` always_on, always_off, parentbased_always_*) decide from the
-    parent's flags alone and return the span's own attributes and the parent's trace state.
-    Their ``should_sample`` call costs about a tenth of our per-request overhead, so for
-    exactly these classes the decision is looked up instead; any other sampler (ratio,
-    custom, subclasses) is called on every request.
-    """
-    if type(sampler) is StaticSampler:
-        decision = getattr(sampler, "_decision", None)
-        return (decision,) * 5 if isinstance(decision, Decision) else None
-    if type(sampler) is ParentBased:
-        decisions = [getattr(getattr(sampler, name, None), "_decision", None) for name in _DELEGATES]
-        delegates_static = all(type(getattr(sampler, name, None)) is StaticSampler for name in _DELEGATES)
-        if delegates_static and all(isinstance(d, Decision) for d in decisions):
-            return tuple(decisions)  # type: ignore[arg-type]  # all Decision, checked just above
-    return None
 
 
 class Recorder:
@@ -87,15 +61,14 @@ class Recorder:
 
     __slots__ = ("tracer", "scope", "limits", "_sampler", "_decisions")
 
-    def __init__(self, tracer: SdkTracer, scope: InstrumentationScope) -> None:
+    def __init__(self, tracer: SdkTracer, scope: InstrumentationScope, limits: SpanLimits) -> None:
         self.tracer = tracer
         self.scope = scope
         # The provider's limits (OTEL_SPAN_*/OTEL_ATTRIBUTE_* or span_limits=) apply to what the app adds.
-        limits = getattr(tracer, "_span_limits", None)
-        self.limits = limits if isinstance(limits, SpanLimits) else SpanLimits()
+        self.limits = limits
         # Valid while tracer.sampler is still this object (checked per request: it is a plain attribute).
         self._sampler = tracer.sampler
-        self._decisions = _static_decisions(tracer.sampler)
+        self._decisions = _compat.static_decisions(tracer.sampler)
 
     def start(
         self,
@@ -111,12 +84,12 @@ class Recorder:
         ``attributes`` is handed over: the span may keep this very dict.
         """
         tracer = self.tracer
-        if not tracer._is_enabled():  # a tracer configurator switched our scope off
+        if not _compat.tracer_enabled(tracer):  # a tracer configurator switched our scope off
             return NonRecordingSpan(parent_sc)
         has_parent = parent_sc.is_valid
         if has_parent:
             trace_id = parent_sc.trace_id
-            random_trace_id = parent_sc.trace_flags.random_trace_id
+            random_trace_id = _compat.is_random(parent_sc.trace_flags)
         decisions = self._decisions
         if decisions is not None and tracer.sampler is self._sampler:
             # What the static sampler would return: its decision, our attributes, the parent's state.
@@ -151,10 +124,15 @@ class Recorder:
 
 
 def recorder_for(tracer: trace.Tracer, scope: InstrumentationScope) -> Recorder | None:
-    """A :class:`Recorder` for the SDK's own tracer; ``None`` for any other (no-op, vendor)."""
-    if not isinstance(tracer, SdkTracer) or not hasattr(tracer, "_is_enabled"):
+    """A :class:`Recorder` for the SDK's own tracer; ``None`` where the public ``tracer.start_span`` must do.
+
+    ``None`` for any other tracer (no-op, vendor), and when :func:`._compat.span_shortcut_ok` says the
+    SDK names this span relies on are missing (or ``OTEL_CORR_NO_SHORTCUTS`` is set).
+    """
+    if not isinstance(tracer, SdkTracer) or not _compat.span_shortcut_ok(tracer):
         return None
-    return Recorder(tracer, scope)
+    limits = _compat.span_limits(tracer)
+    return None if limits is None else Recorder(tracer, scope, limits)
 
 
 class RequestSpan(trace.Span):

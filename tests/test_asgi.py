@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from importlib.metadata import version
 from typing import Any
 
 import httpx
@@ -18,6 +19,8 @@ import otel_corr
 from otel_corr.fastapi import RequestIds
 
 from .conftest import Capture
+
+_STARLETTE_NAMES_ROUTES = tuple(int(p) for p in version("starlette").split(".")[:2]) >= (1, 7)
 
 
 def _client(app: Any) -> httpx.AsyncClient:
@@ -79,6 +82,8 @@ async def test_fastapi_yields_exactly_one_server_span_with_stable_semconv(captur
 
 async def test_fastapi_native_telemetry_is_switched_off_even_with_a_global_sdk_provider(capture: Capture) -> None:
     """FastAPI's built-in telemetry would add its own spans when an SDK provider exists: we keep one span."""
+    if not hasattr(FastAPI(), "_telemetry"):
+        pytest.skip("this FastAPI has no built-in telemetry to switch off")
     app = FastAPI(telemetry={"tracer_provider": capture.provider})
 
     @app.get("/x")
@@ -349,7 +354,8 @@ async def test_starlette_in_place_mounts_and_idempotency(capture: Capture) -> No
         r = await c.get("/api/users/5", headers={"X-Request-ID": "s-1"})
     assert r.text == "s-1"
     span = capture.one()
-    assert span.name == "GET /api/users/{uid}"
+    # Starlette names the matched route in the scope from 1.7 on; before, a plain Starlette app's span has no route.
+    assert span.name == ("GET /api/users/{uid}" if _STARLETTE_NAMES_ROUTES else "GET")
     capture.clear()
     otel_corr.uninstrument(app)
     async with _client(app) as c:

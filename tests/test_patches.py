@@ -144,9 +144,10 @@ def test_patches_lists_every_change_with_its_origin(probe: dict[str, Any]) -> No
 
 def test_import_alone_changes_nothing_but_the_adopted_context() -> None:
     """``import otel_corr`` with no TRACEPARENT in the environment makes no process-wide change:
-    no at-exit hook (configure_logging's moved out of import), no finder, no factory, nothing listed."""
+    no at-exit hook (configure_logging's moved out of import), no finder, no factory, nothing listed.
+    (The OpenTelemetry API is imported first: before 1.42 its importlib_metadata backport adds a finder.)"""
     code = (
-        "import atexit, logging, sys; n = atexit._ncallbacks(); meta = list(sys.meta_path); "
+        "import atexit, logging, sys, opentelemetry.context; n = atexit._ncallbacks(); meta = list(sys.meta_path); "
         "factory, make = logging.getLogRecordFactory(), logging.Logger.makeRecord; import otel_corr; "
         "print(atexit._ncallbacks() - n, sys.meta_path == meta, logging.getLogRecordFactory() is factory, "
         "logging.Logger.makeRecord is make, len(otel_corr.patches()))"

@@ -164,11 +164,17 @@ def test_background_span_is_child_and_server_span_ends_first(capture: Capture) -
 
 def test_clients_are_patched_when_imported_later_and_never_imported_by_us() -> None:
     # A fresh interpreter: the import hook must wait for the module, patch it on its first import,
-    # and otel_corr itself must not drag in heavy standard modules it does not use.
+    # and otel_corr itself must not drag in heavy standard modules it does not use (beyond what the
+    # OpenTelemetry SDK it needs imports: before 1.42 its importlib_metadata backport
+    # brings tempfile and importlib.resources).
     code = (
-        "import sys, otel_corr\n"
+        "import sys\n"
+        "import opentelemetry.sdk.trace\n"
+        "theirs = set(sys.modules)\n"
+        "import otel_corr\n"
         "from otel_corr.propagation._import_hooks import when_imported\n"
-        "heavy = [m for m in ('requests', 'httpx', 'aiohttp', 'tempfile', 'importlib.resources') if m in sys.modules]\n"
+        "names = ('requests', 'httpx', 'aiohttp', 'tempfile', 'importlib.resources')\n"
+        "heavy = [m for m in names if m in sys.modules and m not in theirs]\n"
         "seen = []\n"
         "when_imported('colorsys', lambda m: seen.append(m.__name__))\n"
         "assert 'colorsys' not in sys.modules and seen == []\n"

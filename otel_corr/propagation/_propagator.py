@@ -21,6 +21,7 @@ from opentelemetry.propagators.textmap import (
     default_setter,
 )
 
+from .._compat import composite_members
 from .._context import bind_request_id, get_request_id
 from .._ids import is_valid_request_id
 
@@ -71,9 +72,14 @@ def install_global(header: str) -> None:
     from .. import _patches
 
     current = propagate.get_global_textmap()
-    inner = getattr(current, "_propagators", [current])
-    if any(isinstance(p, RequestIdPropagator) for p in inner):
+    members = composite_members(current)
+    if members is None:  # a composite whose members cannot be read: its fields tell (none: propagation is off)
+        if not current.fields or header.lower() in current.fields:
+            return
+        members = [current]
+    elif any(isinstance(p, RequestIdPropagator) for p in members):
         return
+    inner = members
     if type(current).__name__ == "NoopTextMapPropagator" or not inner:  # OTEL_PROPAGATORS=none: respected
         return
     ours = CompositePropagator([*inner, RequestIdPropagator(header)])

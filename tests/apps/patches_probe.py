@@ -173,7 +173,7 @@ def snapshot() -> dict[str, Any]:
         lg = logging.getLogger(name)
         snap[f"logger {name}"] = (*lg.handlers, lg.propagate, lg.disabled)
     snap["fastapi app: own build_middleware_stack"] = "build_middleware_stack" in vars(fast)
-    snap["fastapi app: _telemetry"] = repr(sorted(fast._telemetry.items()))
+    snap["fastapi app: _telemetry"] = repr(sorted(getattr(fast, "_telemetry", {}).items()))  # FastAPI >= 0.16x
     snap["flask app: own wsgi_app"] = vars(web).get("wsgi_app")
     return snap
 

@@ -23,6 +23,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
+from otel_corr import _compat
 from otel_corr._export import GuardedSpanExporter, guard_log_exporter
 
 from ..collector import free_port
@@ -78,6 +79,7 @@ def test_guard_one_warning_per_outage_then_resumes(tmp_path: Path, capture: Capt
         serve.stop()
 
 
+@pytest.mark.skipif(not _compat.QUEUE_FULL_LOGGED, reason="SDKs before 1.40 drop from a full queue without a word")
 def test_guard_blackhole_is_bounded_and_counts_queue_drops(capture: Capture, caplog: Any) -> None:
     """A collector that never answers: each export ends within its timeout; spans the full queue dropped are
     counted with the ones that failed, so the shutdown report accounts for every span."""
