@@ -68,7 +68,13 @@ class _ClosingIterator:
 
 
 def _all_headers(environ: Environ) -> dict[str, str]:
-    return {k[5:].lower().replace("_", "-"): v for k, v in environ.items() if k.startswith("HTTP_")}
+    """Every request header, lower-case names (as an ASGI scope lists them)."""
+    headers = {k[5:].lower().replace("_", "-"): v for k, v in environ.items() if k.startswith("HTTP_")}
+    # PEP 3333 keeps these two without the HTTP_ prefix; they are headers all the same.
+    for key, name in (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length")):
+        if environ.get(key):
+            headers[name] = environ[key]
+    return headers
 
 
 def _environ_keys(wanted: frozenset[bytes]) -> tuple[tuple[str, str], ...]:
