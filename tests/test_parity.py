@@ -22,6 +22,8 @@ from .collector import Collector, ReceivedSpan
 from .conftest import server_env
 from .test_one_id_rule import CALLER_SPAN, ROWS, TRACEPARENT
 
+pytestmark = pytest.mark.e2e
+
 # Settings for each server pair: every instrument() option that shapes a request, on or off.
 CONFIGS: dict[str, dict[str, Any]] = {
     "a": {
