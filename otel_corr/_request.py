@@ -474,7 +474,7 @@ class Exchange:
         "_user_agent",
         "_started",
         "_added",
-        "_completed",
+        "completed",
     )
 
     def __init__(
@@ -503,7 +503,8 @@ class Exchange:
         self._client = client
         self._user_agent = user_agent
         self._started = started
-        self._completed = False
+        #: Whether :meth:`complete` ran (the response is over for the client).
+        self.completed = False
         added = [(runtime.settings.header_name, request_id)]
         if runtime.settings.trace_response:
             added.append(("traceresponse", runtime.trace_response(span)))
@@ -544,9 +545,9 @@ class Exchange:
         Only the first call counts.  ``headers`` (lower-case names) are the request's, for the
         error line's summary; only needed with ``exc``.
         """
-        if self._completed:
+        if self.completed:
             return
-        self._completed = True
+        self.completed = True
         s = self.runtime.settings
         client = f"{self._client[0]}:{self._client[1]}" if self._client else ""
         try:

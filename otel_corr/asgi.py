@@ -138,7 +138,8 @@ class CorrelationMiddleware:
             raise
         finally:
             try:
-                ex.complete(_route(scope, root_path))  # a no-op when already complete
+                if not ex.completed:
+                    ex.complete(_route(scope, root_path))
             finally:
                 ex.close()
 
