@@ -21,8 +21,9 @@ import random
 import re
 from collections.abc import Iterable, Mapping
 from contextvars import Token
+from importlib import import_module
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -53,6 +54,31 @@ from ._version import __version__
 from .logging._access import access_enabled, log_access, log_error, request_summary
 
 __all__ = ["Exchange", "Runtime", "bound_baggage", "bound_tracestate", "finish_span", "start_time"]
+
+
+class _OnFirstUse:
+    """A module imported when one of its names is first read; then the real module takes its place.
+
+    Why: ``opentelemetry.propagate`` reads ``OTEL_PROPAGATORS`` when it is imported and raises a
+    bare ``ValueError`` on a bad value.  Importing otel_corr must not (``instrument()`` and the
+    middlewares check the variable first and raise ``ConfigError``); and a per-call import
+    statement on the request path would cost the import machinery every request.
+    """
+
+    def __init__(self, name: str, binding: str) -> None:
+        self._name = name
+        self._binding = binding
+
+    def __getattr__(self, attribute: str) -> Any:
+        module = import_module(self._name)
+        globals()[self._binding] = module
+        return getattr(module, attribute)
+
+
+if TYPE_CHECKING:
+    from opentelemetry import propagate
+else:
+    propagate = _OnFirstUse("opentelemetry.propagate", "propagate")
 
 _log = logging.getLogger("otel_corr")
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
@@ -257,7 +283,6 @@ class Runtime:
 
     def _server_propagator(self) -> Any:
         """The global propagator minus the request-ID one (the middleware reads that header itself)."""
-        from opentelemetry import propagate
 
         current = propagate.get_global_textmap()
         if current is not self._seen:
@@ -529,7 +554,8 @@ class Exchange:
         kept = [(k, v) for k, v in headers if k.lower() not in drop]
         if self.runtime.settings.capture_response_headers is not None:
             self._capture_response({k.decode("latin-1").lower(): v.decode("latin-1") for k, v in kept})
-        kept.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in self._added)
+        for name, value in self._added:
+            kept.append((name.encode("latin-1"), value.encode("latin-1")))
         return kept
 
     def _capture_response(self, headers: Mapping[str, str]) -> None:
@@ -549,19 +575,21 @@ class Exchange:
             return
         self.completed = True
         s = self.runtime.settings
-        client = f"{self._client[0]}:{self._client[1]}" if self._client else ""
         try:
             if exc is not None and s.error_log:
                 summary = request_summary(
-                    self.method, self.path, self.query, headers or {}, client, s.header_key, s.sanitize
+                    self.method, self.path, self.query, headers or {}, self._client_text(), s.header_key, s.sanitize
                 )
                 log_error(exc, summary)
             if access_enabled(s.access_log):
                 query = self._attributes.get("url.query")  # already redacted
                 target = f"{self.path}?{query}" if query else self.path
-                log_access(self.method, target, self.status, self._started, client, self._user_agent)
+                log_access(self.method, target, self.status, self._started, self._client_text(), self._user_agent)
         finally:
             finish_span(self.span, self.status, route, self.method, exc)
+
+    def _client_text(self) -> str:
+        return f"{self._client[0]}:{self._client[1]}" if self._client else ""
 
     def close(self) -> None:
         """Detach the request's context (in the task or thread that attached it); once."""
