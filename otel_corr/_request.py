@@ -259,16 +259,7 @@ class Runtime:
                 return None
         dropped = _bound_carrier(carrier) if "baggage" in carrier or "tracestate" in carrier else None
         user_agent = carrier.get("user-agent")
-        attributes = self.request_attributes(
-            scheme=scheme,
-            path=path,
-            query=query,
-            host=host,
-            server=server,
-            client=client,
-            user_agent=user_agent,
-            protocol=protocol,
-        )
+        attributes = self.request_attributes(scheme, path, query, host, server, client, user_agent, protocol)
         if s.capture_request_headers is not None:
             attributes.update(self.header_attributes("http.request.header.", carrier, s.capture_request_headers))
         span, request_id, token = self.begin(carrier, method, attributes, dropped)
@@ -302,7 +293,9 @@ class Runtime:
 
     def _extract(self, carrier: Mapping[str, str]) -> otel_context.Context:
         """The parent context the propagators find in ``carrier`` (an empty one when none)."""
-        propagator = self._server_propagator()
+        propagator = self._propagator
+        if propagate.get_global_textmap() is not self._seen:  # changed (or first use): rebuild
+            propagator = self._server_propagator()
         triggers = self._triggers
         if triggers is not None and triggers.isdisjoint(carrier):
             return otel_context.Context()  # what extract would return: nothing to read
@@ -425,7 +418,6 @@ class Runtime:
 
     def request_attributes(
         self,
-        *,
         scheme: str,
         path: str,
         query: str,

@@ -3,7 +3,8 @@
 Everything a request decides (IDs, exclusions, headers dropped and added, error and access
 lines) is in ``_request``; this module only reads the scope and wraps ``send``.  Per-request
 state lives in the :class:`~otel_corr._request.Exchange` and locals of ``__call__`` (the
-instance is shared by every concurrent request).  The context is attached with a token and
+instance is shared by every concurrent request); ``send`` is wrapped by a closure, which
+costs less per request than an object with ``__call__``.  The context is attached with a token and
 detached in ``finally``, so on one keep-alive connection request 2 never sees request 1's
 IDs.  An exception that escapes before the response started gets a 500 *with* the IDs before
 it is re-raised to the server, which logs it as usual.
@@ -16,7 +17,7 @@ from typing import Unpack
 
 from ._config import Options, check_otel_environment, resolve_settings
 from ._provider import ensure_tracer_provider, flush
-from ._request import Exchange, Runtime, start_time
+from ._request import Runtime, start_time
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .logging import stop_queue
 
@@ -125,15 +126,30 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send)
             return
         root_path = scope.get("root_path", "")
-        sender = _Sender(ex, send, scope, root_path)
+
+        async def send_with_ids(message: Message) -> None:
+            # Our headers on the response start; the state it shares with the code below (the
+            # status, whether the request is complete) lives on the Exchange, not in nonlocals.
+            message_type = message["type"]
+            if message_type in _RESPONSE_START:
+                status = message.get("status", 101 if message_type == "websocket.accept" else None)
+                message = {**message, "headers": ex.raw_response_headers(status, message.get("headers", ()))}
+            await send(message)
+            # The request is over for the client: access line and span end here, once.  Work the
+            # app does after this (BackgroundTasks) still runs in the request's context, but does
+            # not stretch the request span.  A 5xx waits for the app to return: Starlette sends
+            # its 500 *before* re-raising, and the span should record that exception.
+            if message_type == "http.response.body" and not message.get("more_body", False) and (ex.status or 0) < 500:
+                ex.complete(_route(scope, root_path))
+
         try:
             scope[_MARK] = ex.request_id
             if rt.settings.update_request_header and sent != ex.request_id:
                 _write_back(scope, rt.header_bytes, sent, ex.request_id)
-            await self.app(scope, receive, sender)
+            await self.app(scope, receive, send_with_ids)
         except Exception as exc:
             if ex.status is None and scope_type == "http":
-                await self._send_500(sender)
+                await self._send_500(send_with_ids)
             ex.complete(_route(scope, root_path), exc, _all_headers(scope))
             raise
         finally:
@@ -178,33 +194,3 @@ class CorrelationMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_and_flush)
-
-
-class _Sender:
-    """``send`` for one request: our headers on the response start, completion on the last body.
-
-    Why a class and not a closure: the state it shares with ``__call__`` (the status, whether
-    the request is complete) lives on the :class:`Exchange`, not in ``nonlocal`` flags.
-    """
-
-    __slots__ = ("_exchange", "_send", "_scope", "_root_path")
-
-    def __init__(self, exchange: Exchange, send: Send, scope: Scope, root_path: str) -> None:
-        self._exchange = exchange
-        self._send = send
-        self._scope = scope
-        self._root_path = root_path
-
-    async def __call__(self, message: Message) -> None:
-        ex = self._exchange
-        message_type = message["type"]
-        if message_type in _RESPONSE_START:
-            status = message.get("status", 101 if message_type == "websocket.accept" else None)
-            message = {**message, "headers": ex.raw_response_headers(status, message.get("headers", ()))}
-        await self._send(message)
-        # The request is over for the client: access line and span end here, once.  Work the
-        # app does after this (BackgroundTasks) still runs in the request's context, but does
-        # not stretch the request span.  A 5xx waits for the app to return: Starlette sends its
-        # 500 *before* re-raising, and the span should record that exception.
-        if message_type == "http.response.body" and not message.get("more_body", False) and (ex.status or 0) < 500:
-            ex.complete(_route(self._scope, self._root_path))
