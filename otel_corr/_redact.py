@@ -2,14 +2,18 @@
 
 Used by the span's ``url.query`` and captured headers, the error line's request summary and the
 outbound client spans' ``url.full``.  Names match case-insensitively, anywhere in the name
-(``X-Api-Key``, ``session_id``, ``csrftoken``).
+(``X-Api-Key``, ``session_id``, ``csrftoken``).  An application's ``sanitize_fields`` extend the
+pattern for everything that summarises its requests (span and error line alike).
+
+``baggage`` and ``tracestate`` are never shown as they came in, whatever the pattern: they are
+free-form data any caller can fill (user IDs, tokens, ``${jndi:...}`` strings).
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["SENSITIVE_NAMES", "redact_query", "sensitive_pattern"]
+__all__ = ["OPAQUE_HEADERS", "SENSITIVE_NAMES", "is_sensitive_header", "redact_query", "sensitive_pattern"]
 
 SENSITIVE_NAMES = (
     "authorization",
@@ -25,10 +29,18 @@ SENSITIVE_NAMES = (
     "credential",
 )
 
+#: Request headers whose value is never logged or recorded, whatever the names above.
+OPAQUE_HEADERS = frozenset({"baggage", "tracestate"})
+
 
 def sensitive_pattern(*extra: str) -> re.Pattern[str]:
     """The names above plus ``extra`` (regexes), as one case-insensitive pattern."""
     return re.compile("|".join(f"(?:{name})" for name in (*SENSITIVE_NAMES, *extra) if name), re.IGNORECASE)
+
+
+def is_sensitive_header(name: str, pattern: re.Pattern[str]) -> bool:
+    """Whether a (lower-case) header's value must be redacted under ``pattern``."""
+    return name in OPAQUE_HEADERS or pattern.search(name) is not None
 
 
 def redact_query(

@@ -1,10 +1,17 @@
-"""What happens at the start and end of every request, shared by the ASGI and WSGI middlewares.
+"""The request core, protocol-free: what happens at the start and the end of every HTTP request.
 
-:class:`Runtime` is built once per instrumented application and never mutated
-afterwards; everything that belongs to one request lives in locals of
-:meth:`Runtime.begin`'s caller.  The per-request path is written for speed:
-one pass over the headers (done by the caller), one propagator extract, one
-span, one context attach.
+The ASGI and WSGI middlewares (``asgi.py``, ``wsgi.py``) only translate their protocol: they
+read the headers and request fields out of the scope or environ, call :meth:`Runtime.start`,
+pass the response headers through the :class:`Exchange` it returns, and call
+:meth:`Exchange.complete` and :meth:`Exchange.close`.  Everything they share is decided here,
+once, so the two cannot drift: accepting the request ID, exclusions, bounding the W3C carriers
+before the SDK reads them, header capture and redaction, the response headers dropped and added,
+the error line's request summary and the access line.
+
+:class:`Runtime` is built once per instrumented application and never mutated afterwards;
+one :class:`Exchange` holds what belongs to one request (the middleware instance is shared by
+every concurrent request).  The per-request path is written for speed: one pass over the
+headers (done by the adapter), one propagator extract, one span, one context attach.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import Token
-from typing import Any
+from importlib import import_module
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
@@ -39,16 +48,43 @@ from ._ids import (
     is_valid_request_id,
     trace_id_of,
 )
-from ._redact import redact_query
+from ._redact import is_sensitive_header, redact_query
 from ._settings import Settings
 from ._span import RequestSpan, recorder_for
 from ._version import __version__
+from .logging._access import access_enabled, log_access, log_error, request_summary
 
-__all__ = ["Runtime", "finish_span"]
+__all__ = ["Exchange", "Runtime", "bound_baggage", "bound_tracestate", "finish_span", "start_time"]
+
+
+class _OnFirstUse:
+    """A module imported when one of its names is first read; then the real module takes its place.
+
+    Why: ``opentelemetry.propagate`` reads ``OTEL_PROPAGATORS`` when it is imported and raises a
+    bare ``ValueError`` on a bad value.  Importing otel_corr must not (``instrument()`` and the
+    middlewares check the variable first and raise ``ConfigError``); and a per-call import
+    statement on the request path would cost the import machinery every request.
+    """
+
+    def __init__(self, name: str, binding: str) -> None:
+        self._name = name
+        self._binding = binding
+
+    def __getattr__(self, attribute: str) -> Any:
+        module = import_module(self._name)
+        globals()[self._binding] = module
+        return getattr(module, attribute)
+
+
+if TYPE_CHECKING:
+    from opentelemetry import propagate
+else:
+    propagate = _OnFirstUse("opentelemetry.propagate", "propagate")
 
 _log = logging.getLogger("otel_corr")
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 _METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
+_REDACTED = "[REDACTED]"
 
 
 def _split_host(host: str) -> tuple[str, int | None]:
@@ -60,6 +96,86 @@ def _split_host(host: str) -> tuple[str, int | None]:
     else:
         address, _, port = host.partition(":")
     return address[:255], int(port) if port.isdigit() and len(port) <= 5 else None
+
+
+# --- The W3C carriers, bounded before any propagator reads them ----------------------------
+# The SDK's propagators log a malformed baggage or tracestate member *as it came in* (a 60 KB
+# header became a 60 KB log line).  What reaches them here is already within the W3C limits
+# and well-formed, so they have nothing to complain about; what we drop is reported by length.
+# Grammar from https://www.w3.org/TR/baggage/ and https://www.w3.org/TR/trace-context/#tracestate-header.
+_BAGGAGE_MAX_BYTES = 8192
+_BAGGAGE_MAX_MEMBERS = 180
+_BAGGAGE_MAX_MEMBER = 4096
+_TRACESTATE_MAX_CHARS = 512
+_TRACESTATE_MAX_MEMBERS = 32
+_OWS = " \t"
+_LIST_SPLIT = re.compile(r"[ \t]*,[ \t]*")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BAGGAGE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
+_TRACESTATE_MEMBER = re.compile(
+    r"(?:[a-z][_0-9a-z*/-]{0,255}|[a-z0-9][_0-9a-z*/-]{0,240}@[a-z][_0-9a-z*/-]{0,13})"
+    r"=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+)
+
+
+def _baggage_pair(text: str, value_required: bool) -> bool:
+    """``key OWS "=" OWS value`` (the value optional for a property), without backtracking."""
+    key, eq, value = text.partition("=")
+    if _TOKEN.fullmatch(key.strip(_OWS)) is None:
+        return False
+    if not eq:
+        return not value_required
+    return _BAGGAGE_VALUE.fullmatch(value.strip(_OWS)) is not None
+
+
+def _baggage_member(member: str) -> bool:
+    if len(member) > _BAGGAGE_MAX_MEMBER:
+        return False
+    value, *properties = member.split(";")
+    return _baggage_pair(value, True) and all(_baggage_pair(p, False) for p in properties)
+
+
+def bound_baggage(value: str) -> str | None:
+    """The well-formed members of a ``baggage`` header within the W3C limits; ``None``: nothing left."""
+    if len(value) > _BAGGAGE_MAX_BYTES:  # latin-1 text: one character per byte
+        return None
+    members = [m for m in _LIST_SPLIT.split(value.strip(_OWS)) if m and _baggage_member(m)]
+    return ",".join(members[:_BAGGAGE_MAX_MEMBERS]) or None
+
+
+def bound_tracestate(value: str) -> str | None:
+    """A ``tracestate`` header if it is well-formed and within the W3C limits, else ``None``."""
+    if len(value) > _TRACESTATE_MAX_CHARS:
+        return None
+    keys: set[str] = set()
+    for member in value.split(","):
+        member = member.strip(_OWS)
+        if not member:
+            continue  # empty list members are allowed
+        if len(keys) >= _TRACESTATE_MAX_MEMBERS or _TRACESTATE_MEMBER.fullmatch(member) is None:
+            return None
+        key = member.partition("=")[0]
+        if key in keys:
+            return None
+        keys.add(key)
+    return value
+
+
+def _bound_carrier(carrier: dict[str, str]) -> list[str]:
+    """Replace ``baggage``/``tracestate`` by their bounded form; describe (by length) what was dropped."""
+    dropped = []
+    for name, bound in (("baggage", bound_baggage), ("tracestate", bound_tracestate)):
+        raw = carrier.get(name)
+        if raw is None:
+            continue
+        value = bound(raw)
+        if value is None:
+            del carrier[name]
+        if value != raw:
+            dropped.append(f"{name} header ({len(raw)} characters)")
+            if value is not None:
+                carrier[name] = value
+    return dropped
 
 
 def _extract_triggers(propagator: TextMapPropagator) -> frozenset[str] | None:
@@ -88,7 +204,8 @@ class Runtime:
         "settings",
         "tracer",
         "header_bytes",
-        "response_header_names",
+        "drop_names",
+        "drop_raw",
         "_recorder",
         "_forcing",
         "_seen",
@@ -101,20 +218,58 @@ class Runtime:
     def __init__(self, settings: Settings, provider: trace.TracerProvider) -> None:
         self.settings = settings
         self.header_bytes = settings.header_key.encode("latin-1")
-        # The response headers the middleware sets (any the app sent under these names are dropped).
-        names = {self.header_bytes, b"traceresponse"} if settings.trace_response else {self.header_bytes}
-        self.response_header_names = frozenset(names)
+        # The response headers the middleware sets: any the app sent under these names are
+        # replaced by ours.  Only those we set: with trace_response=False the app's own
+        # traceresponse goes out untouched.
+        names = {settings.header_key, "traceresponse"} if settings.trace_response else {settings.header_key}
+        self.drop_names = frozenset(names)
+        self.drop_raw = frozenset(name.encode("latin-1") for name in names)
         self.tracer = provider.get_tracer("otel_corr", __version__, schema_url=_SCHEMA_URL)
         # With the SDK's tracer our server span is a RequestSpan (see _span.py): it takes the
         # trace ID we choose, so no parent is ever invented; any other tracer gets start_span.
         self._recorder = recorder_for(self.tracer, InstrumentationScope("otel_corr", __version__, _SCHEMA_URL))
         # Without it (the public path) the SDK's tracer.start_span takes our trace ID from its id_generator.
         self._forcing = None if self._recorder is not None else _compat.forcing_generator(self.tracer)
+        # The global propagator is read on the first request (see _server_propagator), never at
+        # import or construction: opentelemetry.propagate reads OTEL_PROPAGATORS when imported.
         self._seen: object = None
-        self._propagator = propagate.get_global_textmap()
+        self._propagator: Any = None
         self._triggers: frozenset[str] | None = None
         self._wanted: frozenset[bytes] | None = None
         self._hosts: dict[str, tuple[str, int | None]] = {}
+
+    def start(
+        self,
+        carrier: dict[str, str],
+        *,
+        method: str,
+        scheme: str,
+        path: str,
+        query: str,
+        server: tuple[str, int | None] | None,
+        client: tuple[str, int] | None,
+        protocol: str | None,
+        started: float,
+    ) -> Exchange | None:
+        """Begin one request; ``None`` when its URL is excluded (the adapter passes it through).
+
+        ``carrier`` maps lower-case header names to values (duplicates joined with ``,``):
+        at least :meth:`wanted_headers`, every header when headers are captured.  ``path``
+        is the full path (mount prefix included), ``query`` the raw query string.
+        """
+        s = self.settings
+        host = carrier.get("host")
+        if s.excluded_urls is not None:
+            url = f"{scheme}://{host or ''}{path}" + (f"?{query}" if query else "")
+            if s.excluded_urls.search(url):
+                return None
+        dropped = _bound_carrier(carrier) if "baggage" in carrier or "tracestate" in carrier else None
+        user_agent = carrier.get("user-agent")
+        attributes = self.request_attributes(scheme, path, query, host, server, client, user_agent, protocol)
+        if s.capture_request_headers is not None:
+            attributes.update(self.header_attributes("http.request.header.", carrier, s.capture_request_headers))
+        span, request_id, token = self.begin(carrier, method, attributes, dropped)
+        return Exchange(self, span, request_id, token, method, path, query, attributes, client, user_agent, started)
 
     def wanted_headers(self) -> frozenset[bytes] | None:
         """The header names a request needs decoded (``None``: all, when headers are captured)."""
@@ -145,7 +300,9 @@ class Runtime:
 
     def _extract(self, carrier: Mapping[str, str]) -> otel_context.Context:
         """The parent context the propagators find in ``carrier`` (an empty one when none)."""
-        propagator = self._server_propagator()
+        propagator = self._propagator
+        if propagate.get_global_textmap() is not self._seen:  # changed (or first use): rebuild
+            propagator = self._server_propagator()
         triggers = self._triggers
         if triggers is not None and triggers.isdisjoint(carrier):
             return otel_context.Context()  # what extract would return: nothing to read
@@ -184,19 +341,25 @@ class Runtime:
         return None
 
     def begin(
-        self, carrier: Mapping[str, str], method: str, attributes: dict[str, Any]
+        self,
+        carrier: Mapping[str, str],
+        method: str,
+        attributes: dict[str, Any],
+        rejected: list[str] | None = None,
     ) -> tuple[trace.Span, str, Token[otel_context.Context]]:
         """Decide the IDs, start the server span and attach the request context.
 
-        ``carrier`` maps lower-case header names to values.  Returns the span,
-        the request ID and the context token the caller must detach.
+        ``carrier`` maps lower-case header names to values; ``rejected`` describes
+        headers already dropped from it.  Returns the span, the request ID and the
+        context token the caller must detach.
         """
         raw = carrier.get(self.settings.header_key)
         request_id = None if raw is None else self.accept(raw)
         parent = self._extract(carrier)
         parent_sc = trace.get_current_span(parent).get_span_context() if parent else INVALID_SPAN_CONTEXT
         has_parent = parent_sc.is_valid
-        rejected = []
+        if rejected is None:
+            rejected = []
         if raw is not None and request_id is None:
             rejected.append(f"{self.settings.header_name} header ({len(raw)} characters)")
         if not has_parent and "traceparent" in carrier:
@@ -264,7 +427,6 @@ class Runtime:
 
     def request_attributes(
         self,
-        *,
         scheme: str,
         path: str,
         query: str,
@@ -311,8 +473,133 @@ class Runtime:
         sanitize = self.settings.sanitize
         for key, value in headers.items():
             if pattern.match(key):
-                out[f"{prefix}{key}"] = ("[REDACTED]" if sanitize.search(key) else value,)
+                out[f"{prefix}{key}"] = (_REDACTED if is_sensitive_header(key, sanitize) else value,)
         return out
+
+
+class Exchange:
+    """One request between :meth:`Runtime.start` and :meth:`close`: its span, IDs and outcome.
+
+    The adapter sets nothing on it but what its protocol tells: the response headers
+    (through :meth:`response_headers` or :meth:`raw_response_headers`, which also record
+    the status), then :meth:`complete` once the response is over for the client, then
+    :meth:`close` where the request's context must end.
+    """
+
+    __slots__ = (
+        "runtime",
+        "span",
+        "request_id",
+        "method",
+        "path",
+        "query",
+        "status",
+        "_token",
+        "_attributes",
+        "_client",
+        "_user_agent",
+        "_started",
+        "_added",
+        "completed",
+    )
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        span: trace.Span,
+        request_id: str,
+        token: Token[otel_context.Context],
+        method: str,
+        path: str,
+        query: str,
+        attributes: dict[str, Any],
+        client: tuple[str, int] | None,
+        user_agent: str | None,
+        started: float,
+    ) -> None:
+        self.runtime = runtime
+        self.span = span
+        self.request_id = request_id
+        self.method = method
+        self.path = path
+        self.query = query
+        self.status: int | None = None
+        self._token: Token[otel_context.Context] | None = token
+        self._attributes = attributes
+        self._client = client
+        self._user_agent = user_agent
+        self._started = started
+        #: Whether :meth:`complete` ran (the response is over for the client).
+        self.completed = False
+        added = [(runtime.settings.header_name, request_id)]
+        if runtime.settings.trace_response:
+            added.append(("traceresponse", runtime.trace_response(span)))
+        self._added = added
+
+    def response_headers(self, status: int | None, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The response's headers as they go out (text names and values, as WSGI has them)."""
+        self.status = status
+        drop = self.runtime.drop_names
+        kept = [(k, v) for k, v in headers if k.lower() not in drop]
+        if self.runtime.settings.capture_response_headers is not None:
+            self._capture_response({k.lower(): v for k, v in kept})
+        kept.extend(self._added)
+        return kept
+
+    def raw_response_headers(
+        self, status: int | None, headers: Iterable[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """The response's headers as they go out (latin-1 bytes, as ASGI has them)."""
+        self.status = status
+        drop = self.runtime.drop_raw
+        kept = [(k, v) for k, v in headers if k.lower() not in drop]
+        if self.runtime.settings.capture_response_headers is not None:
+            self._capture_response({k.decode("latin-1").lower(): v.decode("latin-1") for k, v in kept})
+        for name, value in self._added:
+            kept.append((name.encode("latin-1"), value.encode("latin-1")))
+        return kept
+
+    def _capture_response(self, headers: Mapping[str, str]) -> None:
+        pattern = self.runtime.settings.capture_response_headers
+        assert pattern is not None  # checked by the callers
+        self.span.set_attributes(self.runtime.header_attributes("http.response.header.", headers, pattern))
+
+    def complete(
+        self, route: str | None, exc: BaseException | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """The response is over for the client: the error line, the access line, the span's end.
+
+        Only the first call counts.  ``headers`` (lower-case names) are the request's, for the
+        error line's summary; only needed with ``exc``.
+        """
+        if self.completed:
+            return
+        self.completed = True
+        s = self.runtime.settings
+        try:
+            if exc is not None and s.error_log:
+                summary = request_summary(
+                    self.method, self.path, self.query, headers or {}, self._client_text(), s.header_key, s.sanitize
+                )
+                log_error(exc, summary)
+            if access_enabled(s.access_log):
+                query = self._attributes.get("url.query")  # already redacted
+                target = f"{self.path}?{query}" if query else self.path
+                log_access(self.method, target, self.status, self._started, self._client_text(), self._user_agent)
+        finally:
+            finish_span(self.span, self.status, route, self.method, exc)
+
+    def _client_text(self) -> str:
+        return f"{self._client[0]}:{self._client[1]}" if self._client else ""
+
+    def close(self) -> None:
+        """Detach the request's context (in the task or thread that attached it); once."""
+        token, self._token = self._token, None
+        if token is not None:
+            otel_context.detach(token)
+
+
+start_time = perf_counter
 
 
 def finish_span(

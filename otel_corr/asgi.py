@@ -1,11 +1,13 @@
-"""The pure ASGI middleware: one request, top to bottom.
+"""The pure ASGI middleware: translate scope, ``receive`` and ``send`` to the request core.
 
-Per-request state lives in locals of ``__call__`` (the instance is shared by
-every concurrent request).  The context is attached with a token and detached
-in ``finally``, so on one keep-alive connection request 2 never sees request
-1's IDs.  Headers are added by wrapping ``send``; an exception that escapes
-before the response started gets a 500 *with* the IDs before it is re-raised
-to the server, which logs it as usual.
+Everything a request decides (IDs, exclusions, headers dropped and added, error and access
+lines) is in ``_request``; this module only reads the scope and wraps ``send``.  Per-request
+state lives in the :class:`~otel_corr._request.Exchange` and locals of ``__call__`` (the
+instance is shared by every concurrent request); ``send`` is wrapped by a closure, which
+costs less per request than an object with ``__call__``.  The context is attached with a token and
+detached in ``finally``, so on one keep-alive connection request 2 never sees request 1's
+IDs.  An exception that escapes before the response started gets a 500 *with* the IDs before
+it is re-raised to the server, which logs it as usual.
 """
 
 from __future__ import annotations
@@ -13,14 +15,11 @@ from __future__ import annotations
 import logging
 from typing import Unpack
 
-from opentelemetry import context as otel_context
-
 from ._provider import ensure_tracer_provider, flush
-from ._request import Runtime, finish_span
-from ._settings import Options, resolve_settings
+from ._request import Runtime, start_time
+from ._settings import Options, check_otel_environment, resolve_settings
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .logging import stop_queue
-from .logging._access import access_enabled, log_access, log_error, request_summary, start_time
 
 __all__ = ["CorrelationMiddleware"]
 
@@ -30,9 +29,25 @@ _RESPONSE_START = frozenset({"http.response.start", "websocket.http.response.sta
 _ERROR_BODY = b"Internal Server Error"
 
 
-def _client(scope: Scope) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else ""
+def _carrier(scope: Scope, wanted: frozenset[bytes] | None) -> dict[str, str]:
+    """The request headers someone reads (all when ``wanted`` is None), lower-case names."""
+    carrier: dict[str, str] = {}
+    for raw_key, raw_value in scope["headers"]:
+        # ASGI servers lower-case names; be safe with those that do not.  The names in
+        # wanted are lower-case, so a name found there needs no check.
+        if wanted is None or raw_key not in wanted:
+            if not raw_key.islower():
+                raw_key = raw_key.lower()
+            if wanted is not None and raw_key not in wanted:
+                continue
+        key = raw_key.decode("latin-1")
+        value = raw_value.decode("latin-1")
+        carrier[key] = f"{carrier[key]},{value}" if key in carrier else value
+    return carrier
+
+
+def _all_headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 def _route(scope: Scope, root_path: str) -> str | None:
@@ -47,6 +62,15 @@ def _route(scope: Scope, root_path: str) -> str | None:
     return (prefix + path_format) or "/"
 
 
+def _write_back(scope: Scope, header: bytes, sent: str | None, request_id: str) -> None:
+    """Put the chosen request ID in the request's headers, for the app to read."""
+    # A new list, never the server's own: only drop the rejected header if there was one.
+    headers = scope["headers"]
+    if sent is not None:
+        headers = [(k, v) for k, v in headers if k.lower() != header]
+    scope["headers"] = [*headers, (header, request_id.encode("latin-1"))]
+
+
 class CorrelationMiddleware:
     """Give every HTTP request and websocket one server span and one request ID.
 
@@ -59,6 +83,9 @@ class CorrelationMiddleware:
         app: the ASGI application to wrap.
         **options: the keyword arguments of :func:`otel_corr.instrument`.
 
+    Raises:
+        ConfigError: an option or an ``OTEL_*`` variable has a value otel-corr cannot use.
+
     .. versionadded:: 0.1
     """
 
@@ -67,6 +94,7 @@ class CorrelationMiddleware:
     def __init__(self, app: ASGIApp, runtime: Runtime | None = None, **options: Unpack[Options]) -> None:
         self.app = app
         if runtime is None:
+            check_otel_environment()
             settings = resolve_settings(options)
             runtime = Runtime(settings, ensure_tracer_provider(settings))
         self.runtime = runtime
@@ -79,121 +107,57 @@ class CorrelationMiddleware:
         if scope_type not in ("http", "websocket") or _MARK in scope:
             await self.app(scope, receive, send)
             return
-        start = start_time()
+        started = start_time()
         rt = self.runtime
-        s = rt.settings
-        carrier: dict[str, str] = {}
-        wanted = rt.wanted_headers()  # None: every header (capture is configured)
-        for raw_key, raw_value in scope["headers"]:
-            # ASGI servers lower-case names; be safe with those that do not.  The names in
-            # wanted are lower-case, so a name found there needs no check.
-            if wanted is None or raw_key not in wanted:
-                if not raw_key.islower():
-                    raw_key = raw_key.lower()
-                if wanted is not None and raw_key not in wanted:
-                    continue
-            key = raw_key.decode("latin-1")
-            value = raw_value.decode("latin-1")
-            carrier[key] = f"{carrier[key]},{value}" if key in carrier else value
-        scheme = scope.get("scheme") or ("ws" if scope_type == "websocket" else "http")
-        path = scope.get("path", "")
-        root_path = scope.get("root_path", "")
-        query = scope.get("query_string", b"").decode("latin-1")
-        if s.excluded_urls is not None:
-            host = carrier.get("host", "")
-            url = f"{scheme}://{host}{root_path}{path}" + (f"?{query}" if query else "")
-            if s.excluded_urls.search(url):
-                await self.app(scope, receive, send)
-                return
-
-        method = scope.get("method", "GET")
-        attributes = rt.request_attributes(
-            scheme=scheme,
-            path=path,
-            query=query,
-            host=carrier.get("host"),
+        carrier = _carrier(scope, rt.wanted_headers())
+        sent = carrier.get(rt.settings.header_key)
+        ex = rt.start(
+            carrier,
+            method=scope.get("method", "GET"),
+            scheme=scope.get("scheme") or ("ws" if scope_type == "websocket" else "http"),
+            path=scope.get("path", ""),
+            query=scope.get("query_string", b"").decode("latin-1"),
             server=scope.get("server"),
             client=scope.get("client"),
-            user_agent=carrier.get("user-agent"),
             protocol=scope.get("http_version"),
+            started=started,
         )
-        if s.capture_request_headers is not None:
-            attributes.update(rt.header_attributes("http.request.header.", carrier, s.capture_request_headers))
-        span, request_id, token = rt.begin(carrier, method, attributes)
-        try:
-            header_key = rt.header_bytes
-            encoded_id = request_id.encode("latin-1")
-            scope[_MARK] = request_id
-            if s.update_request_header and (sent := carrier.get(s.header_key)) != request_id:
-                # A new list, never the server's own: only drop the rejected header if there was one.
-                headers = scope["headers"]
-                if sent is not None:
-                    headers = [(k, v) for k, v in headers if k.lower() != header_key]
-                scope["headers"] = [*headers, (header_key, encoded_id)]
-            extra = [(header_key, encoded_id)]
-            if s.trace_response:
-                extra.append((b"traceresponse", rt.trace_response(span).encode("latin-1")))
-            drop = rt.response_header_names
-        except BaseException:
-            finish_span(span, None, None, method, None)
-            otel_context.detach(token)
-            raise
-        status: int | None = None
-        failure: BaseException | None = None
-        done = False
-        capture_response = s.capture_response_headers
-
-        def complete() -> None:
-            # The request is over for the client: access line and span end here, once.
-            # Work the app does after this (BackgroundTasks) still runs in the request's
-            # context, but does not stretch the request span.
-            nonlocal done
-            done = True
-            try:
-                if access_enabled(s.access_log):
-                    target = f"{path}?{attributes['url.query']}" if query else path
-                    log_access(method, target, status, start, _client(scope), carrier.get("user-agent"))
-            finally:
-                finish_span(span, status, _route(scope, root_path), method, failure)
+        if ex is None:  # an excluded URL
+            await self.app(scope, receive, send)
+            return
+        root_path = scope.get("root_path", "")
 
         async def send_with_ids(message: Message) -> None:
-            nonlocal status
+            # Our headers on the response start; the state it shares with the code below (the
+            # status, whether the request is complete) lives on the Exchange, not in nonlocals.
             message_type = message["type"]
             if message_type in _RESPONSE_START:
                 status = message.get("status", 101 if message_type == "websocket.accept" else None)
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in drop]
-                if capture_response is not None:
-                    names = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
-                    span.set_attributes(rt.header_attributes("http.response.header.", names, capture_response))
-                headers.extend(extra)
-                message = {**message, "headers": headers}
+                message = {**message, "headers": ex.raw_response_headers(status, message.get("headers", ()))}
             await send(message)
-            # A 5xx waits for the app to return: Starlette sends its 500 *before* re-raising,
-            # and the span should record that exception.
-            if (
-                message_type == "http.response.body"
-                and not message.get("more_body", False)
-                and not done
-                and (status or 0) < 500
-            ):
-                complete()
+            # The request is over for the client: access line and span end here, once.  Work the
+            # app does after this (BackgroundTasks) still runs in the request's context, but does
+            # not stretch the request span.  A 5xx waits for the app to return: Starlette sends
+            # its 500 *before* re-raising, and the span should record that exception.
+            if message_type == "http.response.body" and not message.get("more_body", False) and (ex.status or 0) < 500:
+                ex.complete(_route(scope, root_path))
 
         try:
+            scope[_MARK] = ex.request_id
+            if rt.settings.update_request_header and sent != ex.request_id:
+                _write_back(scope, rt.header_bytes, sent, ex.request_id)
             await self.app(scope, receive, send_with_ids)
         except Exception as exc:
-            failure = exc
-            if s.error_log:
-                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-                log_error(exc, request_summary(method, path, query, headers, _client(scope), s.header_key))
-            if status is None and scope_type == "http":
+            if ex.status is None and scope_type == "http":
                 await self._send_500(send_with_ids)
+            ex.complete(_route(scope, root_path), exc, _all_headers(scope))
             raise
         finally:
             try:
-                if not done:
-                    complete()
+                if not ex.completed:
+                    ex.complete(_route(scope, root_path))
             finally:
-                otel_context.detach(token)
+                ex.close()
 
     @staticmethod
     async def _send_500(send: Send) -> None:

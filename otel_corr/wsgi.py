@@ -1,4 +1,7 @@
-"""The WSGI middleware: the span and the context end when the response iterable is closed.
+"""The WSGI middleware: translate environ and ``start_response`` to the request core.
+
+Everything a request decides (IDs, exclusions, headers dropped and added, error and access
+lines) is in ``_request``; this module only reads the environ and wraps ``start_response``.
 
 A WSGI application returns before its body is produced; a streaming response
 is generated while the server iterates.  So the request's context stays
@@ -14,13 +17,10 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Unpack
 
-from opentelemetry import context as otel_context
-
 from ._provider import ensure_tracer_provider
-from ._request import Runtime, finish_span
-from ._settings import Options, resolve_settings
+from ._request import Runtime, start_time
+from ._settings import Options, check_otel_environment, resolve_settings
 from ._types import Environ, StartResponse, WSGIApp
-from .logging._access import access_enabled, log_access, log_error, request_summary, start_time
 
 __all__ = ["CorrelationWSGIMiddleware"]
 
@@ -67,6 +67,22 @@ class _ClosingIterator:
             self._finish(None)
 
 
+def _all_headers(environ: Environ) -> dict[str, str]:
+    """Every request header, lower-case names (as an ASGI scope lists them)."""
+    headers = {k[5:].lower().replace("_", "-"): v for k, v in environ.items() if k.startswith("HTTP_")}
+    # PEP 3333 keeps these two without the HTTP_ prefix; they are headers all the same.
+    for key, name in (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length")):
+        if environ.get(key):
+            headers[name] = environ[key]
+    return headers
+
+
+def _environ_keys(wanted: frozenset[bytes]) -> tuple[tuple[str, str], ...]:
+    """``(header name, environ key)`` for each wanted header."""
+    names = sorted(name.decode("latin-1") for name in wanted)
+    return tuple((name, "HTTP_" + name.upper().replace("-", "_")) for name in names)
+
+
 class CorrelationWSGIMiddleware:
     """Give every WSGI request one server span and one request ID.
 
@@ -77,6 +93,9 @@ class CorrelationWSGIMiddleware:
         app: the WSGI application to wrap.
         **options: the keyword arguments of :func:`otel_corr.instrument`.
 
+    Raises:
+        ConfigError: an option or an ``OTEL_*`` variable has a value otel-corr cannot use.
+
     .. versionadded:: 0.1
     """
 
@@ -85,102 +104,68 @@ class CorrelationWSGIMiddleware:
     def __init__(self, app: WSGIApp, runtime: Runtime | None = None, **options: Unpack[Options]) -> None:
         self.app = app
         if runtime is None:
+            check_otel_environment()
             settings = resolve_settings(options)
             runtime = Runtime(settings, ensure_tracer_provider(settings))
         self.runtime = runtime
-        from opentelemetry import propagate
+        # Only the headers someone reads are copied out of the environ: derived from the
+        # runtime's wanted names, again whenever those change (the global propagator did).
+        self._keys: tuple[frozenset[bytes] | None, tuple[tuple[str, str], ...]] = (None, ())
 
-        # Only the headers someone reads are copied out of the environ.
-        names = {*propagate.get_global_textmap().fields, runtime.settings.header_key}
-        self._keys = tuple((name, "HTTP_" + name.upper().replace("-", "_")) for name in sorted(names))
+    def _carrier(self, environ: Environ) -> dict[str, str]:
+        wanted = self.runtime.wanted_headers()
+        if wanted is None:  # headers are captured: all of them
+            return _all_headers(environ)
+        seen, keys = self._keys
+        if wanted is not seen:
+            keys = _environ_keys(wanted)
+            self._keys = (wanted, keys)  # one tuple: a concurrent reader sees old or new, never half
+        return {name: environ[key] for name, key in keys if key in environ}
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        start = start_time()
+        started = start_time()
         rt = self.runtime
-        s = rt.settings
         get = environ.get
-        if s.capture_request_headers is not None:
-            carrier = {k[5:].lower().replace("_", "-"): v for k, v in environ.items() if k.startswith("HTTP_")}
-        else:
-            carrier = {name: get(key) for name, key in self._keys if key in environ}
-        scheme = get("wsgi.url_scheme", "http")
-        path = get("PATH_INFO", "")
-        root_path = get("SCRIPT_NAME", "")
-        query = get("QUERY_STRING", "")
-        host = get("HTTP_HOST")
-        if s.excluded_urls is not None:
-            url = f"{scheme}://{host or ''}{root_path}{path}" + (f"?{query}" if query else "")
-            if s.excluded_urls.search(url):
-                return self.app(environ, start_response)
-
-        method = get("REQUEST_METHOD", "GET")
         port = get("SERVER_PORT", "")
         remote_port = str(get("REMOTE_PORT", ""))
         remote_addr = get("REMOTE_ADDR")
-        attributes = rt.request_attributes(
-            scheme=scheme,
-            path=root_path + path,
-            query=query,
-            host=host,
+        ex = rt.start(
+            self._carrier(environ),
+            method=get("REQUEST_METHOD", "GET"),
+            scheme=get("wsgi.url_scheme", "http"),
+            path=get("SCRIPT_NAME", "") + get("PATH_INFO", ""),
+            query=get("QUERY_STRING", ""),
             server=(get("SERVER_NAME", ""), int(port) if port.isdigit() else None),
             client=(remote_addr, int(remote_port)) if remote_port.isdigit() and remote_addr else None,
-            user_agent=get("HTTP_USER_AGENT"),
             protocol=str(get("SERVER_PROTOCOL", "")).removeprefix("HTTP/") or None,
+            started=started,
         )
-        if s.capture_request_headers is not None:
-            attributes.update(rt.header_attributes("http.request.header.", carrier, s.capture_request_headers))
-        span, request_id, token = rt.begin(carrier, method, attributes)
-        environ["otel_corr.request_id"] = request_id
-        if s.update_request_header:
-            environ["HTTP_" + s.header_key.upper().replace("-", "_")] = request_id
-        extra = [(s.header_name, request_id)]
-        if s.trace_response:
-            extra.append(("traceresponse", rt.trace_response(span)))
-        drop = {s.header_key, "traceresponse"}
-        status: int | None = None
-        capture_response = s.capture_response_headers
+        if ex is None:  # an excluded URL
+            return self.app(environ, start_response)
+        environ["otel_corr.request_id"] = ex.request_id
+        if rt.settings.update_request_header:
+            environ["HTTP_" + rt.settings.header_key.upper().replace("-", "_")] = ex.request_id
 
         def start_response_with_ids(status_line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            nonlocal status
             code = status_line[:3]
-            status = int(code) if code.isdigit() else None
-            headers = [(k, v) for k, v in headers if k.lower() not in drop]
-            if capture_response is not None:
-                names = {k.lower(): v for k, v in headers}
-                span.set_attributes(rt.header_attributes("http.response.header.", names, capture_response))
-            headers.extend(extra)
+            headers = ex.response_headers(int(code) if code.isdigit() else None, headers)
             if exc_info is not None:
                 return start_response(status_line, headers, exc_info)
             return start_response(status_line, headers)
 
-        finished = False
-        client = f"{remote_addr}:{remote_port}" if remote_addr else ""
-
         def finish(exc: BaseException | None) -> None:
-            nonlocal finished
-            if finished:
-                return
-            finished = True
             exc = exc or environ.get(EXCEPTION_KEY)
             try:
-                if exc is not None and s.error_log:
-                    headers = {k[5:].lower().replace("_", "-"): v for k, v in environ.items() if k.startswith("HTTP_")}
-                    log_error(exc, request_summary(method, root_path + path, query, headers, client, s.header_key))
-                if access_enabled(s.access_log):
-                    target = root_path + path + (f"?{attributes['url.query']}" if query else "")
-                    log_access(method, target, status, start, client, get("HTTP_USER_AGENT"))
+                ex.complete(environ.get(ROUTE_KEY), exc, _all_headers(environ) if exc is not None else None)
             finally:
-                try:
-                    finish_span(span, status, environ.get(ROUTE_KEY), method, exc)
-                finally:
-                    otel_context.detach(token)
+                ex.close()
 
         try:
             iterable = self.app(environ, start_response_with_ids)
         except Exception as exc:
             # Answer with a 500 that carries the IDs (the server's own would not); the
             # error line is written by finish(), or here if the app switched it off.
-            if not s.error_log:
+            if not rt.settings.error_log:
                 _log.error("Exception in WSGI application", exc_info=True)
             try:
                 start_response_with_ids(

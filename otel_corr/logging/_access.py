@@ -3,28 +3,35 @@
 uvicorn's own access line is written after the ASGI call returns, outside
 the request's context, so it can only show zeros; ours is written just before
 the context is detached.  The error line summarises the request in a bounded
-way, with every sensitive header and query field redacted.
+way, with every sensitive header and query field redacted under the application's own pattern
+(its ``sanitize_fields`` included: the request summary is as careful as the span).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from time import perf_counter
 from typing import Any
 
-from .._redact import redact_query, sensitive_pattern
+from .._redact import is_sensitive_header, redact_query
 
-__all__ = ["ACCESS_LOGGER", "ERROR_LOGGER", "access_enabled", "log_access", "log_error", "set_access_log"]
+__all__ = [
+    "ACCESS_LOGGER",
+    "ERROR_LOGGER",
+    "access_enabled",
+    "log_access",
+    "log_error",
+    "request_summary",
+    "set_access_log",
+]
 
 ACCESS_LOGGER = logging.getLogger("otel_corr.access")
 ERROR_LOGGER = logging.getLogger("otel_corr.error")
 _INFO = logging.INFO
 _MAX_HEADERS = 32
 _MAX_VALUE = 256
-#: Redacted in the error line's request summary (header names and query fields, case-insensitive).
-SENSITIVE = sensitive_pattern()
-
 _access = False
 
 
@@ -61,12 +68,19 @@ def log_access(method: str, path: str, status: int | None, start: float, client:
 
 
 def request_summary(
-    method: str, path: str, query: str, headers: Mapping[str, str], client: str, skip: str
+    method: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    client: str,
+    skip: str,
+    sanitize: re.Pattern[str],
 ) -> dict[str, Any]:
     """A bounded, redacted summary of a request for the error line.
 
     ``skip`` is the request-ID header: its raw value may have been rejected and
-    is never logged (the chosen request ID is on the record anyway).
+    is never logged (the chosen request ID is on the record anyway).  ``sanitize``
+    is the application's pattern of secret header and query names.
     """
     shown: dict[str, str] = {}
     for name, value in headers.items():
@@ -74,11 +88,11 @@ def request_summary(
             break
         if name == skip:
             continue
-        shown[name[:64]] = "[REDACTED]" if SENSITIVE.search(name) else value[:_MAX_VALUE]
+        shown[name[:64]] = "[REDACTED]" if is_sensitive_header(name, sanitize) else value[:_MAX_VALUE]
     return {
         "method": method,
         "path": path[:2048],
-        "query": redact_query(query, SENSITIVE, max_items=_MAX_HEADERS, max_length=_MAX_VALUE),
+        "query": redact_query(query, sanitize, max_items=_MAX_HEADERS, max_length=_MAX_VALUE),
         "client": client,
         "headers": shown,
     }
