@@ -531,9 +531,10 @@ class Exchange:
         self._started = started
         #: Whether :meth:`complete` ran (the response is over for the client).
         self.completed = False
-        added = [(runtime.settings.header_name, request_id)]
+        # Each header we add as (name as configured, for WSGI; lower-case bytes, as ASGI wants; value).
+        added = [(runtime.settings.header_name, runtime.header_bytes, request_id)]
         if runtime.settings.trace_response:
-            added.append(("traceresponse", runtime.trace_response(span)))
+            added.append(("traceresponse", b"traceresponse", runtime.trace_response(span)))
         self._added = added
 
     def response_headers(self, status: int | None, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -543,7 +544,7 @@ class Exchange:
         kept = [(k, v) for k, v in headers if k.lower() not in drop]
         if self.runtime.settings.capture_response_headers is not None:
             self._capture_response({k.lower(): v for k, v in kept})
-        kept.extend(self._added)
+        kept.extend((name, value) for name, _, value in self._added)
         return kept
 
     def raw_response_headers(
@@ -555,8 +556,8 @@ class Exchange:
         kept = [(k, v) for k, v in headers if k.lower() not in drop]
         if self.runtime.settings.capture_response_headers is not None:
             self._capture_response({k.decode("latin-1").lower(): v.decode("latin-1") for k, v in kept})
-        for name, value in self._added:
-            kept.append((name.encode("latin-1"), value.encode("latin-1")))
+        for _, raw_name, value in self._added:
+            kept.append((raw_name, value.encode("latin-1")))
         return kept
 
     def _capture_response(self, headers: Mapping[str, str]) -> None:
@@ -569,25 +570,33 @@ class Exchange:
     ) -> None:
         """The response is over for the client: the error line, the access line, the span's end.
 
-        Only the first call counts.  ``headers`` (lower-case names) are the request's, for the
-        error line's summary; only needed with ``exc``.
+        Only the first call counts, but for its error line: an exception raised after the
+        response went out (a BackgroundTask) still gets its line with the request's IDs.
+        ``headers`` (lower-case names) are the request's, for the error line's summary; only
+        needed with ``exc``.
         """
+        s = self.runtime.settings
         if self.completed:
+            if exc is not None and s.error_log:
+                self._log_error(exc, headers)
             return
         self.completed = True
-        s = self.runtime.settings
         try:
             if exc is not None and s.error_log:
-                summary = request_summary(
-                    self.method, self.path, self.query, headers or {}, self._client_text(), s.header_key, s.sanitize
-                )
-                log_error(exc, summary)
+                self._log_error(exc, headers)
             if access_enabled(s.access_log):
                 query = self._attributes.get("url.query")  # already redacted
                 target = f"{self.path}?{query}" if query else self.path
                 log_access(self.method, target, self.status, self._started, self._client_text(), self._user_agent)
         finally:
             finish_span(self.span, self.status, route, self.method, exc)
+
+    def _log_error(self, exc: BaseException, headers: Mapping[str, str] | None) -> None:
+        s = self.runtime.settings
+        summary = request_summary(
+            self.method, self.path, self.query, headers or {}, self._client_text(), s.header_key, s.sanitize
+        )
+        log_error(exc, summary)
 
     def _client_text(self) -> str:
         return f"{self._client[0]}:{self._client[1]}" if self._client else ""

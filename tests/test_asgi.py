@@ -382,3 +382,52 @@ async def test_sdk_disabled_keeps_request_ids(monkeypatch: pytest.MonkeyPatch) -
         "request_id": "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
     }
     assert r2.headers["x-request-id"] == r2.json()["trace_id"] != "0" * 32
+
+
+async def test_a_failing_background_task_still_gets_its_error_line_with_the_ids(
+    capture: Capture, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The response (200) is over before the task runs: the span has ended, but the error the
+    # task raises must still be written once, by otel_corr.error, with the request's IDs.
+    from starlette.background import BackgroundTask
+
+    def fail() -> None:
+        raise RuntimeError("background failed")
+
+    async def endpoint(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok", background=BackgroundTask(fail))
+
+    app = Starlette(routes=[Route("/", endpoint)])
+    otel_corr.instrument(app, tracer_provider=capture.provider)
+    caplog.set_level(logging.ERROR, logger="otel_corr.error")
+    async with _client(app) as client:
+        response = await client.get("/", headers={"X-Request-ID": "bg-1"})
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "bg-1"
+    errors = [r for r in caplog.records if r.name == "otel_corr.error"]
+    assert len(errors) == 1, [r.getMessage() for r in caplog.records]
+    assert "RuntimeError" in errors[0].getMessage()
+    assert getattr(errors[0], "request_id", None) == "bg-1"
+
+
+async def test_asgi_response_header_names_are_lower_case(capture: Capture) -> None:
+    # The ASGI spec wants lower-case names: Starlette's Headers(raw=...) finds ours only then.
+    from starlette.datastructures import Headers
+
+    seen: list[list[tuple[bytes, bytes]]] = []
+    app = _app(capture, header_name="X-Correlation-ID")
+
+    async def outer(scope: Any, receive: Any, send: Any) -> None:
+        async def spy(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                seen.append(list(message["headers"]))
+            await send(message)
+
+        await app(scope, receive, spy)
+
+    async with _client(outer) as client:
+        response = await client.get("/health", headers={"X-Correlation-ID": "abc-1"})
+    assert response.status_code == 200
+    names = [name for name, _ in seen[0]]
+    assert names == [name.lower() for name in names], names
+    assert Headers(raw=seen[0]).get("x-correlation-id") == "abc-1"
