@@ -247,7 +247,7 @@ class Runtime:
         path: str,
         query: str,
         server: tuple[str, int | None] | None,
-        client: tuple[str, int] | None,
+        client: tuple[str, int | None] | None,
         protocol: str | None,
         started: float,
     ) -> Exchange | None:
@@ -432,7 +432,7 @@ class Runtime:
         query: str,
         host: str | None,
         server: tuple[str, int | None] | None,
-        client: tuple[str, int] | None,
+        client: tuple[str, int | None] | None,
         user_agent: str | None,
         protocol: str | None,
     ) -> dict[str, Any]:
@@ -513,7 +513,7 @@ class Exchange:
         path: str,
         query: str,
         attributes: dict[str, Any],
-        client: tuple[str, int] | None,
+        client: tuple[str, int | None] | None,
         user_agent: str | None,
         started: float,
     ) -> None:
@@ -599,7 +599,10 @@ class Exchange:
         log_error(exc, summary)
 
     def _client_text(self) -> str:
-        return f"{self._client[0]}:{self._client[1]}" if self._client else ""
+        if self._client is None:
+            return ""
+        address, port = self._client
+        return address if port is None else f"{address}:{port}"  # wsgiref and some others give no port
 
     def close(self) -> None:
         """Detach the request's context (in the task or thread that attached it); once."""

@@ -136,7 +136,7 @@ class CorrelationWSGIMiddleware:
             path=get("SCRIPT_NAME", "") + get("PATH_INFO", ""),
             query=get("QUERY_STRING", ""),
             server=(get("SERVER_NAME", ""), int(port) if port.isdigit() else None),
-            client=(remote_addr, int(remote_port)) if remote_port.isdigit() and remote_addr else None,
+            client=(remote_addr, int(remote_port) if remote_port.isdigit() else None) if remote_addr else None,
             protocol=str(get("SERVER_PROTOCOL", "")).removeprefix("HTTP/") or None,
             started=started,
         )

@@ -104,6 +104,29 @@ def test_extra_with_our_field_names_never_raises_and_is_set_aside() -> None:
     assert record.__dict__["extra.request_id"] == "mine"
 
 
+def test_extra_task_id_never_raises_inside_a_celery_task_and_stands_outside_one() -> None:
+    """Inside a task the stamped task_id wins and the caller's is set aside; outside, the caller's stands."""
+    from opentelemetry import context as otel_context
+
+    from otel_corr.logging import _stamp
+    from otel_corr.propagation._celery import TASK_KEY
+
+    otel_corr.instrument_logging()
+    _stamp.set_task_key(TASK_KEY)
+    log = logging.getLogger("app")
+    outside = log.makeRecord("app", logging.INFO, "f", 1, "m", (), None, extra={"task_id": "mine"})
+    assert outside.__dict__["task_id"] == "mine"
+    token = otel_context.attach(otel_context.set_value(TASK_KEY, ("t-1", None)))
+    try:
+        inside = log.makeRecord(
+            "app", logging.INFO, "f", 1, "m", (), None, extra={"task_id": "mine", "parent_task_id": "p"}
+        )
+    finally:
+        otel_context.detach(token)
+    assert inside.__dict__["task_id"] == "t-1" and inside.__dict__["extra.task_id"] == "mine"
+    assert inside.__dict__["extra.parent_task_id"] == "p"
+
+
 def test_json_formatter_fields_extras_exceptions_and_hostile_values() -> None:
     """One JSON object per line with every key, the traceback, extras, and repr for what JSON cannot encode."""
     otel_corr.instrument_logging()

@@ -44,6 +44,25 @@ print("ok")
     assert proc.stdout.strip() == "ok", proc.stderr
 
 
+def test_a_child_with_a_bad_otel_propagators_still_imports_and_adopts_its_parents_trace() -> None:
+    """import otel_corr never raises: with TRACEPARENT set and OTEL_PROPAGATORS=bogus it adopts by W3C."""
+    code = """
+import otel_corr
+ids = otel_corr.current_ids()
+print(ids.trace_id, ids.request_id)
+"""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "OTEL_PROPAGATORS": "bogus",
+        "TRACEPARENT": TRACEPARENT,
+        "X_REQUEST_ID": "parent-req-1",
+    }
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["4bf92f3577b34da6a3ce929d0e0e4736", "parent-req-1"], proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize(
     ("header", "kept"),
     [

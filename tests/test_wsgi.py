@@ -111,3 +111,31 @@ def test_flask_uninstrument(capture: Capture) -> None:
         r = c.get("/users/1")
     assert "x-request-id" not in r.headers
     assert capture.spans() == []
+
+
+def test_a_server_without_remote_port_keeps_the_client_address(capture: Capture) -> None:
+    """wsgiref-style environs carry REMOTE_ADDR only: the span and the error line still name the client."""
+    import logging
+    import sys
+    import wsgiref.util
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise RuntimeError("boom")
+
+    wrapped = otel_corr.instrument(app, tracer_provider=capture.provider)
+    environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "REMOTE_ADDR": "10.1.2.3"}
+    wsgiref.util.setup_testing_defaults(environ)
+    environ.pop("REMOTE_PORT", None)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("otel_corr.error").addHandler(handler)
+    try:
+        try:
+            wrapped(environ, lambda status, headers, exc_info=None: None)
+        except RuntimeError:
+            assert sys.exc_info()[0] is RuntimeError
+    finally:
+        logging.getLogger("otel_corr.error").removeHandler(handler)
+    assert capture.one().attributes is not None and capture.one().attributes["client.address"] == "10.1.2.3"
+    assert [r.request["client"] for r in records] == ["10.1.2.3"]  # type: ignore[attr-defined]

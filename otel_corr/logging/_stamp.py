@@ -44,7 +44,10 @@ __all__ = [
 #: What a field holds outside a request or a span.
 MISSING = "-"
 FIELDS = ("trace_id", "span_id", "request_id", "service_name")
-_FIELD_SET = frozenset(FIELDS)
+#: Stamped inside a Celery task only; a caller's ``extra=`` value of the same name is kept as it is
+#: elsewhere, and set aside like the IDs' inside a task (LogRecord refuses to overwrite a key).
+_TASK_FIELDS = ("task_id", "parent_task_id")
+_FIELD_SET = frozenset(FIELDS + _TASK_FIELDS)
 #: The prefix a caller's own value for a name otel-corr writes is kept under (``extra.trace_id``).
 ASIDE = "extra."
 
@@ -199,6 +202,12 @@ def _wrap_make_record(original: Any) -> Any:
         for key in FIELDS:  # the stamped IDs win; a different value of the caller's is set aside
             if key in extra and not (type(extra[key]) is str and extra[key] == d.get(key)):
                 set_aside(d, key, extra[key])
+        for key in _TASK_FIELDS:
+            if key in extra:
+                if key not in d:
+                    d[key] = extra[key]  # outside a task: nothing stamped, the caller's value stands
+                elif not (type(extra[key]) is str and extra[key] == d[key]):
+                    set_aside(d, key, extra[key])
         return record
 
     return makeRecord

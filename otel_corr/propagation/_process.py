@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import multiprocessing.process
     from concurrent.futures import Future, ProcessPoolExecutor
 
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
 __all__ = ["adopt_environment", "attach_carrier", "environment", "install", "uninstall"]
 
 
@@ -72,10 +74,21 @@ def environment() -> dict[str, str]:
 
 def attach_carrier(carrier: Mapping[str, str]) -> object:
     """Attach the context an environment-style carrier describes; returns the token to detach."""
-    from opentelemetry import propagate
+    try:
+        from opentelemetry import propagate
 
+        textmap: TextMapPropagator = propagate.get_global_textmap()
+    except ValueError:
+        # A bad OTEL_PROPAGATORS: opentelemetry.propagate raises when imported.  This runs at
+        # ``import otel_corr``, which must not fail (instrument() names the variable); read the
+        # W3C headers, which is what the default propagators would have read.
+        from opentelemetry.baggage.propagation import W3CBaggagePropagator
+        from opentelemetry.propagators.composite import CompositePropagator
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        textmap = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
     getter = _EnvGetter()
-    ctx = propagate.get_global_textmap().extract(carrier, context=otel_context.Context(), getter=getter)  # type: ignore[arg-type]
+    ctx = textmap.extract(carrier, context=otel_context.Context(), getter=getter)  # type: ignore[arg-type]
     # The global propagator may not know the request ID yet (a child adopts it at import,
     # before any instrument() call): read it with the header name the child is configured for.
     header = _settings.request_id_header()  # OTEL_CORR_REQUEST_ID_HEADER
