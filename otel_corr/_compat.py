@@ -49,6 +49,11 @@ __all__ = [
 
 # --- OpenTelemetry SDK/API ---
 
+#: The API's context key that instrumentations set to suppress themselves (the exporters' own HTTP
+#: calls).  Fallback when a release renames it: no suppression check.  The exporters send from
+#: their own thread, outside any trace, and the outbound-HTTP hooks leave such calls alone anyway.
+SUPPRESS_INSTRUMENTATION_KEY: str | None = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+
 _NAMES = frozenset({"span", "sampler", "propagator"})
 
 

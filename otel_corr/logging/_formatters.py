@@ -123,16 +123,25 @@ def escape_exception_messages(exc_text: str, exc: BaseException | None) -> str:
 ESCAPED_EXC_TEXT = "_otel_corr_escaped_exc_text"
 
 
-def _iso_timestamp(created: float, _cache: list[Any] = [None, "", ""]) -> str:  # noqa: B006 - a deliberate cache
-    """ISO 8601 with milliseconds and the local UTC offset; the per-second part is cached."""
+_second: tuple[int, str, str] = (-1, "", "")  # (second, date-time text, UTC offset): replaced whole
+
+
+def _iso_timestamp(created: float) -> str:
+    """ISO 8601 with milliseconds and the local UTC offset; the per-second part is cached.
+
+    The cache is one tuple replaced in one assignment, so a thread never reads one second's
+    key with another second's text.
+    """
+    global _second
     second = int(created)
-    if _cache[0] != second:
+    cached = _second
+    if cached[0] != second:
         t = time.localtime(second)
         offset = time.strftime("%z", t)
-        _cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", t)
-        _cache[2] = f"{offset[:3]}:{offset[3:]}" if len(offset) == 5 else "Z"
-        _cache[0] = second
-    return f"{_cache[1]}.{int((created - second) * 1000):03d}{_cache[2]}"
+        zone = f"{offset[:3]}:{offset[3:]}" if len(offset) == 5 else "Z"
+        cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", t), zone)
+        _second = cached
+    return f"{cached[1]}.{int((created - second) * 1000):03d}{cached[2]}"
 
 
 def _repr(value: object) -> str:

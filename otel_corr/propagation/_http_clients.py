@@ -34,7 +34,7 @@ from ._tracing import tracer
 
 __all__ = ["install", "uninstall"]
 
-_SUPPRESS = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+_SUPPRESS = _compat.SUPPRESS_INSTRUMENTATION_KEY
 _METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
 _SENSITIVE_QUERY = sensitive_pattern("sig")  # + signed-URL parameters (sig, signature, X-Amz-Signature...)
 
@@ -43,7 +43,7 @@ def _skip() -> bool:
     """Leave the call alone when instrumentation is suppressed (the exporter's own requests) or
     when it is made outside any trace: a script's or health checker's calls stay untraced."""
     ctx = otel_context.get_current()
-    if ctx.get(_SUPPRESS):
+    if _SUPPRESS is not None and ctx.get(_SUPPRESS):
         return True
     return not trace.get_current_span(ctx).get_span_context().is_valid and get_request_id(ctx) is None
 
