@@ -132,10 +132,62 @@ def test_allowed_hosts_and_origins(tmp_path: Path) -> None:
         }
         r = httpx.options(f"{b.otlp}/v1/traces", headers=preflight, timeout=10)
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://localhost:3000"
+        # Private Network Access is answered where the installed Starlette can (0.51.0 and later).
+        from otel_corr.server._guard import _PRIVATE_NETWORK
+
+        r = httpx.options(
+            f"{b.otlp}/v1/traces", headers={**preflight, "Access-Control-Request-Private-Network": "true"}, timeout=10
+        )
+        assert r.status_code == 200
+        if _PRIVATE_NETWORK:
+            assert r.headers["access-control-allow-private-network"] == "true"
         r = httpx.options(f"{b.otlp}/v1/traces", headers={**preflight, "Origin": "https://evil.example"}, timeout=10)
         assert r.status_code == 403
     finally:
         b.stop()
+
+
+_OLD_STARLETTE_CORS = '''
+import asyncio
+from starlette.middleware import cors
+
+class OldCORSMiddleware(cors.CORSMiddleware):
+    """CORSMiddleware as Starlette before 0.51.0 declared it: no allow_private_network."""
+
+    def __init__(self, app, allow_origins=(), allow_methods=("GET",), allow_headers=(), allow_credentials=False,
+                 allow_origin_regex=None, expose_headers=(), max_age=600):
+        super().__init__(app, allow_origins=allow_origins, allow_methods=allow_methods, allow_headers=allow_headers,
+                         allow_credentials=allow_credentials, allow_origin_regex=allow_origin_regex,
+                         expose_headers=expose_headers, max_age=max_age)
+
+cors.CORSMiddleware = OldCORSMiddleware
+from otel_corr.server._guard import Guard
+
+async def app(scope, receive, send):
+    raise AssertionError("a preflight is answered by the CORS middleware")
+
+sent = []
+async def send(message):
+    sent.append(message)
+async def receive():
+    return {"type": "http.request", "body": b""}
+headers = [(b"host", b"127.0.0.1"), (b"origin", b"http://localhost:3000"),
+           (b"access-control-request-method", b"POST")]
+scope = {"type": "http", "method": "OPTIONS", "path": "/v1/traces", "headers": headers, "query_string": b"",
+         "scheme": "http", "server": ("127.0.0.1", 4318), "client": ("127.0.0.1", 5000)}
+asyncio.run(Guard(app, allowed_origins=["http://localhost:3000"])(scope, receive, send))
+print(sent[0]["status"], dict(sent[0]["headers"])[b"access-control-allow-origin"].decode())
+'''
+
+
+def test_allow_origin_works_with_the_oldest_declared_starlette() -> None:
+    """--allow-origin with a CORSMiddleware without allow_private_network (Starlette < 0.51.0) still answers CORS."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", _OLD_STARLETTE_CORS], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["200", "http://localhost:3000"]
 
 
 # --- finding 2: queries never hold the event loop, and have a budget --------------------------

@@ -14,19 +14,26 @@ APIs, their errors, the 404s of the port dispatcher and Starlette's own 500.
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import logging
 import re
 import threading
 import urllib.parse
 from collections.abc import Collection
+from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["CSP", "Guard", "host_allowed", "loopback_name"]
 
 _log = logging.getLogger("otel_corr.server")
+
+#: Starlette added ``allow_private_network`` in 0.51.0; the server extra allows older versions, where
+#: passing it would be a TypeError, so it is passed only when the installed middleware takes it.
+_PRIVATE_NETWORK = "allow_private_network" in inspect.signature(CORSMiddleware.__init__).parameters
 
 #: Everything a span or a log record carries is attacker-controlled (headers, paths, messages): the
 #: page builds its DOM with text nodes only, and may load nothing inline and nothing from elsewhere.
@@ -106,15 +113,14 @@ class Guard:
         self.allowed_hosts = frozenset(allowed_hosts)
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
         if self.allowed_origins:
-            from starlette.middleware.cors import CORSMiddleware
-
+            # Chrome asks a loopback server before a page elsewhere may call it (Private Network Access).
+            private_network: dict[str, Any] = {"allow_private_network": True} if _PRIVATE_NETWORK else {}
             app = CORSMiddleware(
                 app,
                 allow_origins=sorted(self.allowed_origins),
                 allow_methods=["GET", "POST", "HEAD"],
                 allow_headers=["content-type", "content-encoding"],
-                # Chrome asks a loopback server before a page elsewhere may call it (Private Network Access).
-                allow_private_network=True,
+                **private_network,
             )
         self.app = app
         self._refused: set[str] = set()
