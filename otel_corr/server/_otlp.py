@@ -91,7 +91,10 @@ class Inflater:
     """``Content-Encoding`` (gzip, deflate or none) undone chunk by chunk as the body arrives.
 
     Never holds more than ``limit`` decompressed bytes (nor the compressed body: each chunk is
-    inflated and dropped), so neither a big body nor a gzip bomb costs more than the limit.
+    inflated and dropped), so neither a big body nor a gzip bomb costs more than the limit.  The
+    compressed bytes count against ``limit`` too (empty deflate blocks or a gzip comment inflate to
+    nothing), and anything after the end of the compressed stream (a second gzip member, trailing
+    junk) is refused: zlib would keep it in ``unused_data``, counted by no limit.
     """
 
     def __init__(self, encoding: str, limit: int) -> None:
@@ -100,6 +103,7 @@ class Inflater:
             raise BadRequest(f"unsupported Content-Encoding {self.encoding[:32]!r}: use gzip, deflate or none")
         self.limit = limit
         self.body = bytearray()
+        self._compressed = 0
         self._zlib = (
             zlib.decompressobj(wbits=31 if self.encoding == "gzip" else 15)
             if self.encoding in ("gzip", "deflate")
@@ -113,10 +117,19 @@ class Inflater:
             if len(self.body) > self.limit:
                 raise TooLarge(f"body is over {self.limit} bytes")
             return
+        if not chunk:
+            return
+        if self._zlib.eof:
+            raise BadRequest(f"data after the end of the {self.encoding} stream")
+        self._compressed += len(chunk)
+        if self._compressed > self.limit:
+            raise TooLarge(f"body is over {self.limit} bytes before decompression")
         try:
             self.body += self._zlib.decompress(chunk, self.limit + 1 - len(self.body))
         except zlib.error as exc:
             raise BadRequest(f"invalid {self.encoding} data: {exc}") from None
+        if self._zlib.unused_data:
+            raise BadRequest(f"data after the end of the {self.encoding} stream")
         if len(self.body) > self.limit or self._zlib.unconsumed_tail:
             raise TooLarge(f"body is over {self.limit} bytes after decompression")
 
