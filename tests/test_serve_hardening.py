@@ -251,12 +251,29 @@ def _closed_by_server(sock: socket.socket) -> bool:
 @pytest.fixture
 def small_serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
     """``otel-corr serve`` with an open-file limit of 256 (soft and hard) and a 2 s header timeout."""
+    for proc, port, _, log in _small_serve(tmp_path):
+        yield proc, port, log
+
+
+@pytest.fixture
+def small_serve_otlp(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    """As ``small_serve`` (the header timeout from ``@pytest.mark.parametrize(..., indirect=True)``, else 2 s);
+    yields the process, the query port and the OTLP/HTTP port."""
+    for proc, port, http, _ in _small_serve(tmp_path, getattr(request, "param", 2.0)):
+        yield proc, port, http
+
+
+def _small_serve(
+    tmp_path: Path, header_timeout: float = 2.0
+) -> Iterator[tuple[subprocess.Popen[bytes], int, int, Path]]:
     port, http, grpc = free_port(), free_port(), free_port()
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["PYTHONPATH"] = str(ROOT)
     argv = [sys.executable, "-m", "otel_corr", "serve", "--port", str(port), "--otlp-http-port", str(http)]
-    argv += ["--otlp-grpc-port", str(grpc), "--db", str(tmp_path / "t.db"), "--header-timeout", "2"]
+    argv += ["--otlp-grpc-port", str(grpc), "--db", str(tmp_path / "t.db"), "--header-timeout", str(header_timeout)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             argv,
@@ -268,7 +285,8 @@ def small_serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, 
         )
     try:
         wait_for_port(port, proc)
-        yield proc, port, log
+        wait_for_port(http, proc)
+        yield proc, port, http, log
     finally:
         proc.terminate()
         proc.wait(20)
@@ -315,6 +333,79 @@ def test_held_and_trickling_connections_are_shed_and_said_once(
     assert "128 connections open" in text and "open-file limit 256" in text
     assert "Too many open files" not in text and "Traceback" not in text
     assert len(text) < 4000
+
+
+_BODY_HEAD = (
+    b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n"
+    b"Content-Length: 1000\r\n\r\n"
+)
+
+
+def _answer(sock: socket.socket) -> tuple[bytes, bool]:
+    """What the server sent on ``sock`` so far, without waiting, and whether it closed the connection."""
+    data = b""
+    sock.settimeout(0)  # with a timeout, recv would wait for data even with MSG_DONTWAIT
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+        return data, True
+    except BlockingIOError:
+        return data, False
+    except OSError:
+        return data, True
+    finally:
+        sock.settimeout(5)
+
+
+def test_a_trickled_body_gets_408_after_three_header_timeouts(
+    small_serve_otlp: tuple[subprocess.Popen[bytes], int, int],
+) -> None:
+    """A body sent a byte a second (never pausing past the 2 s header timeout) is answered 408 and closed once
+    three header timeouts (6 s) have passed since its head; nothing is stored."""
+    proc, port, http = small_serve_otlp
+    with socket.create_connection(("127.0.0.1", http), timeout=5) as sock:
+        sock.sendall(_BODY_HEAD + b"\0")
+        answer = b""
+        for _ in range(25):  # 25 s at most; without a body deadline it would never end
+            time.sleep(1)
+            data, closed = _answer(sock)
+            answer += data
+            if answer or closed:
+                break
+            try:
+                sock.send(b"\0")
+            except OSError:
+                break
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"the request body took too long to arrive" in answer
+    assert httpx.get(f"http://127.0.0.1:{port}/api/services", timeout=10).json()["data"] == []
+    assert proc.poll() is None
+
+
+# A 10 s header timeout: on a loaded machine no body here pauses long enough to be closed for it.
+@pytest.mark.parametrize("small_serve_otlp", [10.0], indirect=True)
+def test_at_the_limit_a_stalled_body_makes_room(small_serve_otlp: tuple[subprocess.Popen[bytes], int, int]) -> None:
+    """128 connections (the limit) each trickling a body: a new client still gets its page, and one of them (the
+    one whose body paused longest) is closed to make room, with a 408."""
+    proc, port, http = small_serve_otlp
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(128):
+            sock = socket.create_connection(("127.0.0.1", http), timeout=5)
+            sock.sendall(_BODY_HEAD + b"\0")
+            socks.append(sock)
+        for sock in socks:  # each has read within the header timeout: none is closed for pausing
+            sock.sendall(b"\0")
+        time.sleep(0.5)  # the server has read every head: the one to close is a stalled body, answered 408
+        r = httpx.get(f"http://127.0.0.1:{port}/api/services", timeout=10)
+        assert r.status_code == 200, r.text
+        time.sleep(0.5)
+        closed = [data for data, eof in map(_answer, socks) if eof or data]
+        assert len(closed) == 1 and closed[0].startswith(b"HTTP/1.1 408 "), closed
+    finally:
+        for sock in socks:
+            sock.close()
+    assert proc.poll() is None
 
 
 # --- finding 5: hostile query values, security headers ----------------------------------------

@@ -7,10 +7,13 @@ answering and asyncio logged a traceback per failed ``accept``.  Here:
 
 * the soft open-file limit is raised to the hard one at start;
 * a request head must arrive whole within ``header_timeout`` of the connection opening (or of the
-  previous response), and a request body may pause for at most ``header_timeout`` between reads;
+  previous response), and a request body may pause for at most ``header_timeout`` between reads
+  and must arrive whole within ``BODY_TIMEOUTS`` x ``header_timeout`` of its head (30 s by
+  default: a body trickled a byte at a time never stops between reads), else 408 and closed;
 * at most ``limit`` connections are open (below the open-file limit): at the limit a new one
   closes the connection that has waited longest for a request head (a held socket, never one
-  whose request is being answered) and, if there is none, is answered 503 and closed;
+  whose request is being answered), else the one whose body has paused longest (408), and, if
+  there is none, is answered 503 and closed;
 * the first time the limit is reached (then at most once a minute) one line is logged, and
   asyncio's "out of system resource" is logged once, not per ``accept``.
 
@@ -31,6 +34,13 @@ __all__ = ["guarded_protocol", "raise_open_file_limit", "connection_limit"]
 _log = logging.getLogger("otel_corr.server")
 _TICK_S = 1.0
 _RELOG_S = 60.0
+#: A request body must arrive whole within this many header timeouts of its head: 30 s by default,
+#: 16 MiB (the body limit) at 560 KB/s; an exporter on the same machine or network sends it in well under.
+BODY_TIMEOUTS = 3
+_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+    b"X-Content-Type-Options: nosniff\r\nContent-Length: 40\r\n\r\nthe request body took too long to arrive\n"
+)
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
     b"X-Content-Type-Options: nosniff\r\nContent-Length: 39\r\n\r\ntoo many connections open, retry later\n"
@@ -120,6 +130,8 @@ def guarded_protocol(limit: int, header_timeout: float, open_files: int = 0) -> 
         _refused = False
         _waiting_since: float | None = None  # when it began waiting for a request head; None while answering
         _last_read = 0.0
+        _cycle: object = None  # the request whose head arrived last, and when
+        _request_since = 0.0
         _tick: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -131,13 +143,22 @@ def guarded_protocol(limit: int, header_timeout: float, open_files: int = 0) -> 
                     key=lambda c: c._waiting_since,
                     default=None,
                 )
-                shared.at_limit(refused=oldest is None)
-                if oldest is None:
+                # Else the connection whose body has paused longest: a trickled body is a held socket too.
+                stalled = min(
+                    (c for c in connections if getattr(c, "_receiving", lambda: False)()),
+                    key=lambda c: c._last_read,
+                    default=None,
+                )
+                shared.at_limit(refused=oldest is None and stalled is None)
+                if oldest is not None:
+                    oldest._close()
+                elif stalled is not None:
+                    stalled._time_out()
+                else:
                     self._refused = True
                     transport.write(_BUSY)  # type: ignore[attr-defined]
                     transport.close()
                     return
-                oldest._close()
             super().connection_made(transport)
             self._waiting_since = self._last_read = loop.time()
             self._tick = loop.call_later(_TICK_S, self._check)
@@ -146,6 +167,23 @@ def guarded_protocol(limit: int, header_timeout: float, open_files: int = 0) -> 
             self._waiting_since = None
             if not self.transport.is_closing():
                 self.transport.close()
+
+        def _receiving(self) -> bool:
+            """Reading a request body that has not been answered yet."""
+            cycle = getattr(self, "cycle", None)
+            return (
+                cycle is not None
+                and getattr(cycle, "more_body", False)
+                and not getattr(cycle, "response_started", True)
+                and not self.transport.is_closing()
+            )
+
+        def _time_out(self) -> None:
+            """Close a connection whose body is late: 408 if nothing was answered yet."""
+            cycle = getattr(self, "cycle", None)
+            if not self.transport.is_closing() and not getattr(cycle, "response_started", True):
+                self.transport.write(_TIMEOUT)
+            self._close()
 
         def _check(self) -> None:
             if self.transport.is_closing():
@@ -165,6 +203,9 @@ def guarded_protocol(limit: int, header_timeout: float, open_files: int = 0) -> 
                 if receiving and now - self._last_read > shared.header_timeout:
                     self._close()
                     return
+                if receiving and now - self._request_since > BODY_TIMEOUTS * shared.header_timeout:
+                    self._time_out()
+                    return
             self._tick = loop.call_later(_TICK_S, self._check)
 
         def data_received(self, data: bytes) -> None:
@@ -175,6 +216,8 @@ def guarded_protocol(limit: int, header_timeout: float, open_files: int = 0) -> 
             cycle = getattr(self, "cycle", None)
             if cycle is not None and not getattr(cycle, "response_complete", True):
                 self._waiting_since = None  # a whole head arrived: the app answers it
+                if cycle is not self._cycle:  # its body's clock starts
+                    self._cycle, self._request_since = cycle, self._last_read
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._refused:
