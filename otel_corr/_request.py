@@ -139,8 +139,25 @@ def bound_baggage(value: str) -> str | None:
     """The well-formed members of a ``baggage`` header within the W3C limits; ``None``: nothing left."""
     if len(value) > _BAGGAGE_MAX_BYTES:  # latin-1 text: one character per byte
         return None
-    members = [m for m in _LIST_SPLIT.split(value.strip(_OWS)) if m and _baggage_member(m)]
+    members = [_normal_member(m) for m in _LIST_SPLIT.split(value.strip(_OWS)) if m and _baggage_member(m)]
     return ",".join(members[:_BAGGAGE_MAX_MEMBERS]) or None
+
+
+def _normal_member(member: str) -> str:
+    """A well-formed member without the optional white space around its keys and values.
+
+    Why: SDKs before 1.40 validate the key and value before stripping them, and log the whole
+    member when one has a space or tab around it.
+    """
+    pairs = []
+    for pair in member.split(";"):
+        key, eq, value = pair.partition("=")
+        pairs.append(key.strip(_OWS) + eq + value.strip(_OWS))
+    return ";".join(pairs)
+
+
+def _members(value: str) -> int:
+    return sum(1 for member in value.split(",") if member.strip(_OWS))
 
 
 def bound_tracestate(value: str) -> str | None:
@@ -148,17 +165,21 @@ def bound_tracestate(value: str) -> str | None:
     if len(value) > _TRACESTATE_MAX_CHARS:
         return None
     keys: set[str] = set()
+    members = []
     for member in value.split(","):
         member = member.strip(_OWS)
         if not member:
-            continue  # empty list members are allowed
+            continue  # empty list members are allowed (but SDKs before 1.40 log each one: left out)
         if len(keys) >= _TRACESTATE_MAX_MEMBERS or _TRACESTATE_MEMBER.fullmatch(member) is None:
             return None
         key = member.partition("=")[0]
         if key in keys:
             return None
         keys.add(key)
-    return value
+        members.append(member)
+    if not members:
+        return None
+    return value if len(members) == value.count(",") + 1 else ",".join(members)
 
 
 def _bound_carrier(carrier: dict[str, str]) -> list[str]:
@@ -171,10 +192,10 @@ def _bound_carrier(carrier: dict[str, str]) -> list[str]:
         value = bound(raw)
         if value is None:
             del carrier[name]
-        if value != raw:
+        else:
+            carrier[name] = value  # white space and empty members left out
+        if value is None or _members(value) < _members(raw):
             dropped.append(f"{name} header ({len(raw)} characters)")
-            if value is not None:
-                carrier[name] = value
     return dropped
 
 

@@ -67,7 +67,8 @@ print(ids.trace_id, ids.request_id)
     ("header", "kept"),
     [
         ("a=1,b=2", "a=1,b=2"),
-        (" a = 1 ; p ; q = x , b=2 ", "a = 1 ; p ; q = x,b=2"),
+        (" a = 1 ; p ; q = x , b=2 ", "a=1;p;q=x,b=2"),  # white space left out: SDKs < 1.40 log it
+        ("0\t=,b=2", "0=,b=2"),
         ("a=1,no-equals,b=%20", "a=1,b=%20"),
         ("a=1,${jndi:ldap://x/a},b=2", "a=1,b=2"),
         ("a=1,bad=va lue", "a=1"),
@@ -81,7 +82,7 @@ print(ids.trace_id, ids.request_id)
     ],
 )
 def test_baggage_keeps_the_well_formed_members(header: str, kept: str | None) -> None:
-    """W3C baggage: malformed members dropped, the rest kept as sent; over the size limit, nothing."""
+    """W3C baggage: malformed members dropped, the rest kept (without optional white space); too big: nothing."""
     assert bound_baggage(header) == kept
 
 
@@ -97,6 +98,8 @@ def test_baggage_keeps_at_most_180_members() -> None:
         ("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7", True),
         ("tenant@vendor=x, a=b ,", True),
         ("a=b,a=c", False),  # duplicate key
+        (" ", False),  # nothing but empty members
+        (" , ,", False),
         ("A=b", False),
         ("a=b c ", True),
         ("a=", False),
@@ -112,8 +115,19 @@ def test_baggage_keeps_at_most_180_members() -> None:
     ],
 )
 def test_tracestate_is_kept_whole_or_dropped(header: str, valid: bool) -> None:
-    """W3C tracestate: one malformed member, a duplicate, > 32 members or > 512 characters drop it all."""
-    assert bound_tracestate(header) == (header if valid else None)
+    """W3C tracestate: one malformed member, a duplicate, > 32 members or > 512 characters drop it all.
+
+    Empty members are left out (SDKs before 1.40 log a warning for each), and a list of nothing
+    but empty members is no tracestate at all.
+    """
+    result = bound_tracestate(header)
+    if not valid:
+        assert result is None
+        return
+    members = [m.strip(" \t") for m in header.split(",") if m.strip(" \t")]
+    assert result is not None and [m.strip(" \t") for m in result.split(",")] == members
+    if "" not in [m.strip(" \t") for m in header.split(",")]:
+        assert result == header  # nothing to leave out: kept whole, as sent
 
 
 # Any latin-1 text, and text from the characters the grammars care about (so that many are well-formed).
