@@ -110,6 +110,7 @@
     const plotCard = el("div", { class: "card" }, el("h2", { text: "Latency over time" }), plot);
     view.replaceChildren(form, plotCard, el("div", { class: "card" }, el("div", { class: "table-scroll" }, table), note));
     let knownServices = [];
+    let shown = null;  // the rows on screen: a refresh that changes nothing keeps them (and hover, focus)
 
     function apply() {
       const q = new URLSearchParams();
@@ -133,6 +134,7 @@
       if (!ok) {
         note.textContent = body.error || "Could not load requests.";
         tbody.replaceChildren();
+        shown = null;
         plotCard.hidden = true;
         return;
       }
@@ -143,6 +145,12 @@
           ...knownServices.map((s) => el("option", { value: s, text: s })));
         service.value = current;
       }
+      note.textContent = body.rows.length ? ""
+        : q.get("lookback") || q.get("start") || q.get("end") ? "No requests in this time range."
+          : "No requests yet. Point OTEL_EXPORTER_OTLP_ENDPOINT at this server's OTLP port.";
+      const rowsKey = JSON.stringify(body.rows);
+      if (rowsKey === shown) return;
+      shown = rowsKey;
       tbody.replaceChildren(...body.rows.map((r) => {
         const path = "/trace/" + encodeURIComponent(r.trace_id);
         const sw = el("span", { class: "swatch" });
@@ -157,9 +165,6 @@
       }));
       plotCard.hidden = !body.rows.length;
       plot.replaceChildren(...(body.rows.length ? [scatter(body.rows, plot.clientWidth || 800)] : []));
-      note.textContent = body.rows.length ? ""
-        : q.get("lookback") || q.get("start") || q.get("end") ? "No requests in this time range."
-          : "No requests yet. Point OTEL_EXPORTER_OTLP_ENDPOINT at this server's OTLP port.";
     }
     await load();
     stopRefresh();
