@@ -4,6 +4,8 @@ and `otel-corr demo` end to end."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +37,12 @@ CHROMIUM_ARGS = [
 ]
 XSS = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 RID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/srv/shop/app.py", line 41, in checkout\n    charge(order, card=card, amount=order.total)\n'
+    '  File "/srv/shop/payments.py", line 17, in charge\n    raise PaymentDeclined(f"card {card.last4} declined")\n'
+    "shop.payments.PaymentDeclined: card 4242 declined by the issuer (insufficient funds)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +54,13 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+#: Each browser test's last screen, kept as an artifact (CI uploads the directory).
+SCREENSHOTS = Path(os.environ.get("OTEL_CORR_SCREENSHOTS") or ROOT / "build" / "screenshots")
+
+
 @pytest.fixture
-def page(browser: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh page at 1280x900; ``page.problems`` collects console errors; a screenshot is kept at the end."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     problems: list[str] = []
@@ -55,7 +68,8 @@ def page(browser: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterat
     pg.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
     pg.problems = problems
     yield pg
-    pg.screenshot(path=str(tmp_path / f"{request.node.name}.png"), full_page=True)  # kept as an artifact
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
     context.close()
 
 
@@ -97,7 +111,12 @@ def _span(
     }
 
 
-def _log(trace: str, span: str, t: int, level: str, logger: str, body: str) -> dict[str, Any]:
+def _log(
+    trace: str, span: str, t: int, level: str, logger: str, body: str, stacktrace: str | None = None
+) -> dict[str, Any]:
+    attributes = [{"key": "request.id", "value": {"stringValue": RID}}]
+    if stacktrace:
+        attributes.append({"key": "exception.stacktrace", "value": {"stringValue": stacktrace}})
     return {
         "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
         "scopeLogs": [
@@ -111,7 +130,7 @@ def _log(trace: str, span: str, t: int, level: str, logger: str, body: str) -> d
                         "body": {"stringValue": body},
                         "traceId": trace,
                         "spanId": span,
-                        "attributes": [{"key": "request.id", "value": {"stringValue": RID}}],
+                        "attributes": attributes,
                     }
                 ],
             }
@@ -161,7 +180,7 @@ def seeded(tmp_path: Path) -> Iterator[Backend]:
     logs = [
         _log(trace, "a" * 16, now + 1_000_000, "INFO", "shop", "checking out order 42"),
         _log(trace, "c" * 16, now + 20_000_000, "INFO", "inventory", "stock checked " + XSS),
-        _log(trace, "a" * 16, now + 70_000_000, "ERROR", "otel_corr.error", "payment failed"),
+        _log(trace, "a" * 16, now + 70_000_000, "ERROR", "otel_corr.error", "payment failed", TRACEBACK),
     ]
     backend.post("/v1/traces", json.dumps({"resourceSpans": spans}).encode(), "application/json")
     backend.post("/v1/logs", json.dumps({"resourceLogs": logs}).encode(), "application/json")
@@ -227,6 +246,229 @@ def test_filters_unknown_ids_and_endpoints(seeded: Backend, page: Any) -> None:
     assert page.locator("#endpoints svg.spark").count() >= 2
     # The unknown ID's 404 is the only resource error the browser may report.
     assert [p for p in page.problems if "status of 404" not in p] == []
+
+
+OLD_TRACE = "0f" * 16
+ONE_TRACE = "1e" * 16
+TWO_DAYS_NS = 2 * 86_400 * 1_000_000_000
+
+
+def _more_requests(backend: Backend) -> None:
+    """Beside the seeded trace: a one-span request of the inventory service, and a shop request two days old."""
+    now = time.time_ns()
+    spans = [
+        _span(
+            ONE_TRACE,
+            "d" * 16,
+            "",
+            "GET /stock/{sku}",
+            "inventory",
+            now - 2_000_000_000,
+            now - 1_975_000_000,
+            {"http.response.status_code": 200},
+        ),
+        _span(
+            OLD_TRACE,
+            "e" * 16,
+            "",
+            "GET /orders",
+            "shop",
+            now - TWO_DAYS_NS,
+            now - TWO_DAYS_NS + 12_000_000,
+            {"http.response.status_code": 200},
+        ),
+    ]
+    backend.post("/v1/traces", json.dumps({"resourceSpans": spans}).encode(), "application/json")
+    backend.wait_trace(ONE_TRACE)
+    backend.wait_trace(OLD_TRACE)
+
+
+def _colour(page: Any, selector: str) -> str:
+    return str(page.locator(selector).first.evaluate("e => getComputedStyle(e).backgroundColor"))
+
+
+def test_a_service_has_one_colour_on_the_list_and_on_its_trace(seeded: Backend, page: Any) -> None:
+    """Two services: the swatch on the requests list and the service's bars on the trace page share one colour."""
+    _more_requests(seeded)
+    page.goto(seeded.url + "/")
+    page.wait_for_selector(f'#requests tr[data-trace="{ONE_TRACE}"]')
+    on_list = {
+        "shop": _colour(page, f'#requests tr[data-trace="{RID.replace("-", "")}"] .swatch'),
+        "inventory": _colour(page, f'#requests tr[data-trace="{ONE_TRACE}"] .swatch'),
+    }
+    page.goto(seeded.url + "/trace/" + RID)
+    page.wait_for_selector(".span-row")
+    on_trace = {
+        "shop": _colour(page, f'[data-span="{"a" * 16}"] .wf-bar'),
+        "inventory": _colour(page, f'[data-span="{"c" * 16}"] .wf-bar'),
+    }
+    assert on_trace == on_list and on_list["shop"] != on_list["inventory"]
+    assert _colour(page, f'[data-span="{"b" * 16}"] .wf-bar') == on_list["shop"]  # every shop bar
+    assert page.problems == []
+
+
+# The WCAG contrast ratio of an element's text against the first opaque background behind it.
+CONTRAST_JS = """e => {
+  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+  const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const lum = ([r, g, b]) => 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  const opaque = (c) => c !== "rgba(0, 0, 0, 0)" && c !== "transparent";
+  let node = e;
+  while (node && !opaque(getComputedStyle(node).backgroundColor)) node = node.parentElement;
+  const back = node ? getComputedStyle(node).backgroundColor : "rgb(255, 255, 255)";
+  const [a, b] = [lum(rgb(getComputedStyle(e).color)), lum(rgb(back))];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+def test_duration_labels_are_beside_their_bars_and_readable(seeded: Backend, page: Any) -> None:
+    """No duration label's box overlaps its bar (the root's bar spans the whole track), and its contrast is >= 4.5."""
+    page.goto(seeded.url + "/trace/" + RID)
+    page.wait_for_selector(".span-row")
+    rows = page.locator(".span-row")
+    assert rows.count() == 3
+    for i in range(3):
+        bar = rows.nth(i).locator(".wf-bar").bounding_box()
+        label = rows.nth(i).locator(".wf-dur")
+        box = label.bounding_box()
+        apart = box["x"] >= bar["x"] + bar["width"] or box["x"] + box["width"] <= bar["x"]
+        assert apart, (i, bar, box)
+        assert label.evaluate(CONTRAST_JS) >= 4.5
+    assert rows.nth(0).locator(".wf-dur").inner_text() == "80.0 ms"
+    assert page.problems == []
+
+
+def _inside(inner: dict[str, float], outer: dict[str, float]) -> bool:
+    return (
+        inner["x"] >= outer["x"]
+        and inner["y"] >= outer["y"]
+        and inner["x"] + inner["width"] <= outer["x"] + outer["width"]
+        and inner["y"] + inner["height"] <= outer["y"] + outer["height"]
+    )
+
+
+def test_at_420_px_the_search_stays_in_the_header_and_logs_read_as_lines(seeded: Backend, page: Any) -> None:
+    """At 420 px: search box inside the header, messages and tracebacks >= 60% wide, no sideways scroll."""
+    page.set_viewport_size({"width": 420, "height": 900})
+    page.goto(seeded.url + "/")
+    page.wait_for_selector("#requests tbody tr")
+    assert _inside(page.locator("#search-input").bounding_box(), page.locator("header.top").bounding_box())
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420
+    page.goto(seeded.url + "/trace/" + RID)
+    page.wait_for_selector(".span-row")
+    assert _inside(page.locator("#search-input").bounding_box(), page.locator("header.top").bounding_box())
+    page.locator(f'[data-logs-of="{"a" * 16}"] details.folded summary').click()
+    traceback = page.locator(f'[data-logs-of="{"a" * 16}"] details.folded pre')
+    assert "insufficient funds" in traceback.inner_text()
+    widths = [m.bounding_box()["width"] for m in page.locator(".waterfall .log .msg").all()]
+    assert len(widths) == 3 and min(widths) >= 0.6 * 420, widths
+    assert traceback.bounding_box()["width"] >= 0.6 * 420
+    page.locator(".span-row").nth(0).click()
+    assert page.locator("#span-details .log .msg").first.bounding_box()["width"] >= 0.6 * 420
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420
+    assert page.problems == []
+
+
+# An <input type=datetime-local>'s value for a time in ms, in the browser's time zone.
+LOCAL_INPUT_JS = """t => {
+  const d = new Date(t), p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}"""
+
+
+def test_time_range_picker_and_dates_on_rows(seeded: Backend, page: Any) -> None:
+    """Ranges filter the list and live in the URL; a row from another day shows its date, today's the clock."""
+    from playwright.sync_api import expect
+
+    _more_requests(seeded)
+    old = f'#requests tr[data-trace="{OLD_TRACE}"]'
+    page.goto(seeded.url + "/")
+    page.wait_for_selector(old)
+    old_ms = (time.time_ns() - TWO_DAYS_NS) // 1_000_000
+    old_date = page.evaluate(LOCAL_INPUT_JS, old_ms)[:10]
+    assert page.locator(old + " td.when").inner_text().startswith(old_date + " ")
+    today = page.locator(f'#requests tr[data-trace="{ONE_TRACE}"] td.when').inner_text()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", today), today
+    page.select_option("select[name=range]", "1h")
+    page.locator(old).wait_for(state="detached")
+    assert "lookback=1h" in page.url and page.locator("#requests tbody tr").count() == 2
+    page.goto(seeded.url + "/?lookback=7d")  # a shared link
+    page.wait_for_selector(old)
+    assert page.locator("select[name=range]").input_value() == "7d"
+    page.select_option("select[name=range]", "custom")
+    for name, offset_ms in (("from", -3_600_000), ("to", 3_600_000)):
+        page.fill(f"input[name={name}]", page.evaluate(LOCAL_INPUT_JS, old_ms + offset_ms))
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#requests tbody tr")).to_have_count(1)
+    assert page.locator("#requests tbody tr").get_attribute("data-trace") == OLD_TRACE
+    assert "start=" in page.url and "end=" in page.url
+    page.goto(page.url)  # the custom range survives a reload: the link is shareable
+    page.wait_for_selector(old)
+    assert page.locator("#requests tbody tr").count() == 1
+    assert page.locator("select[name=range]").input_value() == "custom"
+    assert page.locator("input[name=from]").input_value().startswith(old_date)
+    page.goto(seeded.url + "/?lookback=banana")
+    expect(page.locator(".empty")).to_contain_text("lookback: 'banana' is not a duration")
+    assert [p for p in page.problems if "status of 400" not in p] == []
+
+
+def test_latency_scatter_above_the_list(seeded: Backend, page: Any) -> None:
+    """One dot per listed request, errors red, axes labelled, hover shows the values, a click opens the trace."""
+    _more_requests(seeded)
+    page.goto(seeded.url + "/")
+    page.wait_for_selector("svg.scatter .dot")
+    dots = page.locator("svg.scatter .dot")
+    assert dots.count() == page.locator("#requests tbody tr").count() == 3
+    axis = page.locator("svg.scatter .axis").text_content()
+    assert "duration" in axis and "time" in axis and "ms" in axis
+    error = page.locator(f'svg.scatter .dot[data-trace="{RID.replace("-", "")}"]')
+    fills = {d.evaluate("e => getComputedStyle(e).fill") for d in dots.all()}
+    assert error.evaluate("e => getComputedStyle(e).fill") == "rgb(220, 38, 38)" and len(fills) == 2
+    error.hover()
+    readout = page.locator("svg.scatter .scatter-readout").text_content()
+    assert "GET /checkout/{id}" in readout and "80.0 ms" in readout and "error" in readout
+    error.click()
+    page.wait_for_selector(".span-row")
+    assert page.url.endswith("/trace/" + RID.replace("-", ""))
+    assert page.problems == []
+
+
+def test_subtrees_fold_from_the_keyboard(seeded: Backend, page: Any) -> None:
+    """A span with children has a toggle: Enter hides its descendants (and their logs) and says how many."""
+    page.goto(seeded.url + "/trace/" + RID)
+    page.wait_for_selector(".span-row")
+    visible = ".span-row:visible"
+    assert page.locator("[data-toggle]").count() == 2  # the root and the client span; the leaf has none
+    page.focus(f'[data-toggle="{"b" * 16}"]')
+    page.keyboard.press("Enter")
+    assert page.locator(visible).count() == 2
+    assert page.locator(f'[data-toggle="{"b" * 16}"]').inner_text() == "▸ 1 hidden"
+    assert page.locator(f'[data-logs-of="{"c" * 16}"]').is_hidden()
+    page.focus(f'[data-toggle="{"a" * 16}"]')
+    page.keyboard.press("Space")
+    root = page.locator(f'[data-toggle="{"a" * 16}"]')
+    assert page.locator(visible).count() == 1 and root.inner_text() == "▸ 2 hidden"
+    assert root.get_attribute("aria-expanded") == "false"
+    assert page.locator(f'[data-logs-of="{"a" * 16}"]').is_visible()  # the root's own logs stay
+    page.keyboard.press("Enter")  # open the root: the folded client span keeps its child hidden
+    assert page.locator(visible).count() == 2
+    page.focus(f'[data-toggle="{"b" * 16}"]')
+    page.keyboard.press("Enter")
+    assert page.locator(visible).count() == 3 and page.locator(f'[data-logs-of="{"c" * 16}"]').is_visible()
+    assert "Click a span" in page.locator("#span-details").inner_text()  # a toggle does not select its row
+    assert page.problems == []
+
+
+def test_counts_say_span_and_service_in_the_singular(seeded: Backend, page: Any) -> None:
+    """'1 span · 1 service' for a one-span trace, '3 spans · 2 services' for the seeded one."""
+    _more_requests(seeded)
+    page.goto(seeded.url + "/trace/" + ONE_TRACE)
+    page.wait_for_selector(".span-row")
+    assert page.locator("#trace-summary").inner_text().startswith("1 span · 1 service · ")
+    page.goto(seeded.url + "/trace/" + RID)
+    page.wait_for_selector(".span-row")
+    assert page.locator("#trace-summary").inner_text().startswith("3 spans · 2 services · ")
+    assert page.problems == []
 
 
 def test_demo_end_to_end(tmp_path: Path) -> None:

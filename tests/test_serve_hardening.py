@@ -446,6 +446,10 @@ HOSTILE: list[tuple[str, dict[str, str]]] = [
     ("/api/operations", {}),
     *[("/api/ui/requests", {"min_ms": v}) for v in ("nan", "inf", "-inf", "1e300", "-1", "x")],
     *[("/api/ui/requests", {"limit": v}) for v in ("x", "1e5", "9" * 40)],
+    *[("/api/ui/requests", {"lookback": v}) for v in ("x", "0", "-1h", "999d", "9" * 30 + "h")],
+    *[("/api/ui/requests", {"start": v}) for v in ("yesterday", "0001-01-01T00:00:00+01:00", "1e300")],
+    ("/api/ui/requests", {"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}),  # end before start
+    ("/api/ui/requests", {"lookback": "1h", "end": "2026-01-01T00:00:00Z"}),  # both kinds of range
     *[("/api/ui/endpoints", {"window": v}) for v in ("x", "1e300", "-" + "9" * 30)],
     # Lookups of what is not there are 404s with a reason.
     *[(f"/api/traces/{v}", {}) for v in ("%00", "z" * 300, "%F0%9F%92%A5", "0" * 32)],

@@ -23,6 +23,7 @@ __all__ = [
     "int_param",
     "rfc3339_ns",
     "tags_param",
+    "time_range",
     "v3_search",
 ]
 
@@ -44,6 +45,8 @@ _UNITS = {
     "h": 3_600_000_000_000,
 }
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d)[Tt](\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)")
+#: The longest ``lookback`` the page's lists take: a year (the store holds int64 ns; this is a sanity bound).
+_MAX_LOOKBACK_NS = 366 * 86_400 * 1_000_000_000
 #: Most traces one search returns, whatever the client asks (Jaeger caps it per storage too).
 MAX_SEARCH_DEPTH = 1500
 
@@ -118,6 +121,30 @@ def rfc3339_ns(name: str, text: str) -> int:
     if not -_INT64_MAX <= ns <= _INT64_MAX:
         raise QueryError(f"{name}: {text[:40]!r} is outside the years 1678-2262 that nanosecond times can hold")
     return ns
+
+
+def time_range(q: Mapping[str, str], now_ns: int) -> tuple[int | None, int | None]:
+    """The page's time range: ``lookback`` (a Go duration back from now, e.g. ``15m``, ``7d`` as ``168h``)
+    or ``start`` and/or ``end`` (RFC 3339), as inclusive (since, until) ns bounds; (None, None) for any time.
+
+    ``lookback`` also takes a whole number of days (``7d``), which Go durations cannot say.
+    """
+    lookback = (q.get("lookback") or "").strip()
+    start = (q.get("start") or "").strip()
+    end = (q.get("end") or "").strip()
+    if lookback and (start or end):
+        raise QueryError("lookback: give either lookback or start/end, not both")
+    if lookback:
+        days = re.fullmatch(r"(\d{1,3})d", lookback)
+        ns = int(days.group(1)) * 86_400 * 1_000_000_000 if days else go_duration_ns("lookback", lookback)
+        if not 1_000_000_000 <= ns <= _MAX_LOOKBACK_NS:
+            raise QueryError(f"lookback: {_shown(lookback)} is outside 1s..366d")
+        return now_ns - ns, None
+    since = rfc3339_ns("start", start) if start else None
+    until = rfc3339_ns("end", end) if end else None
+    if since is not None and until is not None and until < since:
+        raise QueryError(f"end: {_shown(end)} is before start {_shown(start)}")
+    return since, until
 
 
 def tags_param(tags_json: str | None, tag_list: list[str]) -> dict[str, str]:

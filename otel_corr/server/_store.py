@@ -34,7 +34,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from itertools import chain, groupby
@@ -574,14 +574,14 @@ class Store:
         finally:
             self._local.deadline = None
 
-    def _spans(self, sql: str, params: Iterable[Any]) -> list[Span]:
+    def _spans(self, sql: str, params: Iterable[Any] | Mapping[str, Any]) -> list[Span]:
         rows = (
             self._read()
             .execute(
                 f"SELECT s.trace_id, s.span_id, s.parent_id, s.service, s.name, s.kind, s.start_ns, s.duration_ns, "
                 f"s.status, s.request_id, s.scope, s.detail, r.attributes FROM spans s "
                 f"JOIN resources r ON r.id = s.resource_id {sql}",
-                tuple(params),
+                params if isinstance(params, Mapping) else tuple(params),
             )
             .fetchall()
         )
@@ -752,35 +752,39 @@ class Store:
         errors_only: bool = False,
         min_duration_ns: int | None = None,
         since_ns: int | None = None,
+        until_ns: int | None = None,
         status_range: tuple[int, int] | None = None,
         limit: int = 50,
     ) -> list[Span]:
         """The spans where requests entered the system, newest first.
 
         A root span, or a SERVER span whose parent is not stored (the caller sent a
-        traceparent from outside): one row per request as a user thinks of it.
+        traceparent from outside): one row per request as a user thinks of it.  ``since_ns``
+        and ``until_ns`` bound the start time (both inclusive).
         """
         where = [_ENTRY_SPAN]
-        params: list[Any] = []
+        params: dict[str, Any] = {"limit": limit}
         if service:
-            where.append("s.service = ?")
-            params.append(service)
+            where.append("s.service = :service")
+            params["service"] = service
         if name_like:
-            where.append("s.name LIKE ? ESCAPE '\\'")
-            params.append("%" + name_like.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+            where.append("s.name LIKE :name_like ESCAPE '\\'")
+            params["name_like"] = "%" + name_like.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         if errors_only:
             where.append("s.status = 2")
         if min_duration_ns is not None:
-            where.append("s.duration_ns >= ?")
-            params.append(min_duration_ns)
+            where.append("s.duration_ns >= :min_duration_ns")
+            params["min_duration_ns"] = min_duration_ns
         if since_ns is not None:
-            where.append("s.start_ns >= ?")
-            params.append(since_ns)
+            where.append("s.start_ns >= :since_ns")
+            params["since_ns"] = since_ns
+        if until_ns is not None:
+            where.append("s.start_ns <= :until_ns")
+            params["until_ns"] = until_ns
         if status_range is not None:
-            where.append("s.http_status >= ? AND s.http_status < ?")
-            params.extend(status_range)
-        params.append(limit)
-        return self._spans("WHERE " + " AND ".join(where) + " ORDER BY s.start_ns DESC LIMIT ?", params)
+            where.append("s.http_status >= :status_low AND s.http_status < :status_high")
+            params["status_low"], params["status_high"] = status_range
+        return self._spans("WHERE " + " AND ".join(where) + " ORDER BY s.start_ns DESC LIMIT :limit", params)
 
     def entry_stats(self, since_ns: int) -> list[tuple[str, str, int, int, int]]:
         """(service, name, start_ns, duration_ns, status) of every entry span since ``since_ns``."""

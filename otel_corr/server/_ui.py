@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ._model import KIND_NAMES, LogRecord, Span
-from ._query import float_param, int_param
+from ._query import float_param, int_param, time_range
 from ._store import Store
 
 __all__ = ["ui_routes"]
@@ -129,11 +129,14 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
         status_class = q.get("status") or ""
         min_ms = float_param("min_ms", q["min_ms"], 0, 1e12) if q.get("min_ms") else 0.0
         limit = max(1, min(int_param("limit", q["limit"], 0, 2**31) if q.get("limit") else 50, 500))
+        since_ns, until_ns = time_range(q, time.time_ns())
         spans = store.entries(
             service=q.get("service") or None,
             name_like=q.get("route") or None,
             errors_only=status_class == "error",
             min_duration_ns=int(min_ms * 1e6) if min_ms else None,
+            since_ns=since_ns,
+            until_ns=until_ns,
             status_range=_STATUS_CLASSES.get(status_class),
             limit=limit,
         )

@@ -4,7 +4,8 @@
 "use strict";
 (() => {
   const view = document.getElementById("view");
-  const PALETTE = ["#60a5fa", "#34d399", "#f59e0b", "#a78bfa", "#f472b6", "#22d3ee", "#fb923c", "#94a3b8", "#4ade80", "#e879f9"];
+  // Ten hues apart from one another (no red: red marks errors); colour() picks one per service name.
+  const PALETTE = ["#60a5fa", "#34d399", "#f59e0b", "#a78bfa", "#f472b6", "#22d3ee", "#a3e635", "#94a3b8", "#a16207", "#e879f9"];
   let refreshTimer = null;
 
   // --- small helpers --------------------------------------------------------------------------
@@ -28,6 +29,8 @@
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
     return node;
   }
+  // The one colour of a service on every view (list, trace, endpoints, map): a hash of its name,
+  // so a service keeps its colour across pages, reloads and traces.
   function colour(service) {
     let h = 0;
     for (const c of String(service)) h = (h * 31 + c.charCodeAt(0)) >>> 0;
@@ -40,6 +43,14 @@
     const m = d.getMilliseconds();
     return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds()) + "." + (m < 100 ? (m < 10 ? "00" : "0") : "") + m;
   }
+  function ymd(d) { return d.getFullYear() + "-" + two(d.getMonth() + 1) + "-" + two(d.getDate()); }
+  function hm(d) { return two(d.getHours()) + ":" + two(d.getMinutes()); }
+  function when(ns) {  // a row's time: today's rows show the clock, other days' rows the date too
+    const d = nsToDate(ns);
+    return ymd(d) === ymd(new Date()) ? clock(ns) : ymd(d) + " " + hm(d) + ":" + two(d.getSeconds());
+  }
+  function localInput(date) { return ymd(date) + "T" + hm(date); }  // the value of an <input type=datetime-local>
+  function count(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
   function ms(value) { return value >= 1000 ? (value / 1000).toFixed(2) + " s" : value.toFixed(value < 10 ? 2 : 1) + " ms"; }
   function statusClass(code) { return code ? "status s" + String(code)[0] : "status"; }
   async function getJSON(url) {
@@ -57,6 +68,7 @@
   }
 
   // --- requests -------------------------------------------------------------------------------
+  const RANGES = [["", "any time"], ["15m", "last 15 min"], ["1h", "last 1 hour"], ["6h", "last 6 hours"], ["24h", "last 24 hours"], ["7d", "last 7 days"], ["custom", "custom…"]];
   async function requestsView() {
     setNav("requests");
     const params = new URLSearchParams(location.search);
@@ -67,21 +79,49 @@
         .map(([v, t]) => el("option", { value: v, text: t })));
     status.value = params.get("status") || "";
     const minMs = el("input", { name: "min_ms", type: "number", min: "0", step: "any", placeholder: "0", value: params.get("min_ms") || "" });
+    // The time range lives in the URL (lookback=1h, or start/end in RFC 3339), so a link shares it.
+    const range = el("select", { name: "range" }, ...RANGES.map(([v, t]) => el("option", { value: v, text: t })));
+    const from = el("input", { name: "from", type: "datetime-local" });
+    const to = el("input", { name: "to", type: "datetime-local" });
+    if (params.get("start") || params.get("end")) {
+      range.value = "custom";
+      for (const [input, key] of [[from, "start"], [to, "end"]]) {
+        const date = new Date(params.get(key) || "");
+        if (!isNaN(date)) input.value = localInput(date);
+      }
+    } else {
+      range.value = RANGES.some(([v]) => v && v === params.get("lookback")) ? params.get("lookback") : "";
+    }
+    const custom = el("span", { class: "custom-range" }, el("label", {}, "From", from), el("label", {}, "To", to));
+    custom.hidden = range.value !== "custom";
+    range.addEventListener("change", () => { custom.hidden = range.value !== "custom"; if (range.value !== "custom") apply(); });
     const auto = el("input", { type: "checkbox", checked: "checked" });
     const tbody = el("tbody");
     const note = el("div", { class: "empty", text: "Loading…" });
     const form = el("form", { class: "filters card", onsubmit: (e) => { e.preventDefault(); apply(); } },
+      el("label", {}, "Time range", range), custom,
       el("label", {}, "Service", service), el("label", {}, "Route", route), el("label", {}, "Status", status),
       el("label", {}, "Min duration (ms)", minMs), el("button", { type: "submit", text: "Filter" }),
       el("label", { class: "auto" }, "Auto-refresh", auto));
     const table = el("table", { id: "requests" },
       el("thead", {}, el("tr", {}, ...["Time", "Service", "Request", "Status", "Duration", "Request ID"]
         .map((h, i) => el("th", { class: i === 4 ? "num" : null, text: h })))), tbody);
-    view.replaceChildren(form, el("div", { class: "card" }, table, note));
+    const plot = el("div", { class: "scatter-box", id: "scatter" });
+    const plotCard = el("div", { class: "card" }, el("h2", { text: "Latency over time" }), plot);
+    view.replaceChildren(form, plotCard, el("div", { class: "card" }, el("div", { class: "table-scroll" }, table), note));
     let knownServices = [];
+    let shown = null;  // the rows on screen: a refresh that changes nothing keeps them (and hover, focus)
 
     function apply() {
       const q = new URLSearchParams();
+      if (range.value === "custom") {
+        for (const [input, key] of [[from, "start"], [to, "end"]]) {
+          const date = new Date(input.value);
+          if (input.value && !isNaN(date)) q.set(key, date.toISOString());
+        }
+      } else if (range.value) {
+        q.set("lookback", range.value);
+      }
       for (const [k, input] of [["service", service], ["route", route], ["status", status], ["min_ms", minMs]]) {
         if (input.value) q.set(k, input.value);
       }
@@ -91,7 +131,13 @@
     async function load() {
       const q = new URLSearchParams(location.search);
       const { ok, body } = await getJSON("/api/ui/requests?" + q);
-      if (!ok) { note.textContent = body.error || "Could not load requests."; return; }
+      if (!ok) {
+        note.textContent = body.error || "Could not load requests.";
+        tbody.replaceChildren();
+        shown = null;
+        plotCard.hidden = true;
+        return;
+      }
       if (JSON.stringify(body.services) !== JSON.stringify(knownServices)) {
         knownServices = body.services || [];
         const current = q.get("service") || "";
@@ -99,22 +145,79 @@
           ...knownServices.map((s) => el("option", { value: s, text: s })));
         service.value = current;
       }
+      note.textContent = body.rows.length ? ""
+        : q.get("lookback") || q.get("start") || q.get("end") ? "No requests in this time range."
+          : "No requests yet. Point OTEL_EXPORTER_OTLP_ENDPOINT at this server's OTLP port.";
+      const rowsKey = JSON.stringify(body.rows);
+      if (rowsKey === shown) return;
+      shown = rowsKey;
       tbody.replaceChildren(...body.rows.map((r) => {
         const path = "/trace/" + encodeURIComponent(r.trace_id);
+        const sw = el("span", { class: "swatch" });
+        sw.style.background = colour(r.service);
         return el("tr", { class: "row", "data-trace": r.trace_id, onclick: () => go(path) },
-          el("td", { class: "mono", text: clock(r.time_ns) }),
-          el("td", {}, el("span", { class: "swatch", "data-colour": colour(r.service) }), r.service),
+          el("td", { class: "mono when", title: nsToDate(r.time_ns).toString(), text: when(r.time_ns) }),
+          el("td", {}, sw, r.service),
           el("td", {}, link(path, r.name)),
           el("td", { class: statusClass(r.status) + (r.error ? " err" : ""), text: r.status ?? (r.error ? "error" : "") }),
           el("td", { class: "num", text: ms(r.duration_ms) }),
           el("td", { class: "mono", text: r.request_id || "" }));
       }));
-      for (const sw of tbody.querySelectorAll(".swatch")) sw.style.background = sw.dataset.colour;
-      note.textContent = body.rows.length ? "" : "No requests yet. Point OTEL_EXPORTER_OTLP_ENDPOINT at this server's OTLP port.";
+      plotCard.hidden = !body.rows.length;
+      plot.replaceChildren(...(body.rows.length ? [scatter(body.rows, plot.clientWidth || 800)] : []));
     }
     await load();
     stopRefresh();
     refreshTimer = setInterval(() => { if (auto.checked && !document.hidden) load(); }, 3000);
+  }
+
+  // Latency over time of the listed requests: x = start time, y = duration, errors in red.
+  // Hovering or focusing a dot shows its values; clicking it (or Enter) opens its trace.
+  function scatter(rows, width) {
+    const w = Math.max(280, width), h = 180, left = 62, right = 14, top = 22, bottom = 40;
+    const times = rows.map((r) => Number(BigInt(r.time_ns) / 1000000n));
+    let t0 = Math.min(...times), t1 = Math.max(...times);
+    if (t1 - t0 < 1000) { t0 -= 30000; t1 += 30000; }  // one request (or a burst): a minute around it
+    const pad = (t1 - t0) * 0.03;
+    t0 -= pad; t1 += pad;
+    const yMax = Math.max(...rows.map((r) => r.duration_ms), 0.001) * 1.1;
+    const x = (t) => left + ((t - t0) / (t1 - t0)) * (w - left - right);
+    const y = (v) => h - bottom - (v / yMax) * (h - top - bottom);
+    const node = svg("svg", { class: "scatter", width: w, height: h, viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": "Latency over time of the listed requests" });
+    const axis = svg("g", { class: "axis" });
+    axis.append(svg("line", { x1: left, y1: h - bottom, x2: w - right, y2: h - bottom }), svg("line", { x1: left, y1: top, x2: left, y2: h - bottom }));
+    const text = (attrs, value, tag = "text") => { const t = svg(tag, attrs); t.textContent = value; return t; };
+    for (const f of [0, 0.5, 1]) {
+      const v = (yMax / 1.1) * f;
+      axis.append(svg("line", { class: "grid", x1: left, y1: y(v), x2: w - right, y2: y(v) }),
+        text({ x: left - 6, y: y(v) + 4, "text-anchor": "end" }, ms(v)));
+    }
+    const spansDays = ymd(new Date(t0)) !== ymd(new Date(t1));
+    const ticks = w < 500 ? 3 : 5;
+    for (let i = 0; i < ticks; i++) {
+      const t = t0 + ((t1 - t0) * (i + 0.5)) / ticks;
+      const d = new Date(t);
+      axis.append(svg("line", { x1: x(t), y1: h - bottom, x2: x(t), y2: h - bottom + 4 }),
+        text({ x: x(t), y: h - bottom + 16, "text-anchor": "middle" }, (spansDays ? (d.getMonth() + 1) + "/" + d.getDate() + " " : "") + hm(d) + (spansDays ? "" : ":" + two(d.getSeconds()))));
+    }
+    axis.append(text({ class: "axis-title", x: (left + w - right) / 2, y: h - 4, "text-anchor": "middle" }, "time (start of request)"),
+      text({ class: "axis-title", x: 4, y: 12, "text-anchor": "start" }, "duration ↑"));
+    const readout = text({ class: "scatter-readout", x: w - right, y: 14, "text-anchor": "end" }, "");
+    node.append(axis, readout);
+    rows.forEach((r, i) => {
+      const label = r.name + " · " + ms(r.duration_ms) + " · " + when(r.time_ns) + " · " + r.service + (r.error ? " · error" : "");
+      const path = "/trace/" + encodeURIComponent(r.trace_id);
+      const dot = svg("circle", { class: "dot" + (r.error ? " error" : ""), cx: x(times[i]).toFixed(1), cy: y(r.duration_ms).toFixed(1), r: 4.5,
+        tabindex: 0, role: "link", "aria-label": label, "data-trace": r.trace_id });
+      dot.append(text({}, label, "title"));  // SVG's own tooltip (a <title> child is not drawn)
+      const show = () => { readout.textContent = label; };
+      dot.addEventListener("mouseenter", show);
+      dot.addEventListener("focus", show);
+      dot.addEventListener("click", () => go(path));
+      dot.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); go(path); } });
+      node.append(dot);
+    });
+    return node;
   }
 
   // --- one trace ------------------------------------------------------------------------------
@@ -137,6 +240,7 @@
     const children = new Map();
     for (const s of spans) {
       const parent = s.parent_id && byId.has(s.parent_id) ? s.parent_id : null;
+      s.up = parent;
       if (!children.has(parent)) children.set(parent, []);
       children.get(parent).push(s);
     }
@@ -155,8 +259,6 @@
       logsBySpan.get(key).push(log);
     }
     const services = [...new Set(spans.map((s) => s.service))];
-    // In one trace, services get distinct colours in order of appearance.
-    const traceColour = (service) => PALETTE[services.indexOf(service) % PALETTE.length];
     const requestId = body.request_ids[0] || "";
     const copy = el("button", { type: "button", class: "copy", text: "Copy request ID",
       onclick: async () => { try { await navigator.clipboard.writeText(requestId); copy.textContent = "Copied"; } catch { copy.textContent = "Copy failed"; } } });
@@ -164,13 +266,15 @@
       el("h1", {}, spans.find((s) => !s.parent_id || !byId.has(s.parent_id))?.name || spans[0].name),
       el("span", { class: "pill" }, "request ", el("code", { id: "request-id", text: requestId || "—" })), requestId ? copy : null,
       el("span", { class: "mono muted", text: "trace " + body.trace_id }),
-      el("span", { text: spans.length + " spans · " + services.length + " services · " + ms(total / 1e6) }),
+      el("span", { id: "trace-summary", text: count(spans.length, "span") + " · " + count(services.length, "service") + " · " + ms(total / 1e6) }),
       el("span", { class: "legend" }, ...services.map((s) => {
-        const sw = el("span", { class: "swatch" }); sw.style.background = traceColour(s);
+        const sw = el("span", { class: "swatch" }); sw.style.background = colour(s);
         return el("span", {}, sw, s);
       })));
     const details = el("div", { class: "card", id: "span-details" }, el("div", { class: "empty", text: "Click a span to see its attributes, events, resource and logs." }));
     const rows = [];
+    const entries = [];  // [span, row, its log block or null], in waterfall order
+    const collapsed = new Set();
     const axis = el("div", { class: "wf-axis" }, ...[0, 0.25, 0.5, 0.75, 1].map((f) => el("span", { text: ms((total * f) / 1e6) })));
     const waterfall = el("div", { class: "waterfall", id: "waterfall" }, axis);
     for (const [s, depth] of ordered) {
@@ -179,27 +283,48 @@
       const bar = el("div", { class: "wf-bar" + (s.status === "error" ? " error" : ""), title: s.name });
       bar.style.left = (offset * 100).toFixed(3) + "%";
       bar.style.width = Math.max(width * 100, 0.2).toFixed(3) + "%";
-      bar.style.background = traceColour(s.service);
+      bar.style.background = colour(s.service);
+      // The duration has its own column beside the track: never drawn over a bar.
       const dur = el("span", { class: "wf-dur", text: ms(Number(s.duration_ns) / 1e6) });
-      dur.style.left = Math.min((offset + width) * 100 + 0.5, 92).toFixed(2) + "%";
-      const label = el("div", { class: "wf-label" }, el("span", { class: "svc", text: s.service }), s.status === "error" ? el("span", { class: "err", text: "⚠ " }) : null, s.name,
+      const hidden = descendants(s.span_id).length - 1;
+      const toggle = hidden ? el("button", { type: "button", class: "wf-toggle", "aria-expanded": "true", "data-toggle": s.span_id,
+        "aria-label": "Hide the " + count(hidden, "span") + " under " + s.name, text: "▾",
+        onclick: (e) => { e.stopPropagation(); fold(s.span_id, toggle, hidden); } }) : el("span", { class: "wf-toggle-space" });
+      const label = el("div", { class: "wf-label" }, toggle, el("span", { class: "svc", text: s.service }), s.status === "error" ? el("span", { class: "err", text: "⚠ " }) : null, s.name,
         s.kind === "client" && s.attributes["url.full"] ? el("span", { class: "svc", text: " " + s.attributes["url.full"] }) : null);
-      label.style.paddingLeft = (depth * 14 + 4) + "px";
-      const row = el("div", { class: "wf-row span-row", "data-span": s.span_id, onclick: () => select(s, row) }, label, el("div", { class: "wf-track" }, bar, dur));
+      label.style.paddingLeft = (depth * 14 + 2) + "px";
+      const row = el("div", { class: "wf-row span-row", "data-span": s.span_id, onclick: () => select(s, row) }, label, el("div", { class: "wf-track" }, bar), dur);
       rows.push(row);
       waterfall.append(row);
       const logs = logsBySpan.get(s.span_id) || [];
+      let block = null;
       if (logs.length) {
-        const block = el("div", { class: "wf-logs", "data-logs-of": s.span_id }, ...logs.map(logLine));
+        block = el("div", { class: "wf-logs", "data-logs-of": s.span_id }, ...logs.map(logLine));
         block.style.paddingLeft = (depth * 14 + 16) + "px";
         waterfall.append(block);
       }
+      entries.push([s, row, block]);
     }
     const orphanLogs = logsBySpan.get("") || [];
     view.replaceChildren(head, el("div", { class: "card" }, waterfall,
       orphanLogs.length ? el("div", {}, el("h2", { text: "Logs without a span" }), ...orphanLogs.map(logLine)) : null), details);
     view.dataset.rendered = String(Math.round(performance.now()));  // when the trace was on screen (tests, benchmarks)
 
+    function fold(spanId, button, hidden) {
+      const open = collapsed.has(spanId);
+      if (open) collapsed.delete(spanId); else collapsed.add(spanId);
+      button.setAttribute("aria-expanded", String(open));
+      button.textContent = open ? "▾" : "▸ " + hidden + " hidden";
+      button.setAttribute("aria-label", (open ? "Hide the " : "Show the ") + count(hidden, "span") + " under " + byId.get(spanId).name);
+      // Parents come before their children in the waterfall: one pass decides every row.
+      const gone = new Set();
+      for (const [s, row, block] of entries) {
+        const hide = s.up !== null && (gone.has(s.up) || collapsed.has(s.up));
+        if (hide) gone.add(s.span_id);
+        row.hidden = hide;
+        if (block) block.hidden = hide;
+      }
+    }
     function descendants(spanId) {
       const out = [spanId];
       for (const c of children.get(spanId) || []) out.push(...descendants(c.span_id));
@@ -244,9 +369,9 @@
   function logLine(log) {
     const level = String(log.level || "").toUpperCase();
     return el("div", { class: "log" },
-      el("span", { class: "mono", text: clock(log.time_ns) }),
-      el("span", { class: "lvl-" + level.replace(/[^A-Z]/g, ""), text: level }),
-      el("span", { class: "mono", text: log.logger || log.service || "" }),
+      el("span", { class: "mono when", text: clock(log.time_ns) }),
+      el("span", { class: "lvl lvl-" + level.replace(/[^A-Z]/g, ""), text: level }),
+      el("span", { class: "mono logger", text: log.logger || log.service || "" }),
       el("span", { class: "msg", text: log.message }),
       log.exception ? folded(log.exception) : null);
   }
