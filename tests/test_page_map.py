@@ -151,6 +151,31 @@ def test_clicking_a_service_opens_its_requests(shop: Backend, page: Any) -> None
     assert page.problems == []
 
 
+def test_service_map_draws_services_calling_each_other(tmp_path: Path, page: Any) -> None:
+    """shop calls inventory twice and inventory calls shop back once: a cycle still draws both edges."""
+    backend = Backend(tmp_path, None)
+    try:
+        now = time.time_ns()
+        spans = _checkout(1, now - 3_000_000_000) + _checkout(2, now - 2_000_000_000)
+        tid, root, client, served = "9" * 32, "9" * 15 + "1", "9" * 15 + "2", "9" * 15 + "3"
+        spans += [
+            _span(tid, root, "", "GET /restock", "inventory", now, now + 50_000_000, {}),
+            _span(tid, client, root, "GET", "inventory", now + 1_000_000, now + 30_000_000, {}, kind=3),
+            _span(tid, served, client, "GET /prices", "shop", now + 2_000_000, now + 20_000_000, {}),
+        ]
+        backend.post("/v1/traces", json.dumps({"resourceSpans": spans}).encode(), "application/json")
+        for trace in (f"{1:032x}", f"{2:032x}", tid):
+            backend.wait_trace(trace, spans=3)
+        page.goto(backend.url + "/map")
+        page.wait_for_selector(".map-node")
+        assert page.locator(".map-node").count() == 2
+        assert _edge_count(page, "shop", "inventory") == "2 calls"
+        assert _edge_count(page, "inventory", "shop") == "1 call"
+        assert page.problems == []
+    finally:
+        backend.stop()
+
+
 def test_service_map_without_calls_says_so(tmp_path: Path, page: Any) -> None:
     """A store with one service (nothing calls another) shows the empty state, not an empty box."""
     backend = Backend(tmp_path, None)

@@ -391,6 +391,7 @@
     async function load() {
       const { ok, body } = await getJSON("/api/ui/endpoints?window=" + windowSel.value);
       if (!ok) { note.textContent = body.error || "Could not load endpoints."; return; }
+      if (sparkTip) sparkTip.hidden = true;
       const buckets = { start: body.bucket_start_ms, width: body.bucket_ms, withDate: body.window_s > 86400 };
       tbody.replaceChildren(...body.endpoints.map((e) => {
         const sw = el("span", { class: "swatch" });
@@ -608,6 +609,7 @@
 
   // --- routing --------------------------------------------------------------------------------
   function render() {
+    if (sparkTip) sparkTip.hidden = true;  // its sparkline is gone, and with it the mouseleave that hides it
     const path = location.pathname;
     if (path.startsWith("/trace/")) return traceView(decodeURIComponent(path.slice(7)));
     if (path === "/endpoints") return endpointsView();
