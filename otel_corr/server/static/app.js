@@ -392,7 +392,7 @@
       const { ok, body } = await getJSON("/api/ui/endpoints?window=" + windowSel.value);
       if (!ok) { note.textContent = body.error || "Could not load endpoints."; return; }
       if (sparkTip) sparkTip.hidden = true;
-      const buckets = { start: body.bucket_start_ms, width: body.bucket_ms, withDate: body.window_s > 86400 };
+      const buckets = { start: body.bucket_start_ms, width: body.bucket_ms, withDate: body.window_s > 86400, withSeconds: body.bucket_ms < 60000 };
       tbody.replaceChildren(...body.endpoints.map((e) => {
         const sw = el("span", { class: "swatch" });
         sw.style.background = colour(e.service);
@@ -444,7 +444,7 @@
         dot.setAttribute("cx", x(i).toFixed(1)); dot.setAttribute("cy", y(v ?? 0).toFixed(1));
         dot.setAttribute("visibility", v === null ? "hidden" : "visible");
         const from = buckets.start + i * buckets.width;
-        showTip(hit, bucketTime(from, buckets.withDate) + " – " + bucketTime(from + buckets.width, buckets.withDate) + ": " + valueText(v));
+        showTip(hit, bucketTime(from, buckets) + " – " + bucketTime(from + buckets.width, buckets) + ": " + valueText(v));
       });
       node.append(hit);
     });
@@ -454,9 +454,9 @@
     });
     return node;
   }
-  function bucketTime(msEpoch, withDate) {
+  function bucketTime(msEpoch, { withDate, withSeconds }) {  // local time, as precise as the buckets
     const d = new Date(msEpoch);
-    const hm = two(d.getHours()) + ":" + two(d.getMinutes());
+    const hm = two(d.getHours()) + ":" + two(d.getMinutes()) + (withSeconds ? ":" + two(d.getSeconds()) : "");
     return withDate ? d.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + " " + hm : hm;
   }
   function showTip(target, text) {
@@ -561,7 +561,7 @@
     const hasBack = edges.some((e) => depth.get(e.child) <= depth.get(e.parent));
     const height = bottom + M + (hasBack ? 50 : 0);
     const map = svg("svg", { class: "service-map", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "service map" });
-    const marker = svg("marker", { id: "map-arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
+    const marker = svg("marker", { id: "map-arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" });
     marker.append(svg("path", { d: "M0,0 L10,5 L0,10 z", class: "map-arrowhead" }));
     const defs = svg("defs"); defs.append(marker);
     map.append(defs);
