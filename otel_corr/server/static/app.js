@@ -439,7 +439,7 @@
     values.forEach((v, i) => {
       const hit = svg("rect", { class: "spark-hit", x: (x(i) - step / 2).toFixed(1), y: 0, width: step.toFixed(1), height: h, "data-bucket": i });
       hit.addEventListener("mouseenter", () => {
-        for (const [k, val] of [["x1", x(i)], ["x2", x(i)]]) guide.setAttribute(k, val.toFixed(1));
+        guide.setAttribute("x1", x(i).toFixed(1)); guide.setAttribute("x2", x(i).toFixed(1));
         guide.setAttribute("visibility", "visible");
         dot.setAttribute("cx", x(i).toFixed(1)); dot.setAttribute("cy", y(v ?? 0).toFixed(1));
         dot.setAttribute("visibility", v === null ? "hidden" : "visible");
