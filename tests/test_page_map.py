@@ -106,6 +106,24 @@ def test_sparkline_has_a_scale_and_hover_shows_bucket_and_value(shop: Backend, p
     assert page.problems == []
 
 
+def test_at_420_px_endpoints_and_map_scroll_inside_their_cards(shop: Backend, browser: Any) -> None:
+    """On a phone-sized window the page keeps its width: the table and the map scroll in their cards."""
+    context = browser.new_context(viewport={"width": 420, "height": 800})
+    try:
+        narrow = context.new_page()
+        for path, selector in (("/endpoints", "#endpoints tbody tr"), ("/map", ".map-node")):
+            narrow.goto(shop.url + path)
+            narrow.wait_for_selector(selector)
+            assert narrow.evaluate("document.documentElement.scrollWidth") <= 420, path
+        # Still readable: inventory's row is there, scrolled to, with its p95 on one line.
+        narrow.goto(shop.url + "/endpoints")
+        cells = narrow.locator("#endpoints tbody tr", has_text="inventory").locator("td")
+        cells.nth(5).scroll_into_view_if_needed()
+        assert cells.nth(5).inner_text() == "30.0 ms"
+    finally:
+        context.close()
+
+
 def _edge_count(page: Any, parent: str, child: str) -> str:
     label = page.locator(f'.map-count[data-parent="{parent}"][data-child="{child}"] .edge-count')
     return str(label.text_content())

@@ -387,7 +387,7 @@
     const note = el("div", { class: "empty", text: "Loading…" });
     windowSel.addEventListener("change", () => { history.replaceState(null, "", "/endpoints?window=" + windowSel.value); load(); });
     view.replaceChildren(el("div", { class: "filters card" }, el("label", {}, "Window", windowSel)),
-      el("div", { class: "card" }, el("table", { id: "endpoints" }, el("thead", {}, el("tr", {}, ...["Service", "Endpoint", "Requests/min", "Errors", "p50", "p95", "p99", "Requests", "p95 over time"].map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))), tbody), note));
+      el("div", { class: "card" }, el("div", { class: "table-scroll" }, el("table", { id: "endpoints" }, el("thead", {}, el("tr", {}, ...["Service", "Endpoint", "Requests/min", "Errors", "p50", "p95", "p99", "Requests", "p95 over time"].map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))), tbody)), note));
     async function load() {
       const { ok, body } = await getJSON("/api/ui/endpoints?window=" + windowSel.value);
       if (!ok) { note.textContent = body.error || "Could not load endpoints."; return; }
