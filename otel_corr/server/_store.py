@@ -786,26 +786,13 @@ class Store:
             params["status_low"], params["status_high"] = status_range
         return self._spans("WHERE " + " AND ".join(where) + " ORDER BY s.start_ns DESC LIMIT :limit", params)
 
-    def entry_stats(self, since_ns: int) -> list[tuple[str, str, int, int, int]]:
-        """(service, name, start_ns, duration_ns, status) of every entry span since ``since_ns``."""
-        rows = (
-            self._read()
-            .execute(
-                "SELECT s.service, s.name, s.start_ns, s.duration_ns, s.status FROM spans s"
-                f" WHERE s.start_ns >= ? AND {_ENTRY_SPAN}",
-                (since_ns,),
-            )
-            .fetchall()
-        )
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-
     def endpoint_stats(self, since_ns: int) -> list[tuple[str, str, int, int, int]]:
         """(service, name, start_ns, duration_ns, status) of every span that served a request since ``since_ns``.
 
         A SERVER or CONSUMER span, or a root span of any kind: each service's own endpoints, the ones
-        called by another stored service included (``entry_stats`` keeps only where requests entered
-        the system, so a service only ever called by another, like the demo's inventory, had none).
-        Only span columns are tested: the ``spans_start`` range scan, no parent lookup per span.
+        called by another stored service included (the entry spans of :meth:`entries` leave out a
+        service only ever called by another, like the demo's inventory).  Only span columns are
+        tested: the ``spans_start`` range scan, no parent lookup per span.
         """
         rows = (
             self._read()
