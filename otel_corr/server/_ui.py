@@ -165,7 +165,9 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
         buckets = 30
         width = (now - since) / buckets
         groups: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
-        for service, name, start, duration, status in store.entry_stats(since):
+        # Every span that served a request (SERVER, CONSUMER, root), so a service only called by
+        # other stored services still lists its endpoints.
+        for service, name, start, duration, status in store.endpoint_stats(since):
             groups.setdefault((service, name), []).append((start, duration, status))
         out: list[dict[str, Any]] = []
         for (service, name), items in groups.items():
@@ -195,12 +197,22 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
                 }
             )
         out.sort(key=lambda e: (-e["count"], e["service"], e["name"]))
-        return JSONResponse({"window_s": window_s, "endpoints": out})
+        # Where each of the `buckets` points of a series starts, and how long it lasts (the page's
+        # sparkline tooltips show the bucket's time range).
+        return JSONResponse(
+            {
+                "window_s": window_s,
+                "bucket_start_ms": since // 1_000_000,
+                "bucket_ms": round(width / 1e6, 3),
+                "endpoints": out,
+            }
+        )
 
     return [
         Route("/", page),
         Route("/trace/{trace_id}", page),
         Route("/endpoints", page),
+        Route("/map", page),
         Route("/static/{name}", static),
         Route("/api/ui/requests", reads(requests)),
         Route("/api/ui/trace/{trace_id}", reads(trace)),

@@ -382,39 +382,238 @@
     stopRefresh();
     const windowSel = el("select", { name: "window" }, ...[["900", "15 min"], ["3600", "1 hour"], ["21600", "6 hours"], ["86400", "24 hours"], ["604800", "7 days"]].map(([v, t]) => el("option", { value: v, text: t })));
     windowSel.value = new URLSearchParams(location.search).get("window") || "3600";
+    if (!windowSel.value) windowSel.value = "3600";  // an unknown ?window= leaves no option selected
     const tbody = el("tbody");
     const note = el("div", { class: "empty", text: "Loading…" });
     windowSel.addEventListener("change", () => { history.replaceState(null, "", "/endpoints?window=" + windowSel.value); load(); });
     view.replaceChildren(el("div", { class: "filters card" }, el("label", {}, "Window", windowSel)),
-      el("div", { class: "card" }, el("table", { id: "endpoints" }, el("thead", {}, el("tr", {}, ...["Service", "Endpoint", "Requests/min", "Errors", "p50", "p95", "p99", "Requests", "p95 over time"].map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))), tbody), note));
+      el("div", { class: "card" }, el("div", { class: "table-scroll" }, el("table", { id: "endpoints" }, el("thead", {}, el("tr", {}, ...["Service", "Endpoint", "Requests/min", "Errors", "p50", "p95", "p99", "Requests", "p95 over time"].map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))), tbody)), note));
     async function load() {
       const { ok, body } = await getJSON("/api/ui/endpoints?window=" + windowSel.value);
       if (!ok) { note.textContent = body.error || "Could not load endpoints."; return; }
-      tbody.replaceChildren(...body.endpoints.map((e) => el("tr", {},
-        el("td", { text: e.service }), el("td", {}, link("/?service=" + encodeURIComponent(e.service) + "&route=" + encodeURIComponent(e.name), e.name)),
-        el("td", { class: "num", text: e.rate_per_min.toFixed(2) }),
-        el("td", { class: "num" + (e.error_rate > 0 ? " err" : ""), text: (e.error_rate * 100).toFixed(1) + "%" }),
-        el("td", { class: "num", text: ms(e.p50_ms) }), el("td", { class: "num", text: ms(e.p95_ms) }), el("td", { class: "num", text: ms(e.p99_ms) }),
-        el("td", {}, spark(e.series.count, "#2563eb")), el("td", {}, spark(e.series.p95_ms, "#f59e0b")))));
+      if (sparkTip) sparkTip.hidden = true;
+      const buckets = { start: body.bucket_start_ms, width: body.bucket_ms, withDate: body.window_s > 86400, withSeconds: body.bucket_ms < 60000 };
+      tbody.replaceChildren(...body.endpoints.map((e) => {
+        const sw = el("span", { class: "swatch" });
+        sw.style.background = colour(e.service);
+        return el("tr", { "data-service": e.service },
+          el("td", {}, sw, e.service), el("td", {}, link("/?service=" + encodeURIComponent(e.service) + "&route=" + encodeURIComponent(e.name), e.name)),
+          el("td", { class: "num", text: e.rate_per_min.toFixed(2) }),
+          el("td", { class: "num" + (e.error_rate > 0 ? " err" : ""), text: (e.error_rate * 100).toFixed(1) + "%" }),
+          el("td", { class: "num", text: ms(e.p50_ms) }), el("td", { class: "num", text: ms(e.p95_ms) }), el("td", { class: "num", text: ms(e.p99_ms) }),
+          el("td", {}, spark(e.series.count, "#2563eb", buckets, (v) => String(v), (v) => v + (v === 1 ? " request" : " requests"))),
+          el("td", {}, spark(e.series.p95_ms, "#f59e0b", buckets, (v) => (v ? ms(v) : "0"), (v) => (v === null ? "no requests" : "p95 " + ms(v)))));
+      }));
       note.textContent = body.endpoints.length ? "" : "No requests in this window.";
     }
     await load();
   }
-  function spark(values, stroke) {
-    const w = 120, h = 24;
-    const nums = values.map((v) => (v === null ? 0 : v));
-    const max = Math.max(...nums, 1e-9);
-    const points = nums.map((v, i) => `${((i / Math.max(nums.length - 1, 1)) * w).toFixed(1)},${(h - (v / max) * (h - 2) - 1).toFixed(1)}`).join(" ");
-    const node = svg("svg", { class: "spark", width: w, height: h, viewBox: `0 0 ${w} ${h}` });
-    node.append(svg("polyline", { points, fill: "none", stroke, "stroke-width": 1.5 }));
+
+  // A sparkline of one value per time bucket, with its scale (its highest value at the top right,
+  // 0 at the baseline) and, on hover, the bucket's time range and value in a tooltip. A bucket
+  // without a value (null: no requests, so no p95) is a gap in the line, not a dip to 0.
+  let sparkTip = null;
+  function spark(values, stroke, buckets, scaleText, valueText) {
+    const w = 120, h = 28, pad = 3, labels = 46;
+    const present = values.filter((v) => v !== null);
+    const max = Math.max(0, ...present);
+    const x = (i) => (values.length > 1 ? (i / (values.length - 1)) * w : w / 2);
+    const y = (v) => h - pad - (max > 0 ? v / max : 0) * (h - 2 * pad);
+    const node = svg("svg", { class: "spark", width: w + labels, height: h, viewBox: `0 0 ${w + labels} ${h}`, role: "img",
+      "aria-label": "over the window, highest " + scaleText(max) });
+    node.append(svg("line", { class: "spark-axis", x1: 0, y1: h - pad, x2: w, y2: h - pad }));
+    let run = [];
+    const flush = () => {
+      if (run.length > 1) node.append(svg("polyline", { points: run.map(([a, b]) => a + "," + b).join(" "), fill: "none", stroke, "stroke-width": 1.5 }));
+      else if (run.length === 1) node.append(svg("circle", { cx: run[0][0], cy: run[0][1], r: 2.5, fill: stroke }));
+      run = [];
+    };
+    values.forEach((v, i) => { if (v === null) flush(); else run.push([x(i).toFixed(1), y(v).toFixed(1)]); });
+    flush();
+    const top = svg("text", { class: "spark-scale", x: w + 4, y: 9 }); top.textContent = scaleText(max);
+    const bottom = svg("text", { class: "spark-scale", x: w + 4, y: h - 1 }); bottom.textContent = scaleText(0);
+    const guide = svg("line", { class: "spark-guide", y1: 0, y2: h, visibility: "hidden" });
+    const dot = svg("circle", { r: 2.5, fill: stroke, visibility: "hidden" });
+    node.append(top, bottom, guide, dot);
+    const step = w / Math.max(values.length - 1, 1);
+    values.forEach((v, i) => {
+      const hit = svg("rect", { class: "spark-hit", x: (x(i) - step / 2).toFixed(1), y: 0, width: step.toFixed(1), height: h, "data-bucket": i });
+      hit.addEventListener("mouseenter", () => {
+        guide.setAttribute("x1", x(i).toFixed(1)); guide.setAttribute("x2", x(i).toFixed(1));
+        guide.setAttribute("visibility", "visible");
+        dot.setAttribute("cx", x(i).toFixed(1)); dot.setAttribute("cy", y(v ?? 0).toFixed(1));
+        dot.setAttribute("visibility", v === null ? "hidden" : "visible");
+        const from = buckets.start + i * buckets.width;
+        showTip(hit, bucketTime(from, buckets) + " – " + bucketTime(from + buckets.width, buckets) + ": " + valueText(v));
+      });
+      node.append(hit);
+    });
+    node.addEventListener("mouseleave", () => {
+      guide.setAttribute("visibility", "hidden"); dot.setAttribute("visibility", "hidden");
+      if (sparkTip) sparkTip.hidden = true;
+    });
     return node;
+  }
+  function bucketTime(msEpoch, { withDate, withSeconds }) {  // local time, as precise as the buckets
+    const d = new Date(msEpoch);
+    const hm = two(d.getHours()) + ":" + two(d.getMinutes()) + (withSeconds ? ":" + two(d.getSeconds()) : "");
+    return withDate ? d.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + " " + hm : hm;
+  }
+  function showTip(target, text) {
+    if (!sparkTip) { sparkTip = el("div", { class: "spark-tip", role: "tooltip", id: "spark-tip" }); document.body.append(sparkTip); }
+    sparkTip.textContent = text;
+    sparkTip.hidden = false;
+    const box = target.getBoundingClientRect();
+    // Above the hovered bucket, kept inside the window.
+    const left = Math.min(window.scrollX + box.left + box.width / 2 - sparkTip.offsetWidth / 2, window.scrollX + document.documentElement.clientWidth - sparkTip.offsetWidth - 4);
+    sparkTip.style.left = Math.max(4, left) + "px";
+    sparkTip.style.top = (window.scrollY + box.top - sparkTip.offsetHeight - 6) + "px";
+  }
+
+  // --- service map ----------------------------------------------------------------------------
+  // Services as nodes and calls between them as edges, from Jaeger's /api/dependencies, over the
+  // last hour / day / week. Laid out in layers by call depth (left: services nothing calls), so
+  // the same data always draws the same map; click a service for its requests.
+  const MAP_RANGES = [["3600", "1 hour"], ["86400", "24 hours"], ["604800", "7 days"]];
+  async function servicesView() {
+    setNav("map");
+    stopRefresh();
+    const rangeSel = el("select", { name: "range" }, ...MAP_RANGES.map(([v, t]) => el("option", { value: v, text: t })));
+    rangeSel.value = new URLSearchParams(location.search).get("range") || "3600";
+    if (!rangeSel.value) rangeSel.value = "3600";
+    const box = el("div", { class: "card", id: "service-map" }, el("div", { class: "empty", text: "Loading…" }));
+    let latest = 0;  // a slow answer for an older range must not replace a newer one
+    rangeSel.addEventListener("change", () => { history.replaceState(null, "", "/map?range=" + rangeSel.value); load(); });
+    view.replaceChildren(el("div", { class: "filters card" }, el("label", {}, "Time range", rangeSel),
+      el("span", { class: "map-hint", text: "Arrows go from caller to callee, with the number of calls. Click a service for its requests." })), box);
+    async function load() {
+      const seq = ++latest;
+      const label = MAP_RANGES.find(([v]) => v === rangeSel.value)[1];
+      let answer;
+      try {
+        answer = await getJSON("/api/dependencies?endTs=" + Date.now() + "&lookback=" + Number(rangeSel.value) * 1000);
+      } catch (err) {
+        answer = { ok: false, body: { errors: [{ msg: "the server did not answer (" + err.message + ")" }] } };
+      }
+      if (seq !== latest) return;
+      const { ok, body } = answer;
+      if (!ok) {
+        const reason = (body.errors && body.errors[0] && body.errors[0].msg) || body.error || "HTTP " + answer.status;
+        box.replaceChildren(el("div", { class: "notice map-message", text: "Could not load the service map: " + reason + "." }));
+        return;
+      }
+      const edges = (body.data || []).filter((e) => e.parent !== e.child);
+      if (!edges.length) {
+        box.replaceChildren(el("div", { class: "empty map-message",
+          text: "No calls between services in the last " + label + ". A call shows here when a span's parent belongs to another service (e.g. an instrumented HTTP client calling an instrumented server)." }));
+        return;
+      }
+      box.replaceChildren(serviceMap(edges));
+    }
+    await load();
+  }
+  function serviceMap(edges) {
+    const NODE_W = 170, NODE_H = 44, COL_GAP = 130, ROW_GAP = 30, M = 24;
+    const names = [...new Set(edges.flatMap((e) => [e.parent, e.child]))].sort();
+    const callees = new Map(names.map((n) => [n, []]));
+    const callers = new Map(names.map((n) => [n, []]));
+    const calls = new Map(names.map((n) => [n, { in: 0, out: 0 }]));
+    for (const e of edges) {
+      callees.get(e.parent).push(e.child); callers.get(e.child).push(e.parent);
+      calls.get(e.parent).out += e.callCount; calls.get(e.child).in += e.callCount;
+    }
+    for (const list of callees.values()) list.sort();
+    // Depth-first from the services nothing calls (then any left, in a cycle), in name order: an
+    // edge back to a service on the current path closes a cycle and is left out of the layering.
+    const state = new Map(), post = [], back = new Set();
+    function visit(n) {
+      state.set(n, "open");
+      for (const c of callees.get(n)) {
+        if (state.get(c) === "open") back.add(n + "\u0000" + c);
+        else if (!state.has(c)) visit(c);
+      }
+      state.set(n, "done");
+      post.push(n);
+    }
+    for (const n of names) if (!callers.get(n).length && !state.has(n)) visit(n);
+    for (const n of names) if (!state.has(n)) visit(n);
+    // Longest call path from a caller-less service: every other edge points right.
+    const depth = new Map(names.map((n) => [n, 0]));
+    for (const n of post.reverse()) {
+      for (const c of callees.get(n)) if (!back.has(n + "\u0000" + c)) depth.set(c, Math.max(depth.get(c), depth.get(n) + 1));
+    }
+    const layers = [];
+    for (const n of names) (layers[depth.get(n)] ||= []).push(n);
+    // Within a layer, by the mean row of a service's callers (fewer crossings), then by name.
+    const row = new Map();
+    layers.forEach((layer, d) => {
+      const key = (n) => { const rows = callers.get(n).filter((p) => depth.get(p) < d).map((p) => row.get(p)); return rows.length ? rows.reduce((a, b) => a + b, 0) / rows.length : -1; };
+      layer.sort((a, b) => key(a) - key(b) || (a < b ? -1 : a > b ? 1 : 0));
+      layer.forEach((n, i) => row.set(n, i));
+    });
+    const tallest = Math.max(...layers.map((l) => l.length));
+    const pos = new Map();
+    layers.forEach((layer, d) => layer.forEach((n, i) => {
+      pos.set(n, { x: M + d * (NODE_W + COL_GAP), y: M + (i + (tallest - layer.length) / 2) * (NODE_H + ROW_GAP) });
+    }));
+    const width = M * 2 + layers.length * NODE_W + (layers.length - 1) * COL_GAP;
+    const bottom = M + tallest * (NODE_H + ROW_GAP) - ROW_GAP;
+    const hasBack = edges.some((e) => depth.get(e.child) <= depth.get(e.parent));
+    const height = bottom + M + (hasBack ? 50 : 0);
+    const map = svg("svg", { class: "service-map", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "service map" });
+    const marker = svg("marker", { id: "map-arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" });
+    marker.append(svg("path", { d: "M0,0 L10,5 L0,10 z", class: "map-arrowhead" }));
+    const defs = svg("defs"); defs.append(marker);
+    map.append(defs);
+    const labels = [];
+    for (const e of [...edges].sort((a, b) => (a.parent + "\u0000" + a.child < b.parent + "\u0000" + b.child ? -1 : 1))) {
+      const p = pos.get(e.parent), c = pos.get(e.child);
+      let d, lx, ly;
+      if (depth.get(e.child) > depth.get(e.parent)) {
+        const x1 = p.x + NODE_W, y1 = p.y + NODE_H / 2, x2 = c.x, y2 = c.y + NODE_H / 2, mx = (x1 + x2) / 2;
+        d = `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`;
+        [lx, ly] = [mx, (y1 + y2) / 2];
+      } else {  // a call back to the left (a cycle) or within a layer: an arc under the map
+        const x1 = p.x + NODE_W / 2, y1 = p.y + NODE_H, x2 = c.x + NODE_W / 2, y2 = c.y + NODE_H, under = bottom + 40;
+        d = `M${x1},${y1} C${x1},${under} ${x2},${under} ${x2},${y2}`;
+        [lx, ly] = [(x1 + x2) / 2, 0.125 * (y1 + y2) + 0.75 * under];
+      }
+      const edge = svg("g", { class: "map-edge", "data-parent": e.parent, "data-child": e.child });
+      edge.append(svg("path", { d, class: "map-line", "marker-end": "url(#map-arrow)", "stroke-width": (1.2 + Math.log10(e.callCount)).toFixed(2) }));
+      const text = e.callCount + (e.callCount === 1 ? " call" : " calls");
+      const label = svg("g", { class: "map-count", "data-parent": e.parent, "data-child": e.child });
+      const bg = svg("rect", { x: lx - text.length * 3.4 - 5, y: ly - 9, width: text.length * 6.8 + 10, height: 18, rx: 9 });
+      const t = svg("text", { x: lx, y: ly + 4, "text-anchor": "middle", class: "edge-count" }); t.textContent = text;
+      label.append(bg, t);
+      map.append(edge);
+      labels.push(label);
+    }
+    for (const label of labels) map.append(label);  // counts above every line
+    for (const n of names) {
+      const { x, y } = pos.get(n);
+      const open = () => go("/?service=" + encodeURIComponent(n));
+      const node = svg("g", { class: "map-node", "data-service": n, tabindex: 0, role: "link", "aria-label": n + ": its requests" });
+      node.addEventListener("click", open);
+      node.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); open(); } });
+      const title = svg("title"); title.textContent = n + " — click for its requests";
+      const box = svg("rect", { x, y, width: NODE_W, height: NODE_H, rx: 8, class: "map-box", stroke: colour(n) });
+      const stripe = svg("rect", { x, y, width: 6, height: NODE_H, rx: 3, fill: colour(n) });
+      const name = svg("text", { x: x + 14, y: y + 18, class: "map-name" }); name.textContent = n.length > 22 ? n.slice(0, 21) + "…" : n;
+      const io = calls.get(n);
+      const sub = svg("text", { x: x + 14, y: y + 34, class: "map-sub" }); sub.textContent = "in " + io.in + " · out " + io.out;
+      node.append(title, box, stripe, name, sub);
+      map.append(node);
+    }
+    return el("div", { class: "map-scroll" }, map);
   }
 
   // --- routing --------------------------------------------------------------------------------
   function render() {
+    if (sparkTip) sparkTip.hidden = true;  // its sparkline is gone, and with it the mouseleave that hides it
     const path = location.pathname;
     if (path.startsWith("/trace/")) return traceView(decodeURIComponent(path.slice(7)));
     if (path === "/endpoints") return endpointsView();
+    if (path === "/map") return servicesView();
     return requestsView();
   }
   document.getElementById("search").addEventListener("submit", async (event) => {
