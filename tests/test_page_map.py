@@ -169,6 +169,18 @@ def test_clicking_a_service_opens_its_requests(shop: Backend, page: Any) -> None
     assert page.problems == []
 
 
+def test_a_service_only_ever_called_lists_the_requests_it_served(shop: Backend, page: Any) -> None:
+    """inventory never starts a trace: its node still opens a list of the requests it served."""
+    page.goto(shop.url + "/map")
+    page.locator('.map-node[data-service="inventory"]').click()
+    page.wait_for_url(shop.url + "/?service=inventory")
+    page.wait_for_selector("#requests tbody tr")
+    rows = page.locator("#requests tbody tr")
+    assert rows.count() == CALLS + 1
+    assert {t.strip() for t in rows.locator("td:nth-child(3)").all_inner_texts()} == {"GET /stock/{sku}"}
+    assert page.problems == []
+
+
 def test_service_map_draws_services_calling_each_other(tmp_path: Path, page: Any) -> None:
     """shop calls inventory twice and inventory calls shop back once: a cycle still draws both edges."""
     backend = Backend(tmp_path, None)

@@ -759,14 +759,18 @@ class Store:
         """The spans where requests entered the system, newest first.
 
         A root span, or a SERVER span whose parent is not stored (the caller sent a
-        traceparent from outside): one row per request as a user thinks of it.  ``since_ns``
-        and ``until_ns`` bound the start time (both inclusive).
+        traceparent from outside): one row per request as a user thinks of it.  Filtered by
+        ``service``, the rows are the requests that service served: its SERVER and CONSUMER spans
+        and its root spans, so a service only ever called by another (the demo's inventory, a
+        service-map node) lists its own requests rather than none.  ``since_ns`` and ``until_ns``
+        bound the start time (both inclusive).
         """
-        where = [_ENTRY_SPAN]
         params: dict[str, Any] = {"limit": limit}
         if service:
-            where.append("s.service = :service")
-            params["service"] = service
+            where = ["s.service = :service", "(s.parent_id IS NULL OR s.kind IN (:server, :consumer))"]
+            params.update(service=service, server=2, consumer=5)
+        else:
+            where = [_ENTRY_SPAN]
         if name_like:
             where.append("s.name LIKE :name_like ESCAPE '\\'")
             params["name_like"] = "%" + name_like.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
