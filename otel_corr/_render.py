@@ -122,7 +122,7 @@ def _lines(trace: dict[str, Any], bar_width: int) -> list[_Line]:
         events = [{f["key"]: f["value"] for f in log.get("fields", [])} for log in s.get("logs", [])]
         # An error log record and the span's exception event usually carry the same traceback: shown once.
         event_stacks = {str(e.get("exception.stacktrace")) for e in events if e.get("event") == "exception"}
-        for log, fields in zip(s.get("logs", []), events):
+        for log, fields in zip(s.get("logs", []), events, strict=True):
             when = dt.datetime.fromtimestamp(log["timestamp"] / 1e6).strftime("%H:%M:%S.%f")[:-3]
             stack = ""
             if fields.get("event") == "log":
