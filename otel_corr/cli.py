@@ -303,9 +303,9 @@ def _serve_config(args: argparse.Namespace) -> ServeConfig:
     try:
         config.check()
     except ConfigError as exc:  # name the variables too, not only the flags
-        ports = ("--port", "--otlp-http-port", "--otlp-grpc-port")
+        flags = ("--port", "--otlp-http-port", "--otlp-grpc-port")
         names = {flag: _both(flag) for flag in SERVE_VARIABLES}
-        names["ports"] = f"{', '.join(ports)} / {', '.join(map(_var, ports))}"
+        names["ports"] = f"{', '.join(flags)} / {', '.join(map(_var, flags))}"
         raise ConfigError(names.get(exc.name, exc.name), exc.value, exc.accepted) from None
     return config
 
