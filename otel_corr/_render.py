@@ -77,7 +77,7 @@ def _last_frames(stack: str) -> list[str]:
     end = next((i for i in range(len(lines) - 1, first, -1) if not lines[i].startswith(" ")), len(lines))
     shown = [line.strip() if line.lstrip().startswith('File "') else "  " + line.strip() for line in lines[first:end]]
     hidden = len(starts) - min(len(starts), _FRAMES)
-    return ([f"({hidden} earlier frames: --json or the page has them all)"] if hidden else []) + shown
+    return ([f"({_plural(hidden, 'earlier frame')}: --json or the page has them all)"] if hidden else []) + shown
 
 
 def _lines(trace: dict[str, Any], bar_width: int) -> list[_Line]:
@@ -152,8 +152,10 @@ def _lines(trace: dict[str, Any], bar_width: int) -> list[_Line]:
 def _wrapped(line: _Line, columns: int) -> list[tuple[str, str]]:
     """``line`` as (style, text) rows of at most ``columns``, each under its own column; nothing dropped."""
     room = max(columns - len(line.head), 24)  # very deep and narrow: let the terminal fold what is left
-    # Long words (paths, URLs) stay whole, to be copied: the terminal folds the rare one wider than the room.
-    rows = textwrap.wrap(line.text, room, break_long_words=False, break_on_hyphens=False, subsequent_indent="  ")
+    # A URL longer than the room stays whole, to be clicked or copied (the terminal folds it); other long
+    # words (routes, paths, function names) are cut across rows.
+    whole = any("://" in word and len(word) > room - 2 for word in line.text.split())
+    rows = textwrap.wrap(line.text, room, break_long_words=not whole, break_on_hyphens=False, subsequent_indent="  ")
     rows = rows or [""]
     return [(line.style, (line.head if i == 0 else " " * len(line.head)) + row) for i, row in enumerate(rows)]
 
