@@ -119,10 +119,10 @@ def run_demo(port: int = 16686, *, json_output: bool = False, workdir: str | Non
         signal.signal(signal.SIGHUP, stop)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
 
-    def start(name: str, argv: list[str], ports: list[int], env: dict[str, str]) -> None:
+    def start(name: str, log: str, argv: list[str], ports: list[int], env: dict[str, str]) -> None:
         where = " and ".join(f"127.0.0.1:{p}" for p in ports)
         since = progress.step(f"starting {name}, waiting for it to listen on {where} ...")
-        with open(work / f"{name.split()[-1]}.log", "wb") as out:
+        with open(work / f"{log}.log", "wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
         children.append(proc)
         for p in ports:
@@ -154,7 +154,7 @@ def run_demo(port: int = 16686, *, json_output: bool = False, workdir: str | Non
             otlp = f"http://127.0.0.1:{otlp_port}"
             argv = [sys.executable, "-m", "otel_corr", "serve", "--port", str(port)]
             argv += ["--otlp-http-port", str(otlp_port), "--otlp-grpc-port", str(grpc_port)]
-            start("otel-corr serve", [*argv, "--db", str(work / "demo.db")], [port, otlp_port], env)
+            start("otel-corr serve", "serve", [*argv, "--db", str(work / "demo.db")], [port, otlp_port], env)
         app_env = {
             **env,
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
@@ -172,7 +172,7 @@ def run_demo(port: int = 16686, *, json_output: bool = False, workdir: str | Non
             }
             argv = [sys.executable, "-m", "uvicorn", f"otel_corr._demo_shop:{name}", "--host", "127.0.0.1"]
             argv += ["--port", str(ports[name]), "--log-level", "warning"]
-            start(f"the {name} service", argv, [ports[name]], service_env)
+            start(f"the {name} service", name, argv, [ports[name]], service_env)
         shop = f"http://127.0.0.1:{ports['shop']}"
         calls = [
             ("GET", "/checkout/1001", str(uuid.uuid4()), "a UUID request ID: it is the trace ID too"),

@@ -7,6 +7,8 @@ import json
 import os
 import pty
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -329,3 +331,77 @@ def test_serve_notes_each_new_service_once_and_quotes_its_name(tmp_path: Path) -
         'otel-corr serve: first spans from service "shop"',
         'otel-corr serve: first spans from service "evil\\u001b[2Jname"',
     ]
+
+
+# --- otel-corr demo ---------------------------------------------------------------------------------------
+
+
+def _demo(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    out, err = tmp_path / "demo.out", tmp_path / "demo.err"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "otel_corr", "demo", "--port", str(free_port()), *args],
+            stdout=stdout,
+            stderr=stderr,
+            cwd=ROOT,
+        )
+    return demo, out, err
+
+
+def _until(demo: subprocess.Popen[bytes], out: Path, err: Path, text: str) -> str:
+    deadline = time.monotonic() + 90
+    while text not in out.read_text():
+        assert demo.poll() is None and time.monotonic() < deadline, err.read_text() + out.read_text()
+        time.sleep(0.3)
+    return out.read_text()
+
+
+def test_demo_shows_progress_a_summary_and_removes_its_directory(tmp_path: Path) -> None:
+    """Progress on stderr while it starts; a summary a person reads; SIGTERM removes its temporary directory."""
+    demo, out, err = _demo(tmp_path)
+    try:
+        text = _until(demo, out, err, "Store and service logs: ")
+    finally:
+        demo.terminate()
+        code = demo.wait(30)
+    assert code == 0, err.read_text()
+    progress = err.read_text().splitlines()
+    for step in ("starting otel-corr serve, waiting for it to listen on 127.0.0.1:", "starting the shop service"):
+        assert any(line.startswith(f"otel-corr demo: {step}") for line in progress), progress
+    assert re.search(r"^otel-corr demo:   the inventory service is up \(\d+\.\d s\)$", err.read_text(), re.M)
+    assert "{" not in text  # no JSON for the person at the terminal
+    rows = re.findall(r"^  (GET|POST) +(\S+) +(\d{3}) +[\d.]+ ms  request (\S+)$", text, re.M)
+    assert [(m, p, s) for m, p, s, _ in rows] == [
+        ("GET", "/checkout/1001", "200"),
+        ("GET", "/checkout/1002", "200"),
+        ("POST", "/orders/1003", "200"),
+        ("GET", "/pay/1004", "500"),
+    ]
+    url = re.search(r"traced into (http://127.0.0.1:\d+)", text)
+    assert url is not None
+    failure = rows[3][3]
+    assert f"{url[1]}/trace/{failure}" in text and f"  otel-corr trace {failure} --url {url[1]}\n" in text
+    assert "Ctrl-C\n      stops the demo and removes its files" in text
+    work = Path(text.split("Store and service logs: ")[1].split()[0])
+    assert work.name.startswith("otel-corr-demo-") and not work.exists()
+
+
+def test_demo_json_and_keep(tmp_path: Path) -> None:
+    """--json: one JSON line on stdout; --keep: the store and the logs stay after SIGINT."""
+    demo, out, err = _demo(tmp_path, "--json", "--keep")
+    try:
+        text = _until(demo, out, err, "\n")
+    finally:
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(30)
+    assert code == 0, err.read_text()
+    info = json.loads(text)
+    work = Path(info["dir"])
+    try:
+        assert [c["status"] for c in info["calls"]] == [200, 200, 200, 500]
+        assert info["requests"] == [c["request_id"] for c in info["calls"]]
+        assert info["calls"][3]["page"] == f"{info['url']}/trace/{info['requests'][3]}"
+        assert sorted(p.name for p in work.glob("*.log")) == ["inventory.log", "serve.log", "shop.log"]
+        assert (work / "demo.db").exists()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
