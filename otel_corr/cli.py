@@ -32,7 +32,7 @@ EXIT_STATUSES = {
     EXIT_OK: "success",
     EXIT_NOT_FOUND: "trace: no trace has that ID",
     EXIT_USAGE: "a usage or configuration error (a bad flag, variable or argument; a port in use; an extra missing)",
-    EXIT_UNREACHABLE: "trace: the backend cannot be reached",
+    EXIT_UNREACHABLE: "trace: the backend cannot be reached (or answered with a server error)",
     EXIT_NOT_OURS: "trace: the URL answers, but not as an otel-corr serve (or, with --jaeger, a Jaeger query API)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
@@ -61,7 +61,7 @@ def _var(flag: str) -> str:
 
 
 def _both(flag: str) -> str:
-    """``--flag / OTEL_CORR_VAR``: how an error names a setting that either can give."""
+    """``--flag / its variable``: how an error names a setting that either can give."""
     return f"{flag} / {_var(flag)}"
 
 
@@ -367,6 +367,11 @@ def _trace(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 "or pass --url (or set OTEL_CORR_URL) to where it listens.",
                 file=sys.stderr,
             )
+        return EXIT_UNREACHABLE
+    if status >= 500:  # busy, or the query ran out of time: the server's reason, not "no trace found"
+        errors = body.get("errors") if isinstance(body, dict) else None
+        reason = errors[0].get("msg") if isinstance(errors, list) and errors and isinstance(errors[0], dict) else ""
+        print(f"otel-corr trace: {base} answered {status}{f': {reason}' if reason else ''}; retry", file=sys.stderr)
         return EXIT_UNREACHABLE
     found = status == 200 and isinstance(body, dict) and isinstance(body.get("data"), list) and body["data"]
     if not found:
