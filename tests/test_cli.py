@@ -196,6 +196,14 @@ STACK = (
 )
 
 
+CAUGHT = (
+    "Traceback (most recent call last):\n"
+    '  File "/srv/app/stock.py", line 9, in lookup\n'
+    "    return client.get(url)\n"
+    "ConnectionError: stock unreachable\n"
+)
+
+
 def _attrs(**values: Any) -> list[dict[str, Any]]:
     def value(v: Any) -> dict[str, Any]:
         return {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}
@@ -255,6 +263,38 @@ def _post_traces(backend: Backend) -> None:
     body = {"resourceSpans": [_spans("shop", server, client), _spans("probe", alone)]}
     r = backend.post("/v1/traces", json.dumps(body).encode(), "application/json")
     assert r.status_code == 200, r.text
+
+    def record(span_id: str, at_ms: int, logger: str, message: str, stack: str) -> dict[str, Any]:
+        return {
+            "scope": {"name": logger},
+            "logRecords": [
+                {
+                    "timeUnixNano": str(t0 + at_ms * 1_000_000),
+                    "severityNumber": 17,
+                    "severityText": "ERROR",
+                    "body": {"stringValue": message},
+                    "traceId": TRACE,
+                    "spanId": span_id,
+                    "attributes": _attrs(**{"exception.stacktrace": stack}),
+                }
+            ],
+        }
+
+    logs = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": _attrs(**{"service.name": "shop"})},
+                "scopeLogs": [
+                    # The same traceback as the span's exception event: shown once, under the event.
+                    record("1000000000000001", 71, "app.error", "Unhandled ZeroDivisionError", STACK),
+                    # A handled error's own traceback: its last frames and its exception line.
+                    record("1000000000000002", 25, "app.stock", "stock lookup failed, retrying", CAUGHT),
+                ],
+            }
+        ]
+    }
+    r = backend.post("/v1/logs", json.dumps(logs).encode(), "application/json")
+    assert r.status_code == 200, r.text
     backend.wait_trace(TRACE, 2)
     backend.wait_trace(ONE)
 
@@ -287,6 +327,14 @@ def test_trace_wraps_on_a_narrow_terminal_and_never_loses_a_word(tmp_path: Path)
         assert 'File "/srv/app/views.py", line 12, in pay\n' in text and "ratio = total / count\n" in text
         assert "return a / b\n" in text and "~~~~" not in text and "server.py" not in text
         assert "event exception" not in text
+        assert text.count('File "/srv/app/views.py", line 12, in pay') == 1  # one traceback, not two
+        assert "ERROR app.error: Unhandled ZeroDivisionError\n" in text
+        caught = text[text.index("ERROR app.stock: stock lookup failed, retrying") :]
+        assert caught.splitlines()[1:4] == [
+            " " * 31 + 'File "/srv/app/stock.py", line 9, in lookup',
+            " " * 33 + "return client.get(url)",
+            " " * 31 + "ConnectionError: stock unreachable",
+        ], caught
         for columns in (60, 200):
             shown = _on_terminal(columns, "trace", "pay-7", "--url", backend.url)
             rows = shown.splitlines()
