@@ -17,6 +17,8 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
+from .exceptions import ConfigError
+
 __all__ = ["run_demo"]
 
 
@@ -102,7 +104,10 @@ def run_demo(port: int = 16686, *, json_output: bool = False, workdir: str | Non
         return 2
     if workdir:
         work = Path(workdir).resolve()
-        work.mkdir(parents=True, exist_ok=True)
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("--dir", workdir, f"a directory that exists or can be created ({exc.strerror})") from None
         keep = True
     else:
         work = Path(tempfile.mkdtemp(prefix="otel-corr-demo-"))
