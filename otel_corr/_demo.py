@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +16,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 from types import FrameType
+
+from .exceptions import ConfigError
 
 __all__ = ["run_demo"]
 
@@ -71,8 +74,27 @@ def _info_port(body: bytes) -> int | None:
     return port if isinstance(port, int) and 0 < port < 65536 else None
 
 
-def run_demo(port: int = 16686) -> int:
-    """Start everything, send the requests, print the IDs and links, serve until Ctrl-C."""
+class _Progress:
+    """One line on stderr per step, with how long the previous one took: the start-up is never silent."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def step(self, text: str) -> float:
+        print(f"otel-corr demo: {text}", file=sys.stderr, flush=True)
+        return time.monotonic()
+
+    def done(self, since: float, text: str) -> None:
+        print(f"otel-corr demo:   {text} ({time.monotonic() - since:.1f} s)", file=sys.stderr, flush=True)
+
+
+def run_demo(port: int = 16686, *, json_output: bool = False, workdir: str | None = None, keep: bool = False) -> int:
+    """Start everything, send the requests, print the IDs and links, serve until Ctrl-C.
+
+    Progress goes to stderr; the summary (or, with ``json_output``, one JSON line) to stdout.  The store
+    and the services' logs go to ``workdir`` (kept), else to a temporary directory removed on exit unless
+    ``keep`` (or something failed: its logs say why).
+    """
     try:
         import fastapi  # noqa: F401
         import httpx  # noqa: F401
@@ -80,15 +102,38 @@ def run_demo(port: int = 16686) -> int:
     except ImportError as exc:
         print(f"otel-corr demo needs: pip install 'otel-corr[demo]' ({exc.name} is missing)", file=sys.stderr)
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix="otel-corr-demo-"))
+    if workdir:
+        work = Path(workdir).resolve()
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("--dir", workdir, f"a directory that exists or can be created ({exc.strerror})") from None
+        keep = True
+    else:
+        work = Path(tempfile.mkdtemp(prefix="otel-corr-demo-"))
     children: list[subprocess.Popen[bytes]] = []
     base = f"http://127.0.0.1:{port}"
+    progress = _Progress()
+    failed = True  # until the demo ends as it should (Ctrl-C, SIGTERM): then its directory goes
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    if hasattr(signal, "SIGHUP"):  # the terminal closed
+        signal.signal(signal.SIGHUP, stop)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+
+    def start(name: str, log: str, argv: list[str], ports: list[int], env: dict[str, str]) -> None:
+        where = " and ".join(f"127.0.0.1:{p}" for p in ports)
+        since = progress.step(f"starting {name}, waiting for it to listen on {where} ...")
+        with open(work / f"{log}.log", "wb") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        children.append(proc)
+        for p in ports:
+            _wait(p, proc, name)
+        progress.done(since, f"{name} is up")
+
     try:
         # A server already on the port is asked where its OTLP/HTTP port is: guessing 4318 sent the
         # demo's spans to whatever listened there (another backend, or nothing).
@@ -100,40 +145,21 @@ def run_demo(port: int = 16686) -> int:
         otlp_port = _info_port(body) if status == 200 else None
         if otlp_port is not None:
             otlp = f"http://127.0.0.1:{otlp_port}"
-            print(f"using the otel-corr serve already running at {base} (OTLP at {otlp})")
+            print(f"using the otel-corr serve already running at {base} (OTLP at {otlp})", file=sys.stderr)
         elif status:
             print(
                 f"otel-corr demo: {base} answers, but not as an otel-corr serve that says where its OTLP port is"
                 " (an older version, or another program); pass --port with a free port",
                 file=sys.stderr,
             )
+            failed = False
             return 2
         else:
             otlp_port, grpc_port = _free(4318), _free(4317)
             otlp = f"http://127.0.0.1:{otlp_port}"
-            out = open(workdir / "serve.log", "wb")
-            backend = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "otel_corr",
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--otlp-http-port",
-                    str(otlp_port),
-                    "--otlp-grpc-port",
-                    str(grpc_port),
-                    "--db",
-                    str(workdir / "demo.db"),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-            children.append(backend)
-            _wait(port, backend, "otel-corr serve")
-            _wait(otlp_port, backend, "otel-corr serve (OTLP)")
+            argv = [sys.executable, "-m", "otel_corr", "serve", "--port", str(port)]
+            argv += ["--otlp-http-port", str(otlp_port), "--otlp-grpc-port", str(grpc_port)]
+            start("otel-corr serve", "serve", [*argv, "--db", str(work / "demo.db")], [port, otlp_port], env)
         app_env = {
             **env,
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
@@ -149,26 +175,9 @@ def run_demo(port: int = 16686) -> int:
                 "OTEL_SERVICE_NAME": name,
                 "DEMO_INVENTORY_URL": f"http://127.0.0.1:{ports.get('inventory', 0)}",
             }
-            out = open(workdir / f"{name}.log", "wb")
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    f"otel_corr._demo_shop:{name}",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(ports[name]),
-                    "--log-level",
-                    "warning",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=service_env,
-            )
-            children.append(proc)
-            _wait(ports[name], proc, f"the {name} service")
+            argv = [sys.executable, "-m", "uvicorn", f"otel_corr._demo_shop:{name}", "--host", "127.0.0.1"]
+            argv += ["--port", str(ports[name]), "--log-level", "warning"]
+            start(f"the {name} service", name, argv, [ports[name]], service_env)
         shop = f"http://127.0.0.1:{ports['shop']}"
         calls = [
             ("GET", "/checkout/1001", str(uuid.uuid4()), "a UUID request ID: it is the trace ID too"),
@@ -176,26 +185,48 @@ def run_demo(port: int = 16686) -> int:
             ("POST", "/orders/1003", "order-1003.web", "a background task after the response"),
             ("GET", "/pay/1004", str(uuid.uuid4()), "a failure: 500, error line and traceback"),
         ]
-        print(f"\notel-corr demo: a shop ({shop}) calling an inventory service, traced into {base}\n")
+        since = progress.step(f"sending {len(calls)} requests to the shop ...")
         done = []
         for method, path, request_id, why in calls:
+            sent = time.monotonic()
             status_code, echoed = _echoed(method, shop + path, request_id)
-            done.append((method, path, status_code, echoed, why))
-        for _, _, _, echoed, _ in done:
+            done.append((method, path, status_code, (time.monotonic() - sent) * 1000, echoed, why))
+        progress.done(since, "answered")
+        since = progress.step("waiting for their traces to reach the store ...")
+        for *_, echoed, _ in done:
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and _get(f"{base}/api/ui/trace/{echoed}")[0] != 200:
                 time.sleep(0.2)
-        for method, path, status_code, echoed, why in done:
-            print(f"  {method:<4} {path:<16} {status_code}  request {echoed}")
-            print(f"       {why}")
-            print(f"       {base}/trace/{echoed}\n")
-        print(f"Open {base}/ for every request; `otel-corr trace <request ID>` prints one in the terminal.")
-        print(f"Service logs: {workdir}.  Serving until Ctrl-C.", flush=True)
-        print(json.dumps({"requests": [d[3] for d in done], "url": base}), flush=True)
+        progress.done(since, "stored")
+        failed = False
+        if json_output:
+            requests = [
+                {
+                    "method": m,
+                    "path": p,
+                    "status": c,
+                    "duration_ms": round(d, 1),
+                    "request_id": r,
+                    "page": f"{base}/trace/{r}",
+                }
+                for m, p, c, d, r, _ in done
+            ]
+            summary = {
+                "requests": [r["request_id"] for r in requests],
+                "url": base,
+                "calls": requests,
+                "dir": str(work),
+            }
+            print(json.dumps(summary), flush=True)
+        else:
+            _summary(done, shop, base, work, keep)
         while all(c.poll() is None for c in children):
             time.sleep(0.5)
+        failed = True
+        print(f"otel-corr demo: a service stopped; its log is in {work}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: how the demo is meant to end
+        failed = False
         return 0
     finally:
         for child in reversed(children):
@@ -206,3 +237,26 @@ def run_demo(port: int = 16686) -> int:
                 child.wait(10)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if failed and not keep:
+            print(f"otel-corr demo: the logs are kept in {work}", file=sys.stderr)
+        elif not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _summary(done: list[tuple[str, str, int, float, str, str]], shop: str, base: str, work: Path, keep: bool) -> None:
+    """What the person at the terminal reads: each request, then what to try next."""
+    print(f"\notel-corr demo: a shop ({shop}) calling an inventory service, traced into {base}\n")
+    for method, path, status_code, duration_ms, echoed, why in done:
+        print(f"  {method:<4} {path:<15} {status_code}  {duration_ms:6.1f} ms  request {echoed}")
+        print(f"       {why}")
+        print(f"       {base}/trace/{echoed}\n")
+    url = "" if base == "http://127.0.0.1:16686" else f" --url {base}"
+    failure = next((d[4] for d in done if d[2] >= 500), done[0][4])
+    print("Next:")
+    print(f"  otel-corr trace {failure}{url}")
+    print("      that request in this terminal: spans, log lines, the error and its traceback")
+    print(f"  {base}/")
+    print("      every request on the page (search by request ID, open a trace)")
+    print("  Ctrl-C")
+    print("      stops the demo" + ("" if keep else " and removes its files"))
+    print(f"\nStore and service logs: {work}" + ("" if keep else " (--keep keeps them)"), flush=True)

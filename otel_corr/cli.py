@@ -1,6 +1,6 @@
 """The ``otel-corr`` command: ``serve``, ``trace``, ``demo`` and ``doctor``.
 
-Every ``serve`` flag has an ``OTEL_CORR_*`` variable; a flag given wins.
+Every ``serve`` flag has an ``OTEL_CORR_*`` variable; a flag given wins.  Exit statuses: see ``EXIT_STATUSES``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,46 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
+#: Exit statuses, distinct so that a script can tell them apart (listed by ``otel-corr --help`` and in
+#: docs/local-backend.md).
+EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_OURS, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_STATUSES = {
+    EXIT_OK: "success",
+    EXIT_NOT_FOUND: "trace: no trace has that ID",
+    EXIT_USAGE: "a usage or configuration error (a bad flag, variable or argument; a port in use; an extra missing)",
+    EXIT_UNREACHABLE: "trace: the backend cannot be reached (or answered with a server error)",
+    EXIT_NOT_OURS: "trace: the URL answers, but not as an otel-corr serve (or, with --jaeger, a Jaeger query API)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+#: Each ``serve`` flag's ``OTEL_CORR_*`` variable and what it accepts.  The flags' readers below, their error
+#: messages and ``serve --help``'s list of variables all come from this table.
+SERVE_VARIABLES: dict[str, tuple[str, str]] = {
+    "--host": ("OTEL_CORR_HOST", "an address; beyond loopback it also needs --allow-remote (default 127.0.0.1)"),
+    "--port": ("OTEL_CORR_PORT", "a TCP port, 1-65535 (default 16686)"),
+    "--otlp-http-port": ("OTEL_CORR_OTLP_HTTP_PORT", "a TCP port, 1-65535 (default 4318)"),
+    "--otlp-grpc-port": ("OTEL_CORR_OTLP_GRPC_PORT", "a TCP port, 1-65535 (default 4317)"),
+    "--db": ("OTEL_CORR_DB", "a file path (default: $XDG_DATA_HOME/otel-corr/traces.db)"),
+    "--retention": ("OTEL_CORR_RETENTION", "an age such as 7d, 12h, 30m, 2w; 0 keeps everything (default 7d)"),
+    "--max-spans": ("OTEL_CORR_MAX_SPANS", "a whole number of spans; 0 for no limit (default 0)"),
+    "--max-body": ("OTEL_CORR_MAX_BODY", "bytes after decompression, 1024 or more (default 16 MiB)"),
+    "--allow-remote": ("OTEL_CORR_ALLOW_REMOTE", "true or false (default false)"),
+    "--allow-host": ("OTEL_CORR_ALLOW_HOSTS", "comma-separated host names, *.example.com or * (default none)"),
+    "--allow-origin": ("OTEL_CORR_ALLOW_ORIGINS", "comma-separated origins such as http://localhost:3000, or *"),
+    "--header-timeout": ("OTEL_CORR_HEADER_TIMEOUT", "seconds, more than 0 and at most 3600 (default 10)"),
+    "--query-timeout": ("OTEL_CORR_QUERY_TIMEOUT", "seconds, more than 0 and at most 3600 (default 5)"),
+}
+
+
+def _var(flag: str) -> str:
+    return SERVE_VARIABLES[flag][0]
+
+
+def _both(flag: str) -> str:
+    """``--flag / its variable``: how an error names a setting that either can give."""
+    return f"{flag} / {_var(flag)}"
+
+
 _SPAN = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 86400}
 
@@ -32,33 +72,33 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 86400}
 def _retention_ns(text: str) -> int | None:
     m = _SPAN.fullmatch(text.strip())
     if m is None:
-        raise ConfigError("--retention / OTEL_CORR_RETENTION", text, "an age such as 7d, 12h or 0 (keep everything)")
+        raise ConfigError(_both("--retention"), text, "an age such as 7d, 12h or 0 (keep everything)")
     seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
     return int(seconds * 1e9) if seconds > 0 else None
 
 
-def _number(flag: str, var: str, given: int | None, default: int, low: int, high: int, accepts: str) -> int:
+def _number(flag: str, given: int | None, default: int, low: int, high: int, accepts: str) -> int:
     """A flag's value, else its variable's, else the default; outside ``low..high`` is an error naming both."""
-    value = given if given is not None else _settings.env_int(var, default)
+    value = given if given is not None else _settings.env_int(_var(flag), default)
     if not low <= value <= high:
-        raise ConfigError(f"{flag} / {var}", value, accepts)
+        raise ConfigError(_both(flag), value, accepts)
     return value
 
 
-def _listed(given: list[str] | None, var: str, *, lower: bool) -> list[str]:
+def _listed(flag: str, given: list[str] | None, *, lower: bool) -> list[str]:
     """A repeatable flag's values, else its variable's comma-separated ones."""
-    values = given if given is not None else (_settings.env_text(var) or "").split(",")
+    values = given if given is not None else (_settings.env_text(_var(flag)) or "").split(",")
     return [v.strip().lower() if lower else v.strip() for v in values if v.strip()]
 
 
-def _seconds(flag: str, var: str, given: float | None, default: float) -> float:
+def _seconds(flag: str, given: float | None, default: float) -> float:
     if given is not None:
         return given
-    raw = (_settings.env_text(var) or "").strip()
+    raw = (_settings.env_text(_var(flag)) or "").strip()
     try:
         return float(raw) if raw else default
     except ValueError:
-        raise ConfigError(f"{flag} / {var}", raw, "a number of seconds") from None
+        raise ConfigError(_both(flag), raw, "a number of seconds") from None
 
 
 def _url(flag: str, value: str) -> str:
@@ -72,19 +112,55 @@ def _url(flag: str, value: str) -> str:
     return value.strip()
 
 
+def _serve_epilog() -> str:
+    width = max(len(var) for var, _ in SERVE_VARIABLES.values())
+    rows = "\n".join(f"  {var:<{width}}  {accepts}" for var, accepts in SERVE_VARIABLES.values())
+    return (
+        "environment variables (a flag given wins over its variable):\n"
+        f"{rows}\n\n"
+        "Stop it with Ctrl-C (or SIGTERM): what was received is committed first."
+    )
+
+
+def _top_epilog() -> str:
+    rows = "\n".join(f"  {code:<3}  {meaning}" for code, meaning in EXIT_STATUSES.items())
+    return (
+        "Try `otel-corr demo` to see it work, then `otel-corr serve` for your own app.\n"
+        "`otel-corr COMMAND --help` describes each command.\n\n"
+        f"exit statuses:\n{rows}"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="otel-corr", description="Request IDs and traces, joined.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="the local backend: OTLP in, one-file store, Jaeger's query API, the page")
-    serve.add_argument("--host", default=_settings.env_text("OTEL_CORR_HOST") or "127.0.0.1")
+    from ._version import __version__
+
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="otel-corr", description="Request IDs and traces, joined.", epilog=_top_epilog(), formatter_class=raw
+    )
+    parser.add_argument("--version", action="version", version=f"otel-corr {__version__}")
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="the local backend: OTLP in, one-file store, Jaeger's query API, the page",
+        description="The local backend: OTLP/HTTP and OTLP/gRPC in, one SQLite file, Jaeger's query API "
+        "and the page, in one process.",
+        epilog=_serve_epilog(),
+        formatter_class=raw,
+    )
+    serve.add_argument(
+        "--host",
+        default=_settings.env_text(_var("--host")) or "127.0.0.1",
+        help="address to listen on (default 127.0.0.1; beyond loopback needs --allow-remote)",
+    )
     serve.add_argument("--port", type=int, default=None, help="UI and query API (default 16686)")
     serve.add_argument("--otlp-http-port", type=int, default=None, help="OTLP/HTTP (default 4318)")
     serve.add_argument("--otlp-grpc-port", type=int, default=None, help="OTLP/gRPC (default 4317)")
     serve.add_argument(
-        "--db", default=_settings.env_text("OTEL_CORR_DB"), help="the store file (default: per-user data dir)"
+        "--db", default=_settings.env_text(_var("--db")), help="the store file (default: per-user data dir)"
     )
     serve.add_argument(
-        "--retention", default=_settings.env_text("OTEL_CORR_RETENTION") or "7d", help="e.g. 7d, 12h; 0 keeps all"
+        "--retention", default=_settings.env_text(_var("--retention")) or "7d", help="e.g. 7d, 12h; 0 keeps all"
     )
     serve.add_argument("--max-spans", type=int, default=None, help="keep at most N spans (oldest go first)")
     serve.add_argument("--max-body", type=int, default=None, help="OTLP body limit after decompression (bytes)")
@@ -115,21 +191,48 @@ def _parser() -> argparse.ArgumentParser:
         "--query-timeout", type=float, default=None, help="seconds a query may run before a 503 (default 5)"
     )
 
-    trace = sub.add_parser("trace", help="print a trace and its log lines by request ID or trace ID")
+    trace = sub.add_parser(
+        "trace",
+        help="print a trace and its log lines by request ID or trace ID",
+        description="Print a trace as a waterfall with each span's log lines, errors and their tracebacks.",
+        epilog="environment variables:\n  OTEL_CORR_URL  the default for --url",
+        formatter_class=raw,
+    )
     trace.add_argument("id", help="request ID or trace ID (UUID with dashes, hex, any case)")
     where = trace.add_mutually_exclusive_group()
     where.add_argument(
         "--url",
         default=_settings.env_text("OTEL_CORR_URL") or "http://127.0.0.1:16686",
-        help="otel-corr serve (default http://127.0.0.1:16686)",
+        help="otel-corr serve (default http://127.0.0.1:16686, or OTEL_CORR_URL)",
     )
-    where.add_argument("--jaeger", help="a Jaeger query service instead, e.g. http://jaeger:16686")
-    trace.add_argument("--json", action="store_true", help="print the trace as JSON")
+    where.add_argument("--jaeger", metavar="URL", help="a Jaeger query service instead, e.g. http://jaeger:16686")
+    trace.add_argument("--json", action="store_true", help="print the trace as JSON (Jaeger's v1 model)")
 
-    demo = sub.add_parser("demo", help="start the backend, a small shop and its inventory service, send requests")
+    demo = sub.add_parser(
+        "demo",
+        help="start the backend, a small shop and its inventory service, send requests",
+        description="Start otel-corr serve, a small shop and the inventory service it calls, send four "
+        "requests, print their request IDs and links, and serve until Ctrl-C.",
+    )
     demo.add_argument("--port", type=int, default=16686, help="the page and query API (default 16686)")
+    demo.add_argument(
+        "--json",
+        action="store_true",
+        help="print the requests as one JSON line on stdout (for scripts) instead of the summary",
+    )
+    demo.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="keep the demo's store and service logs in DIR (default: a temporary directory removed on exit)",
+    )
+    demo.add_argument("--keep", action="store_true", help="keep the temporary directory on exit")
 
-    doctor = sub.add_parser("doctor", help="what instrument() changes in the process, and the settings it uses")
+    doctor = sub.add_parser(
+        "doctor",
+        help="what instrument() changes in the process, and the settings it uses",
+        description="Instrument your app (or a stand-in) as a server would, then list every process-wide "
+        "change and the settings in effect.",
+    )
     doctor.add_argument(
         "app",
         nargs="?",
@@ -140,6 +243,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The sub-command's own parser, so that its errors print its usage, not the top-level one."""
+    for action in parser._actions:  # argparse keeps its sub-parsers only there
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]  # type: ignore[no-any-return]
+    raise LookupError(name)
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         from .server import run
@@ -148,10 +259,10 @@ def _serve(args: argparse.Namespace) -> int:
             f"otel-corr serve needs the server extra: pip install 'otel-corr[server]' ({exc.name} is missing)",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     config = _serve_config(args)
     run(config)
-    return 0
+    return EXIT_OK
 
 
 def _serve_config(args: argparse.Namespace) -> ServeConfig:
@@ -161,34 +272,24 @@ def _serve_config(args: argparse.Namespace) -> ServeConfig:
     port_range = "a TCP port between 1 and 65535"
     mib16 = 16 * 1024 * 1024
     ports = {
-        "port": _number("--port", "OTEL_CORR_PORT", args.port, 16686, 1, 65535, port_range),
-        "otlp_http_port": _number(
-            "--otlp-http-port", "OTEL_CORR_OTLP_HTTP_PORT", args.otlp_http_port, 4318, 1, 65535, port_range
-        ),
-        "otlp_grpc_port": _number(
-            "--otlp-grpc-port", "OTEL_CORR_OTLP_GRPC_PORT", args.otlp_grpc_port, 4317, 1, 65535, port_range
-        ),
+        "port": _number("--port", args.port, 16686, 1, 65535, port_range),
+        "otlp_http_port": _number("--otlp-http-port", args.otlp_http_port, 4318, 1, 65535, port_range),
+        "otlp_grpc_port": _number("--otlp-grpc-port", args.otlp_grpc_port, 4317, 1, 65535, port_range),
     }
-    max_spans = _number(
-        "--max-spans", "OTEL_CORR_MAX_SPANS", args.max_spans, 0, 0, 2**62, "a whole number of spans, 0 for no limit"
-    )
-    max_body = _number(
-        "--max-body", "OTEL_CORR_MAX_BODY", args.max_body, mib16, 1024, 2**31, "a number of bytes, 1024 or more"
-    )
+    max_spans = _number("--max-spans", args.max_spans, 0, 0, 2**62, "a whole number of spans, 0 for no limit")
+    max_body = _number("--max-body", args.max_body, mib16, 1024, 2**31, "a number of bytes, 1024 or more")
     db = Path(args.db) if args.db else default_db_path()
     try:
         if db.is_dir():
             raise IsADirectoryError(21, "is a directory")
         db.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(
-            "--db / OTEL_CORR_DB", str(db), f"a file path in a usable directory ({exc.strerror})"
-        ) from None
+        raise ConfigError(_both("--db"), str(db), f"a file path in a usable directory ({exc.strerror})") from None
     config = ServeConfig(
-        allow_hosts=tuple(_listed(args.allow_host, "OTEL_CORR_ALLOW_HOSTS", lower=True)),
-        allow_origins=tuple(_listed(args.allow_origin, "OTEL_CORR_ALLOW_ORIGINS", lower=True)),
-        header_timeout=_seconds("--header-timeout", "OTEL_CORR_HEADER_TIMEOUT", args.header_timeout, 10.0),
-        query_budget=_seconds("--query-timeout", "OTEL_CORR_QUERY_TIMEOUT", args.query_timeout, 5.0),
+        allow_hosts=tuple(_listed("--allow-host", args.allow_host, lower=True)),
+        allow_origins=tuple(_listed("--allow-origin", args.allow_origin, lower=True)),
+        header_timeout=_seconds("--header-timeout", args.header_timeout, 10.0),
+        query_budget=_seconds("--query-timeout", args.query_timeout, 5.0),
         host=args.host,
         **ports,
         db=db,
@@ -197,40 +298,49 @@ def _serve_config(args: argparse.Namespace) -> ServeConfig:
         max_body=max_body,
         allow_remote=args.allow_remote
         if args.allow_remote is not None
-        else _settings.env_bool("OTEL_CORR_ALLOW_REMOTE", False),
+        else _settings.env_bool(_var("--allow-remote"), False),
     )
     try:
         config.check()
     except ConfigError as exc:  # name the variables too, not only the flags
-        names = {
-            "--host": "--host / OTEL_CORR_HOST",
-            "--allow-host": "--allow-host / OTEL_CORR_ALLOW_HOSTS",
-            "--allow-origin": "--allow-origin / OTEL_CORR_ALLOW_ORIGINS",
-            "--header-timeout": "--header-timeout / OTEL_CORR_HEADER_TIMEOUT",
-            "--query-timeout": "--query-timeout / OTEL_CORR_QUERY_TIMEOUT",
-            "ports": "--port, --otlp-http-port, --otlp-grpc-port / OTEL_CORR_PORT, OTEL_CORR_OTLP_HTTP_PORT, "
-            "OTEL_CORR_OTLP_GRPC_PORT",
-        }
+        flags = ("--port", "--otlp-http-port", "--otlp-grpc-port")
+        names = {flag: _both(flag) for flag in SERVE_VARIABLES}
+        names["ports"] = f"{', '.join(flags)} / {', '.join(map(_var, flags))}"
         raise ConfigError(names.get(exc.name, exc.name), exc.value, exc.accepted) from None
     return config
 
 
-def _fetch(url: str) -> tuple[int, Any]:
+def _fetch(url: str, timeout: float = 15) -> tuple[int, Any]:
+    """(status, the JSON body or None if it is not JSON); raises OSError when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=15) as response:
-            return response.status, json.loads(response.read())
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status, raw = response.status, response.read()
     except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read())
-        except ValueError:
-            return exc.code, None
+        status, raw = exc.code, exc.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, None
 
 
-def _trace(args: argparse.Namespace) -> int:
+def _is_otel_corr(base: str) -> tuple[bool, str]:
+    """Whether ``base`` is an otel-corr serve (it answers ``/api/otel-corr/info``), and what it answered."""
+    try:
+        status, body = _fetch(f"{base}/api/otel-corr/info", timeout=5)
+    except OSError as exc:
+        return False, str(getattr(exc, "reason", exc))
+    ours = status == 200 and isinstance(body, dict) and isinstance(body.get("otlp_http"), int)
+    return ours, f"GET /api/otel-corr/info answered {status}"
+
+
+def _trace(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ._render import render_trace
 
-    base = _url("--jaeger" if args.jaeger else "--url / OTEL_CORR_URL", args.jaeger or args.url).rstrip("/")
     ident = args.id.strip()
+    if not ident:
+        parser.error("the ID is empty: give a request ID or a trace ID, e.g. otel-corr trace order-1003.web")
+    base = _url("--jaeger" if args.jaeger else "--url / OTEL_CORR_URL", args.jaeger or args.url).rstrip("/")
+    what = "the Jaeger query service" if args.jaeger else "otel-corr serve"
     lookup = ident
     if args.jaeger:
         from .server._ids import parse_trace_id
@@ -242,24 +352,48 @@ def _trace(args: argparse.Namespace) -> int:
                 "(otel-corr serve also finds request IDs)",
                 file=sys.stderr,
             )
-            return 1
+            return EXIT_USAGE
         lookup = parsed.hex()
+    url = f"{base}/api/traces/{urllib.parse.quote(lookup, safe='')}"
     try:
-        status, body = _fetch(f"{base}/api/traces/{urllib.parse.quote(lookup, safe='')}")
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"cannot reach {base}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
-        return 2
-    if status == 404 or not body or not body.get("data"):
+        status, body = _fetch(url)
+    except OSError as exc:  # URLError included: nothing listens, no such host, a timeout
+        reason = getattr(exc, "reason", exc)
+        reason = getattr(reason, "strerror", None) or reason  # "Connection refused", not "[Errno 111] ..."
+        print(f"otel-corr trace: cannot reach {what} at {base} ({reason})", file=sys.stderr)
+        if not args.jaeger:
+            print(
+                "Start the backend in another terminal with `otel-corr serve` (or try `otel-corr demo`), "
+                "or pass --url (or set OTEL_CORR_URL) to where it listens.",
+                file=sys.stderr,
+            )
+        return EXIT_UNREACHABLE
+    if status >= 500:  # busy, or the query ran out of time: the server's reason, not "no trace found"
+        errors = body.get("errors") if isinstance(body, dict) else None
+        reason = errors[0].get("msg") if isinstance(errors, list) and errors and isinstance(errors[0], dict) else ""
+        print(f"otel-corr trace: {base} answered {status}{f': {reason}' if reason else ''}; retry", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    found = status == 200 and isinstance(body, dict) and isinstance(body.get("data"), list) and body["data"]
+    if not found:
+        # A 404 from otel-corr serve (or Jaeger) is JSON; anything else is some other program on that port.
+        ours, answer = (isinstance(body, dict), f"GET {url} answered {status}") if args.jaeger else _is_otel_corr(base)
+        if not ours:
+            print(f"otel-corr trace: {base} is not {what} ({answer})", file=sys.stderr)
+            if not args.jaeger:
+                print(
+                    "For a Jaeger query service use --jaeger URL; for otel-corr serve check the port.", file=sys.stderr
+                )
+            return EXIT_NOT_OURS
         print(f"no trace found for {ident[:80]!r} at {base}", file=sys.stderr)
-        return 1
+        return EXIT_NOT_FOUND
     trace = body["data"][0]
     if args.json:
         json.dump(trace, sys.stdout, indent=2)
         print()
-        return 0
+        return EXIT_OK
     page = None if args.jaeger else f"{base}/trace/{trace['traceID']}"
     render_trace(trace, page)
-    return 0
+    return EXIT_OK
 
 
 def _load_app(spec: str) -> Any:
@@ -345,27 +479,34 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:  # as pip and docker do: the help on stdout, not an error
+        parser.print_help()
+        return EXIT_OK
+    command = _command_parser(parser, args.command)
+    if extra:  # argparse would print the top-level usage; the command's own says what it takes
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "serve":
             return _serve(args)
         if args.command == "trace":
-            return _trace(args)
+            return _trace(args, command)
         if args.command == "doctor":
             return _doctor(args)
         from ._demo import run_demo
 
         if not 1 <= args.port <= 65535:
             raise ConfigError("--port", args.port, "a TCP port between 1 and 65535")
-        return run_demo(args.port)
+        return run_demo(args.port, json_output=args.json, workdir=args.dir, keep=args.keep)
     except OtelCorrError as exc:
         print(f"otel-corr: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except OSError as exc:
         print(f"otel-corr: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -474,21 +474,21 @@ def test_counts_say_span_and_service_in_the_singular(seeded: Backend, page: Any)
 def test_demo_end_to_end(tmp_path: Path) -> None:
     """`otel-corr demo` starts everything, prints IDs and links; each ID is found by `otel-corr trace`."""
     port = free_port()
-    out = tmp_path / "demo.out"
-    with open(out, "w") as handle:
+    out, err = tmp_path / "demo.out", tmp_path / "demo.err"
+    with open(out, "w") as handle, open(err, "w") as progress:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "otel_corr", "demo", "--port", str(port)],
+            [sys.executable, "-m", "otel_corr", "demo", "--port", str(port), "--json"],
             stdout=handle,
-            stderr=subprocess.STDOUT,
+            stderr=progress,
             cwd=ROOT,
         )
         try:
             deadline = time.monotonic() + 90
             while '"requests"' not in out.read_text() and time.monotonic() < deadline:
-                assert demo.poll() is None, out.read_text()
+                assert demo.poll() is None, err.read_text()
                 time.sleep(0.3)
             text = out.read_text()
-            info = json.loads(text.strip().splitlines()[-1])
+            info = json.loads(text)  # --json: one JSON line on stdout, the progress on stderr
             assert len(info["requests"]) == 4 and f"http://127.0.0.1:{port}/trace/" in text
             for rid in info["requests"]:
                 printed = subprocess.run(
@@ -512,3 +512,4 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         finally:
             demo.send_signal(signal.SIGINT)
             demo.wait(30)
+    assert not Path(info["dir"]).exists()  # the demo's store and logs went with it

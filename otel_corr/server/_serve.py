@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -111,6 +112,22 @@ async def _retention(store: Any, config: ServeConfig) -> None:
             _log.exception("otel-corr serve: retention failed")
 
 
+_NOTED_SERVICES = 100  # a sender making up service names cannot fill the terminal
+_noted = 0
+
+
+def _note_service(service: str) -> None:
+    """One line the first time a service's spans arrive: the sign that an app's exporter is set up right."""
+    global _noted
+    _noted += 1
+    if _noted <= _NOTED_SERVICES:
+        # JSON-quoted: control characters in a sender's service name never reach the terminal as such.
+        name = json.dumps(service[:200], ensure_ascii=False)
+        print(f"otel-corr serve: first spans from service {name}", flush=True)
+    elif _noted == _NOTED_SERVICES + 1:
+        print(f"otel-corr serve: more than {_NOTED_SERVICES} services; no more are listed here", flush=True)
+
+
 def run(config: ServeConfig) -> None:
     """Serve until SIGINT/SIGTERM; the store is flushed and closed on the way out."""
     import uvicorn
@@ -135,6 +152,7 @@ def run(config: ServeConfig) -> None:
     budget = Budget(max_decode_cost(config.max_body, MAX_ITEMS))
     # The store first: a second server on the same file is refused naming the first (see _storefile).
     store = Store(config.db, owner=f"pid {os.getpid()}, http://{config.host}:{config.port}")
+    store.on_new_service = _note_service
     try:
         sockets = [_socket(config.host, config.port), _socket(config.host, config.otlp_http_port)]
         # Probed with a socket of ours first: grpcio's own failure to bind prints a C++ log line first.
@@ -169,6 +187,11 @@ def run(config: ServeConfig) -> None:
                     f"otel-corr serve: UI and Jaeger API http://{config.host}:{config.port}  "
                     f"OTLP/HTTP http://{config.host}:{config.otlp_http_port}  "
                     f"OTLP/gRPC {config.host}:{config.otlp_grpc_port}  store {config.db}",
+                    flush=True,
+                )
+                print(
+                    "otel-corr serve: waiting for spans (point OTEL_EXPORTER_OTLP_ENDPOINT at the OTLP/HTTP URL);"
+                    " Ctrl-C stops it",
                     flush=True,
                 )
             elif message["type"] == "lifespan.shutdown":

@@ -34,7 +34,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from itertools import chain, groupby
@@ -269,6 +269,9 @@ class Store:
             ).fetchone()[0]
         )
         self._writer_conn = writer
+        #: Called with a service's name the first time this process is handed spans from it (``serve`` notes it).
+        self.on_new_service: Callable[[str], None] | None = None
+        self._services_seen: set[str] = set()
         self._closed = False
         self._closing = threading.Event()
         self._checkpoint_spans = checkpoint_spans
@@ -327,6 +330,15 @@ class Store:
                 self._pending -= 1
                 self._queued_spans -= item.size
             raise StoreFull from None
+        if self.on_new_service is not None:
+            # One set lookup per resource of the batch (not per span): the first spans of each service.
+            for _, _, service, _ in resources:
+                if service not in self._services_seen:
+                    with self._resource_lock:  # HTTP and gRPC threads: one note per service
+                        new = service not in self._services_seen
+                        self._services_seen.add(service)
+                    if new:
+                        self.on_new_service(service)
         return item.done
 
     def flush(self, timeout: float = 30.0) -> bool:

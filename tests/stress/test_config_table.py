@@ -177,6 +177,9 @@ CLI_ROWS = [
     Row("trace --jaeger", "", "http:// or https:// URL", how="cli", argv=("trace", "x", "--jaeger", "jaeger:16686")),
     Row("trace --json", "", "", how="cli"),  # a flag
     Row("demo --port", "", "TCP port", how="cli", argv=("demo", "--port", "0"), named="--port"),
+    Row("demo --dir", "", "a directory that exists or can be created", how="cli", argv=("demo", "--dir", "/dev/null")),
+    Row("demo --json", "", "", how="cli"),  # a flag
+    Row("demo --keep", "", "", how="cli"),  # a flag
     Row("doctor --json", "", "", how="cli"),  # a flag
 ]
 #: Settings whose every value is valid, so they have no wrong-value row.
