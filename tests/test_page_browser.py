@@ -513,3 +513,24 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
             demo.send_signal(signal.SIGINT)
             demo.wait(30)
     assert not Path(info["dir"]).exists()  # the demo's store and logs went with it
+
+
+def test_a_trace_thousands_of_spans_deep_opens_and_folds(seeded: Backend, page: Any) -> None:
+    """A 3,000-span chain (each span the child of the one before): the waterfall draws every row, and
+    the root's toggle hides the other 2,999 (the fold counts are one pass, not one walk per span)."""
+    depth, trace, now = 3000, "d" * 32, time.time_ns()
+    chain = [
+        _span(trace, f"{i + 1:016x}", f"{i:016x}" if i else "", f"step {i}", "deep", now + i, now + 2 * depth - i, {})
+        for i in range(depth)
+    ]
+    seeded.post("/v1/traces", json.dumps({"resourceSpans": chain}).encode(), "application/json")
+    seeded.wait_trace(trace, spans=depth)
+    page.goto(seeded.url + "/trace/" + trace)
+    page.wait_for_selector("#trace-summary")
+    assert page.locator("#trace-summary").inner_text().startswith(f"{depth} spans · 1 service")
+    assert page.locator(".span-row").count() == depth
+    root = page.locator(f'[data-toggle="{1:016x}"]')
+    root.click()
+    assert root.inner_text() == f"▸ {depth - 1} hidden"
+    assert page.locator(".span-row:visible").count() == 1
+    assert page.problems == []

@@ -497,3 +497,34 @@ def test_every_kind_of_response_carries_the_security_headers(backend: Backend) -
     assert damaged.status_code == 500
     for r in [*responses, damaged]:
         _secure(r)
+
+
+def test_a_closed_stdout_never_fails_ingest(tmp_path: Path) -> None:
+    """`otel-corr serve | head -3`: once the reader is gone, a new service's first spans are still
+    stored and answered 200 (the "first spans from service" line has nowhere to go)."""
+    port, http, grpc = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "otel_corr", "serve", "--port", str(port), "--otlp-http-port", str(http),
+         "--otlp-grpc-port", str(grpc), "--db", str(tmp_path / "t.db")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        for p in (port, http, grpc):
+            wait_for_port(p, proc)
+        assert proc.stdout is not None
+        proc.stdout.close()  # the reader goes away: the next print() meets a broken pipe
+        for i, service in enumerate(["first", "second", "third"]):
+            body = _otlp_json(f"{i + 1:032x}")
+            body["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"] = service
+            r = httpx.post(f"http://127.0.0.1:{http}/v1/traces", json=body, timeout=30)
+            assert r.status_code == 200, r.text
+        for i in range(3):
+            deadline = time.monotonic() + 15
+            while httpx.get(f"http://127.0.0.1:{port}/api/traces/{i + 1:032x}", timeout=10).status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(30)

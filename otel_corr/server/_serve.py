@@ -112,6 +112,14 @@ async def _retention(store: Any, config: ServeConfig) -> None:
             _log.exception("otel-corr serve: retention failed")
 
 
+def _say(line: str) -> None:
+    """One status line on stdout; a closed or broken stdout (``serve | head``) never stops the server."""
+    try:
+        print(line, flush=True)
+    except (OSError, ValueError):  # BrokenPipeError, EIO from a gone terminal; ValueError: stdout closed
+        pass
+
+
 _NOTED_SERVICES = 100  # a sender making up service names cannot fill the terminal
 _noted = 0
 
@@ -123,9 +131,9 @@ def _note_service(service: str) -> None:
     if _noted <= _NOTED_SERVICES:
         # JSON-quoted: control characters in a sender's service name never reach the terminal as such.
         name = json.dumps(service[:200], ensure_ascii=False)
-        print(f"otel-corr serve: first spans from service {name}", flush=True)
+        _say(f"otel-corr serve: first spans from service {name}")
     elif _noted == _NOTED_SERVICES + 1:
-        print(f"otel-corr serve: more than {_NOTED_SERVICES} services; no more are listed here", flush=True)
+        _say(f"otel-corr serve: more than {_NOTED_SERVICES} services; no more are listed here")
 
 
 def run(config: ServeConfig) -> None:
@@ -183,16 +191,14 @@ def run(config: ServeConfig) -> None:
                 retention_task = asyncio.create_task(_retention(store, config))
                 await asyncio.to_thread(store.prune, max_age_ns=config.retention_ns, max_spans=config.max_spans)
                 await send({"type": "lifespan.startup.complete"})
-                print(
+                _say(
                     f"otel-corr serve: UI and Jaeger API http://{config.host}:{config.port}  "
                     f"OTLP/HTTP http://{config.host}:{config.otlp_http_port}  "
-                    f"OTLP/gRPC {config.host}:{config.otlp_grpc_port}  store {config.db}",
-                    flush=True,
+                    f"OTLP/gRPC {config.host}:{config.otlp_grpc_port}  store {config.db}"
                 )
-                print(
+                _say(
                     "otel-corr serve: waiting for spans (point OTEL_EXPORTER_OTLP_ENDPOINT at the OTLP/HTTP URL);"
-                    " Ctrl-C stops it",
-                    flush=True,
+                    " Ctrl-C stops it"
                 )
             elif message["type"] == "lifespan.shutdown":
                 if retention_task is not None:

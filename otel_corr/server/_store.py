@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from itertools import chain, groupby
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._ids import trace_id_of
 from ..exceptions import StoreError
@@ -118,6 +118,21 @@ _PARENT_ROWS = (
     " WHERE t.trace_id = s.trace_id AND p.trace_id = s.trace_id AND p.span_id = s.parent_id"
 )
 # Where a request entered the system: span ``s`` is a root, or a SERVER span whose parent is not stored.
+class Served(NamedTuple):
+    """A span that served a request, as :meth:`Store.endpoint_stats` returns it."""
+
+    service: str
+    name: str
+    start_ns: int
+    duration_ns: int
+    status: int
+
+
+#: Services ``on_new_service`` is called for, at most (and the size of the set remembering them).
+_SERVICES_NOTED = 1000
+#: A span that served a request: SERVER (2) or CONSUMER (5), or a root span of any kind.  Only span
+#: columns: the ``spans_start``/``spans_service`` range scans, no parent lookup per span.
+_SERVED_SPAN = "(s.parent_id IS NULL OR s.kind IN (2, 5))"
 _ENTRY_SPAN = f"(s.parent_id IS NULL OR (s.kind = 2 AND NOT EXISTS (SELECT 1 FROM {_PARENT_ROWS})))"
 
 
@@ -269,7 +284,7 @@ class Store:
             ).fetchone()[0]
         )
         self._writer_conn = writer
-        #: Called with a service's name the first time this process is handed spans from it (``serve`` notes it).
+        #: Called on the writer thread with a service's name once its first spans are stored (``serve`` notes it).
         self.on_new_service: Callable[[str], None] | None = None
         self._services_seen: set[str] = set()
         self._closed = False
@@ -330,16 +345,33 @@ class Store:
                 self._pending -= 1
                 self._queued_spans -= item.size
             raise StoreFull from None
-        if self.on_new_service is not None:
-            # One set lookup per resource of the batch (not per span): the first spans of each service.
-            for _, _, service, _ in resources:
-                if service not in self._services_seen:
-                    with self._resource_lock:  # HTTP and gRPC threads: one note per service
-                        new = service not in self._services_seen
-                        self._services_seen.add(service)
-                    if new:
-                        self.on_new_service(service)
         return item.done
+
+    def _note_new_services(self, batch: list[_Item]) -> None:
+        """Call ``on_new_service`` for each service whose first spans ``batch`` committed.
+
+        On the writer thread, after the commit: never on the event loop, never for a batch that
+        failed.  One set lookup per resource of an item with spans (not per span).  The set stops
+        growing at ``_SERVICES_NOTED`` names, so a sender making names up cannot grow it without
+        bound.  The callback's failures (a closed stdout: ``serve | head``) are logged once, never
+        raised into the writer.
+        """
+        callback = self.on_new_service
+        if callback is None:
+            return
+        for item in batch:
+            if not item.rows:
+                continue
+            for _, _, service, _ in item.resources:
+                if service in self._services_seen or len(self._services_seen) >= _SERVICES_NOTED:
+                    continue
+                self._services_seen.add(service)
+                try:
+                    callback(service)
+                except Exception:
+                    _log.debug("otel-corr serve: could not note a new service", exc_info=True)
+                    self.on_new_service = None
+                    return
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything queued so far is committed."""
@@ -408,6 +440,8 @@ class Store:
             except Exception as exc:  # never let one bad batch stop the writer
                 _log.exception("otel-corr serve: could not store a batch")
                 error = exc
+            else:
+                self._note_new_services(batch)
             with self._idle:
                 self._since_checkpoint += size
                 self._pending -= len(batch)
@@ -779,8 +813,8 @@ class Store:
         """
         params: dict[str, Any] = {"limit": limit}
         if service:
-            where = ["s.service = :service", "(s.parent_id IS NULL OR s.kind IN (:server, :consumer))"]
-            params.update(service=service, server=2, consumer=5)
+            where = ["s.service = :service", _SERVED_SPAN]
+            params["service"] = service
         else:
             where = [_ENTRY_SPAN]
         if name_like:
@@ -802,8 +836,8 @@ class Store:
             params["status_low"], params["status_high"] = status_range
         return self._spans("WHERE " + " AND ".join(where) + " ORDER BY s.start_ns DESC LIMIT :limit", params)
 
-    def endpoint_stats(self, since_ns: int) -> list[tuple[str, str, int, int, int]]:
-        """(service, name, start_ns, duration_ns, status) of every span that served a request since ``since_ns``.
+    def endpoint_stats(self, since_ns: int) -> list[Served]:
+        """Every span that served a request since ``since_ns``.
 
         A SERVER or CONSUMER span, or a root span of any kind: each service's own endpoints, the ones
         called by another stored service included (the entry spans of :meth:`entries` leave out a
@@ -814,12 +848,12 @@ class Store:
             self._read()
             .execute(
                 "SELECT s.service, s.name, s.start_ns, s.duration_ns, s.status FROM spans s"
-                " WHERE s.start_ns >= :since AND (s.parent_id IS NULL OR s.kind IN (:server, :consumer))",
-                {"since": since_ns, "server": 2, "consumer": 5},
+                f" WHERE s.start_ns >= :since AND {_SERVED_SPAN}",
+                {"since": since_ns},
             )
             .fetchall()
         )
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return [Served(*r) for r in rows]  # the SELECT's columns, in Served's order
 
     def stats(self) -> dict[str, int]:
         conn = self._read()

@@ -167,8 +167,8 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
         groups: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
         # Every span that served a request (SERVER, CONSUMER, root), so a service only called by
         # other stored services still lists its endpoints.
-        for service, name, start, duration, status in store.endpoint_stats(since):
-            groups.setdefault((service, name), []).append((start, duration, status))
+        for row in store.endpoint_stats(since):
+            groups.setdefault((row.service, row.name), []).append((row.start_ns, row.duration_ns, row.status))
         out: list[dict[str, Any]] = []
         for (service, name), items in groups.items():
             durations = sorted(d for _, d, _ in items)

@@ -244,13 +244,24 @@
       if (!children.has(parent)) children.set(parent, []);
       children.get(parent).push(s);
     }
+    // Depth first, children by start time; iterative, so a trace thousands of spans deep cannot
+    // overflow the stack.
     const ordered = [];
-    (function walk(parent, depth) {
-      for (const s of (children.get(parent) || []).sort((a, b) => a.t - b.t)) {
-        ordered.push([s, depth]);
-        walk(s.span_id, depth + 1);
-      }
-    })(null, 0);
+    for (const kids of children.values()) kids.sort((a, b) => a.t - b.t);
+    const stack = (children.get(null) || []).map((s) => [s, 0]).reverse();
+    while (stack.length) {
+      const [s, depth] = stack.pop();
+      ordered.push([s, depth]);
+      const kids = children.get(s.span_id) || [];
+      for (let i = kids.length - 1; i >= 0; i--) stack.push([kids[i], depth + 1]);
+    }
+    // Each span's subtree size in one pass from the leaves up (children come after their parent).
+    const subtree = new Map();
+    for (let i = ordered.length - 1; i >= 0; i--) {
+      const s = ordered[i][0];
+      subtree.set(s.span_id, (subtree.get(s.span_id) || 0) + 1);
+      if (s.up !== null) subtree.set(s.up, (subtree.get(s.up) || 0) + subtree.get(s.span_id));
+    }
     const total = spans.reduce((m, s) => Math.max(m, s.t + s.d), 0) || 1;
     const logsBySpan = new Map();
     for (const log of body.logs) {
@@ -286,7 +297,7 @@
       bar.style.background = colour(s.service);
       // The duration has its own column beside the track: never drawn over a bar.
       const dur = el("span", { class: "wf-dur", text: ms(Number(s.duration_ns) / 1e6) });
-      const hidden = descendants(s.span_id).length - 1;
+      const hidden = subtree.get(s.span_id) - 1;
       const toggle = hidden ? el("button", { type: "button", class: "wf-toggle", "aria-expanded": "true", "data-toggle": s.span_id,
         "aria-label": "Hide the " + count(hidden, "span") + " under " + s.name, text: "▾",
         onclick: (e) => { e.stopPropagation(); fold(s.span_id, toggle, hidden); } }) : el("span", { class: "wf-toggle-space" });
@@ -325,9 +336,14 @@
         if (block) block.hidden = hide;
       }
     }
-    function descendants(spanId) {
-      const out = [spanId];
-      for (const c of children.get(spanId) || []) out.push(...descendants(c.span_id));
+    function descendants(spanId) {  // the span and everything under it, iteratively
+      const out = [];
+      const todo = [spanId];
+      while (todo.length) {
+        const id = todo.pop();
+        out.push(id);
+        for (const c of children.get(id) || []) todo.push(c.span_id);
+      }
       return out;
     }
     function select(span, row) {
