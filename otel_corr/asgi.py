@@ -20,7 +20,7 @@ from ._request import Runtime, start_time
 from ._settings import Options, check_otel_environment, resolve_settings
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .logging import stop_queue
-from .logging._access import SERVER_ERROR_LOGGERS, watch_server_errors
+from .logging._access import ASGI_SERVER_ERROR_LOGGERS, watch_server_errors
 
 __all__ = ["CorrelationMiddleware"]
 
@@ -100,7 +100,7 @@ class CorrelationMiddleware:
             runtime = Runtime(settings, ensure_tracer_provider(settings))
         self.runtime = runtime
         if runtime.settings.error_log:
-            for name in SERVER_ERROR_LOGGERS:  # one error, one line: see logging._access
+            for name in ASGI_SERVER_ERROR_LOGGERS:  # one error, one line: see logging._access
                 watch_server_errors(name, "asgi (instrument(app))")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

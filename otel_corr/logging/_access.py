@@ -34,7 +34,8 @@ from .._redact import is_sensitive_header, redact_query
 __all__ = [
     "ACCESS_LOGGER",
     "ERROR_LOGGER",
-    "SERVER_ERROR_LOGGERS",
+    "ASGI_SERVER_ERROR_LOGGERS",
+    "WSGI_SERVER_ERROR_LOGGERS",
     "ServerDuplicates",
     "access_enabled",
     "log_access",
@@ -49,8 +50,10 @@ ACCESS_LOGGER = logging.getLogger("otel_corr.access")
 ERROR_LOGGER = logging.getLogger("otel_corr.error")
 _INFO = logging.INFO
 _ERROR = logging.ERROR
-#: The loggers on which servers write an exception that escaped the application.
-SERVER_ERROR_LOGGERS = ("uvicorn.error", "hypercorn.error", "gunicorn.error")
+#: The loggers on which servers write an exception that escaped the application: ASGI servers
+#: (gunicorn's uvicorn worker logs on uvicorn's), and WSGI servers (a response body that failed).
+ASGI_SERVER_ERROR_LOGGERS = ("uvicorn.error", "hypercorn.error")
+WSGI_SERVER_ERROR_LOGGERS = ("gunicorn.error",)
 _MARK = "_otel_corr_error"
 _MAX_FRAMES = 1000  # a traceback walked further than this is not ours (a recursion error's is long)
 _MAX_HEADERS = 32
