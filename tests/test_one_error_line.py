@@ -251,3 +251,19 @@ def test_a_message_ending_in_a_newline_is_one_readable_text_line() -> None:
     assert (first, second) == ("uvicorn.error: Exception in 'lifespan' protocol", "Traceback (most recent call last):")
     forged = logging.LogRecord("app", logging.INFO, __file__, 1, "a\nERROR forged\n", (), None)
     assert formatter.format(forged) == "app: a\\nERROR forged"
+
+
+async def test_the_servers_record_stays_when_our_logger_is_off(
+    loggers: tuple[_Collect, _Collect], capture: Capture
+) -> None:
+    """A dictConfig run after ``import otel_corr`` disables ``otel_corr.error`` (disable_existing_loggers):
+    our line is not written, so uvicorn's is not dropped; it names the IDs."""
+    at_root, _ = loggers
+    logging.getLogger("otel_corr.error").disabled = True
+    try:
+        escaped = await _raise_in_request(RuntimeError("boom"), capture)
+        logging.getLogger("uvicorn.error").error("Exception in ASGI application\n", exc_info=escaped)
+    finally:
+        logging.getLogger("otel_corr.error").disabled = False
+    ((name, message),) = at_root.errors()
+    assert name == "uvicorn.error" and message.startswith("Exception in ASGI application (request_id=ip-1 trace_id=")

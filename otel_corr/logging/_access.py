@@ -184,6 +184,17 @@ def _handlers(logger: logging.Logger, level: int) -> set[logging.Handler]:
     return found
 
 
+def _our_handlers() -> set[logging.Handler]:
+    """The handlers our error line reaches; none when ``otel_corr.error`` is off.
+
+    Off happens without anyone meaning it: a ``dictConfig`` run after ``import otel_corr`` with
+    ``disable_existing_loggers`` (its default) disables the logger.  Then the server's line must stay.
+    """
+    if ERROR_LOGGER.disabled or not ERROR_LOGGER.isEnabledFor(_ERROR):
+        return set()
+    return _handlers(ERROR_LOGGER, _ERROR)
+
+
 class ServerDuplicates(logging.Filter):
     """On a server's or framework's logger: its record of an exception otel-corr wrote a line for.
 
@@ -204,7 +215,7 @@ class ServerDuplicates(logging.Filter):
             if mark is None:
                 return True
             if mark.ours:
-                ours = _handlers(ERROR_LOGGER, _ERROR)
+                ours = _our_handlers()
                 if ours and _handlers(self.logger, record.levelno) <= ours:
                     return False
             mark.kept = True
@@ -246,7 +257,7 @@ def log_error(exc: BaseException, summary: dict[str, Any], mark: _Mark, reraised
     for our line (logging not set up), that server line is the one, and carries the IDs.
     """
     try:
-        ours = _handlers(ERROR_LOGGER, _ERROR)
+        ours = _our_handlers()
         if not ours and (reraised or mark.kept):
             return
         mark.ours = True
