@@ -58,6 +58,10 @@ def servers(tmp_path: Path) -> Iterator[list[Server]]:
     started: list[Server] = []
     yield started
     for server in started:
+        try:
+            server.sigterm(15)  # gunicorn stops its workers on SIGTERM; a SIGKILL would orphan them
+        except Exception:
+            pass
         server.stop()
 
 
