@@ -4,17 +4,25 @@ Flask turns an unhandled exception into its own 500 response, so the WSGI
 middleware never sees the exception: ``got_request_exception`` gives it to us.
 Signals are used rather than ``before_request`` because they can be connected
 after the app has served its first request.
+
+Flask then logs it on the app's logger (``Exception on /path [GET]``), before our error
+line is written when the response is closed: the signal marks the exception first, so
+that the filter on the app's logger (``logging._access.ServerDuplicates``) knows it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from . import _patches
+from ._context import current_ids
+from .logging._access import mark_error, watch_server_errors
 from .wsgi import EXCEPTION_KEY, ROUTE_KEY
 
 __all__ = ["install", "uninstall"]
 
 _HANDLERS = "_otel_corr_flask_handlers"
+_STATE = "_otel_corr_state"
 
 
 def _on_request_started(sender: Any, **_: Any) -> None:
@@ -29,7 +37,13 @@ def _on_exception(sender: Any, exception: BaseException, **_: Any) -> None:
     from flask import request
 
     # Recorded on the server span when it ends, like an exception that escaped.
-    request.environ[EXCEPTION_KEY] = exception
+    environ = request.environ
+    environ[EXCEPTION_KEY] = exception
+    state = getattr(sender, _STATE, None)
+    if state is not None and state.get("error_log") and "otel_corr.request_id" in environ:
+        # Our error line for it follows when the response is closed; Flask's comes first.
+        ids = current_ids()
+        mark_error(exception, ids.trace_id, ids.span_id, ids.request_id).ours = True
 
 
 _apps: set[int] = set()  # the apps our receivers are connected for
@@ -44,13 +58,19 @@ def install(app: Any, middleware: Any, state_attr: str) -> None:
     request_started.connect(_on_request_started, app, weak=False)
     got_request_exception.connect(_on_exception, app, weak=False)
     _apps.add(id(app))
-    setattr(app, state_attr, {"wsgi_app": original})
+    error_log = middleware.runtime.settings.error_log
+    setattr(app, state_attr, {"wsgi_app": original, "error_log": error_log})
+    if error_log:
+        # The logger Flask's app.logger is, without making app.logger now (Flask would add its
+        # default handler to it if no handler were set up yet).
+        watch_server_errors(app.name, "_flask (instrument(app))")
 
 
 def uninstall(app: Any) -> None:
     from flask import got_request_exception, request_started
 
     state = app._otel_corr_state
+    _patches.undo(f"logger {app.name!r} filter")
     if state["wsgi_app"] is None:
         del app.wsgi_app
     else:

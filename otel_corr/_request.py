@@ -52,7 +52,7 @@ from ._redact import is_sensitive_header, redact_query
 from ._settings import Settings
 from ._span import RequestSpan, recorder_for
 from ._version import __version__
-from .logging._access import access_enabled, log_access, log_error, request_summary
+from .logging._access import access_enabled, log_access, log_error, mark_error, request_summary
 
 __all__ = ["Exchange", "Runtime", "bound_baggage", "bound_tracestate", "finish_span", "start_time"]
 
@@ -587,24 +587,29 @@ class Exchange:
         self.span.set_attributes(self.runtime.header_attributes("http.response.header.", headers, pattern))
 
     def complete(
-        self, route: str | None, exc: BaseException | None = None, headers: Mapping[str, str] | None = None
+        self,
+        route: str | None,
+        exc: BaseException | None = None,
+        headers: Mapping[str, str] | None = None,
+        reraised: bool = False,
     ) -> None:
         """The response is over for the client: the error line, the access line, the span's end.
 
         Only the first call counts, but for its error line: an exception raised after the
         response went out (a BackgroundTask) still gets its line with the request's IDs.
         ``headers`` (lower-case names) are the request's, for the error line's summary; only
-        needed with ``exc``.
+        needed with ``exc``.  ``reraised``: the adapter re-raises ``exc`` to the server, which
+        logs it too (see ``logging._access``: one error, one line).
         """
         s = self.runtime.settings
         if self.completed:
             if exc is not None and s.error_log:
-                self._log_error(exc, headers)
+                self._log_error(exc, headers, reraised)
             return
         self.completed = True
         try:
             if exc is not None and s.error_log:
-                self._log_error(exc, headers)
+                self._log_error(exc, headers, reraised)
             if access_enabled(s.access_log):
                 query = self._attributes.get("url.query")  # already redacted
                 target = f"{self.path}?{query}" if query else self.path
@@ -612,12 +617,13 @@ class Exchange:
         finally:
             finish_span(self.span, self.status, route, self.method, exc)
 
-    def _log_error(self, exc: BaseException, headers: Mapping[str, str] | None) -> None:
+    def _log_error(self, exc: BaseException, headers: Mapping[str, str] | None, reraised: bool) -> None:
         s = self.runtime.settings
         summary = request_summary(
             self.method, self.path, self.query, headers or {}, self._client_text(), s.header_key, s.sanitize
         )
-        log_error(exc, summary)
+        trace_hex, span_hex = hex_ids(self.span.get_span_context())
+        log_error(exc, summary, mark_error(exc, trace_hex, span_hex, self.request_id), reraised)
 
     def _client_text(self) -> str:
         if self._client is None:

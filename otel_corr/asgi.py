@@ -20,6 +20,7 @@ from ._request import Runtime, start_time
 from ._settings import Options, check_otel_environment, resolve_settings
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .logging import stop_queue
+from .logging._access import ASGI_SERVER_ERROR_LOGGERS, watch_server_errors
 
 __all__ = ["CorrelationMiddleware"]
 
@@ -98,6 +99,9 @@ class CorrelationMiddleware:
             settings = resolve_settings(options)
             runtime = Runtime(settings, ensure_tracer_provider(settings))
         self.runtime = runtime
+        if runtime.settings.error_log:
+            for name in ASGI_SERVER_ERROR_LOGGERS:  # one error, one line: see logging._access
+                watch_server_errors(name, "asgi (instrument(app))")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -150,7 +154,7 @@ class CorrelationMiddleware:
         except Exception as exc:
             if ex.status is None and scope_type == "http":
                 await self._send_500(send_with_ids)
-            ex.complete(_route(scope, root_path), exc, _all_headers(scope))
+            ex.complete(_route(scope, root_path), exc, _all_headers(scope), reraised=True)
             raise
         finally:
             try:

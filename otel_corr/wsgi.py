@@ -21,6 +21,7 @@ from ._provider import ensure_tracer_provider
 from ._request import Runtime, start_time
 from ._settings import Options, check_otel_environment, resolve_settings
 from ._types import Environ, StartResponse, WSGIApp
+from .logging._access import WSGI_SERVER_ERROR_LOGGERS, watch_server_errors
 
 __all__ = ["CorrelationWSGIMiddleware"]
 
@@ -108,6 +109,9 @@ class CorrelationWSGIMiddleware:
             settings = resolve_settings(options)
             runtime = Runtime(settings, ensure_tracer_provider(settings))
         self.runtime = runtime
+        if runtime.settings.error_log:
+            for name in WSGI_SERVER_ERROR_LOGGERS:  # one error, one line: see logging._access
+                watch_server_errors(name, "wsgi (instrument(app))")
         # Only the headers someone reads are copied out of the environ: derived from the
         # runtime's wanted names, again whenever those change (the global propagator did).
         self._keys: tuple[frozenset[bytes] | None, tuple[tuple[str, str], ...]] = (None, ())

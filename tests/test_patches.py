@@ -132,6 +132,10 @@ def test_patches_lists_every_change_with_its_origin(probe: dict[str, Any]) -> No
         "FastAPI 'FastAPI'": "_instrument",
         "Flask 'probe_flask'": "_instrument",
         "Celery 'probe_celery'": "_instrument",
+        "the 'uvicorn.error' logger's filters": "asgi",
+        "the 'hypercorn.error' logger's filters": "asgi",
+        "the 'gunicorn.error' logger's filters": "wsgi",
+        "the 'probe_flask' logger's filters": "_flask",
     }
     missing = {t: by for t, by in expected.items() if t not in rows or not rows[t]["installed_by"].startswith(by)}
     assert missing == {}

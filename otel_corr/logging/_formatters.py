@@ -512,7 +512,12 @@ class TextFormatter(logging.Formatter):
             ensure_ids(d)
         rid = d["request_id"]
         d["short_request_id"] = rid[:8] if isinstance(rid, str) else MISSING
-        record.message = _clip(record.message)
+        message = record.message
+        if message[-1:] in ("\n", "\r"):
+            # A message ending in a line break (uvicorn's "Exception in ASGI application\n") means
+            # "the traceback follows on the next line", which it does: not written as a trailing \n.
+            message = message.rstrip("\r\n")
+        record.message = _clip(message)
         try:
             line = super().formatMessage(record)
         except Exception:  # a field fmt names is missing, or a value does not fit its conversion

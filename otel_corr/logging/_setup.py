@@ -28,6 +28,9 @@ __all__ = ["configure_logging", "instrument_logging", "stop_queue"]
 _SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error", "hypercorn.error", "celery")
 _SERVER_ACCESS_LOGGERS = ("uvicorn.access", "gunicorn.access", "hypercorn.access")
 _OURS = "_otel_corr_handler"
+# Servers that give their logger a handler of its own only when they start serving, after the
+# app module (and configure_logging in it) ran: hypercorn's Config.log, made on first use.
+_LATE_SERVER_LOGGERS = ("hypercorn.error",)
 _listener: logging.handlers.QueueListener | None = None
 _last_call: dict[str, Any] | None = None
 
@@ -138,6 +141,27 @@ def _reopen_files_after_fork() -> None:
         handler.rolloverAt = fresh.rolloverAt
 
 
+class _KeepRouted(logging.Filter):
+    """Take a handler a server added late off its logger again, so its lines keep the one format.
+
+    Without it every hypercorn line (its errors too) is written twice: in hypercorn's own
+    format by its handler, and in ours by the root handler it propagates to.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self.logger = logger
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        handlers = self.logger.handlers
+        if handlers:  # called before Logger.callHandlers walks them: this record goes to root only
+            handlers.clear()
+        return True
+
+
+_keep_routed: list[tuple[logging.Logger, _KeepRouted]] = []
+
+
 _BY = "logging._setup (configure_logging)"
 _fork_hook = False  # registered (CPython cannot unregister one)
 _fork_hook_on = False  # and doing something
@@ -207,11 +231,15 @@ def _install_process_hooks() -> None:
                 lg = logging.getLogger(name)
                 lg.handlers[:] = handlers
                 lg.propagate, lg.disabled = propagate, disabled
+            for lg, keep in _keep_routed:
+                lg.removeFilter(keep)
+            _keep_routed.clear()
             _last_call = None
 
         _patches.record(
             "logging configuration",
-            "the root logger (handler, level) and the server loggers (" + ", ".join(_SERVER_LOGGERS) + "...)",
+            "the root logger (handler, level) and the server loggers (" + ", ".join(_SERVER_LOGGERS) + "...,"
+            " a filter on " + ", ".join(_LATE_SERVER_LOGGERS) + ")",
             "one handler and format for every logger; server access lines off",
             _BY,
             restore,
@@ -333,6 +361,12 @@ def configure_logging(
         server_logger.handlers.clear()
         server_logger.propagate = not silence_server_access_logs
         server_logger.disabled = silence_server_access_logs
+    if not _keep_routed:
+        for name in _LATE_SERVER_LOGGERS:
+            server_logger = logging.getLogger(name)
+            keep = _KeepRouted(server_logger)
+            server_logger.addFilter(keep)
+            _keep_routed.append((server_logger, keep))
     _access.set_access_log(access)
 
 

@@ -143,7 +143,16 @@ OWNERS: list[Any] = [
     flask.Flask,
     celery.Celery,
 ]
-SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access", "celery")
+SERVER_LOGGERS = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "gunicorn.error",
+    "gunicorn.access",
+    "hypercorn.error",
+    "celery",
+    "probe_flask",  # the Flask app's logger
+)
 
 
 def snapshot() -> dict[str, Any]:
@@ -172,6 +181,7 @@ def snapshot() -> dict[str, Any]:
     for name in SERVER_LOGGERS:
         lg = logging.getLogger(name)
         snap[f"logger {name}"] = (*lg.handlers, lg.propagate, lg.disabled)
+        snap[f"logger {name} filters"] = tuple(lg.filters)
     snap["fastapi app: own build_middleware_stack"] = "build_middleware_stack" in vars(fast)
     snap["fastapi app: _telemetry"] = repr(sorted(getattr(fast, "_telemetry", {}).items()))  # FastAPI >= 0.16x
     snap["flask app: own wsgi_app"] = vars(web).get("wsgi_app")
