@@ -42,6 +42,7 @@ at most, only while the queue is full).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -93,7 +94,14 @@ def _warn(msg: str, *args: object) -> None:
     _log.warning("otel-corr: " + msg if only_ours(_log) else msg, *args)
 
 
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+def _local(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.1, ::1, the rest of 127.0.0.0/8)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def collector(endpoint: str) -> tuple[str, str]:
@@ -101,7 +109,7 @@ def collector(endpoint: str) -> tuple[str, str]:
 
     The name is the scheme, host and port (``collector at http://localhost:4318``): spans and log records
     go to two paths of one collector, and never a password written in the URL.  For a collector on this
-    machine the suggestion is the local backend.
+    machine (localhost, a loopback address) the suggestion is the local backend.
     """
     try:
         parts = urlsplit(endpoint)
@@ -113,7 +121,7 @@ def collector(endpoint: str) -> tuple[str, str]:
     shown = f"[{host}]" if ":" in host else host
     target = f"collector at {parts.scheme or 'http'}://{shown}" + (f":{port}" if port else "")
     hint = ""
-    if host in _LOCAL_HOSTS:
+    if _local(host):
         hint = (
             " To see your traces on this machine, start the local backend: `otel-corr serve`;"
             " if you run a collector elsewhere, set OTEL_EXPORTER_OTLP_ENDPOINT to its URL."

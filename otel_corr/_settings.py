@@ -156,9 +156,9 @@ def service_name() -> str | None:
     return env_text("OTEL_SERVICE_NAME")
 
 
-def signal_exporters(signal: str, default: str) -> list[str]:
+def signal_exporters(signal: str, default: str, env: Mapping[str, str] | None = None) -> list[str]:
     """The exporter names of ``OTEL_TRACES_EXPORTER``/``OTEL_LOGS_EXPORTER`` (``signal``: TRACES or LOGS)."""
-    raw = env_text(f"OTEL_{signal}_EXPORTER") or default
+    raw = env_text(f"OTEL_{signal}_EXPORTER", env) or default
     return [name.strip() for name in raw.split(",") if name.strip()]
 
 
@@ -207,7 +207,7 @@ def logs_exporters(env: Mapping[str, str] | None = None) -> list[str]:
         return []
     raw = env_text("OTEL_LOGS_EXPORTER", env)
     if raw is None:
-        return ["otlp"] if "otlp" in signal_exporters("TRACES", "otlp") else []
+        return ["otlp"] if "otlp" in signal_exporters("TRACES", "otlp", env) else []
     return [n for n in _exporter_names("OTEL_LOGS_EXPORTER", "opentelemetry_logs_exporter", raw) if n != "none"]
 
 
