@@ -56,6 +56,27 @@ Methodology
   order -- and prints the median of the per-round differences and ratios.
   The PASS/MISS lines use the table; the cross-check is for reading them.
 
+* Log export rows (``+otlp``): records also leave over OTLP/HTTP, through a
+  ``BatchLogRecordProcessor`` (default settings: 1 s delay, batches of 512, a
+  2,048-record queue) to a sink in the runner process (a stdlib HTTP server that
+  decodes each request and counts its records, so the worker pays for the real
+  export: encoding and POSTs on its batch thread).  ``otel-corr-text`` has
+  export off (``OTEL_LOGS_EXPORTER=none``), ``otel-corr-text+otlp`` the default
+  (the variable unset); ``sdk-handler+otlp`` and ``contrib-handler+otlp`` are
+  what users glue today: ``plain``'s handler plus the SDK's own
+  ``LoggingHandler`` (what ``OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true``
+  installs) or opentelemetry-instrumentation-logging's (what
+  ``LoggingInstrumentor`` installs), on a ``LoggerProvider`` with the same
+  processor and exporter.  The table's notes say how many records the sink got:
+  a full queue drops records (the SDK's default), and a dropped record costs
+  less than a sent one.
+* ``CPU ns/rec``: the worker's CPU time (``process_time``, every thread) from
+  the first timed record until the log records are flushed (``force_flush``):
+  what the export costs on its batch thread is in it, on top of the caller's.
+* ``-debug`` rows call ``logger.debug(...)`` with the root at INFO: the record
+  is never created, and export must add nothing to that (``plain-debug`` against
+  ``otel-corr-text+otlp-debug``).
+
 Targets are printed with PASS/MISS for information only; the exit code is 0
 unless a worker fails.  ``--profile NAME`` runs one worker under cProfile and
 prints its hotspots instead of the table.
@@ -95,6 +116,8 @@ CID_FMT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
 REQUEST_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 LOGGER_NAME = "app.orders"
 OTEL_CORR_CONFIGS = ("otel-corr-text", "otel-corr-textformatter", "otel-corr-json", "otel-corr-json-extra")
+#: Rows whose records also leave over OTLP (to the runner's sink); ours with OTEL_LOGS_EXPORTER unset.
+EXPORT_CONFIGS = ("otel-corr-text+otlp", "sdk-handler+otlp", "contrib-handler+otlp", "otel-corr-text+otlp-debug")
 CONFIGS = (
     "plain",
     *OTEL_CORR_CONFIGS,
@@ -102,6 +125,19 @@ CONFIGS = (
     "otel-logging-instrumentor",
     "python-json-logger+filter",
     "python-json-logger+filter-extra",
+    *EXPORT_CONFIGS[:3],
+    "plain-debug",
+    EXPORT_CONFIGS[3],
+)
+#: The export comparison: ``python benchmarks/log_overhead.py --configs export``.
+EXPORT_SET = (
+    "plain",
+    "otel-corr-text",
+    "otel-corr-text+otlp",
+    "sdk-handler+otlp",
+    "contrib-handler+otlp",
+    "plain-debug",
+    "otel-corr-text+otlp-debug",
 )
 #: What the ``-extra`` rows pass as ``extra=``: fields of the app's own on the line.
 EXTRA = {"order_id": 42, "customer": "c-17", "amount": 9.5}
@@ -174,6 +210,50 @@ def setup_otel_corr(formatter_name: str) -> list[str]:
     return [f"record factory: {type(logging.getLogRecordFactory()).__module__}"]
 
 
+def setup_otel_corr_export() -> list[str]:
+    """otel-corr with OTEL_LOGS_EXPORTER unset (the default: otlp) and the text format of ``otel-corr-text``."""
+    from otel_corr.logging import _otlp
+
+    notes = setup_otel_corr("otel-corr-text")
+    if not any(isinstance(h, _otlp.OTLPHandler) for h in logging.getLogger().handlers):
+        raise RuntimeError("no OTLP handler: log export is not on by default")
+    return [*notes, f"OTEL_LOGS_EXPORTER unset; OTLP/HTTP to {os.environ['OTEL_EXPORTER_OTLP_ENDPOINT']}"]
+
+
+def _sdk_provider() -> Any:
+    """A global LoggerProvider with a BatchLogRecordProcessor and the OTLP/HTTP exporter: what users build."""
+    from opentelemetry._logs import set_logger_provider
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    provider = LoggerProvider(resource=Resource.create({"service.name": "log-bench"}))
+    provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
+    set_logger_provider(provider)
+    return provider
+
+
+def setup_sdk_handler(which: str) -> list[str]:
+    """``plain``'s handler, plus an OpenTelemetry LoggingHandler on the root logger (the SDK's or contrib's)."""
+    import warnings
+
+    setup_plain()
+    provider = _sdk_provider()
+    if which == "sdk":
+        from opentelemetry.sdk._logs import LoggingHandler
+
+        with warnings.catch_warnings():  # deprecated in the SDK, still what the auto-instrumentation switch installs
+            warnings.simplefilter("ignore")
+            handler: logging.Handler = LoggingHandler(level=logging.NOTSET, logger_provider=provider)
+    else:
+        from opentelemetry.instrumentation.logging.handler import LoggingHandler as ContribHandler
+
+        handler = ContribHandler(level=logging.NOTSET, logger_provider=provider)
+    logging.getLogger().addHandler(handler)
+    return [f"{type(handler).__module__}.LoggingHandler; OTLP/HTTP to {os.environ['OTEL_EXPORTER_OTLP_ENDPOINT']}"]
+
+
 def setup_asgi_correlation_id() -> list[str]:
     add_handler(logging.Formatter(CID_FMT), [_cid_filter()])
     return []
@@ -233,6 +313,11 @@ SETUPS: dict[str, Callable[[], list[str]]] = {
     "otel-logging-instrumentor": setup_instrumentor,
     "python-json-logger+filter": setup_python_json_logger,
     "python-json-logger+filter-extra": setup_python_json_logger,
+    "otel-corr-text+otlp": setup_otel_corr_export,
+    "sdk-handler+otlp": lambda: setup_sdk_handler("sdk"),
+    "contrib-handler+otlp": lambda: setup_sdk_handler("contrib"),
+    "plain-debug": setup_plain,
+    "otel-corr-text+otlp-debug": setup_otel_corr_export,
 }
 
 
@@ -253,9 +338,10 @@ def request_context(tracer: Any) -> Iterator[None]:
         correlation_id.reset(token)
 
 
-def log_loop(n: int, extra: dict[str, object] | None = None) -> int:
-    """The timed loop: ``n`` records (with ``extra=`` if given); returns the elapsed nanoseconds."""
-    info = logging.getLogger(LOGGER_NAME).info
+def log_loop(n: int, extra: dict[str, object] | None = None, debug: bool = False) -> int:
+    """The timed loop: ``n`` records (with ``extra=`` if given; at DEBUG if asked); returns the elapsed ns."""
+    logger = logging.getLogger(LOGGER_NAME)
+    info = logger.debug if debug else logger.info
     if extra is None:
         start = time.perf_counter_ns()
         for _ in range(n):
@@ -269,7 +355,7 @@ def log_loop(n: int, extra: dict[str, object] | None = None) -> int:
 
 def sample_line(extra: dict[str, object] | None = None) -> str:
     """Log one record through the root handler into a string: the exact line the rows write."""
-    (handler,) = logging.getLogger().handlers
+    (handler,) = [h for h in logging.getLogger().handlers if type(h) in (_BenchHandler, logging.StreamHandler)]
     assert isinstance(handler, logging.StreamHandler)
     buffer = io.StringIO()
     old = handler.setStream(buffer)
@@ -290,11 +376,25 @@ def run_worker(config: str, n: int, warmup: int) -> dict[str, Any]:
     notes = SETUPS[config]()
     handlers = root_handlers()
     extra = EXTRA if config.endswith("-extra") else None
+    debug = config.endswith("-debug")
     with request_context(tracer):
-        log_loop(warmup, extra)
-        elapsed = log_loop(n, extra)
+        log_loop(warmup, extra, debug)
+        flush_logs()
+        cpu = time.process_time_ns()
+        elapsed = log_loop(n, extra, debug)
+        flush_logs()  # the export those records cost, on the batch thread, is counted in the CPU time
+        cpu = time.process_time_ns() - cpu
         sample = sample_line(extra)
-    return {"us": elapsed / n / 1000, "sample": sample, "handlers": handlers, "notes": notes}
+    return {"us": elapsed / n / 1000, "cpu_us": cpu / n / 1000, "sample": sample, "handlers": handlers, "notes": notes}
+
+
+def flush_logs() -> None:
+    """Export every queued log record now (rows without log export: nothing to do)."""
+    from opentelemetry._logs import get_logger_provider
+
+    force_flush = getattr(get_logger_provider(), "force_flush", None)
+    if force_flush is not None:
+        force_flush()
 
 
 @dataclass
@@ -407,6 +507,7 @@ class Summary:
     sample: str
     handlers: list[list[str]]
     notes: list[str]
+    cpu: list[float]
 
     @property
     def median(self) -> float:
@@ -425,12 +526,61 @@ def child_env(config: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_DIR), env.get("PYTHONPATH", "")]))
     if config == "otel-logging-instrumentor":
         env.update(INSTRUMENTOR_ENV)
+    if config in EXPORT_CONFIGS:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = _sink().url  # OTEL_LOGS_EXPORTER stays unset: the default
+    else:
+        env["OTEL_LOGS_EXPORTER"] = "none"  # the stamping and formatting rows: nothing leaves the process
     return env
+
+
+class Sink:
+    """An OTLP/HTTP log sink in the runner process: answers 200, counts the records it decodes."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+        sink = self
+        self.records = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                request = ExportLogsServiceRequest.FromString(body)
+                sink.records += sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+_SINKS: list[Sink] = []
+
+
+def _sink() -> Sink:
+    if not _SINKS:
+        _SINKS.append(Sink())
+    return _SINKS[0]
 
 
 def spawn_worker(config: str, n: int, warmup: int, *extra: str) -> dict[str, Any]:
     cmd = [sys.executable, str(SCRIPT), "--worker", config, "-n", str(n), "--warmup", str(warmup), *extra]
-    return worker_json(cmd, child_env(config), 300, config)
+    env = child_env(config)
+    before = _sink().records if config in EXPORT_CONFIGS else 0
+    result = worker_json(cmd, env, 300, config)
+    if config in EXPORT_CONFIGS:  # the worker flushed at exit (the LoggerProvider's own at-exit shutdown)
+        written = 1 if config.endswith("-debug") else warmup + n + 1  # + the sample line
+        result["notes"] = [*result["notes"], f"sink received {_sink().records - before:,} of {written:,} records"]
+    return result
 
 
 def collect(configs: Sequence[str], reps: int, n: int, warmup: int) -> dict[str, list[dict[str, Any]]]:
@@ -444,19 +594,29 @@ def collect(configs: Sequence[str], reps: int, n: int, warmup: int) -> dict[str,
 
 def summarise(results: dict[str, list[dict[str, Any]]]) -> dict[str, Summary]:
     return {
-        c: Summary(c, [r["us"] for r in rs], rs[0]["sample"], [r["handlers"] for r in rs], rs[0]["notes"])
+        c: Summary(
+            c,
+            [r["us"] for r in rs],
+            rs[0]["sample"],
+            [r["handlers"] for r in rs],
+            rs[0]["notes"],
+            [r["cpu_us"] for r in rs],
+        )
         for c, rs in results.items()
     }
 
 
 def result_rows(s: dict[str, Summary]) -> list[list[str]]:
-    plain = s["plain"].median if "plain" in s else None
+    """One row per configuration; ``-debug`` rows against ``plain-debug`` (a filtered call), the rest ``plain``."""
     rows = []
     for c, summary in s.items():
-        delta = f"{summary.median - plain:+.2f}" if plain is not None else "n/a"
+        base_name = "plain-debug" if c.endswith("-debug") else "plain"
+        base = s[base_name].median if base_name in s else None
+        delta = f"{summary.median - base:+.2f}" if base is not None else "n/a"
         spread = f"{min(summary.values):.2f}-{max(summary.values):.2f}"
-        ratio = f"{summary.median / plain:.2f}x" if plain else "n/a"
-        rows.append([c, f"{summary.median:.2f}", spread, delta, ratio])
+        ratio = f"{summary.median / base:.2f}x" if base else "n/a"
+        cpu = statistics.median(summary.cpu) * 1000
+        rows.append([c, f"{summary.median * 1000:,.0f}", f"{summary.median:.2f}", spread, delta, ratio, f"{cpu:,.0f}"])
     return rows
 
 
@@ -475,6 +635,23 @@ def checks(s: dict[str, Summary]) -> list[Check]:
             over = (ours_json - plain) / (theirs - plain)
             detail += f" (plain / theirs: {plain / theirs:.2f}; overheads over plain: {over:.2f})"
         out.append(Check("otel-corr-json / python-json-logger+filter <= 0.60", detail, r <= 0.6))
+    if "otel-corr-text" in s and "otel-corr-text+otlp" in s:
+        d = s["otel-corr-text+otlp"].median - s["otel-corr-text"].median
+        out.append(Check("otel-corr OTLP export (default) over export off", f"{d:+.2f} us/record", True))
+    for theirs in ("sdk-handler+otlp", "contrib-handler+otlp"):
+        if "otel-corr-text+otlp" in s and theirs in s:
+            r = s["otel-corr-text+otlp"].median / s[theirs].median
+            detail = f"{r:.2f}"
+            if "plain" in s and "otel-corr-text" in s:  # export alone: each row over its own no-export floor
+                ours_only = s["otel-corr-text+otlp"].median - s["otel-corr-text"].median
+                theirs_only = s[theirs].median - s["plain"].median
+                detail += f" (export alone: {ours_only:.2f} vs {theirs_only:.2f} us, {ours_only / theirs_only:.2f})"
+            out.append(Check(f"otel-corr-text+otlp / {theirs} <= 1.00", detail, r <= 1.0))
+    if "plain-debug" in s and "otel-corr-text+otlp-debug" in s:
+        ours_debug, plain_debug = s["otel-corr-text+otlp-debug"].median, s["plain-debug"].median
+        r = ours_debug / plain_debug
+        detail = f"{r:.2f} ({ours_debug * 1000:.0f} vs {plain_debug * 1000:.0f} ns)"
+        out.append(Check("a filtered log.debug costs nothing extra with export on: ratio <= 1.10", detail, r <= 1.1))
     ours = [c for c in OTEL_CORR_CONFIGS if c in s]
     if ours:
         bad = {c: hs for c in ours for hs in s[c].handlers if hs != [f"__main__.{_BenchHandler.__qualname__}"]}
@@ -505,8 +682,10 @@ def report(s: dict[str, Summary], reps: int, n: int, warmup: int, cross_check: S
     )
     print(f"# load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print('# call: logging.getLogger("app.orders").info("order %s created", 42) inside a recording SDK span')
-    print("#       + bound request ID; root StreamHandler -> /dev/null\n")
-    headers = ["config", "median us/rec", "min-max", "delta vs plain", "x plain"]
+    print("#       + bound request ID; root StreamHandler -> /dev/null; -debug rows: .debug() with the root at INFO")
+    print("#       (their delta and ratio are against plain-debug). ns/us: wall time of the calling thread;")
+    print("#       CPU ns/rec: the process's CPU time (every thread) for the timed records and their export\n")
+    headers = ["config", "median ns/rec", "median us/rec", "min-max", "delta vs plain", "x plain", "CPU ns/rec"]
     print(render_table(headers, result_rows(s)))
     print("\nTargets (informational):")
     for check in checks(s):
@@ -524,6 +703,8 @@ def report(s: dict[str, Summary], reps: int, n: int, warmup: int, cross_check: S
 
 
 def config_list(value: str) -> list[str]:
+    if value.strip() == "export":
+        return list(EXPORT_SET)
     names = [v.strip() for v in value.split(",") if v.strip()]
     unknown = sorted(set(names) - set(CONFIGS))
     if unknown:
@@ -537,7 +718,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="warm-up records per worker (default 10,000)")
     p.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 5)")
     p.add_argument("--quick", action="store_true", help="smoke run: N=10,000, reps=2, warm-up 1,000")
-    p.add_argument("--configs", type=config_list, default=list(CONFIGS), help="comma-separated subset")
+    p.add_argument("--configs", type=config_list, default=list(CONFIGS), help="comma-separated subset, or 'export'")
     p.add_argument("--paired-rounds", type=int, default=None, help="paired cross-check rounds (default 24, 0: skip)")
     p.add_argument("--paired-chunk", type=int, default=None, help="records per paired chunk (default 5,000)")
     p.add_argument("--worker", choices=(*CONFIGS, PAIRED), help=argparse.SUPPRESS)

@@ -163,7 +163,6 @@ def run_demo(port: int = 16686, *, json_output: bool = False, workdir: str | Non
         app_env = {
             **env,
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
-            "OTEL_LOGS_EXPORTER": "otlp",
             "OTEL_BSP_SCHEDULE_DELAY": "200",
             "OTEL_BLRP_SCHEDULE_DELAY": "200",
         }

@@ -17,12 +17,18 @@ everything here runs on the export thread, never per request:
 - the exporter's own per-batch warnings are swallowed while it runs inside
   the guard (only on that thread; the last one is kept as the reason);
 - spans that could not be sent, and spans the queue dropped, are counted;
-- one warning when an outage starts, one info line with the total when export
-  works again (and a last warning from :func:`report_outages` at shutdown if it
-  never did).
+- one warning when an outage starts, one more when export works again, at the
+  same level so that whoever saw the first sees the second (Python prints
+  WARNING and above when logging is not set up), and a last warning from
+  :func:`report_outages` at shutdown if it never did;
+- a collector on this machine (localhost, 127.0.0.1, ::1) that does not answer
+  gets a suggestion: start ``otel-corr serve``, or point
+  ``OTEL_EXPORTER_OTLP_ENDPOINT`` at the collector you run.
 
-:func:`guard_log_exporter` does the same for the OTLP log-record exporter
-(``OTEL_LOGS_EXPORTER=otlp``), whose batch processor behaves the same way.
+:func:`guard_log_exporter` does the same for the log-record exporter
+(``OTEL_LOGS_EXPORTER``, ``otlp`` by default), whose batch processor behaves
+the same way; guards sending to one collector share one outage, so spans and
+log records lost together are one warning and one recovery line.
 
 Queue-full drops are counted through the SDK's own "Queue full" warning (a
 filter placed ahead of its duplicate filter): the SDK exposes no counter
@@ -36,11 +42,13 @@ at most, only while the queue is full).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -49,7 +57,7 @@ from . import _compat
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
-__all__ = ["GuardedSpanExporter", "guard_log_exporter", "install_log_filters", "report_outages"]
+__all__ = ["GuardedSpanExporter", "collector", "guard_log_exporter", "install_log_filters", "report_outages"]
 
 _log = logging.getLogger("otel_corr")
 
@@ -73,6 +81,52 @@ _guards: list[_Outage] = []
 
 def _clock(when: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(when))
+
+
+def _warn(msg: str, *args: object) -> None:
+    """A warning on ``otel_corr``, its origin named once.
+
+    A handler's format names the logger (``otel_corr: collector at …``); with no handler set up, Python's
+    last-resort handler prints the bare message, so only then does the message name otel-corr itself.
+    """
+    from .logging._otlp import only_ours  # the OTLP log handler, if any, is not one the user set up
+
+    _log.warning("otel-corr: " + msg if only_ours(_log) else msg, *args)
+
+
+def _local(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.1, ::1, the rest of 127.0.0.0/8)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def collector(endpoint: str) -> tuple[str, str]:
+    """How the lines name the collector at ``endpoint``, and what they suggest when it is down.
+
+    The name is the scheme, host and port (``collector at http://localhost:4318``): spans and log records
+    go to two paths of one collector, and never a password written in the URL.  For a collector on this
+    machine (localhost, a loopback address) the suggestion is the local backend.
+    """
+    try:
+        parts = urlsplit(endpoint)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # a bad port: the exporter will say so; name what was given
+        return f"collector at {endpoint}", ""
+    if not host:
+        return f"collector at {endpoint}", ""
+    shown = f"[{host}]" if ":" in host else host
+    target = f"collector at {parts.scheme or 'http'}://{shown}" + (f":{port}" if port else "")
+    hint = ""
+    if _local(host):
+        hint = (
+            " To see your traces on this machine, start the local backend: `otel-corr serve`;"
+            " if you run a collector elsewhere, set OTEL_EXPORTER_OTLP_ENDPOINT to its URL."
+        )
+    return target, hint
 
 
 class _QuietInsideGuard(logging.Filter):
@@ -129,19 +183,30 @@ def install_log_filters() -> None:
 
 
 class _Outage:
-    """The counting and the few lines, shared by the span and the log-record guards; export threads only."""
+    """One collector's counting and its few lines, shared by the span and log-record guards that send to it.
 
-    def __init__(self, target: str, noun: str, queue_key: str) -> None:
-        self.target, self.noun, self.queue_key = target, noun, queue_key
+    Spans and log records usually go to the same collector: one outage is one warning and one recovery
+    line, whichever signal noticed first, with the count of each.  Export threads only.
+    """
+
+    def __init__(self, target: str, hint: str) -> None:
+        self.target, self.hint = target, hint
         self.lock = threading.Lock()
         self.down_since: float | None = None
-        self.failed = 0  # items the exporter could not send during the current outage
-        self.queue_dropped = 0  # items the queue dropped during the current outage
-        self.sent = 0
-        self.overflow = 0  # items the queue dropped while the collector was answering
+        self.nouns: dict[str, str] = {}  # "spans" -> "Span": the SDK's name in its "Queue full" warning
+        self.failed: dict[str, int] = {}  # items the exporter could not send during the current outage
+        self.queue_dropped: dict[str, int] = {}  # items the queue dropped during the current outage
+        self.sent: dict[str, int] = {}
+        self.overflow: dict[str, int] = {}  # items the queue dropped while the collector was answering
         self.overflow_warned_at = 0.0
 
-    def run(self, export: Callable[[], bool], count: int) -> bool:
+    def add(self, noun: str, queue_key: str) -> None:
+        with self.lock:
+            self.nouns[noun] = queue_key
+            for counts in (self.failed, self.queue_dropped, self.sent, self.overflow):
+                counts.setdefault(noun, 0)
+
+    def run(self, noun: str, export: Callable[[], bool], count: int) -> bool:
         started = time.time()
         _inside.active, _inside.reason = True, None
         try:
@@ -152,68 +217,92 @@ class _Outage:
             _inside.active = False
         with self.lock:
             if ok:
-                self._succeeded(count)
+                self._succeeded(noun, count)
             else:
-                self._failed_batch(count, started, _inside.reason)
+                self._failed_batch(noun, count, started, _inside.reason)
         return ok
 
-    def _failed_batch(self, count: int, started: float, reason: str | None) -> None:
-        self.failed += count
-        self.queue_dropped += _queue_full.take(self.queue_key)
+    def _take_queue_drops(self) -> None:
+        for noun, key in self.nouns.items():
+            self.queue_dropped[noun] += _queue_full.take(key)
+
+    def _lost(self, *counts: dict[str, int]) -> str:
+        """``3 spans, 2 log records``: each noun with its total over ``counts``, zeros left out (one at least)."""
+        totals = {noun: sum(c[noun] for c in counts) for noun in self.nouns}
+        shown = [f"{n} {noun}" for noun, n in totals.items() if n] or [f"0 {next(iter(totals))}"]
+        return ", ".join(shown)
+
+    def _failed_batch(self, noun: str, count: int, started: float, reason: str | None) -> None:
+        self.failed[noun] += count
+        self._take_queue_drops()
         if self.down_since is None:
             # the outage began when this export did: the exporter spent up to its timeout retrying
             self.down_since = started
-            _log.warning(
-                "otel-corr: %s unreachable; %d %s dropped since %s (%s). "
-                "Further failures are counted, not logged, until export resumes.",
+            _warn(
+                "%s unreachable; %s dropped since %s (%s). "
+                "Further failures are counted, not logged, until export resumes.%s",
                 self.target,
-                self.failed + self.queue_dropped,
-                self.noun,
+                self._lost(self.failed, self.queue_dropped),
                 _clock(started),
                 reason or "export failed",
+                self.hint,
             )
 
-    def _succeeded(self, count: int) -> None:
-        self.sent += count
-        queue_dropped = _queue_full.take(self.queue_key)
+    def _succeeded(self, noun: str, count: int) -> None:
+        self.sent[noun] += count
         if self.down_since is not None:
-            self.queue_dropped += queue_dropped
-            _log.info(
-                "otel-corr: export to %s resumed; %d %s dropped during the outage since %s "
-                "(%d not sent, %d dropped because the queue was full)",
+            self._take_queue_drops()
+            # WARNING like the outage it ends: whoever saw that line (Python's last-resort handler shows
+            # WARNING and above when logging is not set up) must see this one too.
+            _warn(
+                "export to %s resumed; %s dropped during the outage since %s "
+                "(not sent: %s; dropped because the queue was full: %s)",
                 self.target,
-                self.failed + self.queue_dropped,
-                self.noun,
+                self._lost(self.failed, self.queue_dropped),
                 _clock(self.down_since),
-                self.failed,
-                self.queue_dropped,
+                self._lost(self.failed),
+                self._lost(self.queue_dropped),
             )
-            self.down_since, self.failed, self.queue_dropped = None, 0, 0
-        elif queue_dropped:
+            self.down_since = None
+            for counts in (self.failed, self.queue_dropped):
+                counts.update(dict.fromkeys(counts, 0))
+            return
+        queue_dropped = _queue_full.take(self.nouns[noun])
+        if queue_dropped:
             # The collector answers but items come faster than they leave: say so, at most once a minute.
-            self.overflow += queue_dropped
+            self.overflow[noun] += queue_dropped
             now = time.monotonic()
             if now - self.overflow_warned_at >= 60:
-                _log.warning(
-                    "otel-corr: export queue full; %d %s dropped (raise OTEL_%s_MAX_QUEUE_SIZE)",
-                    self.overflow,
-                    self.noun,
-                    "BSP" if self.queue_key == "Span" else "BLRP",
+                _warn(
+                    "export queue full; %d %s dropped (raise OTEL_%s_MAX_QUEUE_SIZE)",
+                    self.overflow[noun],
+                    noun,
+                    "BSP" if self.nouns[noun] == "Span" else "BLRP",
                 )
-                self.overflow_warned_at, self.overflow = now, 0
+                self.overflow_warned_at, self.overflow[noun] = now, 0
 
     def report(self) -> None:
         with self.lock:
             if self.down_since is None:
                 return
-            self.queue_dropped += _queue_full.take(self.queue_key)
-            _log.warning(
-                "otel-corr: %s still unreachable at shutdown; %d %s dropped since %s",
+            self._take_queue_drops()
+            _warn(
+                "%s still unreachable at shutdown; %s dropped since %s",
                 self.target,
-                self.failed + self.queue_dropped,
-                self.noun,
+                self._lost(self.failed, self.queue_dropped),
                 _clock(self.down_since),
             )
+
+
+def _outage(target: str, hint: str, noun: str, queue_key: str) -> _Outage:
+    """The outage state of ``target``, shared by every guard sending there (made on first use)."""
+    with _filters_lock:
+        outage = next((o for o in _guards if o.target == target), None)
+        if outage is None:
+            outage = _Outage(target, hint)
+            _guards.append(outage)
+    outage.add(noun, queue_key)
+    return outage
 
 
 class GuardedSpanExporter(SpanExporter):
@@ -221,14 +310,15 @@ class GuardedSpanExporter(SpanExporter):
 
     Args:
         inner: the exporter that sends (OTLP HTTP or gRPC, or a plug-in's).
-        target: how the warning names where spans go, e.g. ``collector at http://…/v1/traces``.
+        target: how the warning names where spans go, e.g. ``collector at http://localhost:4318``
+            (see :func:`collector`); guards with the same target share one outage and its lines.
+        hint: said after the outage warning (what to do about it), or nothing.
     """
 
-    def __init__(self, inner: SpanExporter, target: str) -> None:
+    def __init__(self, inner: SpanExporter, target: str, *, hint: str = "") -> None:
         self.inner = inner
-        self._outage = _Outage(target, "spans", "Span")
         install_log_filters()
-        _guards.append(self._outage)
+        self._outage = _outage(target, hint, "spans", "Span")
 
     @property
     def down(self) -> bool:
@@ -237,10 +327,10 @@ class GuardedSpanExporter(SpanExporter):
     @property
     def sent(self) -> int:
         """Spans exported successfully so far."""
-        return self._outage.sent
+        return self._outage.sent["spans"]
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        ok = self._outage.run(lambda: self.inner.export(spans) is SpanExportResult.SUCCESS, len(spans))
+        ok = self._outage.run("spans", lambda: self.inner.export(spans) is SpanExportResult.SUCCESS, len(spans))
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def report(self) -> None:
@@ -254,17 +344,19 @@ class GuardedSpanExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
-def guard_log_exporter(inner: Any, target: str) -> Any:
-    """The same guard around an OTLP log-record exporter (``OTEL_LOGS_EXPORTER=otlp``)."""
+def guard_log_exporter(inner: Any, target: str, *, hint: str = "") -> Any:
+    """The same guard around a log-record exporter (``OTEL_LOGS_EXPORTER``, ``otlp`` by default).
+
+    With the target of the span guard (the same collector), one outage gives one warning for both.
+    """
     from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-    outage = _Outage(target, "log records", "Log")
     install_log_filters()
-    _guards.append(outage)
+    outage = _outage(target, hint, "log records", "Log")
 
     class GuardedLogExporter(LogRecordExporter):
         def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-            ok = outage.run(lambda: inner.export(batch).name == "SUCCESS", len(batch))
+            ok = outage.run("log records", lambda: inner.export(batch).name == "SUCCESS", len(batch))
             return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
         def shutdown(self) -> None:

@@ -43,15 +43,8 @@ def _protocol() -> str:
 
 
 def _otlp_target() -> str:
-    """Where the OTLP exporter sends, resolved from the variables as the exporters do, for our warnings."""
-    endpoint = _settings.env_text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or ""
-    if not endpoint:
-        base = _settings.env_text("OTEL_EXPORTER_OTLP_ENDPOINT") or ""
-        if _protocol() == "grpc":
-            endpoint = base or "http://localhost:4317"
-        else:
-            endpoint = (base or "http://localhost:4318").rstrip("/") + "/v1/traces"
-    return f"collector at {endpoint}"
+    """Where the OTLP span exporter sends, as ``otel-corr doctor`` shows it."""
+    return f"collector at {_settings.otlp_endpoint('TRACES')}"
 
 
 def _otlp_exporter() -> SpanExporter:
@@ -74,7 +67,7 @@ def _otlp_exporter() -> SpanExporter:
 
 
 def _exporters() -> list[SpanExporter]:
-    from ._export import GuardedSpanExporter  # imports the SDK: only when we build a provider
+    from ._export import GuardedSpanExporter, collector  # imports the SDK: only when we build a provider
 
     names = _settings.signal_exporters("TRACES", "otlp")  # OTEL_TRACES_EXPORTER
     exporters: list[SpanExporter] = []
@@ -82,7 +75,8 @@ def _exporters() -> list[SpanExporter]:
         if name == "none":
             continue
         if name == "otlp":
-            exporters.append(GuardedSpanExporter(_otlp_exporter(), _otlp_target()))
+            target, hint = collector(_settings.otlp_endpoint("TRACES"))
+            exporters.append(GuardedSpanExporter(_otlp_exporter(), target, hint=hint))
             continue
         from importlib.metadata import entry_points
 

@@ -41,6 +41,8 @@ __all__ = [
     "env_text",
     "environ",
     "flag",
+    "logs_exporters",
+    "otlp_endpoint",
     "otlp_protocol",
     "parse_bool",
     "request_id_header",
@@ -154,9 +156,9 @@ def service_name() -> str | None:
     return env_text("OTEL_SERVICE_NAME")
 
 
-def signal_exporters(signal: str, default: str) -> list[str]:
+def signal_exporters(signal: str, default: str, env: Mapping[str, str] | None = None) -> list[str]:
     """The exporter names of ``OTEL_TRACES_EXPORTER``/``OTEL_LOGS_EXPORTER`` (``signal``: TRACES or LOGS)."""
-    raw = env_text(f"OTEL_{signal}_EXPORTER") or default
+    raw = env_text(f"OTEL_{signal}_EXPORTER", env) or default
     return [name.strip() for name in raw.split(",") if name.strip()]
 
 
@@ -165,6 +167,48 @@ def otlp_protocol(signal: str) -> str:
     return (
         env_text(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or env_text("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
     )
+
+
+def otlp_endpoint(signal: str) -> str:
+    """Where the OTLP exporter of ``signal`` (TRACES or LOGS) sends, resolved as the exporters resolve it.
+
+    ``OTEL_EXPORTER_OTLP_<signal>_ENDPOINT`` as given, else ``OTEL_EXPORTER_OTLP_ENDPOINT`` (plus
+    ``/v1/traces`` or ``/v1/logs`` over HTTP), else ``localhost:4318`` (HTTP) or ``localhost:4317`` (gRPC).
+    For our messages only: the exporters read the variables themselves.
+    """
+    endpoint = env_text(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+    if endpoint:
+        return endpoint
+    base = env_text("OTEL_EXPORTER_OTLP_ENDPOINT") or ""
+    if otlp_protocol(signal) == "grpc":
+        return base or "http://localhost:4317"
+    return (base or "http://localhost:4318").rstrip("/") + f"/v1/{signal.lower()}"
+
+
+def _exporter_names(var: str, group: str, value: str) -> list[str]:
+    """The names listed in ``var``, each one we can build; else ConfigError naming ``var``."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    known = {"otlp", "console", "none"}
+    if not set(names) <= known:
+        known |= _entry_point_names(group)
+        if not set(names) <= known:
+            raise ConfigError(var, value, "a comma-separated list of " + ", ".join(sorted(known)))
+    return names
+
+
+def logs_exporters(env: Mapping[str, str] | None = None) -> list[str]:
+    """Where log records go: the names of ``OTEL_LOGS_EXPORTER``, resolved; empty when they go nowhere.
+
+    Set, it decides (``none`` alone: nowhere).  Unset, log records follow the spans: ``otlp`` (the
+    specification's default) when ``OTEL_TRACES_EXPORTER`` sends spans over OTLP (its default too), nothing
+    when it is ``none``, ``console`` or only a plug-in.  ``OTEL_SDK_DISABLED=true``: nowhere, whatever is set.
+    """
+    if env_bool("OTEL_SDK_DISABLED", False, env):
+        return []
+    raw = env_text("OTEL_LOGS_EXPORTER", env)
+    if raw is None:
+        return ["otlp"] if "otlp" in signal_exporters("TRACES", "otlp", env) else []
+    return [n for n in _exporter_names("OTEL_LOGS_EXPORTER", "opentelemetry_logs_exporter", raw) if n != "none"]
 
 
 def data_home() -> str | None:
@@ -389,10 +433,7 @@ def check_otel_environment(env: Mapping[str, str] | None = None) -> None:
                 raise ConfigError("OTEL_TRACES_EXPORTER", v, "a comma-separated list of " + ", ".join(sorted(known)))
 
     if (v := get("OTEL_LOGS_EXPORTER")) is not None:
-        known = {"otlp", "console", "none"} | _entry_point_names("opentelemetry_logs_exporter")
-        for name in (n.strip() for n in v.split(",")):
-            if name not in known:
-                raise ConfigError("OTEL_LOGS_EXPORTER", v, "a comma-separated list of " + ", ".join(sorted(known)))
+        _exporter_names("OTEL_LOGS_EXPORTER", "opentelemetry_logs_exporter", v)
 
     for var in (
         "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -403,7 +444,11 @@ def check_otel_environment(env: Mapping[str, str] | None = None) -> None:
             hint = " (http/json is not supported by the Python OTLP exporter)" if v == "http/json" else ""
             raise ConfigError(var, v, "http/protobuf or grpc" + hint)
 
-    for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+    for var in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    ):
         if (v := get(var)) is not None:
             try:
                 parts = urlsplit(v)
@@ -414,11 +459,15 @@ def check_otel_environment(env: Mapping[str, str] | None = None) -> None:
             if not ok:
                 raise ConfigError(var, v, "an http:// or https:// URL such as http://localhost:4318")
 
-    for var in ("OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"):
+    for var in (
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+    ):
         if (v := get(var)) is not None and v not in _COMPRESSIONS:
             raise ConfigError(var, v, "gzip, deflate or none")
 
-    for var in ("OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"):
+    for var in ("OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT"):
         if (v := get(var)) is not None:
             try:
                 ok = float(v) >= 0
@@ -427,7 +476,7 @@ def check_otel_environment(env: Mapping[str, str] | None = None) -> None:
             if not ok:
                 raise ConfigError(var, v, "a non-negative number (seconds, as the Python exporter reads it)")
 
-    for var in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"):
+    for var in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_LOGS_HEADERS"):
         if (v := get(var)) is not None:
             _kv_list(var, v, secret=True)
     if (v := get("OTEL_RESOURCE_ATTRIBUTES")) is not None:

@@ -452,7 +452,7 @@ def _doctor(args: argparse.Namespace) -> int:
             "tracer_provider": type(trace.get_tracer_provider()).__qualname__,
             "traces_exporter": traces_exporter
             + (f" ({_otlp_target()})" if "otlp" in traces_exporter.split(",") else ""),
-            "logs_exporter": ",".join(_settings.signal_exporters("LOGS", "none")),  # OTEL_LOGS_EXPORTER
+            "logs_exporter": ",".join(_settings.logs_exporters()) or "none",  # OTEL_LOGS_EXPORTER, resolved
             "propagator": ", ".join(
                 type(p).__name__ for p in getattr(propagate.get_global_textmap(), "_propagators", [])
             ),

@@ -1,9 +1,14 @@
 """OTLP logs: records leave for the collector with their trace, span and request IDs.
 
-On only when ``OTEL_LOGS_EXPORTER`` names ``otlp`` (the standard variable).
-We deliberately do not follow the SDK distro's "otlp by default" here: every
-record is already written to the app's own handlers, and sending each one a
-second time over the network is a cost a user should choose.
+On by default, as the specification's default for ``OTEL_LOGS_EXPORTER`` is
+``otlp``: the records go where the spans go (the same ``OTEL_EXPORTER_OTLP_*``
+resolution, ``_LOGS_`` variants first), so a user's own app shows its log lines
+under its spans with nothing more set.  ``OTEL_LOGS_EXPORTER=none`` turns it
+off; unset, it follows ``OTEL_TRACES_EXPORTER`` (no OTLP spans, no OTLP logs)
+and ``OTEL_SDK_DISABLED`` (see :func:`otel_corr._settings.logs_exporters`).
+A record the loggers' levels filter out is never created, so it costs nothing
+here; one that is created costs a translation and a queue append, measured by
+``benchmarks/log_overhead.py``.
 
 Why our own handler rather than the SDK's (deprecated) or contrib's: both read
 the trace context when the record is *emitted*, which behind a queue handler is
@@ -18,12 +23,15 @@ import logging
 import traceback
 from typing import Any
 
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from .. import _settings
+from ..exceptions import ConfigError
 from ._stamp import FIELDS, MISSING
 
-__all__ = ["OTLPHandler", "enabled_by_env", "install"]
+__all__ = ["OTLPHandler", "enabled_by_env", "install", "only_ours"]
 
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
@@ -33,10 +41,39 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     *FIELDS,
 }
 _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+_PLAIN = (str, bool, int, float)  # attribute values the SDK takes as they are
+
+
+def _severity(level: int) -> SeverityNumber:
+    if level >= 50:
+        return SeverityNumber.FATAL
+    if level >= 40:
+        return SeverityNumber.ERROR
+    if level >= 30:
+        return SeverityNumber.WARN
+    return SeverityNumber.INFO if level >= 20 else SeverityNumber.DEBUG
+
+
+_SEVERITY = {level: _severity(level) for level in (10, 20, 30, 40, 50)}
 
 
 def enabled_by_env() -> bool:
-    return "otlp" in _settings.signal_exporters("LOGS", "none")  # OTEL_LOGS_EXPORTER
+    """Whether log records leave the process: ``OTEL_LOGS_EXPORTER`` resolved (``otlp`` when unset)."""
+    return bool(_settings.logs_exporters())
+
+
+def only_ours(logger: logging.Logger) -> bool:
+    """Whether a record of ``logger`` meets no handler but an :class:`OTLPHandler`.
+
+    Python would then have printed it with its last-resort handler (``%(message)s`` on stderr, WARNING
+    and above); :meth:`OTLPHandler.emit` still does.  The walk is the one ``Logger.callHandlers`` makes.
+    """
+    current: logging.Logger | None = logger
+    while current is not None:
+        if any(not isinstance(h, OTLPHandler) for h in current.handlers):
+            return False
+        current = current.parent if current.propagate else None
+    return True
 
 
 class OTLPHandler(logging.Handler):
@@ -45,19 +82,52 @@ class OTLPHandler(logging.Handler):
     def __init__(self, provider: Any, level: int = logging.NOTSET) -> None:
         super().__init__(level)
         self._provider = provider
+        # One SDK Logger per logger name, kept here: the provider's get_logger takes two locks per call.
+        self._loggers: dict[str, Any] = {}
+        self._last_ids: tuple[str, str] = ("", "")
+        self._last_context: Context | None = None
+
+    def _context(self, trace_id: str, span_id: str) -> Context | None:
+        """The context of the span the record was written in, from the IDs stamped on it.
+
+        The lines of one request are usually written one after another: the last context is kept
+        (emit runs under the handler's lock, so one thread at a time).
+        """
+        if trace_id == MISSING or span_id == MISSING:
+            return None
+        if self._last_ids != (trace_id, span_id):
+            sc = SpanContext(int(trace_id, 16), int(span_id, 16), False, TraceFlags(TraceFlags.SAMPLED))
+            self._last_ids, self._last_context = (trace_id, span_id), set_span_in_context(NonRecordingSpan(sc))
+        return self._last_context
+
+    def _logger(self, name: str) -> Any:
+        logger = self._loggers.get(name)
+        if logger is None:
+            logger = self._provider.get_logger(name)
+            if len(self._loggers) < 1024:  # logger names made per request must not grow it without bound
+                self._loggers[name] = logger
+        return logger
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith("opentelemetry"):
+        last = logging.lastResort
+        # Only for an app with no logging set up (the root logger has no handler but this one): Python
+        # prints WARNING and above there through its last-resort handler, which our handler would silence.
+        if last is not None and record.levelno >= last.level and len(logging.root.handlers) == 1:
+            logger = logging.root if record.name == "root" else logging.root.manager.loggerDict.get(record.name)
+            if isinstance(logger, logging.Logger) and only_ours(logger):
+                last.handle(record)
+        name = record.name
+        if name.startswith("opentelemetry"):
             return  # the exporter's own complaints must not loop back into it
         try:
-            from opentelemetry._logs import LogRecord, SeverityNumber
-
             d = record.__dict__
-            attributes: dict[str, Any] = {
-                k: v if isinstance(v, (str, bool, int, float)) else repr(v)
-                for k, v in d.items()
-                if k not in _RESERVED and not k.startswith("_")
-            }
+            # Only the app's own fields (extra=...) are left once the standard attributes are taken away:
+            # a set difference in C rather than a test per attribute.
+            attributes: dict[str, Any] = {}
+            for k in d.keys() - _RESERVED:
+                if k[:1] != "_":
+                    v = d[k]
+                    attributes[k] = v if isinstance(v, _PLAIN) else repr(v)
             request_id = d.get("request_id", MISSING)
             if request_id != MISSING:
                 attributes["request.id"] = request_id
@@ -69,29 +139,13 @@ class OTLPHandler(logging.Handler):
                 attributes["exception.stacktrace"] = "".join(traceback.format_exception(*record.exc_info))
             elif record.exc_text:
                 attributes["exception.stacktrace"] = record.exc_text
-            context = None
-            trace_id, span_id = d.get("trace_id", MISSING), d.get("span_id", MISSING)
-            if trace_id != MISSING and span_id != MISSING:
-                sc = SpanContext(int(trace_id, 16), int(span_id, 16), False, TraceFlags(TraceFlags.SAMPLED))
-                context = set_span_in_context(NonRecordingSpan(sc))
             level = record.levelno
-            number = (
-                SeverityNumber.FATAL
-                if level >= 50
-                else SeverityNumber.ERROR
-                if level >= 40
-                else SeverityNumber.WARN
-                if level >= 30
-                else SeverityNumber.INFO
-                if level >= 20
-                else SeverityNumber.DEBUG
-            )
-            self._provider.get_logger(record.name).emit(
+            self._logger(name).emit(
                 LogRecord(
                     timestamp=int(record.created * 1e9),
-                    context=context,
+                    context=self._context(d.get("trace_id", MISSING), d.get("span_id", MISSING)),
                     severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
-                    severity_number=number,
+                    severity_number=_SEVERITY.get(level) or _severity(level),
                     body=record.getMessage(),
                     attributes=attributes,
                 )
@@ -101,49 +155,96 @@ class OTLPHandler(logging.Handler):
 
 
 _installed: OTLPHandler | None = None
-_BY = "logging._otlp (OTEL_LOGS_EXPORTER=otlp)"
+_BY = "logging._otlp (OTEL_LOGS_EXPORTER, otlp by default)"
 _HANDLER_KEY = "OTLP log handler"
 
 
+def _otlp_exporter() -> Any:
+    protocol = _settings.otlp_protocol("LOGS")  # OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, then OTEL_EXPORTER_OTLP_PROTOCOL
+    if protocol == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
+        except ImportError:
+            var = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"
+            raise ConfigError(
+                var if _settings.env_text(var) else "OTEL_EXPORTER_OTLP_PROTOCOL",
+                protocol,
+                "http/protobuf, or grpc after `pip install 'otel-corr[grpc]'`",
+            ) from None
+        return GrpcLogExporter()
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    return OTLPLogExporter()
+
+
+def _processors(names: list[str]) -> list[Any]:
+    """One batch processor per exporter ``OTEL_LOGS_EXPORTER`` names; export stays off the logging call."""
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    from .._export import collector, guard_log_exporter  # one warning per collector outage, not a line per batch
+
+    processors = []
+    for name in dict.fromkeys(names):
+        if name == "otlp":
+            target, hint = collector(_settings.otlp_endpoint("LOGS"))
+            exporter = guard_log_exporter(_otlp_exporter(), target, hint=hint)
+        elif name == "console":
+            from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+
+            exporter = ConsoleLogRecordExporter()
+        else:
+            from importlib.metadata import entry_points
+
+            (ep,) = entry_points(group="opentelemetry_logs_exporter", name=name)  # checked in _settings
+            exporter = guard_log_exporter(ep.load()(), f"log-record exporter {name!r}")
+        processors.append(BatchLogRecordProcessor(exporter))
+    return processors
+
+
+def _theirs(root: logging.Logger) -> logging.Handler | None:
+    """An OpenTelemetry LoggingHandler already on the root logger (the SDK's, or contrib's instrumentation)."""
+    for handler in root.handlers:
+        kind = type(handler)
+        if kind.__name__ == "LoggingHandler" and kind.__module__.startswith("opentelemetry."):
+            return handler
+    return None
+
+
 def install(resource: Any) -> OTLPHandler | None:
-    """Attach one OTLP handler to the root logger (idempotent); None if not enabled."""
+    """Attach one OTLP handler to the root logger (idempotent); None if log records go nowhere.
+
+    Builds an SDK LoggerProvider with the exporters ``OTEL_LOGS_EXPORTER`` names unless the app set one.
+    Nothing is added when an OpenTelemetry ``LoggingHandler`` is on the root logger already: every
+    record would be sent twice.
+    """
     global _installed
     from .. import _patches
 
-    if _patches.active(_HANDLER_KEY) or not enabled_by_env():
+    if _patches.active(_HANDLER_KEY):
         return _installed
+    names = _settings.logs_exporters()
+    root = logging.getLogger()
+    if not names or _theirs(root) is not None:
+        return None
     from opentelemetry._logs import get_logger_provider, set_logger_provider
     from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
     provider = get_logger_provider()
     if not isinstance(provider, LoggerProvider):
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-
-        protocol = _settings.otlp_protocol("LOGS")  # OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, then OTEL_EXPORTER_OTLP_PROTOCOL
-        exporter: Any
-        if protocol.strip() == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
-
-            exporter = GrpcLogExporter()
-        else:
-            exporter = OTLPLogExporter()
-        from .._export import guard_log_exporter  # one warning per collector outage, not one line per batch
-
-        exporter = guard_log_exporter(exporter, f"collector at {getattr(exporter, '_endpoint', 'its OTLP endpoint')}")
+        processors = _processors(names)  # may raise ConfigError: before anything is changed
         provider = LoggerProvider(resource=resource)
-        provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+        for processor in processors:
+            provider.add_log_record_processor(processor)
         set_logger_provider(provider)
         # The API sets the global LoggerProvider once per process, by design: it stays.
         _patches.record(
             "global LoggerProvider",
             "the global LoggerProvider (opentelemetry._logs)",
-            "an SDK LoggerProvider exporting log records over OTLP (OTEL_LOGS_EXPORTER=otlp)",
+            f"an SDK LoggerProvider exporting log records ({', '.join(names)})",
             _BY,
             None,
         )
     handler = _installed = OTLPHandler(provider)
-    root = logging.getLogger()
     root.addHandler(handler)
     _patches.record(
         _HANDLER_KEY,

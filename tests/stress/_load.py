@@ -54,7 +54,11 @@ def delivered(serve: Serve, answered: int, timeout: float) -> tuple[Counter[str]
 
 
 def app_env(endpoint: str, logs: Path, **extra: str) -> dict[str, str]:
-    """The stress app's environment: spans to ``endpoint``, JSON log lines to ``logs/app.log``."""
+    """The stress app's environment: spans to ``endpoint``, JSON log lines to ``logs/app.log``.
+
+    Log records stay out of the collector (``OTEL_LOGS_EXPORTER=none``, since issue 17 they would follow
+    the spans by default): these runs count spans; pass ``OTEL_LOGS_EXPORTER="otlp"`` to send them too.
+    """
     from ..conftest import server_env
 
     return server_env(
@@ -62,7 +66,7 @@ def app_env(endpoint: str, logs: Path, **extra: str) -> dict[str, str]:
         OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
         OTEL_CORR_LOG_FORMAT="json",
         OTEL_CORR_LOG_FILE=str(logs / "app.log"),
-        **extra,
+        **{"OTEL_LOGS_EXPORTER": "none", **extra},
     )
 
 
