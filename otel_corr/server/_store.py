@@ -117,6 +117,8 @@ _PARENT_ROWS = (
     "traces t CROSS JOIN spans p NOT INDEXED ON p.rowid BETWEEN t.first_row AND t.last_row"
     " WHERE t.trace_id = s.trace_id AND p.trace_id = s.trace_id AND p.span_id = s.parent_id"
 )
+
+
 # Where a request entered the system: span ``s`` is a root, or a SERVER span whose parent is not stored.
 class Served(NamedTuple):
     """A span that served a request, as :meth:`Store.endpoint_stats` returns it."""
