@@ -164,10 +164,12 @@ def test_collector_killed_mid_run(tmp_path: Path, start_uvicorn: Any) -> None:
     assert len(resumed) == 2, resumed
     assert not [line for line in lines if line["logger"].startswith("opentelemetry")]
     assert {r.sent for r in after} <= stored, "spans sent after the restart are missing"
-    # What was lost is what was counted: stored + reported drops cover every request (a batch the dying
-    # collector had accepted but not yet written is the only loss the exporter cannot see).
+    # What was lost is what was counted: stored + reported drops cover every request, give or take the
+    # batch each worker had in flight when the collector died. Accepted but not yet written: lost
+    # without the exporter seeing it. Written, but the answer never came back (killed in between, or
+    # slower than the exporter's timeout on a loaded machine): stored and counted as dropped too.
     dropped = sum(int(_DROPPED.search(m).group(1)) for m in resumed)  # type: ignore[union-attr]
-    assert 6_000 - 2 * 512 <= len(stored) + dropped <= 6_000, (len(stored), dropped)
+    assert 6_000 - 2 * 512 <= len(stored) + dropped <= 6_000 + 2 * 512, (len(stored), dropped)
 
 
 @pytest.mark.e2e
