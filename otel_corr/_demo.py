@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
+from .cli import EXIT_OK, EXIT_SERVICE_FAILED, EXIT_USAGE, http_get, otel_corr_info
 from .exceptions import ConfigError
 
 __all__ = ["run_demo"]
@@ -48,14 +49,6 @@ def _wait(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 
     raise OSError(f"{what} is not listening on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
-def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 def _echoed(method: str, url: str, request_id: str | None) -> tuple[int, str]:
     req = urllib.request.Request(url, method=method, headers={"X-Request-ID": request_id} if request_id else {})
     try:
@@ -63,15 +56,6 @@ def _echoed(method: str, url: str, request_id: str | None) -> tuple[int, str]:
             return int(response.status), response.headers.get("X-Request-ID", "")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers.get("X-Request-ID", "")
-
-
-def _info_port(body: bytes) -> int | None:
-    """The OTLP/HTTP port in an ``/api/otel-corr/info`` answer, or None if it is not one."""
-    try:
-        port = json.loads(body).get("otlp_http")
-    except (ValueError, AttributeError):
-        return None
-    return port if isinstance(port, int) and 0 < port < 65536 else None
 
 
 class _Progress:
@@ -100,8 +84,12 @@ def run_demo(port: int = 16686, *, json_output: bool = False, workdir: str | Non
         import httpx  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
-        print(f"otel-corr demo needs: pip install 'otel-corr[demo]' ({exc.name} is missing)", file=sys.stderr)
-        return 2
+        print(
+            f"otel-corr demo needs the demo extra: in a clone of otel-corr, pip install -e '.[demo]' ({exc.name} is"
+            " missing)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if workdir:
         work = Path(workdir).resolve()
         try:
@@ -115,13 +103,23 @@ def run_demo(port: int = 16686, *, json_output: bool = False, workdir: str | Non
     base = f"http://127.0.0.1:{port}"
     progress = _Progress()
     failed = True  # until the demo ends as it should (Ctrl-C, SIGTERM): then its directory goes
+    reused = False  # a serve already running: the store is its own, not in ``work``
+    # SIGHUP: the terminal closed.  Saved to be put back: run_demo may be called as a function.
+    signals = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    saved = {sig: signal.getsignal(sig) for sig in signals}
+
+    def ignore_signals() -> None:
+        # A second Ctrl-C or SIGTERM (an impatient person or supervisor) must not cut the cleanup short:
+        # the services would be left unreaped and the directory behind.
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        ignore_signals()  # from the first signal on, not only once ``finally`` is reached
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
-    if hasattr(signal, "SIGHUP"):  # the terminal closed
-        signal.signal(signal.SIGHUP, stop)
+    for sig in signals:
+        signal.signal(sig, stop)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
 
     def start(name: str, log: str, argv: list[str], ports: list[int], env: dict[str, str]) -> None:
@@ -137,13 +135,13 @@ def run_demo(port: int = 16686, *, json_output: bool = False, workdir: str | Non
     try:
         # A server already on the port is asked where its OTLP/HTTP port is: guessing 4318 sent the
         # demo's spans to whatever listened there (another backend, or nothing).
-        status, body = (0, b"")
+        otlp_port, status = None, 0
         try:
-            status, body = _get(f"{base}/api/otel-corr/info", timeout=0.5)
+            otlp_port, status = otel_corr_info(base, timeout=0.5)
         except OSError:
             pass
-        otlp_port = _info_port(body) if status == 200 else None
         if otlp_port is not None:
+            reused = True
             otlp = f"http://127.0.0.1:{otlp_port}"
             print(f"using the otel-corr serve already running at {base} (OTLP at {otlp})", file=sys.stderr)
         elif status:
@@ -153,7 +151,7 @@ def run_demo(port: int = 16686, *, json_output: bool = False, workdir: str | Non
                 file=sys.stderr,
             )
             failed = False
-            return 2
+            return EXIT_USAGE
         else:
             otlp_port, grpc_port = _free(4318), _free(4317)
             otlp = f"http://127.0.0.1:{otlp_port}"
@@ -194,7 +192,7 @@ def run_demo(port: int = 16686, *, json_output: bool = False, workdir: str | Non
         since = progress.step("waiting for their traces to reach the store ...")
         for *_, echoed, _ in done:
             deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and _get(f"{base}/api/ui/trace/{echoed}")[0] != 200:
+            while time.monotonic() < deadline and http_get(f"{base}/api/ui/trace/{echoed}", 2.0)[0] != 200:
                 time.sleep(0.2)
         progress.done(since, "stored")
         failed = False
@@ -218,16 +216,20 @@ def run_demo(port: int = 16686, *, json_output: bool = False, workdir: str | Non
             }
             print(json.dumps(summary), flush=True)
         else:
-            _summary(done, shop, base, work, keep)
+            _summary(done, shop, base, work, keep, reused)
         while all(c.poll() is None for c in children):
             time.sleep(0.5)
         failed = True
         print(f"otel-corr demo: a service stopped; its log is in {work}", file=sys.stderr)
-        return 1
+        return EXIT_SERVICE_FAILED
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: how the demo is meant to end
         failed = False
-        return 0
+        return EXIT_OK
+    except OSError as exc:  # a service that did not start (``_wait``): its log says why
+        print(f"otel-corr demo: {exc}; its log is in {work}", file=sys.stderr)
+        return EXIT_SERVICE_FAILED
     finally:
+        ignore_signals()
         for child in reversed(children):
             if child.poll() is None:
                 child.terminate()
@@ -240,9 +242,13 @@ def run_demo(port: int = 16686, *, json_output: bool = False, workdir: str | Non
             print(f"otel-corr demo: the logs are kept in {work}", file=sys.stderr)
         elif not keep:
             shutil.rmtree(work, ignore_errors=True)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
-def _summary(done: list[tuple[str, str, int, float, str, str]], shop: str, base: str, work: Path, keep: bool) -> None:
+def _summary(
+    done: list[tuple[str, str, int, float, str, str]], shop: str, base: str, work: Path, keep: bool, reused: bool
+) -> None:
     """What the person at the terminal reads: each request, then what to try next."""
     print(f"\notel-corr demo: a shop ({shop}) calling an inventory service, traced into {base}\n")
     for method, path, status_code, duration_ms, echoed, why in done:
@@ -258,4 +264,8 @@ def _summary(done: list[tuple[str, str, int, float, str, str]], shop: str, base:
     print("      every request on the page (search by request ID, open a trace)")
     print("  Ctrl-C")
     print("      stops the demo" + ("" if keep else " and removes its files"))
-    print(f"\nStore and service logs: {work}" + ("" if keep else " (--keep keeps them)"), flush=True)
+    # Only what is in ``work``: with a serve already running, the store is that serve's.
+    what = "Service logs" if reused else "Store and service logs"
+    print(f"\n{what}: {work}" + ("" if keep else " (--keep keeps them)"), flush=True)
+    if reused:
+        print(f"(the store is the running otel-corr serve's, at {base})", flush=True)

@@ -58,7 +58,7 @@ def _otlp_exporter() -> SpanExporter:
             raise ConfigError(
                 "OTEL_EXPORTER_OTLP_PROTOCOL",
                 protocol,
-                "http/protobuf, or grpc after `pip install 'otel-corr[grpc]'`",
+                "http/protobuf, or grpc after `pip install -e '.[grpc]'` in a clone of otel-corr",
             ) from None
         return GrpcExporter()
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

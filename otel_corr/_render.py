@@ -1,7 +1,8 @@
 """The terminal waterfall of ``otel-corr trace``: rich on a TTY when installed, plain text otherwise.
 
 Nothing is ever cut: on a terminal, long lines wrap under their own column at the terminal's width;
-piped or redirected, each line is whole (for grep).
+piped or redirected, each line is whole (for grep).  Everything shown from the trace came from whoever sent
+the spans: its control characters are printed as escapes (``_terminal.visible``), never raw.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import shutil
 import sys
 import textwrap
 from typing import Any, NamedTuple
+
+from ._terminal import visible
 
 __all__ = ["render_trace"]
 
@@ -143,10 +146,14 @@ def _lines(trace: dict[str, Any], bar_width: int) -> list[_Line]:
             lines.append(_Line(style, head, text))
             if stack:
                 frames = _last_frames(stack)
-                if fields.get("event") == "log" and frames:  # the exception line the log message may not name
+                # Python's exception line, which the log message may not name, comes after its frames; other
+                # languages' traces (Java's `at ...` lines) are shown by their last lines, already with it.
+                if fields.get("event") == "log" and any(f.startswith('File "') for f in frames):
                     frames.append(stack.rstrip("\n").splitlines()[-1].strip())
                 lines.extend(_Line(style, head + "  ", frame) for frame in frames)
-    return lines
+    # One place for every field: the stack traces are split into lines above, so a newline left in any
+    # text (a message, a name) is the sender's and is escaped with the rest: one record, one line.
+    return [line._replace(text=visible(line.text)) for line in lines]
 
 
 def _wrapped(line: _Line, columns: int) -> list[tuple[str, str]]:
@@ -168,7 +175,7 @@ def render_trace(trace: dict[str, Any], page: str | None) -> None:
     bar_width = _WIDTH if not tty or columns >= 80 else max(10, columns // 4)
     lines = _lines(trace, bar_width)
     if page:
-        lines.append(_Line("", "", f"open {page}"))
+        lines.append(_Line("", "", f"open {visible(page)}"))
     rows = (
         [r for line in lines for r in _wrapped(line, columns)]
         if tty

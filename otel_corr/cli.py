@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _settings
+from ._terminal import visible
 from .exceptions import ConfigError, OtelCorrError
 
 if TYPE_CHECKING:
@@ -27,14 +28,16 @@ __all__ = ["main"]
 
 #: Exit statuses, distinct so that a script can tell them apart (listed by ``otel-corr --help`` and in
 #: docs/local-backend.md).
-EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_OURS, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_OURS = 0, 1, 2, 3, 4
+EXIT_SERVICE_FAILED, EXIT_INTERRUPTED = 5, 130
 EXIT_STATUSES = {
-    EXIT_OK: "success",
+    EXIT_OK: "success; serve and demo stopped by Ctrl-C or SIGTERM (how they are meant to end)",
     EXIT_NOT_FOUND: "trace: no trace has that ID",
     EXIT_USAGE: "a usage or configuration error (a bad flag, variable or argument; a port in use; an extra missing)",
     EXIT_UNREACHABLE: "trace: the backend cannot be reached (or answered with a server error)",
     EXIT_NOT_OURS: "trace: the URL answers, but not as an otel-corr serve (or, with --jaeger, a Jaeger query API)",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_SERVICE_FAILED: "demo: a service it started failed to start or stopped (its log is kept)",
+    EXIT_INTERRUPTED: "trace, doctor: interrupted (Ctrl-C)",
 }
 
 #: Each ``serve`` flag's ``OTEL_CORR_*`` variable and what it accepts.  The flags' readers below, their error
@@ -256,7 +259,8 @@ def _serve(args: argparse.Namespace) -> int:
         from .server import run
     except ImportError as exc:
         print(
-            f"otel-corr serve needs the server extra: pip install 'otel-corr[server]' ({exc.name} is missing)",
+            "otel-corr serve needs the server extra: in a clone of otel-corr, pip install -e '.[server]'"
+            f" ({exc.name} is missing)",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -310,27 +314,40 @@ def _serve_config(args: argparse.Namespace) -> ServeConfig:
     return config
 
 
-def _fetch(url: str, timeout: float = 15) -> tuple[int, Any]:
-    """(status, the JSON body or None if it is not JSON); raises OSError when nothing answers."""
+def http_get(url: str, timeout: float) -> tuple[int, bytes]:
+    """(status, body) of a GET, an HTTP error status included; raises OSError when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            status, raw = response.status, response.read()
+            return int(response.status), response.read()
     except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
+        return exc.code, exc.read()
+
+
+def _fetch(url: str, timeout: float = 15) -> tuple[int, Any]:
+    """(status, the JSON body or None if it is not JSON); raises OSError when nothing answers."""
+    status, raw = http_get(url, timeout)
     try:
         return status, json.loads(raw)
     except ValueError:
         return status, None
 
 
+def otel_corr_info(base: str, timeout: float) -> tuple[int | None, int]:
+    """(the OTLP/HTTP port the otel-corr serve at ``base`` names in ``/api/otel-corr/info``, or None if
+    ``base`` is not one; the status it answered).  Raises OSError when nothing answers."""
+    status, body = _fetch(f"{base}/api/otel-corr/info", timeout)
+    port = body.get("otlp_http") if status == 200 and isinstance(body, dict) else None
+    ours = isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536
+    return (port if ours else None), status
+
+
 def _is_otel_corr(base: str) -> tuple[bool, str]:
     """Whether ``base`` is an otel-corr serve (it answers ``/api/otel-corr/info``), and what it answered."""
     try:
-        status, body = _fetch(f"{base}/api/otel-corr/info", timeout=5)
+        port, status = otel_corr_info(base, timeout=5)
     except OSError as exc:
         return False, str(getattr(exc, "reason", exc))
-    ours = status == 200 and isinstance(body, dict) and isinstance(body.get("otlp_http"), int)
-    return ours, f"GET /api/otel-corr/info answered {status}"
+    return port is not None, f"GET /api/otel-corr/info answered {status}"
 
 
 def _trace(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -371,6 +388,7 @@ def _trace(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if status >= 500:  # busy, or the query ran out of time: the server's reason, not "no trace found"
         errors = body.get("errors") if isinstance(body, dict) else None
         reason = errors[0].get("msg") if isinstance(errors, list) and errors and isinstance(errors[0], dict) else ""
+        reason = visible(str(reason or ""))  # any program can answer at --url: its text never drives the terminal
         print(f"otel-corr trace: {base} answered {status}{f': {reason}' if reason else ''}; retry", file=sys.stderr)
         return EXIT_UNREACHABLE
     found = status == 200 and isinstance(body, dict) and isinstance(body.get("data"), list) and body["data"]
@@ -479,8 +497,14 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``otel-corr`` with ``argv`` (default: the process's arguments) and return its exit status.
+
+    The statuses are ``EXIT_STATUSES``; a usage error exits through argparse with 2.
+    """
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command is None and extra:  # `otel-corr --verison`: an error, not the help and success
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:  # as pip and docker do: the help on stdout, not an error
         parser.print_help()
         return EXIT_OK

@@ -42,6 +42,11 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 def _on_terminal(columns: int, *args: str) -> str:
     """``otel-corr ARGS`` with its stdout on a pseudo-terminal ``columns`` wide; its output without colours."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", _raw_on_terminal(columns, *args).decode()).replace("\r\n", "\n")
+
+
+def _raw_on_terminal(columns: int, *args: str) -> bytes:
+    """``otel-corr ARGS`` with its stdout on a pseudo-terminal ``columns`` wide: the bytes the terminal gets."""
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "otel_corr", *args],
@@ -62,7 +67,7 @@ def _on_terminal(columns: int, *args: str) -> str:
         out += chunk
     os.close(leader)
     assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode()).replace("\r\n", "\n")
+    return out
 
 
 # --- the parser ----------------------------------------------------------------------------------
@@ -85,6 +90,20 @@ def test_no_command_prints_the_help() -> None:
 def test_version() -> None:
     out = _cli("--version")
     assert (out.returncode, out.stdout, out.stderr) == (0, f"otel-corr {__version__}\n", "")
+
+
+def test_a_misspelt_flag_without_a_command_is_an_error() -> None:
+    """`otel-corr --verison`: an error naming the flag, status 2, not the help and success."""
+    out = _cli("--verison")
+    assert out.returncode == 2 and out.stdout == "", out.stdout
+    assert out.stderr.startswith("usage: otel-corr") and "error: unrecognized arguments: --verison" in out.stderr
+
+
+def test_the_docs_exit_status_table_is_the_codes_table() -> None:
+    """docs/local-backend.md lists exactly the statuses cli.EXIT_STATUSES has, nothing the code never returns."""
+    doc = (ROOT / "docs" / "local-backend.md").read_text()
+    table = doc[doc.index("### Exit statuses") :].split("\n\n")[1]
+    assert [int(code) for code in re.findall(r"^\| (\d+) \|", table, re.M)] == list(cli.EXIT_STATUSES)
 
 
 def _actions(parser: argparse.ArgumentParser, where: str) -> list[tuple[str, argparse.Action]]:
@@ -363,7 +382,7 @@ def test_serve_notes_each_new_service_once_and_quotes_its_name(tmp_path: Path) -
     backend = Backend(tmp_path)
     try:
         now = time.time_ns()
-        for i, service in enumerate(["shop", "shop", "evil\x1b[2Jname", "shop"]):
+        for i, service in enumerate(["shop", "shop", "evil\x1b[2Jname", "shop", "c1\u009b2J"]):
             span = {
                 "traceId": f"{i + 1:032x}",
                 "spanId": f"{i + 1:016x}",
@@ -374,14 +393,140 @@ def test_serve_notes_each_new_service_once_and_quotes_its_name(tmp_path: Path) -
             }
             body = {"resourceSpans": [_spans(service, span)]}
             assert backend.post("/v1/traces", json.dumps(body).encode(), "application/json").status_code == 200
-        backend.wait_trace(f"{4:032x}")
+        backend.wait_trace(f"{5:032x}")
     finally:
         backend.stop()
     lines = [line for line in backend.log.read_text().splitlines() if "first spans" in line]
     assert lines == [
         'otel-corr serve: first spans from service "shop"',
-        'otel-corr serve: first spans from service "evil\\u001b[2Jname"',
+        'otel-corr serve: first spans from service "evil\\x1b[2Jname"',
+        'otel-corr serve: first spans from service "c1\\x9b2J"',
     ]
+
+
+def test_trace_shows_control_characters_from_span_data_as_escapes(tmp_path: Path) -> None:
+    """ESC and U+009B (C1 CSI) in a sender's names, URL, messages and attributes reach neither a pipe nor a
+    terminal: each is shown as ``\x1b`` / ``\x9b``.  Piped, a newline in a message stays on its record's line.
+
+    A non-Python stack trace under a log record is shown once, its last line not repeated.
+    """
+    t0 = 1_706_678_909_000_000_000
+    server = {
+        "traceId": TRACE,
+        "spanId": "1000000000000001",
+        "name": "GET /\x1b]0;pwned\x07",
+        "kind": 2,
+        "startTimeUnixNano": str(t0),
+        "endTimeUnixNano": str(t0 + 80_000_000),
+        "attributes": _attrs(**{"request.id": "esc-1"}),
+        "events": [
+            {"timeUnixNano": str(t0 + 1), "name": "note\x1b[5m", "attributes": _attrs(**{"k\u009b": "v\x1b[2J"})},
+            {
+                "timeUnixNano": str(t0 + 2),
+                "name": "exception",
+                "attributes": _attrs(
+                    **{
+                        "exception.type": "Boom\u009b2J",
+                        "exception.message": "bad\x1b[2J\nsecond line",
+                        "exception.stacktrace": STACK.replace("return a / b", "return a \x1b[2J/ b"),
+                    }
+                ),
+            },
+        ],
+    }
+    client = {
+        "traceId": TRACE,
+        "spanId": "1000000000000002",
+        "parentSpanId": "1000000000000001",
+        "name": "GET",
+        "kind": 3,
+        "startTimeUnixNano": str(t0 + 10_000_000),
+        "endTimeUnixNano": str(t0 + 30_000_000),
+        "attributes": _attrs(**{"url.full": "http://stock/\x1b[2J\u009b2J"}),
+    }
+    java = (
+        "java.lang.IllegalStateException: no stock\n"
+        "\tat com.shop.Stock.get(Stock.java:9)\n"
+        "\tat com.shop.Main.main(Main.java:3)\n"
+    )
+    logs = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": _attrs(**{"service.name": "\x1b[31mshop"})},
+                "scopeLogs": [
+                    {
+                        "scope": {"name": "app\x1b[2J"},
+                        "logRecords": [
+                            {
+                                "timeUnixNano": str(t0 + 20_000_000),
+                                "severityNumber": 17,
+                                "severityText": "ERROR",
+                                "body": {"stringValue": "stock\x1b[2J failed\nforged line"},
+                                "traceId": TRACE,
+                                "spanId": "1000000000000002",
+                                "attributes": _attrs(**{"exception.stacktrace": java}),
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    backend = Backend(tmp_path)
+    try:
+        body = {"resourceSpans": [_spans("\x1b[31mshop", server, client)]}
+        assert backend.post("/v1/traces", json.dumps(body).encode(), "application/json").status_code == 200
+        assert backend.post("/v1/logs", json.dumps(logs).encode(), "application/json").status_code == 200
+        backend.wait_trace(TRACE, 2)
+        piped = _cli("trace", "esc-1", "--url", backend.url)
+        raw = _raw_on_terminal(200, "trace", "esc-1", "--url", backend.url)
+    finally:
+        backend.stop()
+    assert piped.returncode == 0, piped.stderr
+    text = piped.stdout
+    assert "\x1b" not in text and "\x9b" not in text and "\x07" not in text
+    for shown in (
+        "\\x1b[31mshop: GET /\\x1b]0;pwned\\x07  80.0 ms",
+        "\\x1b[31mshop: GET → http://stock/\\x1b[2J\\x9b2J  20.0 ms",
+        "event note\\x1b[5m  k\\x9b=v\\x1b[2J",
+        "exception Boom\\x9b2J: bad\\x1b[2J\\nsecond line\n",
+        "return a \\x1b[2J/ b\n",
+        "ERROR app\\x1b[2J: stock\\x1b[2J failed\\nforged line\n",
+    ):
+        assert shown in text, (shown, text)
+    # The Java trace: its last lines as they are (tabs shown), the last one once.
+    assert text.count("at com.shop.Main.main(Main.java:3)") == 1, text
+    assert "at com.shop.Stock.get(Stock.java:9)\n" in text
+    # On a terminal (rich): its own colours, nothing of the sender's.
+    assert b"\x1b]" not in raw and b"\x1b[2J" not in raw and b"\x1b[5m" not in raw and "\x9b".encode() not in raw
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", raw.decode())
+    assert "\\x1b[31mshop: GET /\\x1b]0;pwned\\x07" in plain and "\\x9b2J" in plain
+
+
+def test_trace_shows_a_servers_error_reason_escaped(tmp_path: Path) -> None:
+    """A 503's reason from the server (any server at --url) is printed with its control characters escaped."""
+    port = free_port()
+    script = (
+        "import http.server, json\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        body = json.dumps({'errors': [{'msg': 'busy\\x1b[2J\\u009b2J'}]}).encode()\n"
+        "        self.send_response(503)\n"
+        "        self.send_header('Content-Length', str(len(body)))\n"
+        "        self.end_headers()\n"
+        "        self.wfile.write(body)\n"
+        f"http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
+    )
+    other = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, other)
+        out = _cli("trace", "order-1", "--url", f"http://127.0.0.1:{port}")
+    finally:
+        other.terminate()
+        other.wait(10)
+    assert out.returncode == 3, out.stderr
+    assert "\x1b" not in out.stderr and "\x9b" not in out.stderr
+    assert f"http://127.0.0.1:{port} answered 503: busy\\x1b[2J\\x9b2J; retry" in out.stderr
 
 
 # --- otel-corr demo ---------------------------------------------------------------------------------------
@@ -456,3 +601,108 @@ def test_demo_json_and_keep(tmp_path: Path) -> None:
         assert (work / "demo.db").exists()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux's /proc)."""
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"  # exited; only its parent's reaping is left (init's, once the demo is gone)
+
+
+def test_demo_cleans_up_through_a_second_sigterm(tmp_path: Path) -> None:
+    """Two SIGTERMs in quick succession (an impatient supervisor): the cleanup still finishes, status 0,
+    the temporary directory removed and every service stopped."""
+    demo, out, err = _demo(tmp_path)
+    try:
+        text = _until(demo, out, err, "Store and service logs: ")
+        children = _children(demo.pid)
+        assert len(children) == 3
+    finally:
+        demo.terminate()
+        time.sleep(0.05)
+        demo.terminate()
+        code = demo.wait(30)
+    assert code == 0, err.read_text()
+    work = Path(text.split("Store and service logs: ")[1].split()[0])
+    assert work.name.startswith("otel-corr-demo-") and not work.exists()
+    deadline = time.monotonic() + 10
+    while not all(map(_gone, children)):
+        assert time.monotonic() < deadline, [c for c in children if not _gone(c)]
+        time.sleep(0.1)
+
+
+def test_demo_dir_stays_after_sigterm_and_names_only_what_is_there(tmp_path: Path) -> None:
+    """--dir DIR with a file in it, beside an otel-corr serve already running: SIGTERM leaves DIR and the file;
+    the summary says DIR has the service logs, not the store (that is the running serve's)."""
+    backend = Backend(tmp_path)
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / "notes.txt").write_text("keep me")
+    out, err = tmp_path / "demo.out", tmp_path / "demo.err"
+    try:
+        with open(out, "wb") as stdout, open(err, "wb") as stderr:
+            demo = subprocess.Popen(
+                [sys.executable, "-m", "otel_corr", "demo", "--port", str(backend.port), "--dir", str(work)],
+                stdout=stdout,
+                stderr=stderr,
+                cwd=ROOT,
+            )
+        try:
+            text = _until(demo, out, err, "Service logs: ")
+        finally:
+            demo.terminate()
+            code = demo.wait(30)
+    finally:
+        backend.stop()
+    assert code == 0, err.read_text()
+    assert f"Service logs: {work}\n" in text and "Store" not in text
+    assert f"(the store is the running otel-corr serve's, at {backend.url})" in text
+    assert (work / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in work.iterdir()) == ["inventory.log", "notes.txt", "shop.log"]
+
+
+def test_demo_says_a_service_stopped_with_its_own_status(tmp_path: Path) -> None:
+    """A service dies under the demo: status 5 (not 1, trace's "not found"), the logs kept and named."""
+    demo, out, err = _demo(tmp_path)
+    try:
+        text = _until(demo, out, err, "Store and service logs: ")
+        shop = _children(demo.pid)[-1]
+        os.kill(shop, signal.SIGKILL)
+        code = demo.wait(30)
+    finally:
+        if demo.poll() is None:
+            demo.terminate()
+            demo.wait(30)
+    work = Path(text.split("Store and service logs: ")[1].split()[0])
+    try:
+        assert code == cli.EXIT_SERVICE_FAILED == 5, err.read_text()
+        assert f"otel-corr demo: a service stopped; its log is in {work}" in err.read_text()
+        assert (work / "shop.log").exists()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_run_demo_restores_the_signal_handlers(tmp_path: Path) -> None:
+    """run_demo called as a function leaves SIGINT/SIGTERM/SIGHUP as it found them (here: it refuses a port
+    that is not an otel-corr serve, and returns)."""
+    backend = Backend(tmp_path)
+    script = (
+        "import signal, sys\n"
+        "from otel_corr._demo import run_demo\n"
+        "sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)\n"
+        "before = [signal.getsignal(s) for s in sigs]\n"
+        f"code = run_demo({backend.http})\n"
+        "print(code, [signal.getsignal(s) for s in sigs] == before)\n"
+    )
+    try:
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    finally:
+        backend.stop()
+    assert out.stdout == "2 True\n", out.stdout + out.stderr

@@ -9,6 +9,8 @@ import tomllib
 from .conftest import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+#: The package's own messages (a missing extra) are install lines a user copies too.
+SOURCES = sorted((ROOT / "otel_corr").rglob("*.py"))
 
 
 def _bash_blocks(text: str) -> list[str]:
@@ -32,10 +34,11 @@ def test_readme_states_the_python_version_pyproject_requires() -> None:
 
 def test_no_doc_tells_a_user_to_pip_install_from_the_index() -> None:
     # `pip install 'otel-corr[x]'` fails until the package is published: every install line a user
-    # can copy installs from a clone (`-e .`/`-e '.[x]'`) instead.
+    # can copy, in the docs or printed by otel-corr itself, installs from a clone (`-e .`/`-e '.[x]'`) instead.
+    assert len(SOURCES) > 10
     offenders = [
         f"{path.relative_to(ROOT)}: {line.strip()}"
-        for path in DOCS
+        for path in DOCS + SOURCES
         for line in path.read_text().splitlines()
         if re.search(r"pip install\s+(-\S+\s+)*['\"]?otel-corr\b(?!-)", line) and "fails until" not in line
     ]

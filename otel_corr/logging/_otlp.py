@@ -169,7 +169,7 @@ def _otlp_exporter() -> Any:
             raise ConfigError(
                 var if _settings.env_text(var) else "OTEL_EXPORTER_OTLP_PROTOCOL",
                 protocol,
-                "http/protobuf, or grpc after `pip install 'otel-corr[grpc]'`",
+                "http/protobuf, or grpc after `pip install -e '.[grpc]'` in a clone of otel-corr",
             ) from None
         return GrpcLogExporter()
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import os
 import re
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _settings
+from .._terminal import visible
 from ..exceptions import ConfigError
 
 __all__ = ["ServeConfig", "default_db_path", "run"]
@@ -129,8 +129,8 @@ def _note_service(service: str) -> None:
     global _noted
     _noted += 1
     if _noted <= _NOTED_SERVICES:
-        # JSON-quoted: control characters in a sender's service name never reach the terminal as such.
-        name = json.dumps(service[:200], ensure_ascii=False)
+        # Quoted, control characters (C1 too) escaped: a sender's service name never drives the terminal.
+        name = f'"{visible(service[:200])}"'
         _say(f"otel-corr serve: first spans from service {name}")
     elif _noted == _NOTED_SERVICES + 1:
         _say(f"otel-corr serve: more than {_NOTED_SERVICES} services; no more are listed here")
