@@ -167,3 +167,47 @@ except otel_corr.ConfigError as exc:
     message = done.stdout.strip()
     assert message.startswith("ConfigError:") and "OTEL_LOGS_EXPORTER" in message and "otlpp" in message, message
     assert all(name in message for name in ("otlp", "console", "none"))
+
+
+BASIC_CONFIG = """
+import logging, sys
+import otel_corr
+from fastapi import FastAPI
+otel_corr.instrument(FastAPI())
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="CUSTOM %(levelname)s %(name)s: %(message)s")
+logging.getLogger("myapp").info("hello info")
+"""
+
+
+@pytest.mark.e2e
+def test_basic_config_after_instrument_still_configures_logging(collector: Collector) -> None:
+    """instrument(app) then logging.basicConfig(level=INFO, format=...): the INFO line is printed in that format
+    (before: basicConfig saw our OTLP handler on the root logger and did nothing), and still reaches the
+    collector."""
+    done = _run(BASIC_CONFIG, OTEL_EXPORTER_OTLP_ENDPOINT=collector.http_endpoint, OTEL_BLRP_SCHEDULE_DELAY="100")
+    assert done.returncode == 0, done.stderr
+    assert "CUSTOM INFO myapp: hello info" in done.stdout.splitlines(), done.stdout + done.stderr
+    collector.wait_for_logs(lambda e: e.body == "hello info")
+
+
+DEBUG_APP = """
+import logging, sys, time
+import otel_corr
+from fastapi import FastAPI
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s %(message)s")
+otel_corr.instrument(FastAPI())
+logging.getLogger("myapp").info("one line")
+time.sleep(3)
+"""
+
+
+@pytest.mark.e2e
+def test_debug_logging_does_not_feed_log_export_with_its_own_requests(collector: Collector) -> None:
+    """basicConfig(DEBUG): the HTTP client's DEBUG lines about the export's own POSTs (urllib3, on the export
+    thread) are not exported; before, each export logged a line that made the next export, forever."""
+    done = _run(DEBUG_APP, OTEL_EXPORTER_OTLP_ENDPOINT=collector.http_endpoint, OTEL_BLRP_SCHEDULE_DELAY="100")
+    assert done.returncode == 0, done.stderr
+    assert "/v1/logs" in done.stdout  # urllib3 did log the POSTs: they are printed, only not exported
+    collector.wait_for_logs(lambda e: e.body == "one line")
+    bodies = [e.body for e in collector.logs()]
+    assert not [b for b in bodies if "/v1/" in b or "HTTP connection" in b], bodies

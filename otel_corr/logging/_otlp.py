@@ -86,6 +86,9 @@ class OTLPHandler(logging.Handler):
         self._loggers: dict[str, Any] = {}
         self._last_ids: tuple[str, str] = ("", "")
         self._last_context: Context | None = None
+        from .._export import _inside
+
+        self._exporting = _inside  # set on an export thread while its exporter runs
 
     def _context(self, trace_id: str, span_id: str) -> Context | None:
         """The context of the span the record was written in, from the IDs stamped on it.
@@ -117,8 +120,11 @@ class OTLPHandler(logging.Handler):
             if isinstance(logger, logging.Logger) and only_ours(logger):
                 last.handle(record)
         name = record.name
-        if name.startswith("opentelemetry"):
-            return  # the exporter's own complaints must not loop back into it
+        if name.startswith("opentelemetry") or getattr(self._exporting, "active", False):
+            # The exporter's own complaints, and whatever its HTTP client logs while an export runs on this
+            # thread (urllib3's "POST /v1/logs" at DEBUG), must not loop back into it: each export would
+            # make the next one, forever.
+            return
         try:
             d = record.__dict__
             # Only the app's own fields (extra=...) are left once the standard attributes are taken away:
@@ -220,10 +226,13 @@ def install(resource: Any) -> OTLPHandler | None:
     global _installed
     from .. import _patches
 
+    root = logging.getLogger()
     if _patches.active(_HANDLER_KEY):
+        if _installed is not None and _installed not in root.handlers:
+            # Emptied since (Celery's worker_hijack_root_logger, dictConfig): records would stop leaving.
+            root.addHandler(_installed)
         return _installed
     names = _settings.logs_exporters()
-    root = logging.getLogger()
     if not names or _theirs(root) is not None:
         return None
     from opentelemetry._logs import get_logger_provider, set_logger_provider
@@ -253,4 +262,34 @@ def install(resource: Any) -> OTLPHandler | None:
         _BY,
         lambda: root.removeHandler(handler),
     )
+    _patches.replace(
+        logging,
+        "basicConfig",
+        _basic_config,
+        what="runs with the OTLP handler off the root logger, so that it still configures logging",
+        by=_BY,
+    )
     return handler
+
+
+def _basic_config(original: Any) -> Any:
+    """``logging.basicConfig`` that does not count our handler as logging already set up.
+
+    basicConfig does nothing when the root logger has a handler; ours is not the app's configuration,
+    so it is taken off for the call and put back after it (the SDK's fix for its LoggingHandler).
+    """
+
+    def basicConfig(**kwargs: Any) -> None:  # the name it replaces
+        root = logging.getLogger()
+        ours = _installed
+        if ours is None or ours not in root.handlers:
+            original(**kwargs)
+            return
+        root.removeHandler(ours)
+        try:
+            original(**kwargs)
+        finally:
+            root.addHandler(ours)
+
+    basicConfig.__doc__ = original.__doc__
+    return basicConfig
