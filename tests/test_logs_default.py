@@ -211,3 +211,24 @@ def test_debug_logging_does_not_feed_log_export_with_its_own_requests(collector:
     collector.wait_for_logs(lambda e: e.body == "one line")
     bodies = [e.body for e in collector.logs()]
     assert not [b for b in bodies if "/v1/" in b or "HTTP connection" in b], bodies
+
+
+CELERY_SETUP = """
+import json, logging
+import otel_corr
+from celery import Celery
+{setup}
+app = Celery("t", broker="memory://")
+otel_corr.instrument(app)
+app.log.setup(loglevel=logging.INFO)  # what a worker does at start: worker_hijack_root_logger empties root
+print(json.dumps([type(h).__name__ for h in logging.getLogger().handlers]))
+"""
+
+
+@pytest.mark.parametrize("setup", ["otel_corr.configure_logging()", ""], ids=["configure_logging", "instrument_only"])
+def test_celery_worker_logging_setup_keeps_the_otlp_handler(setup: str) -> None:
+    """Celery's logging set-up (worker start) empties the root logger's handlers; the OTLP handler is put back
+    (before: only configure_logging's handler was, and log export stopped silently)."""
+    done = _run(CELERY_SETUP.format(setup=setup), OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+    assert done.returncode == 0, done.stderr
+    assert "OTLPHandler" in json.loads(done.stdout.splitlines()[-1])

@@ -31,7 +31,7 @@ from .. import _settings
 from ..exceptions import ConfigError
 from ._stamp import FIELDS, MISSING
 
-__all__ = ["OTLPHandler", "enabled_by_env", "install", "only_ours"]
+__all__ = ["OTLPHandler", "enabled_by_env", "install", "only_ours", "reattach"]
 
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
@@ -216,6 +216,20 @@ def _theirs(root: logging.Logger) -> logging.Handler | None:
     return None
 
 
+def reattach() -> None:
+    """Put the installed handler back on the root logger if something emptied its handlers since.
+
+    A Celery worker does at start (``worker_hijack_root_logger``), as does ``dictConfig``: records
+    would silently stop leaving.  Nothing happens when no handler was installed or it is still there.
+    """
+    from .. import _patches
+
+    handler = _installed
+    root = logging.getLogger()
+    if handler is not None and _patches.active(_HANDLER_KEY) and handler not in root.handlers:
+        root.addHandler(handler)
+
+
 def install(resource: Any) -> OTLPHandler | None:
     """Attach one OTLP handler to the root logger (idempotent); None if log records go nowhere.
 
@@ -226,13 +240,11 @@ def install(resource: Any) -> OTLPHandler | None:
     global _installed
     from .. import _patches
 
-    root = logging.getLogger()
     if _patches.active(_HANDLER_KEY):
-        if _installed is not None and _installed not in root.handlers:
-            # Emptied since (Celery's worker_hijack_root_logger, dictConfig): records would stop leaving.
-            root.addHandler(_installed)
+        reattach()
         return _installed
     names = _settings.logs_exporters()
+    root = logging.getLogger()
     if not names or _theirs(root) is not None:
         return None
     from opentelemetry._logs import get_logger_provider, set_logger_provider
