@@ -232,3 +232,30 @@ def test_celery_worker_logging_setup_keeps_the_otlp_handler(setup: str) -> None:
     done = _run(CELERY_SETUP.format(setup=setup), OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
     assert done.returncode == 0, done.stderr
     assert "OTLPHandler" in json.loads(done.stdout.splitlines()[-1])
+
+
+EXIT_WITHOUT_COLLECTOR = """
+import atexit, logging
+import otel_corr
+from opentelemetry._logs import get_logger_provider
+shut_down = []
+atexit.register(lambda: print("provider shut down:", len(shut_down), flush=True))  # runs after ours (LIFO)
+otel_corr.configure_logging()
+provider = get_logger_provider()
+real = provider.shutdown
+provider.shutdown = lambda: (shut_down.append(1), real())[1]
+logging.getLogger("myapp").warning("one line")
+"""
+
+
+def test_exit_without_a_collector_is_bounded_by_the_shutdown_timeout() -> None:
+    """configure_logging(), a line, no collector: at exit our hook shuts the LoggerProvider down (once, not the
+    SDK's own unbounded hook too), gives up after OTEL_CORR_SHUTDOWN_TIMEOUT saying so, and nothing answers
+    "Shutdown called, ignoring Log." (before: the SDK's hook waited for the exporter's retries, then that line)."""
+    done = _run(
+        EXIT_WITHOUT_COLLECTOR, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_CORR_SHUTDOWN_TIMEOUT="1"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "provider shut down: 1" in done.stdout
+    assert "Shutdown called, ignoring" not in done.stderr
+    assert "log records not exported within 1.0 s at exit (OTEL_CORR_SHUTDOWN_TIMEOUT)" in done.stderr

@@ -19,7 +19,9 @@ BatchLogRecordProcessor, so export stays off the logging call's path.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import threading
 import traceback
 from typing import Any
 
@@ -216,6 +218,39 @@ def _theirs(root: logging.Logger) -> logging.Handler | None:
     return None
 
 
+def _exit_timeout() -> float:
+    """``OTEL_CORR_SHUTDOWN_TIMEOUT`` (seconds, 5 by default; a bad value, which instrument() rejects, is 5)."""
+    try:
+        value = float(_settings.env_text("OTEL_CORR_SHUTDOWN_TIMEOUT") or 5)
+    except ValueError:
+        return 5.0
+    return value if 0 <= value <= 300 else 5.0
+
+
+def _shut_down(provider: Any, timeout: float | None = None) -> bool:
+    """Export the queued log records and shut the provider down, waiting at most ``timeout`` seconds.
+
+    Runs at exit.  The OTLP handler leaves the root logger first: a line logged during the shutdown (the
+    outage warning) is printed by the app's handlers, not handed to a provider that would answer
+    "Shutdown called, ignoring Log.".  The shutdown runs in a daemon thread, so a collector that does not
+    answer costs ``timeout`` at most.  Returns whether it finished in time.
+    """
+    handler = _installed
+    if handler is not None:
+        logging.getLogger().removeHandler(handler)
+    worker = threading.Thread(target=provider.shutdown, name="otel-corr-logs-shutdown", daemon=True)
+    worker.start()
+    wait = _exit_timeout() if timeout is None else timeout
+    worker.join(wait)
+    if worker.is_alive():
+        # the exporter is still retrying (no collector): the queued records are lost, and say so
+        log = logging.getLogger("otel_corr")
+        msg = "log records not exported within %.1f s at exit (OTEL_CORR_SHUTDOWN_TIMEOUT); some may be lost"
+        log.warning("otel-corr: " + msg if only_ours(log) else msg, wait)  # named once, as _export._warn does
+        return False
+    return True
+
+
 def reattach() -> None:
     """Put the installed handler back on the root logger if something emptied its handlers since.
 
@@ -253,15 +288,19 @@ def install(resource: Any) -> OTLPHandler | None:
     provider = get_logger_provider()
     if not isinstance(provider, LoggerProvider):
         processors = _processors(names)  # may raise ConfigError: before anything is changed
-        provider = LoggerProvider(resource=resource)
+        # Not the SDK's own at-exit shutdown: with no collector it waits for the exporter's retries
+        # (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s); ours is bounded by OTEL_CORR_SHUTDOWN_TIMEOUT.
+        provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         for processor in processors:
             provider.add_log_record_processor(processor)
         set_logger_provider(provider)
-        # The API sets the global LoggerProvider once per process, by design: it stays.
+        atexit.register(_shut_down, provider)
+        # The API sets the global LoggerProvider once per process, by design: it stays, with its exit hook.
         _patches.record(
             "global LoggerProvider",
             "the global LoggerProvider (opentelemetry._logs)",
-            f"an SDK LoggerProvider exporting log records ({', '.join(names)})",
+            f"an SDK LoggerProvider exporting log records ({', '.join(names)}), shut down at exit within"
+            " OTEL_CORR_SHUTDOWN_TIMEOUT",
             _BY,
             None,
         )
