@@ -182,6 +182,11 @@ def install_log_filters() -> None:
         _filters_installed = True
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 span``, ``2 spans``, ``1 log record``: ``noun`` is the plural (``spans``, ``log records``)."""
+    return f"{n} {noun[:-1] if n == 1 and noun.endswith('s') else noun}"
+
+
 class _Outage:
     """One collector's counting and its few lines, shared by the span and log-record guards that send to it.
 
@@ -229,7 +234,7 @@ class _Outage:
     def _lost(self, *counts: dict[str, int]) -> str:
         """``3 spans, 2 log records``: each noun with its total over ``counts``, zeros left out (one at least)."""
         totals = {noun: sum(c[noun] for c in counts) for noun in self.nouns}
-        shown = [f"{n} {noun}" for noun, n in totals.items() if n] or [f"0 {next(iter(totals))}"]
+        shown = [_count(n, noun) for noun, n in totals.items() if n] or [_count(0, next(iter(totals)))]
         return ", ".join(shown)
 
     def _failed_batch(self, noun: str, count: int, started: float, reason: str | None) -> None:
@@ -274,9 +279,8 @@ class _Outage:
             now = time.monotonic()
             if now - self.overflow_warned_at >= 60:
                 _warn(
-                    "export queue full; %d %s dropped (raise OTEL_%s_MAX_QUEUE_SIZE)",
-                    self.overflow[noun],
-                    noun,
+                    "export queue full; %s dropped (raise OTEL_%s_MAX_QUEUE_SIZE)",
+                    _count(self.overflow[noun], noun),
                     "BSP" if self.nouns[noun] == "Span" else "BLRP",
                 )
                 self.overflow_warned_at, self.overflow[noun] = now, 0

@@ -175,3 +175,25 @@ def test_task_from_a_request_prefork_worker(
     assert (charge[0]["request_id"], charge[0]["trace_id"], charge[0]["task_id"]) == (rid, trace_id, task_id)
     spans = collector.wait_for_spans(1, trace_id=trace_id, name="process shop.charge")
     assert spans and spans[0].attributes["request.id"] == rid
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["configure_logging", "instrument_only"])
+def test_the_worker_exports_its_task_log_records(
+    plain: bool, redis_url: str, collector: Collector, start_worker: Callable[..., Server]
+) -> None:
+    """The worker empties the root logger's handlers at start (worker_hijack_root_logger): the OTLP log handler
+    is put back, with configure_logging() and with instrument(app) alone, and a task's line reaches the
+    collector (before: log export stopped silently in every worker)."""
+    from celery import Celery
+
+    env = server_env(collector, CELERY_BROKER_URL=redis_url, OTEL_BLRP_SCHEDULE_DELAY="100")
+    if plain:
+        env["PLAIN_LOGGING"] = "1"
+    start_worker(env, "-P", "solo")
+    client = Celery("client", broker=redis_url)
+    try:
+        client.send_task("shop.receipt", args=[41])
+    finally:
+        client.close()
+    (record,) = collector.wait_for_logs(lambda e: e.body == "sending receipt")
+    assert record.attributes.get("order") == "41"

@@ -122,3 +122,18 @@ def test_how_a_collector_is_named(endpoint: str, target: str, hinted: bool) -> N
     named, hint = collector(endpoint)
     assert named == target
     assert ("`otel-corr serve`" in hint) is hinted
+
+
+def test_counts_are_singular_or_plural() -> None:
+    """One lost item reads "1 log record", not "1 log records"; zero and more stay plural."""
+    from otel_corr._export import _Outage
+
+    outage = _Outage("collector at http://127.0.0.1:9", "")
+    outage.add("spans", "Span")
+    outage.add("log records", "Log")
+    outage.failed.update({"spans": 1, "log records": 1})
+    assert outage._lost(outage.failed) == "1 span, 1 log record"
+    outage.failed.update({"spans": 2, "log records": 0})
+    assert outage._lost(outage.failed) == "2 spans"
+    outage.failed.update({"spans": 0})
+    assert outage._lost(outage.failed) == "0 spans"

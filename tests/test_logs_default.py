@@ -167,3 +167,95 @@ except otel_corr.ConfigError as exc:
     message = done.stdout.strip()
     assert message.startswith("ConfigError:") and "OTEL_LOGS_EXPORTER" in message and "otlpp" in message, message
     assert all(name in message for name in ("otlp", "console", "none"))
+
+
+BASIC_CONFIG = """
+import logging, sys
+import otel_corr
+from fastapi import FastAPI
+otel_corr.instrument(FastAPI())
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="CUSTOM %(levelname)s %(name)s: %(message)s")
+logging.getLogger("myapp").info("hello info")
+"""
+
+
+@pytest.mark.e2e
+def test_basic_config_after_instrument_still_configures_logging(collector: Collector) -> None:
+    """instrument(app) then logging.basicConfig(level=INFO, format=...): the INFO line is printed in that format
+    (before: basicConfig saw our OTLP handler on the root logger and did nothing), and still reaches the
+    collector."""
+    done = _run(BASIC_CONFIG, OTEL_EXPORTER_OTLP_ENDPOINT=collector.http_endpoint, OTEL_BLRP_SCHEDULE_DELAY="100")
+    assert done.returncode == 0, done.stderr
+    assert "CUSTOM INFO myapp: hello info" in done.stdout.splitlines(), done.stdout + done.stderr
+    collector.wait_for_logs(lambda e: e.body == "hello info")
+
+
+DEBUG_APP = """
+import logging, sys, time
+import otel_corr
+from fastapi import FastAPI
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s %(message)s")
+otel_corr.instrument(FastAPI())
+logging.getLogger("myapp").info("one line")
+time.sleep(3)
+"""
+
+
+@pytest.mark.e2e
+def test_debug_logging_does_not_feed_log_export_with_its_own_requests(collector: Collector) -> None:
+    """basicConfig(DEBUG): the HTTP client's DEBUG lines about the export's own POSTs (urllib3, on the export
+    thread) are not exported; before, each export logged a line that made the next export, forever."""
+    done = _run(DEBUG_APP, OTEL_EXPORTER_OTLP_ENDPOINT=collector.http_endpoint, OTEL_BLRP_SCHEDULE_DELAY="100")
+    assert done.returncode == 0, done.stderr
+    assert "/v1/logs" in done.stdout  # urllib3 did log the POSTs: they are printed, only not exported
+    collector.wait_for_logs(lambda e: e.body == "one line")
+    bodies = [e.body for e in collector.logs()]
+    assert not [b for b in bodies if "/v1/" in b or "HTTP connection" in b], bodies
+
+
+CELERY_SETUP = """
+import json, logging
+import otel_corr
+from celery import Celery
+{setup}
+app = Celery("t", broker="memory://")
+otel_corr.instrument(app)
+app.log.setup(loglevel=logging.INFO)  # what a worker does at start: worker_hijack_root_logger empties root
+print(json.dumps([type(h).__name__ for h in logging.getLogger().handlers]))
+"""
+
+
+@pytest.mark.parametrize("setup", ["otel_corr.configure_logging()", ""], ids=["configure_logging", "instrument_only"])
+def test_celery_worker_logging_setup_keeps_the_otlp_handler(setup: str) -> None:
+    """Celery's logging set-up (worker start) empties the root logger's handlers; the OTLP handler is put back
+    (before: only configure_logging's handler was, and log export stopped silently)."""
+    done = _run(CELERY_SETUP.format(setup=setup), OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+    assert done.returncode == 0, done.stderr
+    assert "OTLPHandler" in json.loads(done.stdout.splitlines()[-1])
+
+
+EXIT_WITHOUT_COLLECTOR = """
+import atexit, logging
+import otel_corr
+from opentelemetry._logs import get_logger_provider
+shut_down = []
+atexit.register(lambda: print("provider shut down:", len(shut_down), flush=True))  # runs after ours (LIFO)
+otel_corr.configure_logging()
+provider = get_logger_provider()
+real = provider.shutdown
+provider.shutdown = lambda: (shut_down.append(1), real())[1]
+logging.getLogger("myapp").warning("one line")
+"""
+
+
+def test_exit_without_a_collector_is_bounded_by_the_shutdown_timeout() -> None:
+    """configure_logging(), a line, no collector: at exit our hook shuts the LoggerProvider down (once, not the
+    SDK's own unbounded hook too), gives up after OTEL_CORR_SHUTDOWN_TIMEOUT saying so, and nothing answers
+    "Shutdown called, ignoring Log." (before: the SDK's hook waited for the exporter's retries, then that line)."""
+    done = _run(
+        EXIT_WITHOUT_COLLECTOR, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_CORR_SHUTDOWN_TIMEOUT="1"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "provider shut down: 1" in done.stdout
+    assert "Shutdown called, ignoring" not in done.stderr
+    assert "log records not exported within 1.0 s at exit (OTEL_CORR_SHUTDOWN_TIMEOUT)" in done.stderr

@@ -112,6 +112,7 @@ def test_patches_lists_every_change_with_its_origin(probe: dict[str, Any]) -> No
         "logging.Logger.makeRecord": "logging._stamp",
         "the global LoggerProvider (opentelemetry._logs)": "logging._otlp",
         "the root logger's handlers": "logging._otlp",
+        "logging.basicConfig": "logging._otlp",
         "os.register_at_fork(after_in_child)": "logging._setup (configure_logging)",
         "atexit": "logging._setup (configure_logging)",
         "the global TracerProvider (opentelemetry.trace)": "_provider",

@@ -19,7 +19,9 @@ BatchLogRecordProcessor, so export stays off the logging call's path.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import threading
 import traceback
 from typing import Any
 
@@ -31,7 +33,7 @@ from .. import _settings
 from ..exceptions import ConfigError
 from ._stamp import FIELDS, MISSING
 
-__all__ = ["OTLPHandler", "enabled_by_env", "install", "only_ours"]
+__all__ = ["OTLPHandler", "enabled_by_env", "install", "only_ours", "reattach"]
 
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
@@ -86,6 +88,9 @@ class OTLPHandler(logging.Handler):
         self._loggers: dict[str, Any] = {}
         self._last_ids: tuple[str, str] = ("", "")
         self._last_context: Context | None = None
+        from .._export import _inside
+
+        self._exporting = _inside  # set on an export thread while its exporter runs
 
     def _context(self, trace_id: str, span_id: str) -> Context | None:
         """The context of the span the record was written in, from the IDs stamped on it.
@@ -117,8 +122,11 @@ class OTLPHandler(logging.Handler):
             if isinstance(logger, logging.Logger) and only_ours(logger):
                 last.handle(record)
         name = record.name
-        if name.startswith("opentelemetry"):
-            return  # the exporter's own complaints must not loop back into it
+        if name.startswith("opentelemetry") or getattr(self._exporting, "active", False):
+            # The exporter's own complaints, and whatever its HTTP client logs while an export runs on this
+            # thread (urllib3's "POST /v1/logs" at DEBUG), must not loop back into it: each export would
+            # make the next one, forever.
+            return
         try:
             d = record.__dict__
             # Only the app's own fields (extra=...) are left once the standard attributes are taken away:
@@ -210,6 +218,53 @@ def _theirs(root: logging.Logger) -> logging.Handler | None:
     return None
 
 
+def _exit_timeout() -> float:
+    """``OTEL_CORR_SHUTDOWN_TIMEOUT`` (seconds, 5 by default; a bad value, which instrument() rejects, is 5)."""
+    try:
+        value = float(_settings.env_text("OTEL_CORR_SHUTDOWN_TIMEOUT") or 5)
+    except ValueError:
+        return 5.0
+    return value if 0 <= value <= 300 else 5.0
+
+
+def _shut_down(provider: Any, timeout: float | None = None) -> bool:
+    """Export the queued log records and shut the provider down, waiting at most ``timeout`` seconds.
+
+    Runs at exit.  The OTLP handler leaves the root logger first: a line logged during the shutdown (the
+    outage warning) is printed by the app's handlers, not handed to a provider that would answer
+    "Shutdown called, ignoring Log.".  The shutdown runs in a daemon thread, so a collector that does not
+    answer costs ``timeout`` at most.  Returns whether it finished in time.
+    """
+    handler = _installed
+    if handler is not None:
+        logging.getLogger().removeHandler(handler)
+    worker = threading.Thread(target=provider.shutdown, name="otel-corr-logs-shutdown", daemon=True)
+    worker.start()
+    wait = _exit_timeout() if timeout is None else timeout
+    worker.join(wait)
+    if worker.is_alive():
+        # the exporter is still retrying (no collector): the queued records are lost, and say so
+        log = logging.getLogger("otel_corr")
+        msg = "log records not exported within %.1f s at exit (OTEL_CORR_SHUTDOWN_TIMEOUT); some may be lost"
+        log.warning("otel-corr: " + msg if only_ours(log) else msg, wait)  # named once, as _export._warn does
+        return False
+    return True
+
+
+def reattach() -> None:
+    """Put the installed handler back on the root logger if something emptied its handlers since.
+
+    A Celery worker does at start (``worker_hijack_root_logger``), as does ``dictConfig``: records
+    would silently stop leaving.  Nothing happens when no handler was installed or it is still there.
+    """
+    from .. import _patches
+
+    handler = _installed
+    root = logging.getLogger()
+    if handler is not None and _patches.active(_HANDLER_KEY) and handler not in root.handlers:
+        root.addHandler(handler)
+
+
 def install(resource: Any) -> OTLPHandler | None:
     """Attach one OTLP handler to the root logger (idempotent); None if log records go nowhere.
 
@@ -221,6 +276,7 @@ def install(resource: Any) -> OTLPHandler | None:
     from .. import _patches
 
     if _patches.active(_HANDLER_KEY):
+        reattach()
         return _installed
     names = _settings.logs_exporters()
     root = logging.getLogger()
@@ -232,15 +288,19 @@ def install(resource: Any) -> OTLPHandler | None:
     provider = get_logger_provider()
     if not isinstance(provider, LoggerProvider):
         processors = _processors(names)  # may raise ConfigError: before anything is changed
-        provider = LoggerProvider(resource=resource)
+        # Not the SDK's own at-exit shutdown: with no collector it waits for the exporter's retries
+        # (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s); ours is bounded by OTEL_CORR_SHUTDOWN_TIMEOUT.
+        provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         for processor in processors:
             provider.add_log_record_processor(processor)
         set_logger_provider(provider)
-        # The API sets the global LoggerProvider once per process, by design: it stays.
+        atexit.register(_shut_down, provider)
+        # The API sets the global LoggerProvider once per process, by design: it stays, with its exit hook.
         _patches.record(
             "global LoggerProvider",
             "the global LoggerProvider (opentelemetry._logs)",
-            f"an SDK LoggerProvider exporting log records ({', '.join(names)})",
+            f"an SDK LoggerProvider exporting log records ({', '.join(names)}), shut down at exit within"
+            " OTEL_CORR_SHUTDOWN_TIMEOUT",
             _BY,
             None,
         )
@@ -253,4 +313,34 @@ def install(resource: Any) -> OTLPHandler | None:
         _BY,
         lambda: root.removeHandler(handler),
     )
+    _patches.replace(
+        logging,
+        "basicConfig",
+        _basic_config,
+        what="runs with the OTLP handler off the root logger, so that it still configures logging",
+        by=_BY,
+    )
     return handler
+
+
+def _basic_config(original: Any) -> Any:
+    """``logging.basicConfig`` that does not count our handler as logging already set up.
+
+    basicConfig does nothing when the root logger has a handler; ours is not the app's configuration,
+    so it is taken off for the call and put back after it (the SDK's fix for its LoggingHandler).
+    """
+
+    def basicConfig(**kwargs: Any) -> None:  # the name it replaces
+        root = logging.getLogger()
+        ours = _installed
+        if ours is None or ours not in root.handlers:
+            original(**kwargs)
+            return
+        root.removeHandler(ours)
+        try:
+            original(**kwargs)
+        finally:
+            root.addHandler(ours)
+
+    basicConfig.__doc__ = original.__doc__
+    return basicConfig

@@ -13,7 +13,8 @@
 - ``task_failure`` / ``task_retry``: recorded on the consumer span;
 - ``after_setup_logger`` / ``after_setup_task_logger``: the worker replaces the
   root logger's handlers at start (``worker_hijack_root_logger``); the format
-  chosen with :func:`otel_corr.configure_logging` is put back;
+  chosen with :func:`otel_corr.configure_logging` is put back, and the OTLP log
+  handler with it;
 - ``worker_process_shutdown`` / ``worker_shutdown``: queued spans are flushed.
 
 Why our own signal handlers rather than ``opentelemetry-instrumentation-celery``:
@@ -145,9 +146,11 @@ def _retry(request: Any = None, reason: object = None, **kw: Any) -> None:
 
 
 def _after_setup_logger(**kw: Any) -> None:
+    from ..logging._otlp import reattach
     from ..logging._setup import reapply
 
     reapply()
+    reattach()  # without configure_logging(), the OTLP log handler instrument() added is gone too
 
 
 def _after_setup_task_logger(logger: Any = None, **kw: Any) -> None:

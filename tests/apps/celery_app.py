@@ -10,7 +10,8 @@ from celery import Celery
 
 import otel_corr
 
-otel_corr.configure_logging(fmt="json", stream=sys.stdout)
+if not os.environ.get("PLAIN_LOGGING"):  # set: only instrument(app), the app's logging left to Celery
+    otel_corr.configure_logging(fmt="json", stream=sys.stdout)
 app = Celery("shop", broker=os.environ["CELERY_BROKER_URL"], backend=os.environ["CELERY_BROKER_URL"])
 app.conf.update(task_ignore_result=False, broker_connection_retry_on_startup=True, worker_prefetch_multiplier=1)
 if os.environ.get("BEAT_EVERY"):

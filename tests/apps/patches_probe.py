@@ -162,6 +162,7 @@ def snapshot() -> dict[str, Any]:
         for name, value in vars(owner).items():
             snap[f"{owner.__module__}.{owner.__qualname__}.{name}"] = value
     snap["logging.getLogRecordFactory()"] = logging.getLogRecordFactory()
+    snap["logging.basicConfig"] = logging.basicConfig
     snap["trace.get_tracer_provider()"] = trace.get_tracer_provider()
     snap["_logs.get_logger_provider()"] = _logs.get_logger_provider()
     snap["propagate.get_global_textmap()"] = propagate.get_global_textmap()

@@ -106,7 +106,7 @@ def test_guard_blackhole_is_bounded_and_counts_queue_drops(capture: Capture, cap
         hole.close()
     warnings = _ours(caplog, logging.WARNING)
     assert len(warnings) == 2, warnings  # the outage, and the report at "shutdown"
-    assert "hole unreachable; 1 spans dropped" in warnings[0]
+    assert "hole unreachable; 1 span dropped" in warnings[0]
     assert "still unreachable at shutdown; " in warnings[1]
     # 1 + 200 spans were lost; the SDK warns "Queue full" just before it appends, so a batch taken off the
     # queue in between can make one warning without a drop: a few too many, never too few.
