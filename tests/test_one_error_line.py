@@ -28,6 +28,7 @@ from .conftest import Capture, Server, server_env
 BOOM = "RuntimeError: payment service exploded"
 LATE = "RuntimeError: stream broke after the response started"
 OWN = "ValueError: card declined"
+MARK = "end of the test's requests"
 
 SERVERS: dict[str, tuple[str, list[str]]] = {
     # name: (kind, argv with {port})
@@ -46,6 +47,10 @@ SERVERS: dict[str, tuple[str, list[str]]] = {
     ),
     "hypercorn": ("asgi", ["-m", "hypercorn", "tests.apps.errors_app:asgi", "--bind", "127.0.0.1:{port}"]),
     "gunicorn-sync-flask": ("wsgi", ["-m", "gunicorn", "tests.apps.errors_app:flask_app", "-b", "127.0.0.1:{port}"]),
+    "gunicorn-sync-flask-unclosed": (
+        "wsgi",
+        ["-m", "gunicorn", "tests.apps.errors_app:flask_unclosed", "-b", "127.0.0.1:{port}"],
+    ),
     "flask-run-werkzeug": (
         "wsgi",
         ["-m", "flask", "--app", "tests.apps.errors_app:flask_app", "run", "--port", "{port}"],
@@ -69,7 +74,13 @@ def _serve(servers: list[Server], tmp_path: Path, name: str, mode: str) -> tuple
     kind, template = SERVERS[name]
     port = free_port()
     argv = [sys.executable, *(part.format(port=port) for part in template)]
-    env = server_env(None, APP_LOGGING=mode, OTEL_TRACES_EXPORTER="none", PYTHONUNBUFFERED="1")
+    if mode == "none":
+        # The defaults, untouched: traces and logs exported over OTLP (here to a port nobody listens
+        # on), so instrument(app) puts its OTLP log handler on the root logger.
+        env = server_env(None, APP_LOGGING=mode, PYTHONUNBUFFERED="1")
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
+    else:
+        env = server_env(None, APP_LOGGING=mode, OTEL_TRACES_EXPORTER="none", PYTHONUNBUFFERED="1")
     server = Server(argv, env, tmp_path / f"{name}-{mode}.log", port)
     servers.append(server)
     return kind, server
@@ -99,8 +110,9 @@ def _exercise(server: Server, kind: str, name: str) -> tuple[httpx.Response, str
             sock.recv(1024)
         _wait_for(server, "Invalid HTTP request received.")
     _wait_for(server, LATE if kind == "asgi" else OWN)
-    time.sleep(0.3)  # a server's own line for the same error would follow ours within this
-    return boom, server.output()
+    # A server's own line for the same error would be written before the line of a later request.
+    assert httpx.get(f"{server.url}/mark").status_code == 200
+    return boom, _wait_for(server, MARK)
 
 
 @pytest.mark.e2e
@@ -271,3 +283,17 @@ async def test_the_servers_record_stays_when_our_logger_is_off(
         logging.getLogger("otel_corr.error").disabled = False
     ((name, message),) = at_root.errors()
     assert name == "uvicorn.error" and message.startswith("Exception in ASGI application (request_id=ip-1 trace_id=")
+
+
+async def test_the_servers_record_stays_when_a_filter_turns_our_line_away(
+    loggers: tuple[_Collect, _Collect], capture: Capture
+) -> None:
+    """A filter on the handler that our line would reach drops it (a user muting ``otel_corr.error`` on the
+    console): uvicorn's record is not dropped too, it is written there with the request's IDs."""
+    at_root, _ = loggers
+    at_root.addFilter(lambda record: record.name != "otel_corr.error")
+    escaped = await _raise_in_request(RuntimeError("boom"), capture)
+    logging.getLogger("uvicorn.error").error("Exception in ASGI application\n", exc_info=escaped)  # as uvicorn
+    ((name, message),) = at_root.errors()
+    assert name == "uvicorn.error" and message.startswith("Exception in ASGI application (request_id=ip-1 "), message
+
