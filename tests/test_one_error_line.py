@@ -8,6 +8,7 @@ worker wrote ``Exception in ASGI application``/``Error in ASGI Framework`` besid
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
@@ -297,3 +298,20 @@ async def test_the_servers_record_stays_when_a_filter_turns_our_line_away(
     ((name, message),) = at_root.errors()
     assert name == "uvicorn.error" and message.startswith("Exception in ASGI application (request_id=ip-1 "), message
 
+
+def test_hypercorns_error_log_file_is_written(tmp_path: Path) -> None:
+    """configure_logging, then hypercorn's logger set up to write a file only (a log config with a
+    FileHandler and propagate off): the error reaches the file; only hypercorn's default console
+    handler is ever taken off its logger."""
+    server = logging.getLogger("hypercorn.error")
+    saved = (server.handlers[:], server.propagate)
+    try:
+        otel_corr.configure_logging(stream=io.StringIO())
+        to_file = logging.FileHandler(tmp_path / "error.log")
+        server.handlers, server.propagate = [to_file], False
+        server.error("Error in ASGI Framework")
+        to_file.close()
+        assert (tmp_path / "error.log").read_text() == "Error in ASGI Framework\n"
+    finally:
+        otel_corr.uninstrument()
+        server.handlers[:], server.propagate = saved
