@@ -315,3 +315,52 @@ def test_hypercorns_error_log_file_is_written(tmp_path: Path) -> None:
     finally:
         otel_corr.uninstrument()
         server.handlers[:], server.propagate = saved
+
+
+async def test_a_kept_exception_instance_does_not_hold_the_request_s_frames(
+    loggers: tuple[_Collect, _Collect], capture: Capture
+) -> None:
+    """An exception instance the app keeps and raises again: once the server's record of one raise was
+    seen, otel-corr's mark on the instance no longer holds that request's frames (and their locals)."""
+    import gc
+    import weakref
+
+    class Payload:
+        pass
+
+    kept = RuntimeError("kept and reused")
+    alive: list[weakref.ref[Payload]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        payload = Payload()  # a local of the failing frame
+        alive.append(weakref.ref(payload))
+        raise kept
+
+    wrapped = otel_corr.instrument(app, tracer_provider=capture.provider)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    # Handlers that are cleared below: a record's exc_info holds the frames too (pytest's would keep them).
+    _, own = loggers
+    ours, server = logging.getLogger("otel_corr.error"), logging.getLogger("uvicorn")
+    server.addHandler(own)
+    server.propagate = ours.propagate = False
+    ours.addHandler(own)
+    try:
+        scope = {"type": "http", "method": "GET", "path": "/boom", "headers": []}
+        try:
+            await wrapped(scope, receive, send)
+        except RuntimeError as escaped:
+            logging.getLogger("uvicorn.error").error("Exception in ASGI application\n", exc_info=escaped)
+    finally:
+        ours.removeHandler(own)
+        ours.propagate = True
+    assert [r.name for r in own.records] == ["otel_corr.error"]  # the server's copy: recognised, dropped
+    own.records.clear()
+    kept.__traceback__ = None  # what the app's own reference keeps is the instance alone
+    gc.collect()
+    assert alive[0]() is None

@@ -146,7 +146,13 @@ class _Mark:
 
 
 def mark_error(exc: BaseException, trace_id: str, span_id: str, request_id: str) -> _Mark:
-    """The mark of ``exc`` in this request (made now if it carries none of this request)."""
+    """The mark of ``exc`` in this request (made now if it carries none of this request).
+
+    One mark per exception object: an instance kept and raised by two requests at the same time is
+    marked by the later one.  A server record of either raise may then be matched to that mark (kept
+    stamped with the later request's IDs, or dropped beside our own line) or not be recognised (kept
+    as the server wrote it): each error is still written, twice at worst.  Not worth a lock per error.
+    """
     mark = getattr(exc, _MARK, None)
     if type(mark) is _Mark and mark.trace_id == trace_id and mark.request_id == request_id:
         return mark  # Flask: marked by the signal, then our line when the response is closed
@@ -167,7 +173,7 @@ def _mark_of(exc: BaseException | None, tb: TracebackType | None) -> _Mark | Non
     # Tracebacks grow at the head as the exception leaves frames: the marked one is further down.
     for _ in range(_MAX_FRAMES):
         if tb is mark.tb:
-            mark.used = True
+            mark.used, mark.tb = True, None  # done with: a kept exception instance no longer holds its frames
             return mark
         if tb is None:
             return None
