@@ -8,6 +8,7 @@ worker wrote ``Exception in ASGI application``/``Error in ASGI Framework`` besid
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
@@ -28,6 +29,7 @@ from .conftest import Capture, Server, server_env
 BOOM = "RuntimeError: payment service exploded"
 LATE = "RuntimeError: stream broke after the response started"
 OWN = "ValueError: card declined"
+MARK = "end of the test's requests"
 
 SERVERS: dict[str, tuple[str, list[str]]] = {
     # name: (kind, argv with {port})
@@ -46,6 +48,10 @@ SERVERS: dict[str, tuple[str, list[str]]] = {
     ),
     "hypercorn": ("asgi", ["-m", "hypercorn", "tests.apps.errors_app:asgi", "--bind", "127.0.0.1:{port}"]),
     "gunicorn-sync-flask": ("wsgi", ["-m", "gunicorn", "tests.apps.errors_app:flask_app", "-b", "127.0.0.1:{port}"]),
+    "gunicorn-sync-flask-unclosed": (
+        "wsgi",
+        ["-m", "gunicorn", "tests.apps.errors_app:flask_unclosed", "-b", "127.0.0.1:{port}"],
+    ),
     "flask-run-werkzeug": (
         "wsgi",
         ["-m", "flask", "--app", "tests.apps.errors_app:flask_app", "run", "--port", "{port}"],
@@ -69,7 +75,13 @@ def _serve(servers: list[Server], tmp_path: Path, name: str, mode: str) -> tuple
     kind, template = SERVERS[name]
     port = free_port()
     argv = [sys.executable, *(part.format(port=port) for part in template)]
-    env = server_env(None, APP_LOGGING=mode, OTEL_TRACES_EXPORTER="none", PYTHONUNBUFFERED="1")
+    if mode == "none":
+        # The defaults, untouched: traces and logs exported over OTLP (here to a port nobody listens
+        # on), so instrument(app) puts its OTLP log handler on the root logger.
+        env = server_env(None, APP_LOGGING=mode, PYTHONUNBUFFERED="1")
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
+    else:
+        env = server_env(None, APP_LOGGING=mode, OTEL_TRACES_EXPORTER="none", PYTHONUNBUFFERED="1")
     server = Server(argv, env, tmp_path / f"{name}-{mode}.log", port)
     servers.append(server)
     return kind, server
@@ -99,8 +111,9 @@ def _exercise(server: Server, kind: str, name: str) -> tuple[httpx.Response, str
             sock.recv(1024)
         _wait_for(server, "Invalid HTTP request received.")
     _wait_for(server, LATE if kind == "asgi" else OWN)
-    time.sleep(0.3)  # a server's own line for the same error would follow ours within this
-    return boom, server.output()
+    # A server's own line for the same error would be written before the line of a later request.
+    assert httpx.get(f"{server.url}/mark").status_code == 200
+    return boom, _wait_for(server, MARK)
 
 
 @pytest.mark.e2e
@@ -271,3 +284,83 @@ async def test_the_servers_record_stays_when_our_logger_is_off(
         logging.getLogger("otel_corr.error").disabled = False
     ((name, message),) = at_root.errors()
     assert name == "uvicorn.error" and message.startswith("Exception in ASGI application (request_id=ip-1 trace_id=")
+
+
+async def test_the_servers_record_stays_when_a_filter_turns_our_line_away(
+    loggers: tuple[_Collect, _Collect], capture: Capture
+) -> None:
+    """A filter on the handler that our line would reach drops it (a user muting ``otel_corr.error`` on the
+    console): uvicorn's record is not dropped too, it is written there with the request's IDs."""
+    at_root, _ = loggers
+    at_root.addFilter(lambda record: record.name != "otel_corr.error")
+    escaped = await _raise_in_request(RuntimeError("boom"), capture)
+    logging.getLogger("uvicorn.error").error("Exception in ASGI application\n", exc_info=escaped)  # as uvicorn
+    ((name, message),) = at_root.errors()
+    assert name == "uvicorn.error" and message.startswith("Exception in ASGI application (request_id=ip-1 "), message
+
+
+def test_hypercorns_error_log_file_is_written(tmp_path: Path) -> None:
+    """configure_logging, then hypercorn's logger set up to write a file only (a log config with a
+    FileHandler and propagate off): the error reaches the file; only hypercorn's default console
+    handler is ever taken off its logger."""
+    server = logging.getLogger("hypercorn.error")
+    saved = (server.handlers[:], server.propagate)
+    try:
+        otel_corr.configure_logging(stream=io.StringIO())
+        to_file = logging.FileHandler(tmp_path / "error.log")
+        server.handlers, server.propagate = [to_file], False
+        server.error("Error in ASGI Framework")
+        to_file.close()
+        assert (tmp_path / "error.log").read_text() == "Error in ASGI Framework\n"
+    finally:
+        otel_corr.uninstrument()
+        server.handlers[:], server.propagate = saved
+
+
+async def test_a_kept_exception_instance_does_not_hold_the_request_s_frames(
+    loggers: tuple[_Collect, _Collect], capture: Capture
+) -> None:
+    """An exception instance the app keeps and raises again: once the server's record of one raise was
+    seen, otel-corr's mark on the instance no longer holds that request's frames (and their locals)."""
+    import gc
+    import weakref
+
+    class Payload:
+        pass
+
+    kept = RuntimeError("kept and reused")
+    alive: list[weakref.ref[Payload]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        payload = Payload()  # a local of the failing frame
+        alive.append(weakref.ref(payload))
+        raise kept
+
+    wrapped = otel_corr.instrument(app, tracer_provider=capture.provider)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    # Handlers that are cleared below: a record's exc_info holds the frames too (pytest's would keep them).
+    _, own = loggers
+    ours, server = logging.getLogger("otel_corr.error"), logging.getLogger("uvicorn")
+    server.addHandler(own)
+    server.propagate = ours.propagate = False
+    ours.addHandler(own)
+    try:
+        scope = {"type": "http", "method": "GET", "path": "/boom", "headers": []}
+        try:
+            await wrapped(scope, receive, send)
+        except RuntimeError as escaped:
+            logging.getLogger("uvicorn.error").error("Exception in ASGI application\n", exc_info=escaped)
+    finally:
+        ours.removeHandler(own)
+        ours.propagate = True
+    assert [r.name for r in own.records] == ["otel_corr.error"]  # the server's copy: recognised, dropped
+    own.records.clear()
+    kept.__traceback__ = None  # what the app's own reference keeps is the instance alone
+    gc.collect()
+    assert alive[0]() is None

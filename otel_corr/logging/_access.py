@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from .._redact import is_sensitive_header, redact_query
+from ._otlp import QUIET, OTLPHandler
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -127,23 +128,31 @@ def request_summary(
 class _Mark:
     """What otel-corr knows of one raise of an exception: its request's IDs and who writes its line."""
 
-    __slots__ = ("tb", "trace_id", "span_id", "request_id", "ours", "kept", "used")
+    __slots__ = ("tb", "trace_id", "span_id", "request_id", "ours", "kept", "used", "logged", "reached")
 
     def __init__(self, tb: TracebackType | None, trace_id: str, span_id: str, request_id: str) -> None:
         self.tb = tb  # the traceback when marked: the server's record of this raise has it in its chain
         self.trace_id = trace_id
         self.span_id = span_id
         self.request_id = request_id
-        self.ours = False  # our error line is (or is about to be) written
+        self.ours = False  # our error line was written where someone reads it (not only to OTLP)
         self.kept = False  # a server's record of it was kept (stamped with the IDs)
         self.used = False  # a server's record of it was seen: a server logs one raise once
+        self.logged = False  # log_error ran for it (Flask: in the signal, then again at close)
+        self.reached: frozenset[logging.Handler] = frozenset()  # the handlers that accepted our line
 
     def suffix(self) -> str:
         return f" (request_id={self.request_id} trace_id={self.trace_id})"
 
 
 def mark_error(exc: BaseException, trace_id: str, span_id: str, request_id: str) -> _Mark:
-    """The mark of ``exc`` in this request (made now if it carries none of this request)."""
+    """The mark of ``exc`` in this request (made now if it carries none of this request).
+
+    One mark per exception object: an instance kept and raised by two requests at the same time is
+    marked by the later one.  A server record of either raise may then be matched to that mark (kept
+    stamped with the later request's IDs, or dropped beside our own line) or not be recognised (kept
+    as the server wrote it): each error is still written, twice at worst.  Not worth a lock per error.
+    """
     mark = getattr(exc, _MARK, None)
     if type(mark) is _Mark and mark.trace_id == trace_id and mark.request_id == request_id:
         return mark  # Flask: marked by the signal, then our line when the response is closed
@@ -164,7 +173,7 @@ def _mark_of(exc: BaseException | None, tb: TracebackType | None) -> _Mark | Non
     # Tracebacks grow at the head as the exception leaves frames: the marked one is further down.
     for _ in range(_MAX_FRAMES):
         if tb is mark.tb:
-            mark.used = True
+            mark.used, mark.tb = True, None  # done with: a kept exception instance no longer holds its frames
             return mark
         if tb is None:
             return None
@@ -214,10 +223,9 @@ class ServerDuplicates(logging.Filter):
             mark = _mark_of(exc_info[1], exc_info[2])
             if mark is None:
                 return True
-            if mark.ours:
-                ours = _our_handlers()
-                if ours and _handlers(self.logger, record.levelno) <= ours:
-                    return False
+            # Dropped only where our line went: the handlers that accepted it, not those it could reach.
+            if mark.ours and _handlers(self.logger, record.levelno) <= mark.reached:
+                return False
             mark.kept = True
             record.trace_id, record.span_id, record.request_id = mark.trace_id, mark.span_id, mark.request_id
             try:
@@ -251,26 +259,44 @@ def watch_server_errors(name: str, by: str) -> None:
 
 
 def log_error(exc: BaseException, summary: dict[str, Any], mark: _Mark, reraised: bool) -> None:
-    """Write the ERROR line for an unhandled exception, with its traceback.
+    """Write the ERROR line for an unhandled exception, with its traceback; once per mark.
 
-    ``reraised``: the exception goes on to the server, which logs it too.  With no handler
-    for our line (logging not set up), that server line is the one, and carries the IDs.
+    ``reraised``: the exception goes on to the server (or Flask), which logs it too.  With no
+    handler that shows our line (logging not set up: only the OTLP handler, if any), that server
+    line is the one, and carries the IDs; ours then goes to OTLP only, not to its last-resort print.
     """
     try:
-        ours = _our_handlers()
-        if not ours and (reraised or mark.kept):
+        if mark.logged:
+            return  # Flask: written in the signal already; complete() at close comes back here
+        mark.logged = True
+        reaches = _our_handlers()
+        shown = any(not isinstance(h, OTLPHandler) for h in reaches)
+        quiet = not shown and (reraised or mark.kept)
+        if quiet and not reaches:
             return
-        mark.ours = True
         # Python's last resort prints only the message and the traceback: name the IDs there.
-        fmt = "Unhandled %s in %s %s" if ours else "Unhandled %s in %s %s" + mark.suffix().replace("%", "%%")
-        ERROR_LOGGER.error(
+        fmt = "Unhandled %s in %s %s" if shown else "Unhandled %s in %s %s" + mark.suffix().replace("%", "%%")
+        extra: dict[str, Any] = {"method": summary["method"], "path": summary["path"], "request": summary}
+        if quiet:
+            extra[QUIET] = True
+        fn, lno, func, _ = ERROR_LOGGER.findCaller()
+        record = ERROR_LOGGER.makeRecord(
+            ERROR_LOGGER.name,
+            _ERROR,
+            fn,
+            lno,
             fmt,
-            type(exc).__qualname__,
-            summary["method"],
-            summary["path"],
-            exc_info=(type(exc), exc, exc.__traceback__),
-            extra={"method": summary["method"], "path": summary["path"], "request": summary},
+            (type(exc).__qualname__, summary["method"], summary["path"]),
+            (type(exc), exc, exc.__traceback__),
+            func,
+            extra,
         )
+        if not quiet and ERROR_LOGGER.filter(record):
+            # What a filter on the logger or on a handler turns away did not get our line: the
+            # server's record must still go there.  (Filters are asked again as the record is handled.)
+            mark.reached = frozenset(h for h in reaches if h.filter(record))
+            mark.ours = any(not isinstance(h, OTLPHandler) for h in mark.reached)
+        ERROR_LOGGER.handle(record)
     except Exception:  # pragma: no cover - logging itself never raises, but never let it break a response
         pass
 

@@ -33,7 +33,11 @@ from .. import _settings
 from ..exceptions import ConfigError
 from ._stamp import FIELDS, MISSING
 
-__all__ = ["OTLPHandler", "enabled_by_env", "install", "only_ours", "reattach"]
+__all__ = ["QUIET", "OTLPHandler", "enabled_by_env", "install", "only_ours", "reattach"]
+
+#: On a record for OTLP only: never printed by the last-resort imitation (``logging._access.log_error``
+#: leaves the printed line to the server's own, which carries the IDs).
+QUIET = "_otel_corr_quiet"
 
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
@@ -117,7 +121,12 @@ class OTLPHandler(logging.Handler):
         last = logging.lastResort
         # Only for an app with no logging set up (the root logger has no handler but this one): Python
         # prints WARNING and above there through its last-resort handler, which our handler would silence.
-        if last is not None and record.levelno >= last.level and len(logging.root.handlers) == 1:
+        if (
+            last is not None
+            and record.levelno >= last.level
+            and len(logging.root.handlers) == 1
+            and QUIET not in record.__dict__
+        ):
             logger = logging.root if record.name == "root" else logging.root.manager.loggerDict.get(record.name)
             if isinstance(logger, logging.Logger) and only_ours(logger):
                 last.handle(record)

@@ -153,10 +153,18 @@ class _KeepRouted(logging.Filter):
         self.logger = logger
 
     def filter(self, record: logging.LogRecord) -> bool:
-        handlers = self.logger.handlers
-        if handlers:  # called before Logger.callHandlers walks them: this record goes to root only
-            handlers.clear()
+        logger = self.logger
+        # Called before Logger.callHandlers walks them: this record goes to root only.  Only the
+        # server's default console handler goes; a file it was told to write (``--error-logfile``),
+        # or a logger set not to propagate (a log config of the user's), keeps its handlers.
+        if logger.handlers and logger.propagate:
+            logger.handlers[:] = [h for h in logger.handlers if not _console_default(h)]
         return True
+
+
+def _console_default(handler: logging.Handler) -> bool:
+    """Whether ``handler`` is a plain ``StreamHandler`` on standard error (hypercorn's default)."""
+    return type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.__stderr__)
 
 
 _keep_routed: list[tuple[logging.Logger, _KeepRouted]] = []

@@ -2,6 +2,7 @@
 
 ``APP_LOGGING`` picks the logging set-up: ``text`` or ``json`` (``configure_logging`` to stdout),
 ``none`` (only ``instrument(app)``: the server's own logging, nothing else).
+``flask_unclosed`` is the Flask app behind an outer middleware that never closes its response.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ async def own() -> dict[str, str]:
     return {"ok": "yes"}
 
 
+@asgi.get("/mark")
+async def mark() -> dict[str, str]:
+    log.warning("end of the test's requests")
+    return {"ok": "yes"}
+
+
 otel_corr.instrument(asgi)
 
 flask_app = flask.Flask("shop_flask")
@@ -67,4 +74,15 @@ def flask_own() -> str:
     return "ok"
 
 
+@flask_app.get("/mark")
+def flask_mark() -> str:
+    log.warning("end of the test's requests")
+    return "ok"
+
+
 otel_corr.instrument(flask_app)
+
+
+def flask_unclosed(environ: dict[str, object], start_response: object) -> list[bytes]:
+    """An outer middleware that buffers the body and never calls the inner response's close()."""
+    return [b"".join(flask_app(environ, start_response))]  # type: ignore[arg-type]
