@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -252,9 +253,14 @@ def test_exit_without_a_collector_is_bounded_by_the_shutdown_timeout() -> None:
     """configure_logging(), a line, no collector: at exit our hook shuts the LoggerProvider down (once, not the
     SDK's own unbounded hook too), gives up after OTEL_CORR_SHUTDOWN_TIMEOUT saying so, and nothing answers
     "Shutdown called, ignoring Log." (before: the SDK's hook waited for the exporter's retries, then that line)."""
-    done = _run(
-        EXIT_WITHOUT_COLLECTOR, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_CORR_SHUTDOWN_TIMEOUT="1"
-    )
+    # A collector that accepts the connection and never answers: the export hangs in every SDK version
+    # (a refused connection gives up at once in some, leaving nothing to bound).
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as silent:
+        done = _run(
+            EXIT_WITHOUT_COLLECTOR,
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{silent.getsockname()[1]}",
+            OTEL_CORR_SHUTDOWN_TIMEOUT="1",
+        )
     assert done.returncode == 0, done.stderr
     assert "provider shut down: 1" in done.stdout
     assert "Shutdown called, ignoring" not in done.stderr
