@@ -136,8 +136,9 @@ def test_a_format_4_store_is_upgraded_in_place(tmp_path: Path, leftover: bool) -
     store = Store(path)
     _submit(store, "front", [_span(T1, 1, request_id="req-1", service_kind=2), _span(T1, 2, 1)])
     store.close()
-    # Turn it back into format 4: the per-span indexes, no traces table.
+    # Turn it back into format 4: the per-span indexes, no traces table, no search indexes, raw details.
     conn = sqlite3.connect(path)
+    _back_to_format_5(conn)
     # (an interrupted upgrade of an older build could leave an empty traces table behind)
     conn.executescript(
         ("DELETE FROM traces;" if leftover else "DROP TABLE traces;")
@@ -153,7 +154,16 @@ def test_a_format_4_store_is_upgraded_in_place(tmp_path: Path, leftover: bool) -
     store.close()
     _check_integrity(path)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert "traces" in names and "spans_id" not in names and "spans_request" not in names
     conn.close()
+
+
+def _back_to_format_5(conn: sqlite3.Connection) -> None:
+    """A store as format 5 wrote it: details as received (no codec byte), no search tables."""
+    assert {r[0] for r in conn.execute("SELECT DISTINCT substr(detail, 1, 1) FROM spans")} == {b"\x00"}
+    conn.executescript(
+        "UPDATE spans SET detail = substr(detail, 2); DROP TABLE span_attrs_vocab; DROP TABLE span_attrs;"
+        " DROP TABLE texts_vocab; DROP TABLE texts; DROP TABLE batches; DROP TABLE dicts; PRAGMA user_version = 5;"
+    )

@@ -137,7 +137,7 @@ def query_error(request: Request, status: int, message: str) -> Response:
     path = request.url.path
     if path.startswith("/api/v3/"):
         return JSONResponse({"error": {"httpCode": status, "message": message}}, status_code=status)
-    if path.startswith("/api/ui/"):
+    if path.startswith(("/api/ui/", "/api/search")):
         return JSONResponse({"error": message}, status_code=status)
     return JSONResponse(v1_error(status, message), status_code=status)
 

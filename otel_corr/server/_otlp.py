@@ -771,6 +771,11 @@ def expand(span: Span, detail: bytes) -> None:
         span.scope, span.scope_version = span.scope.split(SCOPE_SEPARATOR, 1)
 
 
+def detail_attributes(detail: bytes) -> dict[str, Any]:
+    """A stored span's attributes (its detail as the store keeps it, uncompressed)."""
+    return _attributes(SpanMessage.FromString(detail).attributes)
+
+
 def attribute_text(detail: bytes, key: str) -> str | None:
     """An attribute of a stored span as text (the SQL function tag search uses)."""
     for kv in SpanMessage.FromString(detail).attributes:

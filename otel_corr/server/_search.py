@@ -189,9 +189,7 @@ def _status(text: str) -> tuple[tuple[int, int] | None, bool]:
     raise SearchError(f"status: {text[:40]!r} is not a status such as 5xx, 404 or error")
 
 
-def parse(
-    text: str, *, now_ns: int | None = None, service: str | None = None, since_ns: int | None = None
-) -> Query:
+def parse(text: str, *, now_ns: int | None = None, service: str | None = None, since_ns: int | None = None) -> Query:
     """Parse the box's text (``service`` and ``since_ns`` come from the page's filters or CLI flags).
 
     Raises :class:`SearchError` for a query too long, with too many clauses, an unclosed quote, a

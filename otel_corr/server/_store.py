@@ -44,20 +44,38 @@ from typing import Any, NamedTuple
 
 from .._ids import trace_id_of
 from ..exceptions import StoreError
+from ._codec import Codec
+from ._find import FindResult, find
+from ._index import log_doc, span_docs
 from ._model import LogRecord, Span
-from ._otlp import attribute_text, expand, resource_key
+from ._otlp import attribute_text, detail_attributes, expand, resource_key
+from ._search import Query
 from ._storefile import APPLICATION_ID, StoreLock, check_store_file
 
 __all__ = ["QueryTimeout", "Store", "StoreFull"]
 
 _log = logging.getLogger("otel_corr.server")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Column order as the primary key's: SQLite 3.40's integrity_check reports false NULLs in a WITHOUT
 # ROWID table whose NOT NULL columns do not follow it.
 _TRACES_TABLE = """CREATE TABLE IF NOT EXISTS traces(
     trace_id BLOB NOT NULL, first_row INTEGER NOT NULL, request_id TEXT NOT NULL, last_row INTEGER NOT NULL,
     PRIMARY KEY (trace_id, first_row, request_id)) WITHOUT ROWID"""
+# Format 6: the search indexes (see _index) and what maps a time window to row IDs.  ``batches``
+# has one row per commit: the span and log rows it added and the time range they cover, so a
+# window becomes row-ID ranges, the one constraint both FTS5 tables can seek on.  ``dicts``
+# holds the compression dictionaries (see _codec) for the store's life.
+_SEARCH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dicts(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS batches(
+    id INTEGER PRIMARY KEY, first_span INTEGER NOT NULL, last_span INTEGER NOT NULL, first_log INTEGER NOT NULL,
+    last_log INTEGER NOT NULL, min_ns INTEGER NOT NULL, max_ns INTEGER NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS span_attrs USING fts5(kv, content='', detail='none', columnsize=0, tokenize='ascii');
+CREATE VIRTUAL TABLE IF NOT EXISTS span_attrs_vocab USING fts5vocab(span_attrs, 'row');
+CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(text, content='', columnsize=0);
+CREATE VIRTUAL TABLE IF NOT EXISTS texts_vocab USING fts5vocab(texts, 'row');
+"""
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS resources(
     id INTEGER PRIMARY KEY, digest TEXT UNIQUE NOT NULL, service TEXT NOT NULL, attributes TEXT NOT NULL);
@@ -79,6 +97,7 @@ CREATE TABLE IF NOT EXISTS logs(
     resource_id INTEGER NOT NULL, attributes TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_trace ON logs(trace_id, time_ns) WHERE trace_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS logs_time ON logs(time_ns);
+{_SEARCH_SCHEMA}
 """
 
 #: The row tuples of ``_otlp.span_rows`` follow this order; they carry "" / 0 / empty for NULL (see there).
@@ -94,6 +113,10 @@ _ROW = "(?, ?, ?, nullif(?, x''), ?, ?, ?, ?, ?, ?, ?, nullif(?, ''), ?, ?, null
 _ROWS_PER_INSERT = 64
 _INSERT_SPANS = f"INSERT INTO spans(rowid, {SPAN_COLUMNS}) VALUES " + ", ".join([_ROW] * _ROWS_PER_INSERT)
 _INSERT_SPAN = f"INSERT INTO spans(rowid, {SPAN_COLUMNS}) VALUES {_ROW}"
+#: Where the detail is in a numbered row (rowid, then SPAN_COLUMNS).
+_DETAIL = 13
+#: Rows deleted per retention transaction.
+_PRUNE_ROWS = 2000
 _trace_of = itemgetter(0)
 # A trace's row ranges (one per request ID it carried: the same range may come several times).
 # Joined with CROSS JOIN wherever the ranges must be the outer loop (SQLite keeps that order) and
@@ -154,6 +177,72 @@ def _upgrade_from_4(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("DROP INDEX IF EXISTS spans_id")
         conn.execute("DROP INDEX IF EXISTS spans_request")
         conn.execute("PRAGMA user_version = 5")
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def _upgrade_from_5(conn: sqlite3.Connection, path: Path) -> None:
+    """Store format 5 to 6: the search indexes, the ``batches`` time map, and compressed details.
+
+    Every span's detail is rewritten (compressed with a dictionary trained on the store's own
+    spans, or marked as stored raw), indexed for attribute search, and each log record and span
+    event for text search.  One transaction, as for format 4: interrupted, the store stays 5.
+    About 5 s per 100k spans on a loaded 2-core machine (docs/design/search-index-research.md).
+    """
+    _log.warning("otel-corr serve: upgrading %s to store format %d (once; large stores take a while)", path, 6)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SEARCH_SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        total = conn.execute("SELECT count(*) FROM spans").fetchone()[0]
+        step = max(1, total // 4000)
+        samples = [
+            bytes(r[0])
+            for r in conn.execute("SELECT detail FROM spans WHERE rowid % :step = 0 LIMIT 4000", {"step": step})
+        ]
+        codec = Codec("span", dict)
+        trained = codec.train_now(samples)
+        if trained is not None:
+            dict_id = conn.execute("INSERT INTO dicts(kind, data) VALUES ('span', :data)", {"data": trained}).lastrowid
+            codec.adopt(int(dict_id or 0), trained)
+        last = 0
+        windows: list[tuple[int, int, int, int, int, int]] = []
+        while chunk := conn.execute(
+            "SELECT rowid, span_id, detail, start_ns FROM spans WHERE rowid > :last ORDER BY rowid LIMIT 10000",
+            {"last": last},
+        ).fetchall():
+            attr_docs, event_docs, packed = [], [], []
+            for rowid, span_id, detail, _ in chunk:
+                attributes, events = span_docs(detail, span_id)
+                attr_docs.append((rowid, attributes))
+                if events is not None:
+                    event_docs.append((-rowid, events))
+                packed.append((codec.pack(detail), rowid))
+            conn.executemany("UPDATE spans SET detail = ? WHERE rowid = ?", packed)
+            conn.executemany("INSERT INTO span_attrs(rowid, kv) VALUES (?, ?)", attr_docs)
+            conn.executemany("INSERT INTO texts(rowid, text) VALUES (?, ?)", event_docs)
+            starts = [r[3] for r in chunk]
+            windows.append((chunk[0][0], chunk[-1][0], 1, 0, min(starts), max(starts)))
+            last = chunk[-1][0]
+        last = 0
+        while chunk := conn.execute(
+            "SELECT id, body, attributes, time_ns FROM logs WHERE id > :last ORDER BY id LIMIT 10000", {"last": last}
+        ).fetchall():
+            conn.executemany(
+                "INSERT INTO texts(rowid, text) VALUES (?, ?)", [(r[0], log_doc(r[1], json.loads(r[2]))) for r in chunk]
+            )
+            times = [r[3] for r in chunk]
+            windows.append((1, 0, chunk[0][0], chunk[-1][0], min(times), max(times)))
+            last = chunk[-1][0]
+        windows.sort(key=lambda w: w[5])  # newest last: the search walks batches by descending ID
+        conn.executemany(
+            "INSERT INTO batches(first_span, last_span, first_log, last_log, min_ns, max_ns) VALUES (?, ?, ?, ?, ?, ?)",
+            windows,
+        )
+        conn.execute("PRAGMA user_version = 6")
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -256,6 +345,9 @@ class Store:
         has_spans = writer.execute("SELECT 1 FROM sqlite_master WHERE name = 'spans'").fetchone() is not None
         if has_spans and version == 4:
             _upgrade_from_4(writer, self.path)
+            version = 5
+        if has_spans and version == 5:
+            _upgrade_from_5(writer, self.path)
             version = SCHEMA_VERSION
         if has_spans and version != SCHEMA_VERSION:
             writer.close()
@@ -278,6 +370,8 @@ class Store:
         for rid, digest in writer.execute("SELECT id, digest FROM resources"):
             self._resources[digest] = int(rid)
         self._operations: set[tuple[str, str, int]] = set(writer.execute("SELECT service, name, kind FROM operations"))
+        self._next_log = 1 + int(writer.execute("SELECT coalesce(max(id), 0) FROM logs").fetchone()[0])
+        self._details = Codec("span", self._dictionaries)
         # Rowids are the writer's to give (see _write): never one a range in ``traces`` still covers.
         self._next_row = 1 + int(
             writer.execute(
@@ -305,8 +399,15 @@ class Store:
         # (not a power cut); FULL would add an fsync per commit.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
-        conn.create_function("otel_attr", 2, attribute_text, deterministic=True)
+        conn.create_function("otel_attr", 2, self._attribute_text, deterministic=True)
         return conn
+
+    def _attribute_text(self, detail: bytes, key: str) -> str | None:
+        return attribute_text(self._details.unpack(detail), key)
+
+    def _dictionaries(self) -> dict[int, bytes]:
+        """The store's compression dictionaries (read by the codec, on whichever thread needs one)."""
+        return {r[0]: r[1] for r in self._read().execute("SELECT id, data FROM dicts WHERE kind = 'span'")}
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -483,8 +584,17 @@ class Store:
 
     def _write(self, batch: Sequence[_Item]) -> None:
         conn = self._writer_conn
+        trained = self._details.take_new()
+        if trained is not None:
+            # Its own transaction, before any blob names it: a failed batch must not take it along.
+            with conn:
+                insert = conn.execute("INSERT INTO dicts(kind, data) VALUES ('span', :data)", {"data": trained})
+                dict_id = insert.lastrowid
+            self._details.adopt(int(dict_id or 0), trained)
         resources = {r[0]: r for item in batch for r in item.resources}
         log_rows = []
+        log_docs = []
+        log_id = self._next_log
         for item in batch:
             for r in item.logs:
                 text, digest = resource_key(r.resource)
@@ -492,6 +602,7 @@ class Store:
                 resources[rid] = (rid, digest, r.service, text)
                 log_rows.append(
                     (
+                        log_id,
                         r.trace_id,
                         r.span_id,
                         r.time_ns,
@@ -504,7 +615,21 @@ class Store:
                         _dumps(r.attributes),
                     )
                 )
+                log_docs.append((log_id, log_doc(r.body, r.attributes)))
+                log_id += 1
         operations = {(r[4], r[5], r[6]) for item in batch for r in item.rows} - self._operations
+        rows, ranges = self._number([row for item in batch for row in item.rows])
+        # The search documents come from the detail as received; the row keeps it compressed.
+        attr_docs = []
+        event_docs = []
+        pack = self._details.pack
+        for i, row in enumerate(rows):
+            attributes, events = span_docs(row[_DETAIL], row[2])
+            attr_docs.append((row[0], attributes))
+            if events is not None:
+                event_docs.append((-row[0], events))
+            rows[i] = (*row[:_DETAIL], pack(row[_DETAIL]), row[_DETAIL + 1])
+        times = [row[8] for row in rows] + [r[3] for r in log_rows]
         with conn:
             if operations:
                 conn.executemany("INSERT OR IGNORE INTO operations(service, name, kind) VALUES (?, ?, ?)", operations)
@@ -513,7 +638,6 @@ class Store:
                     "INSERT OR IGNORE INTO resources(id, digest, service, attributes) VALUES (?, ?, ?, ?)",
                     resources.values(),
                 )
-            rows, ranges = self._number([row for item in batch for row in item.rows])
             whole = len(rows) - len(rows) % _ROWS_PER_INSERT
             for i in range(0, whole, _ROWS_PER_INSERT):
                 conn.execute(_INSERT_SPANS, list(chain.from_iterable(rows[i : i + _ROWS_PER_INSERT])))
@@ -523,12 +647,28 @@ class Store:
                 conn.executemany("INSERT OR IGNORE INTO traces VALUES (?, ?, ?, ?)", ranges)  # in column order
             if log_rows:
                 conn.executemany(
-                    "INSERT INTO logs(trace_id, span_id, time_ns, severity, severity_text, body, logger, request_id,"
-                    " resource_id, attributes) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO logs(id, trace_id, span_id, time_ns, severity, severity_text, body, logger,"
+                    " request_id, resource_id, attributes) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     log_rows,
+                )
+            conn.executemany("INSERT INTO span_attrs(rowid, kv) VALUES (?, ?)", attr_docs)
+            conn.executemany("INSERT INTO texts(rowid, text) VALUES (?, ?)", event_docs + log_docs)
+            if times:
+                conn.execute(
+                    "INSERT INTO batches(first_span, last_span, first_log, last_log, min_ns, max_ns)"
+                    " VALUES (:first_span, :last_span, :first_log, :last_log, :min_ns, :max_ns)",
+                    {
+                        "first_span": self._next_row,
+                        "last_span": self._next_row + len(rows) - 1,
+                        "first_log": self._next_log,
+                        "last_log": log_id - 1,
+                        "min_ns": min(times),
+                        "max_ns": max(times),
+                    },
                 )
         self._operations |= operations  # only once committed: a failed batch leaves them to the next one
         self._next_row += len(rows)
+        self._next_log = log_id
 
     def _number(self, rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """The rows sorted by trace, each with its rowid in front; and the ``traces`` rows for them.
@@ -556,35 +696,66 @@ class Store:
         return numbered, ranges
 
     def prune(self, *, max_age_ns: int | None = None, max_spans: int | None = None) -> int:
-        """Delete what retention no longer keeps (whole traces by age, oldest spans by count)."""
+        """Delete what retention no longer keeps (whole traces by age, oldest spans by count), index entries included.
 
-        def work(conn: sqlite3.Connection) -> int:
-            removed = 0
-            with conn:
-                if max_age_ns is not None:
-                    cutoff = time.time_ns() - max_age_ns
-                    removed += conn.execute("DELETE FROM spans WHERE start_ns < ?", (cutoff,)).rowcount
-                    conn.execute("DELETE FROM logs WHERE time_ns < ?", (cutoff,))
-                if max_spans is not None:
-                    count = conn.execute("SELECT count(*) FROM spans").fetchone()[0]
-                    if count > max_spans:
-                        row = conn.execute(
-                            "SELECT start_ns FROM spans ORDER BY start_ns LIMIT 1 OFFSET ?", (count - max_spans,)
-                        ).fetchone()
-                        if row is not None:
-                            removed += conn.execute("DELETE FROM spans WHERE start_ns < ?", (row[0],)).rowcount
-                            conn.execute("DELETE FROM logs WHERE time_ns < ?", (row[0],))
-                if removed:
-                    # Ranges wholly below the oldest row left (a range partly deleted still finds the rest).
-                    conn.execute(
-                        "DELETE FROM traces WHERE last_row < (SELECT coalesce(min(rowid), 1 << 62) FROM spans)"
-                    )
-            return removed
-
+        In transactions of ``_PRUNE_ROWS`` rows, so the writer (and so the senders) never waits
+        long: the search indexes are contentless, and deleting an entry means giving FTS5 its
+        document again, rebuilt from the row (a few µs a row).
+        """
         # A connection of its own (reads are read-only): WAL lets it write between writer batches.
         conn = self._connect()
         try:
-            return work(conn)
+            cutoff = None if max_age_ns is None else time.time_ns() - max_age_ns
+            if max_spans is not None:
+                count = conn.execute("SELECT count(*) FROM spans").fetchone()[0]
+                if count > max_spans:
+                    row = conn.execute(
+                        "SELECT start_ns FROM spans ORDER BY start_ns LIMIT 1 OFFSET :skip", {"skip": count - max_spans}
+                    ).fetchone()
+                    if row is not None:
+                        cutoff = row[0] if cutoff is None else max(cutoff, row[0])
+            if cutoff is None:
+                return 0
+            removed = 0
+            while chunk := conn.execute(
+                "SELECT rowid, span_id, detail FROM spans WHERE start_ns < :cutoff LIMIT :rows",
+                {"cutoff": cutoff, "rows": _PRUNE_ROWS},
+            ).fetchall():
+                with conn:
+                    attr_docs, event_docs = [], []
+                    for rowid, span_id, detail in chunk:
+                        attributes, events = span_docs(self._details.unpack(detail), span_id)
+                        attr_docs.append((rowid, attributes))
+                        if events is not None:
+                            event_docs.append((-rowid, events))
+                    conn.executemany("INSERT INTO span_attrs(span_attrs, rowid, kv) VALUES ('delete', ?, ?)", attr_docs)
+                    conn.executemany("INSERT INTO texts(texts, rowid, text) VALUES ('delete', ?, ?)", event_docs)
+                    conn.execute(
+                        "DELETE FROM spans WHERE rowid IN (SELECT value FROM json_each(:rows))",
+                        {"rows": json.dumps([r[0] for r in chunk])},
+                    )
+                removed += len(chunk)
+            while chunk := conn.execute(
+                "SELECT id, body, attributes FROM logs WHERE time_ns < :cutoff LIMIT :rows",
+                {"cutoff": cutoff, "rows": _PRUNE_ROWS},
+            ).fetchall():
+                with conn:
+                    conn.executemany(
+                        "INSERT INTO texts(texts, rowid, text) VALUES ('delete', ?, ?)",
+                        [(r[0], log_doc(r[1], json.loads(r[2]))) for r in chunk],
+                    )
+                    conn.execute(
+                        "DELETE FROM logs WHERE id IN (SELECT value FROM json_each(:rows))",
+                        {"rows": json.dumps([r[0] for r in chunk])},
+                    )
+            with conn:
+                # Ranges and batches wholly below the oldest row left (one partly deleted still finds the rest).
+                conn.execute("DELETE FROM traces WHERE last_row < (SELECT coalesce(min(rowid), 1 << 62) FROM spans)")
+                conn.execute(
+                    "DELETE FROM batches WHERE last_span < (SELECT coalesce(min(rowid), 1 << 62) FROM spans)"
+                    " AND last_log < (SELECT coalesce(min(id), 1 << 62) FROM logs)"
+                )
+            return removed
         finally:
             conn.close()
 
@@ -595,7 +766,7 @@ class Store:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-            conn.create_function("otel_attr", 2, attribute_text, deterministic=True)
+            conn.create_function("otel_attr", 2, self._attribute_text, deterministic=True)
             conn.set_progress_handler(self._past_deadline, _BUDGET_STEPS)
             self._local.conn = conn
             with self._readers_lock:
@@ -649,9 +820,33 @@ class Store:
                 scope=row[10],
                 resource=json.loads(row[12]),
             )
-            expand(span, row[11])
+            expand(span, self._details.unpack(row[11]))
             out.append(span)
         return out
+
+    def read_connection(self) -> sqlite3.Connection:
+        """This thread's read-only connection (for ``_find``, which runs its statements on it)."""
+        return self._read()
+
+    def unpack_detail(self, detail: bytes) -> bytes:
+        """A stored span's detail as received (the column holds it compressed)."""
+        return self._details.unpack(detail)
+
+    def span_attributes(self, detail: bytes) -> dict[str, Any]:
+        """The attributes of a stored span, from its ``detail`` column."""
+        return detail_attributes(self._details.unpack(detail))
+
+    def entry_span(self, trace_id: bytes) -> Span | None:
+        """The span a trace is listed by: its root (the earliest, if several), else its earliest span."""
+        spans = self._spans(f"{_TRACE_ROWS} ORDER BY s.parent_id IS NOT NULL, s.start_ns, s.rowid LIMIT 1", (trace_id,))
+        return spans[0] if spans else None
+
+    def find(self, query: Query, *, limit: int = 20) -> FindResult:
+        """The traces a search finds, newest first (see ``_find``); run it inside :meth:`budget`.
+
+        Past the budget it answers what it found so far, with ``complete`` False.
+        """
+        return find(self, query, limit)
 
     def trace(self, trace_id: bytes) -> list[Span]:
         """Every span of one trace, in start order (a span an exporter sent twice, once)."""

@@ -17,8 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._find import Found, Match
 from ._model import KIND_NAMES, LogRecord, Span
 from ._query import float_param, int_param, time_range
+from ._search import parse
 from ._store import Store
 
 __all__ = ["ui_routes"]
@@ -87,6 +89,20 @@ def _log(record: LogRecord) -> dict[str, Any]:
     }
 
 
+def _match(match: Match) -> dict[str, Any]:
+    return {
+        "kind": match.kind,
+        "span_id": match.span_id.hex() if match.span_id else None,
+        "time_ns": str(match.time_ns),
+        "text": match.text,
+        "highlights": [list(h) for h in match.highlights],
+    }
+
+
+def _found(found: Found) -> dict[str, Any]:
+    return {**_row(found.entry), "trace_id": found.trace_id.hex(), "matches": [_match(m) for m in found.matches]}
+
+
 def _percentile(sorted_values: list[int], q: float) -> float:
     if not sorted_values:
         return 0.0
@@ -142,6 +158,24 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
         )
         rows = [_row(span) for span in spans]
         return JSONResponse({"rows": rows, "services": store.services()})
+
+    def search(request: Request) -> Response:
+        """The one search (``_search``'s language): the page's box, ``otel-corr find``, scripts."""
+        q = request.query_params
+        since_ns, until_ns = time_range(q, time.time_ns())
+        query = parse(q.get("q") or "", service=q.get("service") or None, since_ns=since_ns)
+        if until_ns is not None and query.until_ns is None:
+            query = query._replace(until_ns=until_ns)
+        limit = max(1, min(int_param("limit", q["limit"], 0, 2**31) if q.get("limit") else 20, 200))
+        result = store.find(query, limit=limit)
+        return JSONResponse(
+            {
+                "query": query.text,
+                "opened": result.opened.hex() if result.opened else None,
+                "complete": result.complete,
+                "results": [_found(f) for f in result.found],
+            }
+        )
 
     def trace(request: Request) -> Response:
         found = find_trace(store, request.path_params["trace_id"])
@@ -216,5 +250,6 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
         Route("/static/{name}", static),
         Route("/api/ui/requests", reads(requests)),
         Route("/api/ui/trace/{trace_id}", reads(trace)),
+        Route("/api/search", reads(search)),
         Route("/api/ui/endpoints", reads(endpoints)),
     ]

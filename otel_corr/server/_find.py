@@ -1,0 +1,476 @@
+"""``Store.find``: one query of the search language (``_search``) run against the store's indexes.
+
+How a query runs:
+
+1. IDs.  A token in a trace- or span-ID form names a trace (the span ID through ``span_attrs``);
+   a query of one bare token is also tried as a request ID.  If that names a trace, the answer
+   is that trace, opened directly.
+2. Otherwise one clause *drives*: the one expected to match the fewest rows (FTS5's document
+   counts, from ``fts5vocab``), among the words (``texts``), the ``key=value`` clauses
+   (``span_attrs``) and, when there is neither, the span columns (service, status, duration on
+   the ``spans`` indexes).  The driver walks the time window newest first, in slices of row IDs
+   (the ``batches`` table maps each commit's rows to its time range), so the first results come
+   from the first slice and a common word costs no more than a rare one.
+3. Each trace the driver meets is checked against every other clause: the other words in its
+   log lines and events (an FTS5 lookup bounded to the trace's own rows), the span clauses on one
+   of its spans (decoded: every index hit is confirmed), and the exclusions.  The search stops at
+   ``limit`` traces.
+
+Every value is a bound parameter; text reaches FTS5 only as a quoted phrase (``fts_phrase``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ._index import attribute_tokens, event_lines, highlights, log_doc, span_id_token, value_matches, words
+from ._model import Span
+from ._search import Query, Term, fts_phrase, parse_id
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+__all__ = ["FindResult", "Found", "Match", "find"]
+
+#: Rows (spans + log records) in one slice of the time window.
+_SLICE_ROWS = 40_000
+#: Hits of the driving clause fetched at a time.
+_CHUNK = 256
+#: The longest text a match shows (a log line can be long; the highlight must fall inside).
+_MAX_TEXT = 2000
+_MAX_MATCHES = 3
+
+
+class Match(NamedTuple):
+    """Where a trace matched: a log line, an event, an attribute, a span or its ID."""
+
+    kind: str
+    span_id: bytes | None
+    time_ns: int
+    text: str
+    highlights: tuple[tuple[int, int], ...]
+
+
+class Found(NamedTuple):
+    """A trace the search found, with its entry span (the list row) and up to three matches."""
+
+    trace_id: bytes
+    entry: Span
+    matches: tuple[Match, ...]
+
+
+class FindResult(NamedTuple):
+    found: list[Found]
+    #: The trace a lone ID named: the page and the CLI open it directly.
+    opened: bytes | None
+    #: False when the query's time budget ran out before the window was searched.
+    complete: bool
+
+
+class _SpanRow(NamedTuple):
+    rowid: int
+    trace_id: bytes
+    span_id: bytes
+    resource_id: int
+    service: str
+    start_ns: int
+    duration_ns: int
+    status: int
+    http_status: int | None
+    detail: bytes
+
+
+_SPAN_ROW = (
+    "SELECT s.rowid, s.trace_id, s.span_id, s.resource_id, s.service, s.start_ns, s.duration_ns, s.status,"
+    " s.http_status, s.detail FROM spans s"
+)
+
+
+def _phrase(term: Term) -> str:
+    return fts_phrase(term.text) + (" *" if term.prefix else "")
+
+
+class _Run:
+    def __init__(self, store: Store, query: Query, limit: int) -> None:
+        self.store = store
+        self.conn = store.read_connection()
+        self.query = query
+        self.limit = limit
+        self.found: list[Found] = []
+        self.seen: set[bytes] = set()
+        self._resources: dict[int, dict[str, Any]] | None = None
+        self.words = [(t.text, t.prefix) for t in query.terms] + [(i, False) for i in query.ids]
+
+    # --- small reads --------------------------------------------------------------------------
+
+    def resources(self) -> dict[int, dict[str, Any]]:
+        if self._resources is None:
+            self._resources = {
+                rid: json.loads(text) for rid, text in self.conn.execute("SELECT id, attributes FROM resources")
+            }
+        return self._resources
+
+    def fts(self, table: str, match: str, low: int, high: int) -> Iterator[int]:
+        """Row IDs of ``table`` matching ``match`` within [low, high], highest first."""
+        try:
+            cursor = self.conn.execute(
+                f"SELECT rowid FROM {table} WHERE {table} MATCH :match AND rowid BETWEEN :low AND :high"
+                " ORDER BY rowid DESC",
+                {"match": match, "low": low, "high": high},
+            )
+        except sqlite3.OperationalError as exc:
+            if "fts5" in str(exc) or "syntax" in str(exc):
+                return  # a phrase FTS5 cannot take matches nothing (every token is quoted: it should not happen)
+            raise
+        for (rowid,) in cursor:
+            yield rowid
+
+    def span_rows(self, where: str, params: dict[str, Any]) -> list[_SpanRow]:
+        return [_SpanRow(*r) for r in self.conn.execute(f"{_SPAN_ROW} {where}", params)]
+
+    def trace_spans(self, trace_id: bytes) -> list[_SpanRow]:
+        return self.span_rows(
+            "JOIN (SELECT DISTINCT first_row, last_row FROM traces WHERE trace_id = :trace) t"
+            " ON s.rowid BETWEEN t.first_row AND t.last_row WHERE s.trace_id = :trace",
+            {"trace": trace_id},
+        )
+
+    def attributes(self, row: _SpanRow) -> dict[str, Any]:
+        return self.store.span_attributes(row.detail)
+
+    # --- clauses on one span ---------------------------------------------------------------------
+
+    def span_ok(self, row: _SpanRow) -> Match | None:
+        """The span clauses on this span: a match naming the first attribute clause, or None."""
+        q = self.query
+        if q.service is not None and row.service != q.service:
+            return None
+        if q.error and row.status != 2:
+            return None
+        if q.status is not None and not (row.http_status is not None and q.status[0] <= row.http_status < q.status[1]):
+            return None
+        if q.min_duration_ns is not None and row.duration_ns < q.min_duration_ns:
+            return None
+        if q.max_duration_ns is not None and row.duration_ns > q.max_duration_ns:
+            return None
+        if not q.attributes:
+            return Match("span", row.span_id, row.start_ns, "", ())
+        attributes = self.attributes(row)
+        resource = self.resources().get(row.resource_id, {})
+        for key, text in q.attributes:
+            if not (
+                (key in attributes and value_matches(attributes[key], text))
+                or (key in resource and value_matches(resource[key], text))
+            ):
+                return None
+        key, text = q.attributes[0]
+        shown = f"{key}={text}"
+        return Match("attribute", row.span_id, row.start_ns, shown, ((0, len(shown)),))
+
+    def excluded_attribute(self, rows: list[_SpanRow]) -> bool:
+        for row in rows:
+            attributes = self.attributes(row)
+            resource = self.resources().get(row.resource_id, {})
+            for key, text in self.query.excluded_attributes:
+                for source in (attributes, resource):
+                    if key in source and value_matches(source[key], text):
+                        return True
+        return False
+
+    # --- text in one trace ---------------------------------------------------------------------
+
+    def text_in_trace(self, trace_id: bytes, term: Term) -> Match | None:
+        """A log line or event of the trace with ``term``, or None."""
+        match = _phrase(term)
+        logs = self.conn.execute(
+            "SELECT min(id), max(id) FROM logs WHERE trace_id = :trace", {"trace": trace_id}
+        ).fetchone()
+        if logs[0] is not None:
+            ids = {r[0] for r in self.conn.execute("SELECT id FROM logs WHERE trace_id = :trace", {"trace": trace_id})}
+            for rowid in self.fts("texts", match, logs[0], logs[1]):
+                if rowid in ids:
+                    return self.log_match(rowid)
+        for first, last in self.conn.execute(
+            "SELECT DISTINCT first_row, last_row FROM traces WHERE trace_id = :trace", {"trace": trace_id}
+        ):
+            for rowid in self.fts("texts", match, -last, -first):
+                row = self.span_rows("WHERE s.rowid = :row", {"row": -rowid})
+                if row and row[0].trace_id == trace_id:
+                    return self.event_match(row[0])
+        return None
+
+    def log_match(self, log_id: int) -> Match | None:
+        row = self.conn.execute(
+            "SELECT span_id, time_ns, body, attributes FROM logs WHERE id = :id", {"id": log_id}
+        ).fetchone()
+        if row is None:
+            return None
+        text = log_doc(row[2], json.loads(row[3]))[:_MAX_TEXT]
+        return Match("log", row[0], row[1], text, highlights(text, self.words))
+
+    def event_match(self, row: _SpanRow) -> Match:
+        """The span's event (or status message) line with the most of the query's words."""
+        best = Match("event", row.span_id, row.start_ns, "", ())
+        for line in event_lines(self.store.unpack_detail(row.detail)):
+            text = line[:_MAX_TEXT]
+            marks = highlights(text, self.words)
+            if len(marks) > len(best.highlights) or not best.text:
+                best = Match("event", row.span_id, row.start_ns, text, marks)
+        return best
+
+    # --- a candidate trace -----------------------------------------------------------------------
+
+    def check(self, trace_id: bytes, first: Match, driver: object) -> None:
+        """Add the trace if every clause other than the driver holds."""
+        if trace_id in self.seen:
+            return
+        self.seen.add(trace_id)
+        q = self.query
+        matches = [first]
+        rows: list[_SpanRow] | None = None
+        if q.span_filters and driver != "span":
+            rows = self.trace_spans(trace_id)
+            hit = next((m for m in map(self.span_ok, rows) if m is not None), None)
+            if hit is None:
+                return
+            if hit.kind == "attribute":
+                matches.append(hit)
+        if q.excluded_attributes:
+            rows = self.trace_spans(trace_id) if rows is None else rows
+            if self.excluded_attribute(rows):
+                return
+        for term in q.terms:
+            if term is driver:
+                continue
+            found = self.text_in_trace(trace_id, term)
+            if found is None:
+                return
+            if found.kind in ("log", "event") and len(matches) < _MAX_MATCHES and found not in matches:
+                matches.append(found)
+        for term in q.excluded:
+            if self.text_in_trace(trace_id, term) is not None:
+                return
+        entry = self.store.entry_span(trace_id)
+        if entry is None:
+            return
+        matches.sort(key=lambda m: m.kind in ("attribute", "span"))  # the text a user typed first
+        self.found.append(Found(trace_id, entry, tuple(m for m in matches if m.kind != "span" or m.text)))
+
+    @property
+    def full(self) -> bool:
+        return len(self.found) >= self.limit
+
+    # --- time slices -------------------------------------------------------------------------------
+
+    def slices(self) -> Iterator[tuple[int, int, int, int]]:
+        """(first span row, last span row, first log row, last log row) of the window, newest first.
+
+        Consecutive commits are merged up to ``_SLICE_ROWS`` rows.  A commit with no spans (or no
+        logs) has an empty range (first > last), which adds nothing to the slice's range.
+        """
+        q = self.query
+        params = {
+            "since": q.since_ns if q.since_ns is not None else -(2**63),
+            "until": q.until_ns if q.until_ns is not None else 2**63 - 1,
+        }
+        empty = (2**62, -(2**62))
+        spans, logs, rows = empty, empty, 0
+        for first_span, last_span, first_log, last_log in self.conn.execute(
+            "SELECT first_span, last_span, first_log, last_log FROM batches"
+            " WHERE max_ns >= :since AND min_ns <= :until ORDER BY id DESC",
+            params,
+        ):
+            if first_span <= last_span:
+                spans = (min(spans[0], first_span), max(spans[1], last_span))
+                rows += last_span - first_span + 1
+            if first_log <= last_log:
+                logs = (min(logs[0], first_log), max(logs[1], last_log))
+                rows += last_log - first_log + 1
+            if rows >= _SLICE_ROWS:
+                yield spans[0], spans[1], logs[0], logs[1]
+                spans, logs, rows = empty, empty, 0
+        if rows:
+            yield spans[0], spans[1], logs[0], logs[1]
+
+    def in_window(self, time_ns: int) -> bool:
+        q = self.query
+        return (q.since_ns is None or time_ns >= q.since_ns) and (q.until_ns is None or time_ns <= q.until_ns)
+
+    # --- drivers --------------------------------------------------------------------------------------
+
+    def drive_text(self, term: Term) -> None:
+        match = _phrase(term)
+        for first_span, last_span, first_log, last_log in self.slices():
+            hits: list[tuple[int, bytes, Callable[[], Match | None]]] = []
+            for chunk in _chunks(self.fts("texts", match, first_log, last_log)):
+                for log_id, trace_id, time_ns in self.conn.execute(
+                    "SELECT id, trace_id, time_ns FROM logs WHERE id IN (SELECT value FROM json_each(:ids))"
+                    " ORDER BY id DESC",
+                    {"ids": json.dumps(chunk)},
+                ):
+                    if trace_id is not None and trace_id not in self.seen and self.in_window(time_ns):
+                        hits.append((time_ns, trace_id, partial(self.log_match, log_id)))
+                if len({h[1] for h in hits}) >= self.limit:
+                    break
+            for rowid in self.fts("texts", match, -last_span, -first_span):
+                for row in self.span_rows("WHERE s.rowid = :row", {"row": -rowid}):
+                    if row.trace_id not in self.seen and self.in_window(row.start_ns):
+                        hits.append((row.start_ns, row.trace_id, partial(self.event_match, row)))
+            hits.sort(key=lambda h: -h[0])
+            for _, trace_id, matched in hits:
+                if trace_id in self.seen:
+                    continue
+                first = matched()
+                if first is not None:
+                    self.check(trace_id, first, term)
+                if self.full:
+                    return
+
+    def drive_attribute(self, key: str, text: str) -> None:
+        match = " OR ".join(fts_phrase(t) for t in attribute_tokens(key, text))
+        for first_span, last_span, _, _ in self.slices():
+            for chunk in _chunks(self.fts("span_attrs", match, first_span, last_span)):
+                rows = self.span_rows(
+                    "WHERE s.rowid IN (SELECT value FROM json_each(:ids)) ORDER BY s.start_ns DESC",
+                    {"ids": json.dumps(chunk)},
+                )
+                for row in rows:
+                    if row.trace_id in self.seen or not self.in_window(row.start_ns):
+                        continue
+                    hit = self.span_ok(row)
+                    if hit is not None:
+                        self.check(row.trace_id, hit, "span")
+                    if self.full:
+                        return
+
+    def drive_spans(self) -> None:
+        """Service/status/duration (and resource attributes) alone: the span indexes, newest first."""
+        q = self.query
+        where = ["s.start_ns >= :since", "s.start_ns <= :until"]
+        params: dict[str, Any] = {
+            "since": q.since_ns if q.since_ns is not None else -(2**63),
+            "until": q.until_ns if q.until_ns is not None else 2**63 - 1,
+        }
+        if q.service is not None:
+            where.append("s.service = :service")
+            params["service"] = q.service
+        if q.error:
+            where.append("s.status = 2")
+        if q.status is not None:
+            where.append("s.http_status >= :low AND s.http_status < :high")
+            params["low"], params["high"] = q.status
+        if q.min_duration_ns is not None:
+            where.append("s.duration_ns >= :min_duration")
+            params["min_duration"] = q.min_duration_ns
+        if q.max_duration_ns is not None:
+            where.append("s.duration_ns <= :max_duration")
+            params["max_duration"] = q.max_duration_ns
+        cursor = self.conn.execute(f"{_SPAN_ROW} WHERE {' AND '.join(where)} ORDER BY s.start_ns DESC", params)
+        for raw in cursor:
+            row = _SpanRow(*raw)
+            if row.trace_id in self.seen:
+                continue
+            hit = self.span_ok(row)
+            if hit is not None:
+                self.check(row.trace_id, hit, "span")
+                if self.full:
+                    return
+
+    # --- IDs ----------------------------------------------------------------------------------------------
+
+    def id_traces(self) -> list[bytes]:
+        """The traces the query's ID-form tokens (and a lone request ID) name, newest first."""
+        out: list[bytes] = []
+        for token in self.query.ids:
+            parsed = parse_id(token)
+            if parsed is None:
+                continue
+            kind, raw = parsed
+            if kind == "trace":
+                if self.store.entry_span(raw) is not None:
+                    out.append(raw)
+                continue
+            for rowid in self.fts("span_attrs", fts_phrase(span_id_token(raw)), -(2**63), 2**63 - 1):
+                for row in self.span_rows("WHERE s.rowid = :row", {"row": rowid}):
+                    if row.span_id == raw and row.trace_id not in out:
+                        out.append(row.trace_id)
+        if self.query.lone and not out:
+            out.extend(self.store.traces_for_request(self.query.lone, limit=self.limit))
+        return out
+
+    def run(self) -> bytes | None:
+        q = self.query
+        named = self.id_traces()
+        if q.lone and named:
+            for trace_id in named[: self.limit]:
+                entry = self.store.entry_span(trace_id)
+                if entry is not None and trace_id not in self.seen:
+                    self.seen.add(trace_id)
+                    self.found.append(Found(trace_id, entry, (Match("id", None, entry.start_ns, q.lone, ()),)))
+            return named[0]
+        for trace_id in named:
+            token = next(iter(q.ids))
+            self.check(trace_id, Match("id", None, 0, token, ()), "id")
+            if self.full:
+                return None
+        # The driver: the clause with the fewest rows to walk.
+        options: list[tuple[int, Callable[[], None]]] = []
+        for term in (*q.terms, *(Term(i) for i in q.ids)):
+            words = _vocab_terms(term)
+            if words:
+                count = min(self.vocab("texts", w, term.prefix and w == words[-1]) for w in words)
+                options.append((count, partial(self.drive_text, term)))
+        resources = self.resources()
+        for key, text in q.attributes:
+            if any(key in r and value_matches(r[key], text) for r in resources.values()):
+                continue  # a resource attribute: spans carry no token for it
+            tokens = attribute_tokens(key, text)
+            count = sum(self.vocab("span_attrs", t, False) for t in tokens)
+            options.append((count, partial(self.drive_attribute, key, text)))
+        if options:
+            min(options, key=lambda o: o[0])[1]()
+        elif q.span_filters:
+            self.drive_spans()
+        return None
+
+    def vocab(self, table: str, word: str, prefix: bool) -> int:
+        if prefix:
+            row = self.conn.execute(
+                f"SELECT sum(doc) FROM (SELECT doc FROM {table}_vocab WHERE term >= :word AND term < :end LIMIT 1000)",
+                {"word": word, "end": word + "\U0010ffff"},
+            ).fetchone()
+        else:
+            row = self.conn.execute(f"SELECT doc FROM {table}_vocab WHERE term = :word", {"word": word}).fetchone()
+        return int(row[0] or 0) if row else 0
+
+
+def _vocab_terms(term: Term) -> list[str]:
+    """The words of a term as ``texts_vocab`` holds them (folded like unicode61)."""
+    return [w for _, _, w in words(term.text)]
+
+
+def _chunks(rowids: Iterator[int]) -> Iterator[list[int]]:
+    chunk: list[int] = []
+    for rowid in rowids:
+        chunk.append(rowid)
+        if len(chunk) >= _CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def find(store: Store, query: Query, limit: int) -> FindResult:
+    """Run ``query``; past the thread's query budget, answer what was found so far (``complete=False``)."""
+    run = _Run(store, query, max(1, limit))
+    try:
+        opened = run.run()
+    except sqlite3.OperationalError as exc:
+        if str(exc) != "interrupted":
+            raise
+        return FindResult(run.found, None, False)
+    return FindResult(run.found, opened, True)

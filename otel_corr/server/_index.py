@@ -1,0 +1,219 @@
+"""What the search indexes hold: the documents written on ingest, and the tokens a query looks up.
+
+Two FTS5 tables (SQLite's full-text engine, in the standard library's SQLite):
+
+* ``span_attrs`` (rowid = the span's row): one token per attribute, the hex of the attribute's
+  ``KeyValue`` bytes as the sender wrote them (a long one by its hash), and one for the span ID.
+  Equality on any key is a lookup of one token (or of the few a value's text can be read as:
+  ``42`` is the string, the int and the double), with no decoding of stored spans.  The tokens
+  are taken from the detail bytes without decoding a value in Python (a 2-field view of the span,
+  parsed in C): about 4 µs a span, where formatting each value would be 30.  A sender that
+  encodes a value unlike protobuf's own serializer (no SDK does) is found by the decoding scan
+  the query falls back to only when the index has no entry for the key at all; every hit is
+  checked by decoding, so the index can only narrow, never add.
+* ``texts``: the words of each log record (body, exception type and message; rowid = the log's
+  row) and of each span's events and status message (rowid = minus the span's row), for words,
+  phrases and prefixes, with FTS5's ``unicode61`` rules (case and diacritics folded).
+
+Both are contentless (``content=''``): the text is stored once, in the row (compressed), not a
+second time in the index; deleting an entry means handing FTS5 the same document again, which
+:func:`span_docs` and :func:`log_doc` rebuild from the row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+import unicodedata
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = [
+    "span_docs",
+    "attribute_tokens",
+    "event_doc",
+    "event_lines",
+    "highlights",
+    "log_doc",
+    "span_id_token",
+    "value_matches",
+    "words",
+]
+
+#: KeyValues longer than this are indexed by a hash (a value can be up to the ingest limit).
+_LONG_KV = 96
+_EXCEPTION_KEYS = ("exception.type", "exception.message")
+
+
+def _kv_token(kv: bytes) -> str:
+    if len(kv) <= _LONG_KV:
+        return kv.hex()
+    return "h" + hashlib.blake2b(kv, digest_size=8).hexdigest()
+
+
+def span_id_token(span_id: bytes) -> str:
+    """The token of a span ID (``i`` + hex: no KeyValue's hex starts with ``i``)."""
+    return "i" + span_id.hex()
+
+
+def _views() -> tuple[Any, Any]:
+    """``SpanIndexView``: a span with attributes (9), events (11) and status (15) as raw bytes.
+
+    One C parse of a stored detail gives each attribute's KeyValue bytes, the events' bytes (only
+    decoded when there are some) and the status bytes.
+    """
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    file = descriptor_pb2.FileDescriptorProto(name="otel_corr/index.proto", package="otel_corr.index", syntax="proto3")
+    message = file.message_type.add(name="SpanIndexView")
+    repeated = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+    optional = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
+    as_bytes = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+    message.field.add(name="attributes", number=9, label=repeated, type=as_bytes)
+    message.field.add(name="events", number=11, label=repeated, type=as_bytes)
+    message.field.add(name="status", number=15, label=optional, type=as_bytes)
+    pool = descriptor_pool.Default()
+    pool.AddSerializedFile(file.SerializeToString())
+    view = pool.FindMessageTypeByName("otel_corr.index.SpanIndexView")
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    return message_factory.GetMessageClass(view), trace_pb2
+
+
+_View, _trace_pb2 = _views()
+
+
+def span_docs(detail: bytes, span_id: bytes) -> tuple[str, str | None]:
+    """A span's ``span_attrs`` document (its attributes' tokens and its span ID's) and its ``texts`` one."""
+    view = _View.FromString(detail)
+    attributes = " ".join([*map(_kv_token, view.attributes), span_id_token(span_id)])
+    return attributes, (_event_doc(view) if view.events or view.status else None)
+
+
+def event_doc(detail: bytes) -> str | None:
+    """The ``texts`` document of a span's events and status message, or None when it has neither."""
+    return _event_doc(_View.FromString(detail))
+
+
+def _event_doc(view: Any) -> str | None:
+    if not view.events and not view.status:
+        return None
+    parts: list[str] = []
+    if view.status:
+        message = _trace_pb2.Status.FromString(view.status).message
+        if message:
+            parts.append(message)
+    for raw in view.events:
+        event = _trace_pb2.Span.Event.FromString(raw)
+        parts.append(event.name)
+        for kv in event.attributes:
+            if kv.key in _EXCEPTION_KEYS and kv.value.WhichOneof("value") == "string_value":
+                parts.append(kv.value.string_value)
+    return "\n".join(parts) if parts else None
+
+
+def event_lines(detail: bytes) -> list[str]:
+    """A span's status message and events as a person reads them: ``exception: GatewayError: timed out``."""
+    view = _View.FromString(detail)
+    lines = []
+    for raw in view.events:
+        event = _trace_pb2.Span.Event.FromString(raw)
+        values = {
+            kv.key: kv.value.string_value
+            for kv in event.attributes
+            if kv.key in _EXCEPTION_KEYS and kv.value.WhichOneof("value") == "string_value"
+        }
+        lines.append(": ".join([event.name, *(values[k] for k in _EXCEPTION_KEYS if values.get(k))]))
+    if view.status:
+        message = _trace_pb2.Status.FromString(view.status).message
+        if message:
+            lines.append(message)
+    return lines
+
+
+def log_doc(body: str, attributes: dict[str, Any]) -> str:
+    """The ``texts`` document of a log record: its body, and the exception's type and message."""
+    extra = [attributes[k] for k in _EXCEPTION_KEYS if isinstance(attributes.get(k), str)]
+    return "\n".join([body, *extra]) if extra else body
+
+
+def _kv(key: str, which: str, value: Any) -> bytes:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    return KeyValue(key=key, value=AnyValue(**{which: value})).SerializeToString()  # type: ignore[no-any-return]
+
+
+def attribute_tokens(key: str, text: str) -> list[str]:
+    """The tokens of ``key`` = ``text`` read every way a value can be written: string, int, bool, double."""
+    kvs = [_kv(key, "string_value", text)]
+    stripped = text.strip()
+    if re.fullmatch(r"[+-]?\d{1,19}", stripped):
+        number = int(stripped)
+        if -(2**63) <= number < 2**63:
+            kvs.append(_kv(key, "int_value", number))
+            kvs.append(_kv(key, "double_value", float(number)))
+    elif re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?", stripped):
+        value = float(stripped)
+        kvs.append(_kv(key, "double_value", value))
+        if value.is_integer() and abs(value) < 2**63:
+            kvs.append(_kv(key, "int_value", int(value)))
+    if text in ("true", "false"):
+        kvs.append(_kv(key, "bool_value", text == "true"))
+    return sorted({_kv_token(kv) for kv in kvs})
+
+
+def value_matches(value: Any, text: str) -> bool:
+    """Whether a decoded attribute value reads as ``text`` (the check each index hit goes through)."""
+    if isinstance(value, bool):
+        return text == ("true" if value else "false")
+    if isinstance(value, str):
+        return value == text
+    if isinstance(value, int):
+        try:
+            return value == int(text.strip())
+        except ValueError:
+            try:
+                return float(text) == value
+            except ValueError:
+                return False
+    if isinstance(value, float):
+        try:
+            return struct.pack("<d", float(text)) == struct.pack("<d", value) or float(text) == value
+        except ValueError:
+            return False
+    return False
+
+
+# --- highlights -----------------------------------------------------------------------------------
+
+# unicode61's token characters: letters, digits (and private-use); everything else separates.
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _fold(token: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", token.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def words(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, folded word) of each word of ``text``, as FTS5's unicode61 tokenizer splits and folds them."""
+    return [(m.start(), m.end(), _fold(m.group())) for m in _WORD.finditer(text)]
+
+
+def highlights(text: str, phrases: Iterable[tuple[str, bool]]) -> tuple[tuple[int, int], ...]:
+    """[start, end) offsets in ``text`` of each phrase's words (``prefix``: its last word may go on)."""
+    found = words(text)
+    spans: list[tuple[int, int]] = []
+    for phrase, prefix in phrases:
+        wanted = [w for _, _, w in words(phrase)]
+        if not wanted:
+            continue
+        n = len(wanted)
+        for i in range(len(found) - n + 1):
+            window: Sequence[tuple[int, int, str]] = found[i : i + n]
+            if all(w[2] == t for w, t in zip(window[:-1], wanted[:-1], strict=True)) and (
+                window[-1][2].startswith(wanted[-1]) if prefix else window[-1][2] == wanted[-1]
+            ):
+                spans.append((window[0][0], window[-1][1]))
+    return tuple(sorted(set(spans)))
