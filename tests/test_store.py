@@ -17,6 +17,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
 
 from otel_corr.server._otlp import parse_spans, span_rows
+from otel_corr.server._search import parse
 from otel_corr.server._store import Store
 
 T1, T2 = bytes(range(1, 17)), bytes(range(2, 18))
@@ -59,6 +60,8 @@ def _check_integrity(path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        for table in ("span_attrs", "texts"):  # FTS5's own check of its index structure
+            conn.execute(f"INSERT INTO {table}({table}) VALUES ('integrity-check')")
     finally:
         conn.close()
 
@@ -164,6 +167,48 @@ def _back_to_format_5(conn: sqlite3.Connection) -> None:
     """A store as format 5 wrote it: details as received (no codec byte), no search tables."""
     assert {r[0] for r in conn.execute("SELECT DISTINCT substr(detail, 1, 1) FROM spans")} == {b"\x00"}
     conn.executescript(
-        "UPDATE spans SET detail = substr(detail, 2); DROP TABLE span_attrs_vocab; DROP TABLE span_attrs;"
-        " DROP TABLE texts_vocab; DROP TABLE texts; DROP TABLE batches; DROP TABLE dicts; PRAGMA user_version = 5;"
+        "UPDATE spans SET detail = substr(detail, 2), scope = (SELECT name FROM scopes WHERE id = spans.scope);"
+        " DROP TABLE span_attrs_vocab; DROP TABLE span_attrs; DROP TABLE texts_vocab; DROP TABLE texts;"
+        " DROP TABLE batches; DROP TABLE dicts; DROP TABLE scopes; DROP TABLE log_ranges; DROP TABLE logs;"
+        " CREATE TABLE logs(id INTEGER PRIMARY KEY, trace_id BLOB, span_id BLOB, time_ns INTEGER NOT NULL,"
+        " severity INTEGER NOT NULL, severity_text TEXT NOT NULL, body TEXT NOT NULL, logger TEXT NOT NULL,"
+        " request_id TEXT, resource_id INTEGER NOT NULL, attributes TEXT NOT NULL);"
+        " CREATE INDEX logs_trace ON logs(trace_id, time_ns) WHERE trace_id IS NOT NULL;"
+        " CREATE INDEX logs_time ON logs(time_ns); PRAGMA user_version = 5;"
     )
+
+
+def test_a_format_5_store_is_upgraded_with_its_logs_and_search_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    store = Store(path)
+    span = _span(T1, 1, request_id="req-1", service_kind=2)
+    span.attributes.append(KeyValue(key="user.id", value=AnyValue(int_value=42)))
+    event = span.events.add(name="exception", time_unix_nano=BASE)
+    event.attributes.append(KeyValue(key="exception.type", value=AnyValue(string_value="GatewayError")))
+    _submit(store, "front", [span, _span(T2, 2)])
+    store.close()
+    conn = sqlite3.connect(path)
+    _back_to_format_5(conn)
+    conn.execute(
+        "INSERT INTO logs(trace_id, span_id, time_ns, severity, severity_text, body, logger, request_id, resource_id,"
+        " attributes) VALUES (:trace, :span, :time, 13, 'WARNING', 'checking out order 1001', 'shop', 'req-1', 1,"
+        ' \'{"exception.message":"card declined"}\')',
+        {"trace": T1, "span": (1).to_bytes(8, "big"), "time": BASE + 10},
+    )
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    try:
+        for text in ("checking order", '"order 1001"', "declined", "user.id=42", "GatewayError", "req-1"):
+            assert [f.trace_id for f in store.find(parse(text)).found] == [T1], text
+        (record,) = store.logs(T1)
+        assert (record.body, record.severity_text, record.request_id) == ("checking out order 1001", "WARNING", "req-1")
+        assert record.attributes == {"exception.message": "card declined"}
+        assert [s.span_id[-1] for s in store.trace(T2)] == [2]
+    finally:
+        store.close()
+    _check_integrity(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert conn.execute("SELECT count(*) FROM batches").fetchone()[0] >= 2
+    conn.close()

@@ -103,6 +103,8 @@ class _Run:
         self.found: list[Found] = []
         self.seen: set[bytes] = set()
         self._resources: dict[int, dict[str, Any]] | None = None
+        #: The traces each ID-form token names (by trace ID, or by a span ID).
+        self.named: dict[str, list[bytes]] = {}
         self.words = [(t.text, t.prefix) for t in query.terms] + [(i, False) for i in query.ids]
 
     # --- small reads --------------------------------------------------------------------------
@@ -184,16 +186,15 @@ class _Run:
     # --- text in one trace ---------------------------------------------------------------------
 
     def text_in_trace(self, trace_id: bytes, term: Term) -> Match | None:
-        """A log line or event of the trace with ``term``, or None."""
+        """A log line or event of the trace with ``term``, or None (FTS5 lookups bounded to the trace's rows)."""
         match = _phrase(term)
-        logs = self.conn.execute(
-            "SELECT min(id), max(id) FROM logs WHERE trace_id = :trace", {"trace": trace_id}
-        ).fetchone()
-        if logs[0] is not None:
-            ids = {r[0] for r in self.conn.execute("SELECT id FROM logs WHERE trace_id = :trace", {"trace": trace_id})}
-            for rowid in self.fts("texts", match, logs[0], logs[1]):
-                if rowid in ids:
-                    return self.log_match(rowid)
+        for first, last in self.conn.execute(
+            "SELECT DISTINCT first_id, last_id FROM log_ranges WHERE trace_id = :trace", {"trace": trace_id}
+        ):
+            for rowid in self.fts("texts", match, first, last):
+                found = self.log_match(rowid)
+                if found is not None:
+                    return found
         for first, last in self.conn.execute(
             "SELECT DISTINCT first_row, last_row FROM traces WHERE trace_id = :trace", {"trace": trace_id}
         ):
@@ -204,12 +205,11 @@ class _Run:
         return None
 
     def log_match(self, log_id: int) -> Match | None:
-        row = self.conn.execute(
-            "SELECT span_id, time_ns, body, attributes FROM logs WHERE id = :id", {"id": log_id}
-        ).fetchone()
+        row = self.conn.execute("SELECT span_id, time_ns, record FROM logs WHERE id = :id", {"id": log_id}).fetchone()
         if row is None:
             return None
-        text = log_doc(row[2], json.loads(row[3]))[:_MAX_TEXT]
+        _, body, _, _, attributes = self.store.log_record(row[2])
+        text = log_doc(body, attributes)[:_MAX_TEXT]
         return Match("log", row[0], row[1], text, highlights(text, self.words))
 
     def event_match(self, row: _SpanRow) -> Match:
@@ -242,6 +242,9 @@ class _Run:
         if q.excluded_attributes:
             rows = self.trace_spans(trace_id) if rows is None else rows
             if self.excluded_attribute(rows):
+                return
+        for token in q.ids:  # the trace it names, or a log line or event with it
+            if trace_id not in self.named.get(token, ()) and self.text_in_trace(trace_id, Term(token)) is None:
                 return
         for term in q.terms:
             if term is driver:
@@ -390,14 +393,16 @@ class _Run:
             if parsed is None:
                 continue
             kind, raw = parsed
+            named = self.named.setdefault(token, [])
             if kind == "trace":
                 if self.store.entry_span(raw) is not None:
-                    out.append(raw)
-                continue
-            for rowid in self.fts("span_attrs", fts_phrase(span_id_token(raw)), -(2**63), 2**63 - 1):
-                for row in self.span_rows("WHERE s.rowid = :row", {"row": rowid}):
-                    if row.span_id == raw and row.trace_id not in out:
-                        out.append(row.trace_id)
+                    named.append(raw)
+            else:
+                for rowid in self.fts("span_attrs", fts_phrase(span_id_token(raw)), -(2**63), 2**63 - 1):
+                    for row in self.span_rows("WHERE s.rowid = :row", {"row": rowid}):
+                        if row.span_id == raw and row.trace_id not in named:
+                            named.append(row.trace_id)
+            out.extend(t for t in named if t not in out)
         if self.query.lone and not out:
             out.extend(self.store.traces_for_request(self.query.lone, limit=self.limit))
         return out
@@ -412,9 +417,9 @@ class _Run:
                     self.seen.add(trace_id)
                     self.found.append(Found(trace_id, entry, (Match("id", None, entry.start_ns, q.lone, ()),)))
             return named[0]
-        for trace_id in named:
-            token = next(iter(q.ids))
-            self.check(trace_id, Match("id", None, 0, token, ()), "id")
+        for token, traces in self.named.items():
+            for trace_id in traces:
+                self.check(trace_id, Match("id", None, 0, token, ()), "id")
             if self.full:
                 return None
         # The driver: the clause with the fewest rows to walk.
@@ -423,6 +428,10 @@ class _Run:
             words = _vocab_terms(term)
             if words:
                 count = min(self.vocab("texts", w, term.prefix and w == words[-1]) for w in words)
+                # The vocabulary is looked up with Python's folding of the words; should it differ
+                # from FTS5's for some character, FTS5 itself has the last word on "none at all".
+                if not count and next(self.fts("texts", _phrase(term), -(2**63), 2**63 - 1), None) is not None:
+                    count = 1
                 options.append((count, partial(self.drive_text, term)))
         resources = self.resources()
         for key, text in q.attributes:
@@ -432,7 +441,9 @@ class _Run:
             count = sum(self.vocab("span_attrs", t, False) for t in tokens)
             options.append((count, partial(self.drive_attribute, key, text)))
         if options:
-            min(options, key=lambda o: o[0])[1]()
+            count, drive = min(options, key=lambda o: o[0])
+            if count:  # a word or value no row holds: nothing to walk
+                drive()
         elif q.span_filters:
             self.drive_spans()
         return None

@@ -87,7 +87,10 @@ _View, _trace_pb2 = _views()
 def span_docs(detail: bytes, span_id: bytes) -> tuple[str, str | None]:
     """A span's ``span_attrs`` document (its attributes' tokens and its span ID's) and its ``texts`` one."""
     view = _View.FromString(detail)
-    attributes = " ".join([*map(_kv_token, view.attributes), span_id_token(span_id)])
+    kvs = view.attributes
+    # Nearly every attribute is short: one C-level map, no Python call per attribute.
+    tokens = map(bytes.hex, kvs) if not kvs or max(map(len, kvs)) <= _LONG_KV else map(_kv_token, kvs)
+    attributes = " ".join(tokens) + " i" + span_id.hex()
     return attributes, (_event_doc(view) if view.events or view.status else None)
 
 
@@ -192,7 +195,8 @@ _WORD = re.compile(r"[^\W_]+")
 
 
 def _fold(token: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", token.casefold())
+    # unicode61: lower case, and diacritics removed (a decomposed letter without its marks).
+    decomposed = unicodedata.normalize("NFD", token.lower())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
+from functools import partial
 from itertools import chain, groupby
 from operator import itemgetter
 from pathlib import Path
@@ -46,10 +47,10 @@ from .._ids import trace_id_of
 from ..exceptions import StoreError
 from ._codec import Codec
 from ._find import FindResult, find
-from ._index import log_doc, span_docs
+from ._index import attribute_tokens, log_doc, span_docs
 from ._model import LogRecord, Span
 from ._otlp import attribute_text, detail_attributes, expand, resource_key
-from ._search import Query
+from ._search import Query, fts_phrase
 from ._storefile import APPLICATION_ID, StoreLock, check_store_file
 
 __all__ = ["QueryTimeout", "Store", "StoreFull"]
@@ -62,12 +63,26 @@ SCHEMA_VERSION = 6
 _TRACES_TABLE = """CREATE TABLE IF NOT EXISTS traces(
     trace_id BLOB NOT NULL, first_row INTEGER NOT NULL, request_id TEXT NOT NULL, last_row INTEGER NOT NULL,
     PRIMARY KEY (trace_id, first_row, request_id)) WITHOUT ROWID"""
+# Format 6 keeps a log record's text, logger, severity text and attributes in one compressed
+# ``record`` (see _codec; most of a record is the same keys and words again), and finds a trace's
+# records by ranges of their IDs, as spans by ``traces``: the writer numbers each commit's records
+# trace by trace, so ``log_ranges`` needs one entry per trace and commit, not one per record.
+# Scope names ("opentelemetry.instrumentation.fastapi" and a version) are kept once, in ``scopes``.
+_LOGS_TABLE = """CREATE TABLE IF NOT EXISTS logs(
+    id INTEGER PRIMARY KEY, trace_id BLOB, span_id BLOB, time_ns INTEGER NOT NULL, severity INTEGER NOT NULL,
+    resource_id INTEGER NOT NULL, record BLOB NOT NULL)"""
+_LOG_RANGES_TABLE = """CREATE TABLE IF NOT EXISTS log_ranges(
+    trace_id BLOB NOT NULL, first_id INTEGER NOT NULL, last_id INTEGER NOT NULL, PRIMARY KEY (trace_id, first_id))
+    WITHOUT ROWID"""
+_SCOPES_TABLE = "CREATE TABLE IF NOT EXISTS scopes(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)"
 # Format 6: the search indexes (see _index) and what maps a time window to row IDs.  ``batches``
 # has one row per commit: the span and log rows it added and the time range they cover, so a
 # window becomes row-ID ranges, the one constraint both FTS5 tables can seek on.  ``dicts``
 # holds the compression dictionaries (see _codec) for the store's life.
-_SEARCH_SCHEMA = """
+_SEARCH_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS dicts(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, data BLOB NOT NULL);
+{_LOG_RANGES_TABLE};
+{_SCOPES_TABLE};
 CREATE TABLE IF NOT EXISTS batches(
     id INTEGER PRIMARY KEY, first_span INTEGER NOT NULL, last_span INTEGER NOT NULL, first_log INTEGER NOT NULL,
     last_log INTEGER NOT NULL, min_ns INTEGER NOT NULL, max_ns INTEGER NOT NULL);
@@ -82,7 +97,7 @@ CREATE TABLE IF NOT EXISTS resources(
 CREATE TABLE IF NOT EXISTS spans(
     trace_id BLOB NOT NULL, span_id BLOB NOT NULL, parent_id BLOB, resource_id INTEGER NOT NULL,
     service TEXT NOT NULL, name TEXT NOT NULL, kind INTEGER NOT NULL, start_ns INTEGER NOT NULL,
-    duration_ns INTEGER NOT NULL, status INTEGER NOT NULL, request_id TEXT, scope TEXT NOT NULL,
+    duration_ns INTEGER NOT NULL, status INTEGER NOT NULL, request_id TEXT, scope INTEGER NOT NULL,
     detail BLOB NOT NULL, http_status INTEGER);
 {_TRACES_TABLE};
 CREATE INDEX IF NOT EXISTS traces_request ON traces(request_id) WHERE request_id != '';
@@ -91,12 +106,7 @@ CREATE INDEX IF NOT EXISTS spans_start ON spans(start_ns);
 CREATE TABLE IF NOT EXISTS operations(
     service TEXT NOT NULL, name TEXT NOT NULL, kind INTEGER NOT NULL, PRIMARY KEY (service, name, kind))
     WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS logs(
-    id INTEGER PRIMARY KEY, trace_id BLOB, span_id BLOB, time_ns INTEGER NOT NULL, severity INTEGER NOT NULL,
-    severity_text TEXT NOT NULL, body TEXT NOT NULL, logger TEXT NOT NULL, request_id TEXT,
-    resource_id INTEGER NOT NULL, attributes TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS logs_trace ON logs(trace_id, time_ns) WHERE trace_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS logs_time ON logs(time_ns);
+{_LOGS_TABLE};
 {_SEARCH_SCHEMA}
 """
 
@@ -113,8 +123,12 @@ _ROW = "(?, ?, ?, nullif(?, x''), ?, ?, ?, ?, ?, ?, ?, nullif(?, ''), ?, ?, null
 _ROWS_PER_INSERT = 64
 _INSERT_SPANS = f"INSERT INTO spans(rowid, {SPAN_COLUMNS}) VALUES " + ", ".join([_ROW] * _ROWS_PER_INSERT)
 _INSERT_SPAN = f"INSERT INTO spans(rowid, {SPAN_COLUMNS}) VALUES {_ROW}"
-#: Where the detail is in a numbered row (rowid, then SPAN_COLUMNS).
-_DETAIL = 13
+#: Where the scope and the detail are in a numbered row (rowid, then SPAN_COLUMNS).
+_SCOPE, _DETAIL = 12, 13
+#: Spans carrying a tag below which a tag search starts from the attribute index (see ``search``).
+_INDEX_DRIVES_BELOW = 20_000
+# The log ID ranges of trace ``:trace`` (``logs l`` is joined after it, on the range).
+_LOG_RANGES = "(SELECT DISTINCT first_id, last_id FROM log_ranges WHERE trace_id = :trace) t"
 #: Rows deleted per retention transaction.
 _PRUNE_ROWS = 2000
 _trace_of = itemgetter(0)
@@ -205,6 +219,7 @@ def _upgrade_from_5(conn: sqlite3.Connection, path: Path) -> None:
         ]
         codec = Codec("span", dict)
         trained = codec.train_now(samples)
+        del samples
         if trained is not None:
             dict_id = conn.execute("INSERT INTO dicts(kind, data) VALUES ('span', :data)", {"data": trained}).lastrowid
             codec.adopt(int(dict_id or 0), trained)
@@ -227,16 +242,64 @@ def _upgrade_from_5(conn: sqlite3.Connection, path: Path) -> None:
             starts = [r[3] for r in chunk]
             windows.append((chunk[0][0], chunk[-1][0], 1, 0, min(starts), max(starts)))
             last = chunk[-1][0]
+        conn.execute("INSERT INTO scopes(name) SELECT DISTINCT scope FROM spans")
+        conn.execute("UPDATE spans SET scope = (SELECT id FROM scopes WHERE name = spans.scope)")
+        # Logs: a new table (the text columns become one compressed record), the same IDs.
+        conn.execute("ALTER TABLE logs RENAME TO logs_format_5")
+        conn.execute(_LOGS_TABLE)
+        logs = Codec("log", dict)
+        total = conn.execute("SELECT count(*) FROM logs_format_5").fetchone()[0]
+        step = max(1, total // 4000)
+        samples = [
+            _dumps([r[0], r[1], r[2], r[3], json.loads(r[4])]).encode()
+            for r in conn.execute(
+                "SELECT severity_text, body, logger, request_id, attributes FROM logs_format_5 WHERE id % :step = 0"
+                " LIMIT 4000",
+                {"step": step},
+            )
+        ]
+        trained = logs.train_now(samples)
+        if trained is not None:
+            dict_id = conn.execute("INSERT INTO dicts(kind, data) VALUES ('log', :data)", {"data": trained}).lastrowid
+            logs.adopt(int(dict_id or 0), trained)
         last = 0
         while chunk := conn.execute(
-            "SELECT id, body, attributes, time_ns FROM logs WHERE id > :last ORDER BY id LIMIT 10000", {"last": last}
+            "SELECT id, trace_id, span_id, time_ns, severity, resource_id, severity_text, body, logger, request_id,"
+            " attributes FROM logs_format_5 WHERE id > :last ORDER BY id LIMIT 10000",
+            {"last": last},
         ).fetchall():
-            conn.executemany(
-                "INSERT INTO texts(rowid, text) VALUES (?, ?)", [(r[0], log_doc(r[1], json.loads(r[2]))) for r in chunk]
-            )
+            rows: list[tuple[Any, ...]] = []
+            docs: list[tuple[int, str]] = []
+            ranges: list[tuple[bytes, int, int]] = []
+            for (
+                log_id,
+                trace_id,
+                span_id,
+                time_ns,
+                severity,
+                rid,
+                severity_text,
+                body,
+                logger,
+                request_id,
+                text,
+            ) in chunk:
+                attributes = json.loads(text)
+                record = _dumps([severity_text, body, logger, request_id, attributes]).encode()
+                rows.append((log_id, trace_id, span_id, time_ns, severity, rid, logs.pack(record)))
+                docs.append((log_id, log_doc(body, attributes)))
+                if trace_id is not None:
+                    if ranges and ranges[-1][0] == trace_id and ranges[-1][2] == log_id - 1:
+                        ranges[-1] = (trace_id, ranges[-1][1], log_id)
+                    else:
+                        ranges.append((trace_id, log_id, log_id))
+            conn.executemany("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT OR IGNORE INTO log_ranges VALUES (?, ?, ?)", ranges)
+            conn.executemany("INSERT INTO texts(rowid, text) VALUES (?, ?)", docs)
             times = [r[3] for r in chunk]
             windows.append((1, 0, chunk[0][0], chunk[-1][0], min(times), max(times)))
             last = chunk[-1][0]
+        conn.execute("DROP TABLE logs_format_5")
         windows.sort(key=lambda w: w[5])  # newest last: the search walks batches by descending ID
         conn.executemany(
             "INSERT INTO batches(first_span, last_span, first_log, last_log, min_ns, max_ns) VALUES (?, ?, ?, ?, ?, ?)",
@@ -247,6 +310,11 @@ def _upgrade_from_5(conn: sqlite3.Connection, path: Path) -> None:
     except BaseException:
         conn.rollback()
         raise
+    # The old log table's pages are free now (most of the file, with logs): give them back, so the
+    # store is the size the new format makes it.  After the commit: interrupted, it is just redone.
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    if free * 4 > conn.execute("PRAGMA page_count").fetchone()[0]:
+        conn.execute("VACUUM")
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
@@ -371,7 +439,9 @@ class Store:
             self._resources[digest] = int(rid)
         self._operations: set[tuple[str, str, int]] = set(writer.execute("SELECT service, name, kind FROM operations"))
         self._next_log = 1 + int(writer.execute("SELECT coalesce(max(id), 0) FROM logs").fetchone()[0])
-        self._details = Codec("span", self._dictionaries)
+        self._details = Codec("span", partial(self._dictionaries, "span"))
+        self._log_records = Codec("log", partial(self._dictionaries, "log"))
+        self._scopes: dict[str, int] = {name: int(i) for i, name in writer.execute("SELECT id, name FROM scopes")}
         # Rowids are the writer's to give (see _write): never one a range in ``traces`` still covers.
         self._next_row = 1 + int(
             writer.execute(
@@ -405,9 +475,10 @@ class Store:
     def _attribute_text(self, detail: bytes, key: str) -> str | None:
         return attribute_text(self._details.unpack(detail), key)
 
-    def _dictionaries(self) -> dict[int, bytes]:
-        """The store's compression dictionaries (read by the codec, on whichever thread needs one)."""
-        return {r[0]: r[1] for r in self._read().execute("SELECT id, data FROM dicts WHERE kind = 'span'")}
+    def _dictionaries(self, kind: str) -> dict[int, bytes]:
+        """The store's compression dictionaries of one kind (read by a codec, on whichever thread needs one)."""
+        rows = self._read().execute("SELECT id, data FROM dicts WHERE kind = :kind", {"kind": kind})
+        return {r[0]: r[1] for r in rows}
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -582,93 +653,127 @@ class Store:
         if conn is not None:
             conn.close()
 
+    def _adopt_dictionaries(self) -> None:
+        """Store any dictionary trained since the last batch, and compress with it from now on.
+
+        Its own transaction, before any blob names it: a failed batch must not take it along.
+        """
+        for codec in (self._details, self._log_records):
+            trained = codec.take_new()
+            if trained is not None:
+                with self._writer_conn as conn:
+                    insert = conn.execute(
+                        "INSERT INTO dicts(kind, data) VALUES (:kind, :data)", {"kind": codec.kind, "data": trained}
+                    )
+                codec.adopt(int(insert.lastrowid or 0), trained)
+
+    def _log_rows(
+        self, batch: Sequence[_Item], resources: dict[int, tuple[int, str, str, str]]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[int, str]], list[tuple[bytes, int, int]]]:
+        """The batch's log rows numbered trace by trace, their ``texts`` documents, and their ``log_ranges``."""
+        records = sorted((r for item in batch for r in item.logs), key=lambda r: r.trace_id or b"")
+        pack = self._log_records.pack
+        rows: list[tuple[Any, ...]] = []
+        docs: list[tuple[int, str]] = []
+        ranges: list[tuple[bytes, int, int]] = []
+        log_id = self._next_log
+        # Records of one export request share one resource dict: its key is computed once.
+        known: dict[int, int] = {}
+        for trace_id, group in groupby(records, key=lambda r: r.trace_id):
+            first = log_id
+            for r in group:
+                rid = known.get(id(r.resource), 0)
+                if not rid:
+                    text, digest = resource_key(r.resource)
+                    rid = known[id(r.resource)] = self.resource_id(digest, r.service)
+                    resources[rid] = (rid, digest, r.service, text)
+                record = _dumps([r.severity_text, r.body, r.logger, r.request_id, r.attributes]).encode()
+                rows.append((log_id, r.trace_id, r.span_id, r.time_ns, r.severity_number, rid, pack(record)))
+                docs.append((log_id, log_doc(r.body, r.attributes)))
+                log_id += 1
+            if trace_id is not None:
+                ranges.append((trace_id, first, log_id - 1))
+        return rows, docs, ranges
+
+    def _scope_id(self, name: str, new: list[tuple[int, str]]) -> int:
+        """The ID of a scope name, assigned here on first sight (and added to ``new``, to be inserted)."""
+        scope_id = self._scopes.get(name)
+        if scope_id is None:
+            scope_id = self._scopes[name] = len(self._scopes) + 1
+            new.append((scope_id, name))
+        return scope_id
+
     def _write(self, batch: Sequence[_Item]) -> None:
         conn = self._writer_conn
-        trained = self._details.take_new()
-        if trained is not None:
-            # Its own transaction, before any blob names it: a failed batch must not take it along.
-            with conn:
-                insert = conn.execute("INSERT INTO dicts(kind, data) VALUES ('span', :data)", {"data": trained})
-                dict_id = insert.lastrowid
-            self._details.adopt(int(dict_id or 0), trained)
+        self._adopt_dictionaries()
         resources = {r[0]: r for item in batch for r in item.resources}
-        log_rows = []
-        log_docs = []
-        log_id = self._next_log
-        for item in batch:
-            for r in item.logs:
-                text, digest = resource_key(r.resource)
-                rid = self.resource_id(digest, r.service)
-                resources[rid] = (rid, digest, r.service, text)
-                log_rows.append(
-                    (
-                        log_id,
-                        r.trace_id,
-                        r.span_id,
-                        r.time_ns,
-                        r.severity_number,
-                        r.severity_text,
-                        r.body,
-                        r.logger,
-                        r.request_id,
-                        rid,
-                        _dumps(r.attributes),
-                    )
-                )
-                log_docs.append((log_id, log_doc(r.body, r.attributes)))
-                log_id += 1
+        log_rows, log_docs, log_ranges = self._log_rows(batch, resources)
         operations = {(r[4], r[5], r[6]) for item in batch for r in item.rows} - self._operations
         rows, ranges = self._number([row for item in batch for row in item.rows])
-        # The search documents come from the detail as received; the row keeps it compressed.
+        # The search documents come from the detail as received; the row keeps it compressed, and
+        # its scope by ID.
+        scopes: list[tuple[int, str]] = []
         attr_docs = []
         event_docs = []
         pack = self._details.pack
+        scope_ids = self._scopes
         for i, row in enumerate(rows):
             attributes, events = span_docs(row[_DETAIL], row[2])
             attr_docs.append((row[0], attributes))
             if events is not None:
                 event_docs.append((-row[0], events))
-            rows[i] = (*row[:_DETAIL], pack(row[_DETAIL]), row[_DETAIL + 1])
+            scope_id = scope_ids.get(row[_SCOPE]) or self._scope_id(row[_SCOPE], scopes)
+            rows[i] = (*row[:_SCOPE], scope_id, pack(row[_DETAIL]), row[_DETAIL + 1])
         times = [row[8] for row in rows] + [r[3] for r in log_rows]
-        with conn:
-            if operations:
-                conn.executemany("INSERT OR IGNORE INTO operations(service, name, kind) VALUES (?, ?, ?)", operations)
-            if resources:  # every resource the batch uses, even if known: a failed batch may have been the first
-                conn.executemany(
-                    "INSERT OR IGNORE INTO resources(id, digest, service, attributes) VALUES (?, ?, ?, ?)",
-                    resources.values(),
-                )
-            whole = len(rows) - len(rows) % _ROWS_PER_INSERT
-            for i in range(0, whole, _ROWS_PER_INSERT):
-                conn.execute(_INSERT_SPANS, list(chain.from_iterable(rows[i : i + _ROWS_PER_INSERT])))
-            if whole < len(rows):
-                conn.executemany(_INSERT_SPAN, rows[whole:])
-            if ranges:
-                conn.executemany("INSERT OR IGNORE INTO traces VALUES (?, ?, ?, ?)", ranges)  # in column order
-            if log_rows:
-                conn.executemany(
-                    "INSERT INTO logs(id, trace_id, span_id, time_ns, severity, severity_text, body, logger,"
-                    " request_id, resource_id, attributes) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    log_rows,
-                )
-            conn.executemany("INSERT INTO span_attrs(rowid, kv) VALUES (?, ?)", attr_docs)
-            conn.executemany("INSERT INTO texts(rowid, text) VALUES (?, ?)", event_docs + log_docs)
-            if times:
-                conn.execute(
-                    "INSERT INTO batches(first_span, last_span, first_log, last_log, min_ns, max_ns)"
-                    " VALUES (:first_span, :last_span, :first_log, :last_log, :min_ns, :max_ns)",
-                    {
-                        "first_span": self._next_row,
-                        "last_span": self._next_row + len(rows) - 1,
-                        "first_log": self._next_log,
-                        "last_log": log_id - 1,
-                        "min_ns": min(times),
-                        "max_ns": max(times),
-                    },
-                )
+        try:
+            with conn:
+                if operations:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO operations(service, name, kind) VALUES (?, ?, ?)", operations
+                    )
+                if resources:  # every resource the batch uses, even if known: a failed batch may have been the first
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO resources(id, digest, service, attributes) VALUES (?, ?, ?, ?)",
+                        resources.values(),
+                    )
+                if scopes:
+                    conn.executemany("INSERT INTO scopes(id, name) VALUES (?, ?)", scopes)
+                whole = len(rows) - len(rows) % _ROWS_PER_INSERT
+                for i in range(0, whole, _ROWS_PER_INSERT):
+                    conn.execute(_INSERT_SPANS, list(chain.from_iterable(rows[i : i + _ROWS_PER_INSERT])))
+                if whole < len(rows):
+                    conn.executemany(_INSERT_SPAN, rows[whole:])
+                if ranges:
+                    conn.executemany("INSERT OR IGNORE INTO traces VALUES (?, ?, ?, ?)", ranges)  # in column order
+                if log_rows:
+                    conn.executemany(
+                        "INSERT INTO logs(id, trace_id, span_id, time_ns, severity, resource_id, record)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        log_rows,
+                    )
+                    conn.executemany("INSERT OR IGNORE INTO log_ranges VALUES (?, ?, ?)", log_ranges)
+                conn.executemany("INSERT INTO span_attrs(rowid, kv) VALUES (?, ?)", attr_docs)
+                conn.executemany("INSERT INTO texts(rowid, text) VALUES (?, ?)", event_docs + log_docs)
+                if times:
+                    conn.execute(
+                        "INSERT INTO batches(first_span, last_span, first_log, last_log, min_ns, max_ns)"
+                        " VALUES (:first_span, :last_span, :first_log, :last_log, :min_ns, :max_ns)",
+                        {
+                            "first_span": self._next_row,
+                            "last_span": self._next_row + len(rows) - 1,
+                            "first_log": self._next_log,
+                            "last_log": self._next_log + len(log_rows) - 1,
+                            "min_ns": min(times),
+                            "max_ns": max(times),
+                        },
+                    )
+        except BaseException:
+            for _, name in scopes:  # not stored: the next batch that uses them inserts them
+                del self._scopes[name]
+            raise
         self._operations |= operations  # only once committed: a failed batch leaves them to the next one
         self._next_row += len(rows)
-        self._next_log = log_id
+        self._next_log += len(log_rows)
 
     def _number(self, rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """The rows sorted by trace, each with its rowid in front; and the ``traces`` rows for them.
@@ -735,15 +840,21 @@ class Store:
                         {"rows": json.dumps([r[0] for r in chunk])},
                     )
                 removed += len(chunk)
+            # Records by ID up to the last commit that began before the cutoff (no index on time:
+            # the IDs follow the commits), each checked against the cutoff itself.
+            last_log = conn.execute(
+                "SELECT coalesce(max(last_log), 0) FROM batches WHERE min_ns < :cutoff", {"cutoff": cutoff}
+            ).fetchone()[0]
             while chunk := conn.execute(
-                "SELECT id, body, attributes FROM logs WHERE time_ns < :cutoff LIMIT :rows",
-                {"cutoff": cutoff, "rows": _PRUNE_ROWS},
+                "SELECT id, record FROM logs WHERE id <= :last AND time_ns < :cutoff LIMIT :rows",
+                {"last": last_log, "cutoff": cutoff, "rows": _PRUNE_ROWS},
             ).fetchall():
                 with conn:
-                    conn.executemany(
-                        "INSERT INTO texts(texts, rowid, text) VALUES ('delete', ?, ?)",
-                        [(r[0], log_doc(r[1], json.loads(r[2]))) for r in chunk],
-                    )
+                    docs = []
+                    for log_id, record in chunk:
+                        _, body, _, _, log_attributes = self.log_record(record)
+                        docs.append((log_id, log_doc(body, log_attributes)))
+                    conn.executemany("INSERT INTO texts(texts, rowid, text) VALUES ('delete', ?, ?)", docs)
                     conn.execute(
                         "DELETE FROM logs WHERE id IN (SELECT value FROM json_each(:rows))",
                         {"rows": json.dumps([r[0] for r in chunk])},
@@ -751,6 +862,7 @@ class Store:
             with conn:
                 # Ranges and batches wholly below the oldest row left (one partly deleted still finds the rest).
                 conn.execute("DELETE FROM traces WHERE last_row < (SELECT coalesce(min(rowid), 1 << 62) FROM spans)")
+                conn.execute("DELETE FROM log_ranges WHERE last_id < (SELECT coalesce(min(id), 1 << 62) FROM logs)")
                 conn.execute(
                     "DELETE FROM batches WHERE last_span < (SELECT coalesce(min(rowid), 1 << 62) FROM spans)"
                     " AND last_log < (SELECT coalesce(min(id), 1 << 62) FROM logs)"
@@ -798,7 +910,8 @@ class Store:
             self._read()
             .execute(
                 f"SELECT s.trace_id, s.span_id, s.parent_id, s.service, s.name, s.kind, s.start_ns, s.duration_ns, "
-                f"s.status, s.request_id, s.scope, s.detail, r.attributes FROM spans s "
+                f"s.status, s.request_id, (SELECT name FROM scopes WHERE id = s.scope), s.detail, r.attributes"
+                " FROM spans s "
                 f"JOIN resources r ON r.id = s.resource_id {sql}",
                 params if isinstance(params, Mapping) else tuple(params),
             )
@@ -874,29 +987,37 @@ class Store:
         rows = (
             self._read()
             .execute(
-                "SELECT l.trace_id, l.span_id, l.time_ns, l.severity, l.severity_text, l.body, l.logger, l.request_id,"
-                " l.attributes, r.service, r.attributes FROM logs l JOIN resources r ON r.id = l.resource_id"
-                " WHERE l.trace_id = ? ORDER BY l.time_ns",
-                (trace_id,),
+                "SELECT l.trace_id, l.span_id, l.time_ns, l.severity, l.record, r.service, r.attributes"
+                f" FROM {_LOG_RANGES} CROSS JOIN logs l ON l.id BETWEEN t.first_id AND t.last_id"
+                " JOIN resources r ON r.id = l.resource_id WHERE l.trace_id = :trace ORDER BY l.time_ns, l.id",
+                {"trace": trace_id},
             )
             .fetchall()
         )
-        return [
-            LogRecord(
-                trace_id=r[0],
-                span_id=r[1],
-                time_ns=r[2],
-                severity_number=r[3],
-                severity_text=r[4],
-                body=r[5],
-                logger=r[6],
-                request_id=r[7],
-                attributes=json.loads(r[8]),
-                service=r[9],
-                resource=json.loads(r[10]),
+        out = []
+        for r in rows:
+            severity_text, body, logger, request_id, attributes = self.log_record(r[4])
+            out.append(
+                LogRecord(
+                    trace_id=r[0],
+                    span_id=r[1],
+                    time_ns=r[2],
+                    severity_number=r[3],
+                    severity_text=severity_text,
+                    body=body,
+                    logger=logger,
+                    request_id=request_id,
+                    attributes=attributes,
+                    service=r[5],
+                    resource=json.loads(r[6]),
+                )
             )
-            for r in rows
-        ]
+        return out
+
+    def log_record(self, record: bytes) -> tuple[str, str, str, str | None, dict[str, Any]]:
+        """A stored log record's (severity text, body, logger, request ID, attributes)."""
+        severity_text, body, logger, request_id, attributes = json.loads(self._log_records.unpack(record))
+        return severity_text, body, logger, request_id, attributes
 
     def services(self) -> list[str]:
         return [r[0] for r in self._read().execute("SELECT DISTINCT service FROM resources ORDER BY service")]
@@ -952,6 +1073,14 @@ class Store:
                 where.append("http_status = ?")  # a column: the search users run most, kept cheap
                 params.append(int(value))
             else:
+                # The attribute index narrows to the spans carrying key=value in any type, when
+                # they are few: a value on many spans is met at once walking the window newest
+                # first, where collecting and sorting all its spans would cost more.  The decoding
+                # check keeps Jaeger's text comparison exact either way.
+                tokens = attribute_tokens(key, value)
+                if self._documents("span_attrs", tokens) <= _INDEX_DRIVES_BELOW:
+                    where.append("s.rowid IN (SELECT rowid FROM span_attrs WHERE span_attrs MATCH ?)")
+                    params.append(" OR ".join(map(fts_phrase, tokens)))
                 where.append("otel_attr(detail, ?) = ?")
                 params.extend([key, value])
         # Newest span first, on the (service, start_ns) or start_ns index, stopping at `limit`
@@ -970,6 +1099,15 @@ class Store:
                 if len(found) >= limit:
                     break
         return found
+
+    def _documents(self, table: str, tokens: list[str]) -> int:
+        """How many rows of an FTS5 table hold any of ``tokens`` (at most: a row may hold several)."""
+        conn = self._read()
+        total = 0
+        for token in tokens:
+            row = conn.execute(f"SELECT doc FROM {table}_vocab WHERE term = :token", {"token": token}).fetchone()
+            total += int(row[0]) if row else 0
+        return total
 
     def dependencies(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int]]:
         """(parent service, child service, calls) for parent/child spans of different services."""

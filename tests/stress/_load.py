@@ -34,6 +34,8 @@ from typing import Any
 
 import aiohttp
 
+from otel_corr.server._codec import Codec
+
 from ..collector import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -129,8 +131,14 @@ class Serve:
 
     def logs(self) -> list[tuple[str, str, str, dict[str, Any]]]:
         """(request_id, trace_id, span_id, attributes) of every stored log record."""
-        rows = self.query("SELECT request_id, lower(hex(trace_id)), lower(hex(span_id)), attributes FROM logs")
-        return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+        rows = self.query("SELECT lower(hex(trace_id)), lower(hex(span_id)), record FROM logs")
+        # The record (request ID, attributes...) is compressed with the store's log dictionary.
+        codec = Codec("log", lambda: {r[0]: r[1] for r in self.query("SELECT id, data FROM dicts WHERE kind = 'log'")})
+        out = []
+        for trace_id, span_id, record in rows:
+            _, _, _, request_id, attributes = json.loads(codec.unpack(record))
+            out.append((request_id, trace_id, span_id, attributes))
+        return out
 
     def wait_for(self, count: Callable[[], int], expected: int, timeout: float, settle: float = 2.0) -> int:
         """Poll ``count()`` until it reaches ``expected`` or stops growing for ``settle`` s within ``timeout``."""
