@@ -105,7 +105,9 @@ class Codec:
                     self._start_training()
             return _RAW + data
         packed: bytes = compressor.compress(data)
-        return bytes((self._dict_id,)) + _varint(len(data)) + packed
+        size = len(data)
+        head = bytes((self._dict_id, size)) if size < 0x80 else bytes((self._dict_id,)) + _varint(size)
+        return head + packed
 
     def _start_training(self) -> None:
         samples, self._samples = self._samples, []
@@ -172,6 +174,8 @@ class Codec:
                 dictionary = self._dicts[dict_id]
             decompressor = decompressors[dict_id] = self._zstd.ZstdDecompressor(dict_data=dictionary)
         size, start = _read_varint(blob, 1)
+        if not size:  # max_output_size=0 would mean "whatever the frame says", and it says nothing
+            return b""
         return decompressor.decompress(blob[start:], max_output_size=size)  # type: ignore[no-any-return]
 
 
