@@ -106,7 +106,10 @@ class Codec:
             return _RAW + data
         packed: bytes = compressor.compress(data)
         size = len(data)
-        head = bytes((self._dict_id, size)) if size < 0x80 else bytes((self._dict_id,)) + _varint(size)
+        if size < 0x4000:  # a one- or two-byte varint, the common case, without the loop
+            head = bytes((self._dict_id, size) if size < 0x80 else (self._dict_id, size & 0x7F | 0x80, size >> 7))
+        else:
+            head = bytes((self._dict_id,)) + _varint(size)
         return head + packed
 
     def _start_training(self) -> None:
