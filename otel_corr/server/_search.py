@@ -91,8 +91,12 @@ class Query(NamedTuple):
 
 
 def fts_phrase(text: str) -> str:
-    """``text`` as one FTS5 string (a phrase of its words): the only way user text reaches a MATCH."""
-    return '"' + text.replace('"', '""') + '"'
+    """``text`` as one FTS5 string (a phrase of its words): the only way user text reaches a MATCH.
+
+    NUL separates words, as unicode61 reads it in the indexed text (FTS5's query parser would
+    take it for the end of the query).
+    """
+    return '"' + text.replace('"', '""').replace("\x00", " ") + '"'
 
 
 def parse_id(text: str) -> tuple[str, bytes] | None:
@@ -209,8 +213,13 @@ def parse(text: str, *, now_ns: int | None = None, service: str | None = None, s
     status: tuple[int, int] | None = None
     error = False
     min_duration = max_duration = until_ns = None
+    lone = None
     for token in tokens:
         value = token.text
+        if token.negated and not token.quoted and parse_id("-" + value) is not None:
+            # A URL-safe base64 trace ID can begin with "-" (1 in 64): an ID, not an exclusion.
+            token = _Token("-" + value, False, False)
+            value = token.text
         if token.quoted:
             if _words(value):
                 (excluded if token.negated else terms).append(Term(value))
@@ -244,25 +253,24 @@ def parse(text: str, *, now_ns: int | None = None, service: str | None = None, s
                 until_ns = _time("until", arg, now)
         elif not token.negated and parse_id(value) is not None:
             ids.append(value)
+            lone = value if len(tokens) == 1 else None
         elif eq and key and _ATTRIBUTE_KEY.fullmatch(key):
             pair = (key, _unquote(attr_value))
             (excluded_attributes if token.negated else attributes).append(pair)
-        elif value.endswith("*") and not token.negated:
+        elif value.endswith("*"):
             stem = value.rstrip("*")
             if len(stem) < MIN_PREFIX or not stem.isalnum():
                 raise SearchError(f"{value[:40]!r}: a prefix search needs at least {MIN_PREFIX} letters or digits")
-            terms.append(Term(stem, prefix=True))
+            (excluded if token.negated else terms).append(Term(stem, prefix=True))
         elif _words(value):
             (excluded if token.negated else terms).append(Term(value))
-    lone = None
-    if len(tokens) == 1 and not tokens[0].quoted and not tokens[0].negated:
-        only = tokens[0].text
-        lone = only if ids or is_valid_request_id(only) else None
-    if not (ids or terms or attributes or lone or service or status or error):
+            if len(tokens) == 1 and not token.negated and is_valid_request_id(value):
+                lone = value  # one bare word: perhaps a request ID (a filter or key=value never is)
+    durations = min_duration is not None or max_duration is not None
+    if not (ids or terms or attributes or lone or service or status or error or durations):
         if excluded or excluded_attributes:
             raise SearchError("a query of exclusions only matches almost everything: add a word or a key=value")
-        if min_duration is None and max_duration is None:
-            raise SearchError("nothing to search for: type a word, an ID or key=value")
+        raise SearchError("nothing to search for: type a word, an ID or key=value")
     if since_ns is not None and until_ns is not None and until_ns < since_ns:
         raise SearchError("until: is before since:")
     return Query(
