@@ -21,6 +21,7 @@ Every value is a bound parameter; text reaches FTS5 only as a quoted phrase (``f
 
 from __future__ import annotations
 
+import heapq
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -69,6 +70,14 @@ class FindResult(NamedTuple):
     opened: bytes | None
     #: False when the query's time budget ran out before the window was searched.
     complete: bool
+
+
+class _Hit(NamedTuple):
+    """A row the driving clause matched: ordered by time, newest first (``key`` is minus the time)."""
+
+    key: int
+    trace_id: bytes
+    matched: Callable[[], Match | None]
 
 
 class _SpanRow(NamedTuple):
@@ -305,31 +314,47 @@ class _Run:
 
     # --- drivers --------------------------------------------------------------------------------------
 
+    def log_hits(self, match: str, first: int, last: int) -> Iterator[_Hit]:
+        """Log records matching ``match`` among IDs [first, last], newest commit first."""
+        for chunk in _chunks(self.fts("texts", match, first, last)):
+            for log_id, trace_id, time_ns in self.conn.execute(
+                "SELECT id, trace_id, time_ns FROM logs WHERE id IN (SELECT value FROM json_each(:ids))"
+                " ORDER BY id DESC",
+                {"ids": json.dumps(chunk)},
+            ):
+                if trace_id is not None and self.in_window(time_ns):
+                    yield _Hit(-time_ns, trace_id, partial(self.log_match, log_id))
+
+    def event_hits(self, match: str, first: int, last: int) -> Iterator[_Hit]:
+        """Spans whose events or status message match ``match`` among rows [first, last], newest commit first."""
+        for chunk in _chunks(self.fts("texts", match, -last, -first)):
+            rows = self.span_rows(
+                "WHERE s.rowid IN (SELECT value FROM json_each(:ids)) ORDER BY s.rowid DESC",
+                {"ids": json.dumps([-r for r in chunk])},
+            )
+            for row in rows:
+                if self.in_window(row.start_ns):
+                    yield _Hit(-row.start_ns, row.trace_id, partial(self.event_match, row))
+
     def drive_text(self, term: Term) -> None:
+        """Walk the log lines and events with ``term``, newest first; check each new trace they belong to.
+
+        The two streams are read lazily, a chunk at a time, and merged by time: a common word
+        costs the hits up to the ``limit``-th trace that passes, not every hit of the slice.
+        """
         match = _phrase(term)
         for first_span, last_span, first_log, last_log in self.slices():
-            hits: list[tuple[int, bytes, Callable[[], Match | None]]] = []
-            for chunk in _chunks(self.fts("texts", match, first_log, last_log)):
-                for log_id, trace_id, time_ns in self.conn.execute(
-                    "SELECT id, trace_id, time_ns FROM logs WHERE id IN (SELECT value FROM json_each(:ids))"
-                    " ORDER BY id DESC",
-                    {"ids": json.dumps(chunk)},
-                ):
-                    if trace_id is not None and trace_id not in self.seen and self.in_window(time_ns):
-                        hits.append((time_ns, trace_id, partial(self.log_match, log_id)))
-                if len({h[1] for h in hits}) >= self.limit:
-                    break
-            for rowid in self.fts("texts", match, -last_span, -first_span):
-                for row in self.span_rows("WHERE s.rowid = :row", {"row": -rowid}):
-                    if row.trace_id not in self.seen and self.in_window(row.start_ns):
-                        hits.append((row.start_ns, row.trace_id, partial(self.event_match, row)))
-            hits.sort(key=lambda h: -h[0])
-            for _, trace_id, matched in hits:
-                if trace_id in self.seen:
+            hits = heapq.merge(
+                self.log_hits(match, first_log, last_log),
+                self.event_hits(match, first_span, last_span),
+                key=_hit_time,
+            )
+            for hit in hits:
+                if hit.trace_id in self.seen:
                     continue
-                first = matched()
+                first = hit.matched()
                 if first is not None:
-                    self.check(trace_id, first, term)
+                    self.check(hit.trace_id, first, term)
                 if self.full:
                     return
 
@@ -462,6 +487,10 @@ class _Run:
 def _vocab_terms(term: Term) -> list[str]:
     """The words of a term as ``texts_vocab`` holds them (folded like unicode61)."""
     return [w for _, _, w in words(term.text)]
+
+
+def _hit_time(hit: _Hit) -> int:
+    return hit.key
 
 
 def _chunks(rowids: Iterator[int]) -> Iterator[list[int]]:
