@@ -86,6 +86,7 @@ class _SpanRow(NamedTuple):
     span_id: bytes
     resource_id: int
     service: str
+    name: str
     start_ns: int
     duration_ns: int
     status: int
@@ -94,7 +95,7 @@ class _SpanRow(NamedTuple):
 
 
 _SPAN_ROW = (
-    "SELECT s.rowid, s.trace_id, s.span_id, s.resource_id, s.service, s.start_ns, s.duration_ns, s.status,"
+    "SELECT s.rowid, s.trace_id, s.span_id, s.resource_id, s.service, s.name, s.start_ns, s.duration_ns, s.status,"
     " s.http_status, s.detail FROM spans s"
 )
 
@@ -169,7 +170,7 @@ class _Run:
         if q.max_duration_ns is not None and row.duration_ns > q.max_duration_ns:
             return None
         if not q.attributes:
-            return Match("span", row.span_id, row.start_ns, "", ())
+            return Match("span", row.span_id, row.start_ns, _span_text(row), ())
         attributes = self.attributes(row)
         resource = self.resources().get(row.resource_id, {})
         for key, text in q.attributes:
@@ -246,8 +247,7 @@ class _Run:
             hit = next((m for m in map(self.span_ok, rows) if m is not None), None)
             if hit is None:
                 return
-            if hit.kind == "attribute":
-                matches.append(hit)
+            matches.append(hit)
         if q.excluded_attributes:
             rows = self.trace_spans(trace_id) if rows is None else rows
             if self.excluded_attribute(rows):
@@ -270,7 +270,7 @@ class _Run:
         if entry is None:
             return
         matches.sort(key=lambda m: m.kind in ("attribute", "span"))  # the text a user typed first
-        self.found.append(Found(trace_id, entry, tuple(m for m in matches if m.kind != "span" or m.text)))
+        self.found.append(Found(trace_id, entry, tuple(matches[:_MAX_MATCHES])))
 
     @property
     def full(self) -> bool:
@@ -487,6 +487,17 @@ class _Run:
 def _vocab_terms(term: Term) -> list[str]:
     """The words of a term as ``texts_vocab`` holds them (folded like unicode61)."""
     return [w for _, _, w in words(term.text)]
+
+
+def _span_text(row: _SpanRow) -> str:
+    """The span a service/status/duration clause matched, as the list shows it: name, status, duration."""
+    parts = [f"{row.service}: {row.name}"]
+    if row.http_status is not None:
+        parts.append(str(row.http_status))
+    if row.status == 2:
+        parts.append("error")
+    parts.append(f"{row.duration_ns / 1e6:.1f} ms")
+    return " ".join(parts)
 
 
 def _hit_time(hit: _Hit) -> int:
