@@ -1046,6 +1046,7 @@ class Store:
         where = []
         params: list[Any] = []
         source = "spans s"
+        rarest: tuple[int, str] | None = None  # (spans at most, MATCH) of the tag fewest spans carry
         for clause, value in (
             ("service = ?", service or None),
             ("name = ?", operation or None),
@@ -1073,16 +1074,21 @@ class Store:
                 where.append("http_status = ?")  # a column: the search users run most, kept cheap
                 params.append(int(value))
             else:
-                # The attribute index narrows to the spans carrying key=value in any type, when
-                # they are few: a value on many spans is met at once walking the window newest
-                # first, where collecting and sorting all its spans would cost more.  The decoding
-                # check keeps Jaeger's text comparison exact either way.
                 tokens = attribute_tokens(key, value)
-                if self._documents("span_attrs", tokens) <= _INDEX_DRIVES_BELOW:
-                    where.append("s.rowid IN (SELECT rowid FROM span_attrs WHERE span_attrs MATCH ?)")
-                    params.append(" OR ".join(map(fts_phrase, tokens)))
-                where.append("otel_attr(detail, ?) = ?")
+                count = self._documents("span_attrs", tokens)
+                if rarest is None or count < rarest[0]:
+                    rarest = (count, " OR ".join(map(fts_phrase, tokens)))
+                where.append("otel_attr(detail, ?) = ?")  # exact, as Jaeger compares: every hit decoded
                 params.extend([key, value])
+        if rarest is not None and rarest[0] <= _INDEX_DRIVES_BELOW and source == "spans s":
+            # The spans carrying the rarest tag (in any type), from the attribute index, are the
+            # outer loop (CROSS JOIN keeps that order): a few thousand rows sorted by time instead
+            # of the whole window walked.  A tag on many spans is met at once walking the window
+            # newest first, so it is left to the time index.
+            source = (
+                "(SELECT rowid AS r FROM span_attrs WHERE span_attrs MATCH ?) a CROSS JOIN spans s ON s.rowid = a.r"
+            )
+            params.insert(0, rarest[1])
         # Newest span first, on the (service, start_ns) or start_ns index, stopping at `limit`
         # distinct traces: the first hit of a trace is its newest matching span, so the order is
         # the same as "GROUP BY trace ORDER BY max(start)", without visiting the whole window.
