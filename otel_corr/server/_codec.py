@@ -170,7 +170,7 @@ class Codec:
             if self._zstd is None:
                 from ..exceptions import StoreError
 
-                raise StoreError("this store's blobs are compressed: install zstandard (pip install otel-corr[server])")
+                raise StoreError("this store's blobs are compressed with zstd: install the zstandard package")
             if dict_id not in self._dicts:
                 self._refresh()
             with self._lock:
