@@ -28,7 +28,18 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._index import attribute_tokens, event_lines, highlights, log_doc, span_id_token, value_matches, words
+from ._index import (
+    EVENT_SLOTS,
+    attribute_tokens,
+    event_line,
+    event_of,
+    event_rowid,
+    highlights,
+    log_line,
+    span_id_token,
+    value_matches,
+    words,
+)
 from ._model import Span
 from ._search import Query, Term, fts_phrase, parse_id
 
@@ -126,12 +137,16 @@ class _Run:
             }
         return self._resources
 
-    def fts(self, table: str, match: str, low: int, high: int) -> Iterator[int]:
-        """Row IDs of ``table`` matching ``match`` within [low, high], highest first."""
+    def fts(self, table: str, match: str, low: int, high: int, *, ascending: bool = False) -> Iterator[int]:
+        """Row IDs of ``table`` matching ``match`` within [low, high], highest first (or lowest: ``ascending``).
+
+        Newest first is highest first for log IDs and span rows, lowest first for event rows
+        (negative: see ``_index.event_rowid``).
+        """
         try:
             cursor = self.conn.execute(
                 f"SELECT rowid FROM {table} WHERE {table} MATCH :match AND rowid BETWEEN :low AND :high"
-                " ORDER BY rowid DESC",
+                f" ORDER BY rowid {'ASC' if ascending else 'DESC'}",
                 {"match": match, "low": low, "high": high},
             )
         except sqlite3.OperationalError as exc:
@@ -160,6 +175,8 @@ class _Run:
         """The span clauses on this span: a match naming the first attribute clause, or None."""
         q = self.query
         if q.service is not None and row.service != q.service:
+            return None
+        if not self.in_window(row.start_ns):
             return None
         if q.error and row.status != 2:
             return None
@@ -196,22 +213,26 @@ class _Run:
     # --- text in one trace ---------------------------------------------------------------------
 
     def text_in_trace(self, trace_id: bytes, term: Term) -> Match | None:
-        """A log line or event of the trace with ``term``, or None (FTS5 lookups bounded to the trace's rows)."""
+        """A log line or event of the trace, in the window, with ``term``; None if there is none.
+
+        FTS5 lookups bounded to the trace's own row ranges (its log IDs; its spans' event rows).
+        """
         match = _phrase(term)
         for first, last in self.conn.execute(
             "SELECT DISTINCT first_id, last_id FROM log_ranges WHERE trace_id = :trace", {"trace": trace_id}
         ):
             for rowid in self.fts("texts", match, first, last):
                 found = self.log_match(rowid)
-                if found is not None:
+                if found is not None and self.in_window(found.time_ns):
                     return found
         for first, last in self.conn.execute(
             "SELECT DISTINCT first_row, last_row FROM traces WHERE trace_id = :trace", {"trace": trace_id}
         ):
-            for rowid in self.fts("texts", match, -last, -first):
-                row = self.span_rows("WHERE s.rowid = :row", {"row": -rowid})
-                if row and row[0].trace_id == trace_id:
-                    return self.event_match(row[0])
+            for rowid in self.fts("texts", match, event_rowid(last, EVENT_SLOTS - 1), event_rowid(first, 0)):
+                row, slot = event_of(rowid)
+                for span in self.span_rows("WHERE s.rowid = :row", {"row": row}):
+                    if span.trace_id == trace_id and self.in_window(span.start_ns):
+                        return self.event_match(span, slot)
         return None
 
     def log_match(self, log_id: int) -> Match | None:
@@ -219,18 +240,13 @@ class _Run:
         if row is None:
             return None
         _, body, _, _, attributes = self.store.log_record(row[2])
-        text = log_doc(body, attributes)[:_MAX_TEXT]
+        text = log_line(body, attributes)[:_MAX_TEXT]
         return Match("log", row[0], row[1], text, highlights(text, self.words))
 
-    def event_match(self, row: _SpanRow) -> Match:
-        """The span's event (or status message) line with the most of the query's words."""
-        best = Match("event", row.span_id, row.start_ns, "", ())
-        for line in event_lines(self.store.unpack_detail(row.detail)):
-            text = line[:_MAX_TEXT]
-            marks = highlights(text, self.words)
-            if len(marks) > len(best.highlights) or not best.text:
-                best = Match("event", row.span_id, row.start_ns, text, marks)
-        return best
+    def event_match(self, row: _SpanRow, slot: int) -> Match:
+        """The span's event (or status message) that matched, as a line."""
+        text = event_line(self.store.unpack_detail(row.detail), slot)[:_MAX_TEXT]
+        return Match("event", row.span_id, row.start_ns, text, highlights(text, self.words))
 
     # --- a candidate trace -----------------------------------------------------------------------
 
@@ -252,8 +268,12 @@ class _Run:
             rows = self.trace_spans(trace_id) if rows is None else rows
             if self.excluded_attribute(rows):
                 return
-        for token in q.ids:  # the trace it names, or a log line or event with it
-            if trace_id not in self.named.get(token, ()) and self.text_in_trace(trace_id, Term(token)) is None:
+        for token in q.ids:  # the trace it names (with a span in the window), or a line with it
+            named = trace_id in self.named.get(token, ())
+            if named and (q.since_ns is not None or q.until_ns is not None):
+                rows = self.trace_spans(trace_id) if rows is None else rows
+                named = any(self.in_window(row.start_ns) for row in rows)
+            if not named and self.text_in_trace(trace_id, Term(token)) is None:
                 return
         for term in q.terms:
             if term is driver:
@@ -327,14 +347,17 @@ class _Run:
 
     def event_hits(self, match: str, first: int, last: int) -> Iterator[_Hit]:
         """Spans whose events or status message match ``match`` among rows [first, last], newest commit first."""
-        for chunk in _chunks(self.fts("texts", match, -last, -first)):
+        rowids = self.fts("texts", match, event_rowid(last, EVENT_SLOTS - 1), event_rowid(first, 0), ascending=True)
+        for chunk in _chunks(rowids):
+            # Span row -> its lowest matching slot (a span's slots come highest first: the last one stays).
+            slots = dict(map(event_of, chunk))
             rows = self.span_rows(
                 "WHERE s.rowid IN (SELECT value FROM json_each(:ids)) ORDER BY s.rowid DESC",
-                {"ids": json.dumps([-r for r in chunk])},
+                {"ids": json.dumps(list(slots))},
             )
             for row in rows:
                 if self.in_window(row.start_ns):
-                    yield _Hit(-row.start_ns, row.trace_id, partial(self.event_match, row))
+                    yield _Hit(-row.start_ns, row.trace_id, partial(self.event_match, row, slots[row.rowid]))
 
     def drive_text(self, term: Term) -> None:
         """Walk the log lines and events with ``term``, newest first; check each new trace they belong to.

@@ -33,8 +33,12 @@ from zlib import crc32
 __all__ = [
     "span_docs",
     "attribute_tokens",
-    "event_doc",
-    "event_lines",
+    "EVENT_SLOTS",
+    "TextRow",
+    "event_line",
+    "event_of",
+    "event_rowid",
+    "log_line",
     "highlights",
     "log_doc",
     "span_id_token",
@@ -81,59 +85,75 @@ def _views() -> tuple[Any, Any]:
 _View, _trace_pb2 = _views()
 
 
-def span_docs(detail: bytes, span_id: bytes) -> tuple[str, str | None]:
-    """A span's ``span_attrs`` document (its attributes' tokens and its span ID's) and its ``texts`` one."""
+#: ``texts`` rows of one span: its first 63 events (0-62) and its status message (63).
+EVENT_SLOTS = 64
+#: A ``texts`` row: three columns, so that a phrase never runs from one part into the next.
+TextRow = tuple[str, str, str]
+
+
+def span_docs(detail: bytes, span_id: bytes) -> tuple[str, list[tuple[int, TextRow]]]:
+    """A span's ``span_attrs`` document (its attributes' tokens and its span ID's) and its ``texts`` rows.
+
+    The rows are (slot, columns): see :func:`event_rowid`.
+    """
     view = _View.FromString(detail)
     # C-level maps, no Python call per attribute (the same tokens as _kv_token).
     attributes = " ".join(map(str, map(crc32, view.attributes))) + " i" + span_id.hex()
-    return attributes, (_event_doc(view) if view.events or view.status else None)
+    return attributes, (_event_rows(view) if view.events or view.status else [])
 
 
-def event_doc(detail: bytes) -> str | None:
-    """The ``texts`` document of a span's events and status message, or None when it has neither."""
-    return _event_doc(_View.FromString(detail))
+def event_rowid(row: int, slot: int) -> int:
+    """The ``texts`` row ID of slot ``slot`` of span row ``row``: negative, apart from the log records'."""
+    return -(row * EVENT_SLOTS + slot)
 
 
-def _event_doc(view: Any) -> str | None:
-    if not view.events and not view.status:
-        return None
-    parts: list[str] = []
+def event_of(rowid: int) -> tuple[int, int]:
+    """(span row, slot) of an event's ``texts`` row ID."""
+    return divmod(-rowid, EVENT_SLOTS)
+
+
+def _exception(attributes: Any) -> tuple[str, str]:
+    values = {
+        kv.key: kv.value.string_value
+        for kv in attributes
+        if kv.key in _EXCEPTION_KEYS and kv.value.WhichOneof("value") == "string_value"
+    }
+    return values.get("exception.type", ""), values.get("exception.message", "")
+
+
+def _event_rows(view: Any) -> list[tuple[int, TextRow]]:
+    # Events in slots 0-62, the status message in the last: an exception event, which says more
+    # than the status message it usually repeats, is the one a search shows first.
+    rows: list[tuple[int, TextRow]] = []
+    for slot, raw in enumerate(view.events[: EVENT_SLOTS - 1]):
+        event = _trace_pb2.Span.Event.FromString(raw)
+        rows.append((slot, (event.name, *_exception(event.attributes))))
     if view.status:
         message = _trace_pb2.Status.FromString(view.status).message
         if message:
-            parts.append(message)
-    for raw in view.events:
-        event = _trace_pb2.Span.Event.FromString(raw)
-        parts.append(event.name)
-        for kv in event.attributes:
-            if kv.key in _EXCEPTION_KEYS and kv.value.WhichOneof("value") == "string_value":
-                parts.append(kv.value.string_value)
-    return "\n".join(parts) if parts else None
+            rows.append((EVENT_SLOTS - 1, (message, "", "")))
+    return rows
 
 
-def event_lines(detail: bytes) -> list[str]:
-    """A span's status message and events as a person reads them: ``exception: GatewayError: timed out``."""
-    view = _View.FromString(detail)
-    lines = []
-    for raw in view.events:
-        event = _trace_pb2.Span.Event.FromString(raw)
-        values = {
-            kv.key: kv.value.string_value
-            for kv in event.attributes
-            if kv.key in _EXCEPTION_KEYS and kv.value.WhichOneof("value") == "string_value"
-        }
-        lines.append(": ".join([event.name, *(values[k] for k in _EXCEPTION_KEYS if values.get(k))]))
-    if view.status:
-        message = _trace_pb2.Status.FromString(view.status).message
-        if message:
-            lines.append(message)
-    return lines
+def event_line(detail: bytes, slot: int) -> str:
+    """Slot ``slot`` of a span as a person reads it: its status message, or ``exception: GatewayError: timed out``."""
+    for found, columns in _event_rows(_View.FromString(detail)):
+        if found == slot:
+            return ": ".join(c for c in columns if c)
+    return ""
 
 
-def log_doc(body: str, attributes: dict[str, Any]) -> str:
-    """The ``texts`` document of a log record: its body, and the exception's type and message."""
-    extra = [attributes[k] for k in _EXCEPTION_KEYS if isinstance(attributes.get(k), str)]
-    return "\n".join([body, *extra]) if extra else body
+def log_doc(body: str, attributes: dict[str, Any]) -> TextRow:
+    """The ``texts`` row of a log record: its body, and its exception's type and message."""
+    kind, message = (attributes.get(k) for k in _EXCEPTION_KEYS)
+    return body, kind if isinstance(kind, str) else "", message if isinstance(message, str) else ""
+
+
+def log_line(body: str, attributes: dict[str, Any]) -> str:
+    """A log record as a match shows it: the body, then its exception on a line of its own."""
+    _, kind, message = log_doc(body, attributes)
+    exception = ": ".join(p for p in (kind, message) if p)
+    return f"{body}\n{exception}" if exception else body
 
 
 def _kv(key: str, which: str, value: Any) -> bytes:
@@ -185,8 +205,12 @@ def value_matches(value: Any, text: str) -> bool:
 
 # --- highlights -----------------------------------------------------------------------------------
 
-# unicode61's token characters: letters, digits (and private-use); everything else separates.
-_WORD = re.compile(r"[^\W_]+")
+
+def _token_character(c: str) -> bool:
+    # unicode61's token characters: letters, digits, private use, and the combining marks that
+    # follow a letter in decomposed text (folded away below); anything else separates.
+    category = unicodedata.category(c)
+    return category[0] in "LNM" or category == "Co"
 
 
 def _fold(token: str) -> str:
@@ -197,7 +221,21 @@ def _fold(token: str) -> str:
 
 def words(text: str) -> list[tuple[int, int, str]]:
     """(start, end, folded word) of each word of ``text``, as FTS5's unicode61 tokenizer splits and folds them."""
-    return [(m.start(), m.end(), _fold(m.group())) for m in _WORD.finditer(text)]
+    out: list[tuple[int, int, str]] = []
+    start = -1
+    for i, c in enumerate(text):
+        if c.isascii():  # the common case without a table lookup
+            inside = c.isalnum()
+        else:
+            inside = _token_character(c)
+        if inside and start < 0:
+            start = i
+        elif not inside and start >= 0:
+            out.append((start, i, _fold(text[start:i])))
+            start = -1
+    if start >= 0:
+        out.append((start, len(text), _fold(text[start:])))
+    return out
 
 
 def highlights(text: str, phrases: Iterable[tuple[str, bool]]) -> tuple[tuple[int, int], ...]:

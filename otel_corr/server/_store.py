@@ -47,7 +47,7 @@ from .._ids import trace_id_of
 from ..exceptions import StoreError
 from ._codec import Codec
 from ._find import FindResult, find
-from ._index import attribute_tokens, log_doc, span_docs
+from ._index import attribute_tokens, event_rowid, log_doc, span_docs
 from ._model import LogRecord, Span
 from ._otlp import attribute_text, detail_attributes, expand, resource_key
 from ._search import Query, fts_phrase
@@ -88,7 +88,7 @@ CREATE TABLE IF NOT EXISTS batches(
     last_log INTEGER NOT NULL, min_ns INTEGER NOT NULL, max_ns INTEGER NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS span_attrs USING fts5(kv, content='', detail='none', columnsize=0, tokenize='ascii');
 CREATE VIRTUAL TABLE IF NOT EXISTS span_attrs_vocab USING fts5vocab(span_attrs, 'row');
-CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(text, content='', columnsize=0);
+CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(text, type, message, content='', columnsize=0);
 CREATE VIRTUAL TABLE IF NOT EXISTS texts_vocab USING fts5vocab(texts, 'row');
 """
 _SCHEMA = f"""
@@ -129,6 +129,8 @@ _SCOPE, _DETAIL = 12, 13
 _INDEX_DRIVES_BELOW = 20_000
 # The log ID ranges of trace ``:trace`` (``logs l`` is joined after it, on the range).
 _LOG_RANGES = "(SELECT DISTINCT first_id, last_id FROM log_ranges WHERE trace_id = :trace) t"
+_INSERT_TEXT = "INSERT INTO texts(rowid, text, type, message) VALUES (?, ?, ?, ?)"
+_DELETE_TEXT = "INSERT INTO texts(texts, rowid, text, type, message) VALUES ('delete', ?, ?, ?, ?)"
 #: Rows deleted per retention transaction.
 _PRUNE_ROWS = 2000
 _trace_of = itemgetter(0)
@@ -229,16 +231,17 @@ def _upgrade_from_5(conn: sqlite3.Connection, path: Path) -> None:
             "SELECT rowid, span_id, detail, start_ns FROM spans WHERE rowid > :last ORDER BY rowid LIMIT 10000",
             {"last": last},
         ).fetchall():
-            attr_docs, event_docs, packed = [], [], []
+            attr_docs: list[tuple[int, str]] = []
+            event_docs: list[tuple[Any, ...]] = []
+            packed: list[tuple[bytes, int]] = []
             for rowid, span_id, detail, _ in chunk:
                 attributes, events = span_docs(detail, span_id)
                 attr_docs.append((rowid, attributes))
-                if events is not None:
-                    event_docs.append((-rowid, events))
+                event_docs.extend((event_rowid(rowid, slot), *columns) for slot, columns in events)
                 packed.append((codec.pack(detail), rowid))
             conn.executemany("UPDATE spans SET detail = ? WHERE rowid = ?", packed)
             conn.executemany("INSERT INTO span_attrs(rowid, kv) VALUES (?, ?)", attr_docs)
-            conn.executemany("INSERT INTO texts(rowid, text) VALUES (?, ?)", event_docs)
+            conn.executemany(_INSERT_TEXT, event_docs)
             starts = [r[3] for r in chunk]
             windows.append((chunk[0][0], chunk[-1][0], 1, 0, min(starts), max(starts)))
             last = chunk[-1][0]
@@ -269,7 +272,7 @@ def _upgrade_from_5(conn: sqlite3.Connection, path: Path) -> None:
             {"last": last},
         ).fetchall():
             rows: list[tuple[Any, ...]] = []
-            docs: list[tuple[int, str]] = []
+            docs: list[tuple[Any, ...]] = []
             ranges: list[tuple[bytes, int, int]] = []
             for (
                 log_id,
@@ -287,7 +290,7 @@ def _upgrade_from_5(conn: sqlite3.Connection, path: Path) -> None:
                 attributes = json.loads(text)
                 record = _dumps([severity_text, body, logger, request_id, attributes]).encode()
                 rows.append((log_id, trace_id, span_id, time_ns, severity, rid, logs.pack(record)))
-                docs.append((log_id, log_doc(body, attributes)))
+                docs.append((log_id, *log_doc(body, attributes)))
                 if trace_id is not None:
                     if ranges and ranges[-1][0] == trace_id and ranges[-1][2] == log_id - 1:
                         ranges[-1] = (trace_id, ranges[-1][1], log_id)
@@ -295,7 +298,7 @@ def _upgrade_from_5(conn: sqlite3.Connection, path: Path) -> None:
                         ranges.append((trace_id, log_id, log_id))
             conn.executemany("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             conn.executemany("INSERT OR IGNORE INTO log_ranges VALUES (?, ?, ?)", ranges)
-            conn.executemany("INSERT INTO texts(rowid, text) VALUES (?, ?)", docs)
+            conn.executemany(_INSERT_TEXT, docs)
             times = [r[3] for r in chunk]
             windows.append((1, 0, chunk[0][0], chunk[-1][0], min(times), max(times)))
             last = chunk[-1][0]
@@ -669,12 +672,12 @@ class Store:
 
     def _log_rows(
         self, batch: Sequence[_Item], resources: dict[int, tuple[int, str, str, str]]
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[int, str]], list[tuple[bytes, int, int]]]:
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[bytes, int, int]]]:
         """The batch's log rows numbered trace by trace, their ``texts`` documents, and their ``log_ranges``."""
         records = sorted((r for item in batch for r in item.logs), key=lambda r: r.trace_id or b"")
         pack = self._log_records.pack
         rows: list[tuple[Any, ...]] = []
-        docs: list[tuple[int, str]] = []
+        docs: list[tuple[Any, ...]] = []
         ranges: list[tuple[bytes, int, int]] = []
         log_id = self._next_log
         # Records of one export request share one resource dict: its key is computed once.
@@ -689,7 +692,7 @@ class Store:
                     resources[rid] = (rid, digest, r.service, text)
                 record = _dumps([r.severity_text, r.body, r.logger, r.request_id, r.attributes]).encode()
                 rows.append((log_id, r.trace_id, r.span_id, r.time_ns, r.severity_number, rid, pack(record)))
-                docs.append((log_id, log_doc(r.body, r.attributes)))
+                docs.append((log_id, *log_doc(r.body, r.attributes)))
                 log_id += 1
             if trace_id is not None:
                 ranges.append((trace_id, first, log_id - 1))
@@ -714,14 +717,14 @@ class Store:
         # its scope by ID.
         scopes: list[tuple[int, str]] = []
         attr_docs = []
-        event_docs = []
+        event_docs: list[tuple[Any, ...]] = []
         pack = self._details.pack
         scope_ids = self._scopes
         for i, row in enumerate(rows):
             attributes, events = span_docs(row[_DETAIL], row[2])
             attr_docs.append((row[0], attributes))
-            if events is not None:
-                event_docs.append((-row[0], events))
+            if events:
+                event_docs.extend((event_rowid(row[0], slot), *columns) for slot, columns in events)
             scope_id = scope_ids.get(row[_SCOPE]) or self._scope_id(row[_SCOPE], scopes)
             rows[i] = (*row[:_SCOPE], scope_id, pack(row[_DETAIL]), row[_DETAIL + 1])
         times = [row[8] for row in rows] + [r[3] for r in log_rows]
@@ -753,7 +756,7 @@ class Store:
                     )
                     conn.executemany("INSERT OR IGNORE INTO log_ranges VALUES (?, ?, ?)", log_ranges)
                 conn.executemany("INSERT INTO span_attrs(rowid, kv) VALUES (?, ?)", attr_docs)
-                conn.executemany("INSERT INTO texts(rowid, text) VALUES (?, ?)", event_docs + log_docs)
+                conn.executemany(_INSERT_TEXT, event_docs + log_docs)
                 if times:
                     conn.execute(
                         "INSERT INTO batches(first_span, last_span, first_log, last_log, min_ns, max_ns)"
@@ -827,14 +830,14 @@ class Store:
                 {"cutoff": cutoff, "rows": _PRUNE_ROWS},
             ).fetchall():
                 with conn:
-                    attr_docs, event_docs = [], []
+                    attr_docs: list[tuple[int, str]] = []
+                    event_docs: list[tuple[Any, ...]] = []
                     for rowid, span_id, detail in chunk:
                         attributes, events = span_docs(self._details.unpack(detail), span_id)
                         attr_docs.append((rowid, attributes))
-                        if events is not None:
-                            event_docs.append((-rowid, events))
+                        event_docs.extend((event_rowid(rowid, slot), *columns) for slot, columns in events)
                     conn.executemany("INSERT INTO span_attrs(span_attrs, rowid, kv) VALUES ('delete', ?, ?)", attr_docs)
-                    conn.executemany("INSERT INTO texts(texts, rowid, text) VALUES ('delete', ?, ?)", event_docs)
+                    conn.executemany(_DELETE_TEXT, event_docs)
                     conn.execute(
                         "DELETE FROM spans WHERE rowid IN (SELECT value FROM json_each(:rows))",
                         {"rows": json.dumps([r[0] for r in chunk])},
@@ -853,8 +856,8 @@ class Store:
                     docs = []
                     for log_id, record in chunk:
                         _, body, _, _, log_attributes = self.log_record(record)
-                        docs.append((log_id, log_doc(body, log_attributes)))
-                    conn.executemany("INSERT INTO texts(texts, rowid, text) VALUES ('delete', ?, ?)", docs)
+                        docs.append((log_id, *log_doc(body, log_attributes)))
+                    conn.executemany(_DELETE_TEXT, docs)
                     conn.execute(
                         "DELETE FROM logs WHERE id IN (SELECT value FROM json_each(:rows))",
                         {"rows": json.dumps([r[0] for r in chunk])},
