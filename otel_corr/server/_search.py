@@ -216,8 +216,9 @@ def parse(text: str, *, now_ns: int | None = None, service: str | None = None, s
     lone = None
     for token in tokens:
         value = token.text
-        if token.negated and not token.quoted and parse_id("-" + value) is not None:
-            # A URL-safe base64 trace ID can begin with "-" (1 in 64): an ID, not an exclusion.
+        if len(tokens) == 1 and token.negated and not token.quoted and parse_id("-" + value) is not None:
+            # A URL-safe base64 trace ID can begin with "-" (1 in 64): alone, an ID (an exclusion
+            # alone would be refused); in a longer query "-" + 21 letters is an excluded word.
             token = _Token("-" + value, False, False)
             value = token.text
         if token.quoted:
