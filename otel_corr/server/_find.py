@@ -336,6 +336,8 @@ class _Run:
 
     def log_hits(self, match: str, first: int, last: int) -> Iterator[_Hit]:
         """Log records matching ``match`` among IDs [first, last], newest commit first."""
+        if first > last:  # a slice of spans only
+            return
         for chunk in _chunks(self.fts("texts", match, first, last)):
             for log_id, trace_id, time_ns in self.conn.execute(
                 "SELECT id, trace_id, time_ns FROM logs WHERE id IN (SELECT value FROM json_each(:ids))"
@@ -347,6 +349,8 @@ class _Run:
 
     def event_hits(self, match: str, first: int, last: int) -> Iterator[_Hit]:
         """Spans whose events or status message match ``match`` among rows [first, last], newest commit first."""
+        if first > last:  # a slice of log records only
+            return
         rowids = self.fts("texts", match, event_rowid(last, EVENT_SLOTS - 1), event_rowid(first, 0), ascending=True)
         for chunk in _chunks(rowids):
             # Span row -> its lowest matching slot (a span's slots come highest first: the last one stays).
