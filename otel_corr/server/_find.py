@@ -55,6 +55,16 @@ _CHUNK = 256
 #: The longest text a match shows (a log line can be long; the highlight must fall inside).
 _MAX_TEXT = 2000
 _MAX_MATCHES = 3
+#: Hits below which a clause is walked in one pass over the window rather than slice by slice.
+_RARE = 4096
+#: The most rows of a second clause whose traces are collected up front to skip the rest (see ``run``).
+_PREFILTER_CAP = 60_000
+#: Row IDs per statement when collecting such a set.
+_SET_CHUNK = 4096
+#: The most failed spans counted to weigh the span driver against the others.
+_COUNT_CAP = 100_000
+#: The condition of the ``spans_failed`` partial index, word for word (SQLite matches it literally).
+_FAILED = "(s.status = 2 OR s.http_status >= 400)"
 
 
 class Match(NamedTuple):
@@ -126,6 +136,10 @@ class _Run:
         self._resources: dict[int, dict[str, Any]] | None = None
         #: The traces each ID-form token names (by trace ID, or by a span ID).
         self.named: dict[str, list[bytes]] = {}
+        self.entries: dict[bytes, Span | None] = {}
+        self.traces: dict[bytes, list[_SpanRow]] = {}
+        #: When set, the only traces that can match (see ``run``): the others are skipped unchecked.
+        self.prefilter: set[bytes] | None = None
         self.words = [(t.text, t.prefix) for t in query.terms] + [(i, False) for i in query.ids]
 
     # --- small reads --------------------------------------------------------------------------
@@ -156,15 +170,33 @@ class _Run:
         for (rowid,) in cursor:
             yield rowid
 
+    def entry(self, trace_id: bytes) -> Span | None:
+        """The trace's entry span (``Store.entry_span``), read once per search."""
+        if trace_id not in self.entries:
+            self.entries[trace_id] = self.store.entry_span(trace_id)
+        return self.entries[trace_id]
+
     def span_rows(self, where: str, params: dict[str, Any]) -> list[_SpanRow]:
         return [_SpanRow(*r) for r in self.conn.execute(f"{_SPAN_ROW} {where}", params)]
 
     def trace_spans(self, trace_id: bytes) -> list[_SpanRow]:
-        return self.span_rows(
-            "JOIN (SELECT DISTINCT first_row, last_row FROM traces WHERE trace_id = :trace) t"
-            " ON s.rowid BETWEEN t.first_row AND t.last_row WHERE s.trace_id = :trace",
-            {"trace": trace_id},
-        )
+        """The trace's spans as ``Store.trace`` reads them back: a span stored twice (a retried batch)
+        counts once, as its last copy in (start, row) order (read once per search)."""
+        rows = self.traces.get(trace_id)
+        if rows is None:
+            latest: dict[bytes, _SpanRow] = {}
+            for row in self.span_rows(
+                "JOIN (SELECT DISTINCT first_row, last_row FROM traces WHERE trace_id = :trace) t"
+                " ON s.rowid BETWEEN t.first_row AND t.last_row WHERE s.trace_id = :trace ORDER BY s.start_ns, s.rowid",
+                {"trace": trace_id},
+            ):
+                latest[row.span_id] = row
+            rows = self.traces[trace_id] = list(latest.values())
+        return rows
+
+    def current(self, row: _SpanRow) -> bool:
+        """Whether a span row is the copy of its span that the trace reads back (not an earlier duplicate)."""
+        return any(r.rowid == row.rowid for r in self.trace_spans(row.trace_id))
 
     def attributes(self, row: _SpanRow) -> dict[str, Any]:
         return self.store.span_attributes(row.detail)
@@ -231,7 +263,7 @@ class _Run:
             for rowid in self.fts("texts", match, event_rowid(last, EVENT_SLOTS - 1), event_rowid(first, 0)):
                 row, slot = event_of(rowid)
                 for span in self.span_rows("WHERE s.rowid = :row", {"row": row}):
-                    if span.trace_id == trace_id and self.in_window(span.start_ns):
+                    if span.trace_id == trace_id and self.in_window(span.start_ns) and self.current(span):
                         return self.event_match(span, slot)
         return None
 
@@ -242,6 +274,10 @@ class _Run:
         _, body, _, _, attributes = self.store.log_record(row[2])
         text = log_line(body, attributes)[:_MAX_TEXT]
         return Match("log", row[0], row[1], text, highlights(text, self.words))
+
+    def current_event(self, row: _SpanRow, slot: int) -> Match | None:
+        """:meth:`event_match` of a span row that is its span's current copy, else None."""
+        return self.event_match(row, slot) if self.current(row) else None
 
     def event_match(self, row: _SpanRow, slot: int) -> Match:
         """The span's event (or status message) that matched, as a line."""
@@ -255,15 +291,19 @@ class _Run:
         if trace_id in self.seen:
             return
         self.seen.add(trace_id)
+        if self.prefilter is not None and trace_id not in self.prefilter:
+            return
         q = self.query
         matches = [first]
         rows: list[_SpanRow] | None = None
-        if q.span_filters and driver != "span":
+        if q.span_filters:
+            # On the spans as read back (a driver's row may be an earlier copy of a retried span).
             rows = self.trace_spans(trace_id)
             hit = next((m for m in map(self.span_ok, rows) if m is not None), None)
             if hit is None:
                 return
-            matches.append(hit)
+            if driver != "span":
+                matches.append(hit)
         if q.excluded_attributes:
             rows = self.trace_spans(trace_id) if rows is None else rows
             if self.excluded_attribute(rows):
@@ -286,7 +326,7 @@ class _Run:
         for term in q.excluded:
             if self.text_in_trace(trace_id, term) is not None:
                 return
-        entry = self.store.entry_span(trace_id)
+        entry = self.entry(trace_id)
         if entry is None:
             return
         matches.sort(key=lambda m: m.kind in ("attribute", "span"))  # the text a user typed first
@@ -298,12 +338,14 @@ class _Run:
 
     # --- time slices -------------------------------------------------------------------------------
 
-    def slices(self) -> Iterator[tuple[int, int, int, int]]:
+    def slices(self, whole: bool = False) -> Iterator[tuple[int, int, int, int]]:
         """(first span row, last span row, first log row, last log row) of the window, newest first.
 
-        Consecutive commits are merged up to ``_SLICE_ROWS`` rows.  A commit with no spans (or no
-        logs) has an empty range (first > last), which adds nothing to the slice's range.
+        Consecutive commits are merged up to ``_SLICE_ROWS`` rows (``whole``: into one slice, for
+        a clause so rare that walking its few hits at once beats a lookup per slice).  A commit
+        with no spans (or no logs) has an empty range (first > last), which adds nothing.
         """
+        size = 2**62 if whole else _SLICE_ROWS
         q = self.query
         params = {
             "since": q.since_ns if q.since_ns is not None else -(2**63),
@@ -322,7 +364,7 @@ class _Run:
             if first_log <= last_log:
                 logs = (min(logs[0], first_log), max(logs[1], last_log))
                 rows += last_log - first_log + 1
-            if rows >= _SLICE_ROWS:
+            if rows >= size:
                 yield spans[0], spans[1], logs[0], logs[1]
                 spans, logs, rows = empty, empty, 0
         if rows:
@@ -361,16 +403,16 @@ class _Run:
             )
             for row in rows:
                 if self.in_window(row.start_ns):
-                    yield _Hit(-row.start_ns, row.trace_id, partial(self.event_match, row, slots[row.rowid]))
+                    yield _Hit(-row.start_ns, row.trace_id, partial(self.current_event, row, slots[row.rowid]))
 
-    def drive_text(self, term: Term) -> None:
+    def drive_text(self, term: Term, rare: bool = False) -> None:
         """Walk the log lines and events with ``term``, newest first; check each new trace they belong to.
 
         The two streams are read lazily, a chunk at a time, and merged by time: a common word
         costs the hits up to the ``limit``-th trace that passes, not every hit of the slice.
         """
         match = _phrase(term)
-        for first_span, last_span, first_log, last_log in self.slices():
+        for first_span, last_span, first_log, last_log in self.slices(whole=rare):
             hits = heapq.merge(
                 self.log_hits(match, first_log, last_log),
                 self.event_hits(match, first_span, last_span),
@@ -385,9 +427,9 @@ class _Run:
                 if self.full:
                     return
 
-    def drive_attribute(self, key: str, text: str) -> None:
+    def drive_attribute(self, key: str, text: str, rare: bool = False) -> None:
         match = " OR ".join(fts_phrase(t) for t in attribute_tokens(key, text))
-        for first_span, last_span, _, _ in self.slices():
+        for first_span, last_span, _, _ in self.slices(whole=rare):
             for chunk in _chunks(self.fts("span_attrs", match, first_span, last_span)):
                 rows = self.span_rows(
                     "WHERE s.rowid IN (SELECT value FROM json_each(:ids)) ORDER BY s.start_ns DESC",
@@ -410,6 +452,11 @@ class _Run:
             "since": q.since_ns if q.since_ns is not None else -(2**63),
             "until": q.until_ns if q.until_ns is not None else 2**63 - 1,
         }
+        source = "spans s"
+        if self.failed_only:
+            # The partial index of failed spans (a few percent of them): its condition word for word.
+            source = "spans s INDEXED BY spans_failed"
+            where.append(_FAILED)
         if q.service is not None:
             where.append("s.service = :service")
             params["service"] = q.service
@@ -424,7 +471,9 @@ class _Run:
         if q.max_duration_ns is not None:
             where.append("s.duration_ns <= :max_duration")
             params["max_duration"] = q.max_duration_ns
-        cursor = self.conn.execute(f"{_SPAN_ROW} WHERE {' AND '.join(where)} ORDER BY s.start_ns DESC", params)
+        cursor = self.conn.execute(
+            f"{_SPAN_ROW.replace('spans s', source)} WHERE {' AND '.join(where)} ORDER BY s.start_ns DESC", params
+        )
         for raw in cursor:
             row = _SpanRow(*raw)
             if row.trace_id in self.seen:
@@ -447,7 +496,7 @@ class _Run:
             kind, raw = parsed
             named = self.named.setdefault(token, [])
             if kind == "trace":
-                if self.store.entry_span(raw) is not None:
+                if self.entry(raw) is not None:
                     named.append(raw)
             else:
                 for rowid in self.fts("span_attrs", fts_phrase(span_id_token(raw)), -(2**63), 2**63 - 1):
@@ -464,7 +513,7 @@ class _Run:
         named = self.id_traces()
         if q.lone and named:
             for trace_id in named[: self.limit]:
-                entry = self.store.entry_span(trace_id)
+                entry = self.entry(trace_id)
                 if entry is not None and trace_id not in self.seen:
                     self.seen.add(trace_id)
                     self.found.append(Found(trace_id, entry, (Match("id", None, entry.start_ns, q.lone, ()),)))
@@ -474,8 +523,9 @@ class _Run:
                 self.check(trace_id, Match("id", None, 0, token, ()), "id")
             if self.full:
                 return None
-        # The driver: the clause with the fewest rows to walk.
-        options: list[tuple[int, Callable[[], None]]] = []
+        # The driver: the clause with the fewest rows to walk.  Each option: (rows at most, walk it,
+        # the traces it holds for in the window).
+        options: list[tuple[int, Callable[[], None], Callable[[], set[bytes]]]] = []
         for term in (*q.terms, *(Term(i) for i in q.ids)):
             words = _vocab_terms(term)
             if words:
@@ -484,21 +534,115 @@ class _Run:
                 # from FTS5's for some character, FTS5 itself has the last word on "none at all".
                 if not count and next(self.fts("texts", _phrase(term), -(2**63), 2**63 - 1), None) is not None:
                     count = 1
-                options.append((count, partial(self.drive_text, term)))
+                options.append((count, partial(self.drive_text, term, count <= _RARE), partial(self.text_traces, term)))
         resources = self.resources()
         for key, text in q.attributes:
             if any(key in r and value_matches(r[key], text) for r in resources.values()):
                 continue  # a resource attribute: spans carry no token for it
             tokens = attribute_tokens(key, text)
             count = sum(self.vocab("span_attrs", t, False) for t in tokens)
-            options.append((count, partial(self.drive_attribute, key, text)))
-        if options:
-            count, drive = min(options, key=lambda o: o[0])
-            if count:  # a word or value no row holds: nothing to walk
-                drive()
-        elif q.span_filters:
-            self.drive_spans()
+            options.append(
+                (
+                    count,
+                    partial(self.drive_attribute, key, text, count <= _RARE),
+                    partial(self.attribute_traces, key, text),
+                )
+            )
+        if self.failed_only:
+            options.append((self.failed_spans(), self.drive_spans, self.failed_traces))
+        if not options:
+            if q.span_filters:
+                self.drive_spans()
+            return None
+        options.sort(key=lambda o: o[0])
+        count, drive, _ = options[0]
+        if not count:  # a word or value no row holds: nothing to walk
+            return None
+        if count > _RARE and len(options) > 1 and options[1][0] <= _PREFILTER_CAP:
+            # A common driver and a second clause of at most a few tens of thousands of rows: the
+            # traces that clause holds for, collected at once, let the walk skip every other trace
+            # without checking it (a phrase and a status that never meet: one set, no checks).
+            self.prefilter = options[1][2]()
+        drive()
         return None
+
+    def text_traces(self, term: Term) -> set[bytes]:
+        """Every trace with a log line or event in the window holding ``term`` (a superset is fine)."""
+        match = _phrase(term)
+        found: set[bytes] = set()
+        for first_span, last_span, first_log, last_log in self.slices(whole=True):
+            for chunk in _chunks(self.fts("texts", match, first_log, last_log), _SET_CHUNK):
+                found.update(
+                    r[0]
+                    for r in self.conn.execute(
+                        "SELECT trace_id FROM logs WHERE id IN (SELECT value FROM json_each(:ids))"
+                        " AND time_ns >= :since AND time_ns <= :until AND trace_id IS NOT NULL",
+                        {"ids": json.dumps(chunk), **self.window()},
+                    )
+                )
+            if first_span <= last_span:
+                low, high = event_rowid(last_span, EVENT_SLOTS - 1), event_rowid(first_span, 0)
+                for chunk in _chunks(self.fts("texts", match, low, high), _SET_CHUNK):
+                    rows = sorted({event_of(r)[0] for r in chunk})
+                    found.update(self.span_traces(rows))
+        return found
+
+    def attribute_traces(self, key: str, text: str) -> set[bytes]:
+        """Every trace with a span in the window carrying a ``key=value`` token (a superset is fine)."""
+        match = " OR ".join(fts_phrase(t) for t in attribute_tokens(key, text))
+        found: set[bytes] = set()
+        for first_span, last_span, _, _ in self.slices(whole=True):
+            for chunk in _chunks(self.fts("span_attrs", match, first_span, last_span), _SET_CHUNK):
+                found.update(self.span_traces(chunk))
+        return found
+
+    def span_traces(self, rows: list[int]) -> set[bytes]:
+        return {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT trace_id FROM spans WHERE rowid IN (SELECT value FROM json_each(:ids))"
+                " AND start_ns >= :since AND start_ns <= :until",
+                {"ids": json.dumps(rows), **self.window()},
+            )
+        }
+
+    def failed_traces(self) -> set[bytes]:
+        """Every trace with a failed span in the window."""
+        return {
+            r[0]
+            for r in self.conn.execute(
+                f"SELECT s.trace_id FROM spans s INDEXED BY spans_failed WHERE {_FAILED}"
+                " AND s.start_ns >= :since AND s.start_ns <= :until",
+                self.window(),
+            )
+        }
+
+    def window(self) -> dict[str, int]:
+        q = self.query
+        return {
+            "since": q.since_ns if q.since_ns is not None else -(2**63),
+            "until": q.until_ns if q.until_ns is not None else 2**63 - 1,
+        }
+
+    @property
+    def failed_only(self) -> bool:
+        """Whether the span clauses ask for failed spans only (an error status, or HTTP 4xx/5xx)."""
+        q = self.query
+        return q.error or (q.status is not None and q.status[0] >= 400)
+
+    def failed_spans(self) -> int:
+        """How many failed spans the window holds (at most _COUNT_CAP): the span driver's cost."""
+        q = self.query
+        row = self.conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM spans s INDEXED BY spans_failed WHERE {_FAILED}"
+            " AND s.start_ns >= :since AND s.start_ns <= :until LIMIT :cap)",
+            {
+                "since": q.since_ns if q.since_ns is not None else -(2**63),
+                "until": q.until_ns if q.until_ns is not None else 2**63 - 1,
+                "cap": _COUNT_CAP,
+            },
+        ).fetchone()
+        return int(row[0])
 
     def vocab(self, table: str, word: str, prefix: bool) -> int:
         if prefix:
@@ -531,11 +675,11 @@ def _hit_time(hit: _Hit) -> int:
     return hit.key
 
 
-def _chunks(rowids: Iterator[int]) -> Iterator[list[int]]:
+def _chunks(rowids: Iterator[int], size: int = _CHUNK) -> Iterator[list[int]]:
     chunk: list[int] = []
     for rowid in rowids:
         chunk.append(rowid)
-        if len(chunk) >= _CHUNK:
+        if len(chunk) >= size:
             yield chunk
             chunk = []
     if chunk:

@@ -103,6 +103,7 @@ CREATE TABLE IF NOT EXISTS spans(
 CREATE INDEX IF NOT EXISTS traces_request ON traces(request_id) WHERE request_id != '';
 CREATE INDEX IF NOT EXISTS spans_service ON spans(service, start_ns);
 CREATE INDEX IF NOT EXISTS spans_start ON spans(start_ns);
+CREATE INDEX IF NOT EXISTS spans_failed ON spans(start_ns) WHERE status = 2 OR http_status >= 400;
 CREATE TABLE IF NOT EXISTS operations(
     service TEXT NOT NULL, name TEXT NOT NULL, kind INTEGER NOT NULL, PRIMARY KEY (service, name, kind))
     WITHOUT ROWID;
