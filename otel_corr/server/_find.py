@@ -281,8 +281,9 @@ class _Run:
 
     def event_match(self, row: _SpanRow, slot: int) -> Match:
         """The span's event (or status message) that matched, as a line."""
-        text = event_line(self.store.unpack_detail(row.detail), slot)[:_MAX_TEXT]
-        return Match("event", row.span_id, row.start_ns, text, highlights(text, self.words))
+        line, at = event_line(self.store.unpack_detail(row.detail), slot)
+        text = line[:_MAX_TEXT]
+        return Match("event", row.span_id, row.start_ns if at is None else at, text, highlights(text, self.words))
 
     # --- a candidate trace -----------------------------------------------------------------------
 
@@ -512,11 +513,13 @@ class _Run:
         q = self.query
         named = self.id_traces()
         if q.lone and named:
+            parsed = parse_id(q.lone)
+            span_id = parsed[1] if parsed is not None and parsed[0] == "span" else None  # opens on that span
             for trace_id in named[: self.limit]:
                 entry = self.entry(trace_id)
                 if entry is not None and trace_id not in self.seen:
                     self.seen.add(trace_id)
-                    self.found.append(Found(trace_id, entry, (Match("id", None, entry.start_ns, q.lone, ()),)))
+                    self.found.append(Found(trace_id, entry, (Match("id", span_id, entry.start_ns, q.lone, ()),)))
             return named[0]
         for token, traces in self.named.items():
             for trace_id in traces:

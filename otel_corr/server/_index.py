@@ -135,12 +135,15 @@ def _event_rows(view: Any) -> list[tuple[int, TextRow]]:
     return rows
 
 
-def event_line(detail: bytes, slot: int) -> str:
-    """Slot ``slot`` of a span as a person reads it: its status message, or ``exception: GatewayError: timed out``."""
-    for found, columns in _event_rows(_View.FromString(detail)):
+def event_line(detail: bytes, slot: int) -> tuple[str, int | None]:
+    """Slot ``slot`` of a span as a person reads it (its status message, or ``exception: GatewayError:
+    timed out``) and the event's time (None for the status message)."""
+    view = _View.FromString(detail)
+    for found, columns in _event_rows(view):
         if found == slot:
-            return ": ".join(c for c in columns if c)
-    return ""
+            at = _trace_pb2.Span.Event.FromString(view.events[slot]).time_unix_nano if slot < len(view.events) else None
+            return ": ".join(c for c in columns if c), at
+    return "", None
 
 
 def log_doc(body: str, attributes: dict[str, Any]) -> TextRow:

@@ -1084,6 +1084,13 @@ class Store:
                     rarest = (count, " OR ".join(map(fts_phrase, tokens)))
                 where.append("otel_attr(detail, ?) = ?")  # exact, as Jaeger compares: every hit decoded
                 params.extend([key, value])
+        failed = "status = 2" in where or any(
+            key in ("http.response.status_code", "http.status_code")
+            and value.isascii()
+            and value.isdigit()
+            and int(value) >= 400
+            for key, value in (tags or {}).items()
+        )
         if rarest is not None and rarest[0] <= _INDEX_DRIVES_BELOW and source == "spans s":
             # The spans carrying the rarest tag (in any type), from the attribute index, are the
             # outer loop (CROSS JOIN keeps that order): a few thousand rows sorted by time instead
@@ -1093,6 +1100,11 @@ class Store:
                 "(SELECT rowid AS r FROM span_attrs WHERE span_attrs MATCH ?) a CROSS JOIN spans s ON s.rowid = a.r"
             )
             params.insert(0, rarest[1])
+        elif failed and source == "spans s":
+            # An error or a 4xx/5xx status: the partial index of failed spans (a few percent of all),
+            # newest first, rather than every span of the service in the window.
+            source = "spans s INDEXED BY spans_failed"
+            where.append("(s.status = 2 OR s.http_status >= 400)")  # the index's condition, word for word
         # Newest span first, on the (service, start_ns) or start_ns index, stopping at `limit`
         # distinct traces: the first hit of a trace is its newest matching span, so the order is
         # the same as "GROUP BY trace ORDER BY max(start)", without visiting the whole window.
