@@ -1,4 +1,4 @@
-"""Ingest throughput, query latency, storage and memory of ``otel-corr serve`` at up to 1M spans.
+"""Ingest throughput, query and search latency, storage and memory of ``otel-corr serve`` at up to 1M spans.
 
 Methodology
 -----------
@@ -21,6 +21,11 @@ Methodology
   ``Store._number``).  About 2% of the traces fail
   with a 500 (error status, ``error.type``, an ``exception`` event with a
   stack trace on the failing span); internal spans sometimes carry an event.
+  Server spans also carry what an app adds for its users to search by:
+  ``user.id`` (6 digits, 50k users, so a user has a few traces a day) on the
+  frontend and orders spans, ``order.id`` (8 digits, one trace each) and
+  ``customer.id`` (``c-`` + 7 digits) on the orders and payments spans of
+  order and checkout requests.
   Each OTLP/HTTP body is one ``ExportTraceServiceRequest`` (opentelemetry-proto)
   of exactly 512 spans, whole traces only, grouped by resource and scope as an
   SDK/collector batch is.  ``--pool`` (default 32) distinct bodies are built
@@ -29,6 +34,30 @@ Methodology
   patched at byte offsets found once per template (one copy is checked by
   decoding it with the server's own decoder).  So bodies are cheap to make and
   the client barely competes with the server for the CPU.
+* Logs (``--logs-per-span``, default 2; 0 = none): with each span body goes one
+  ``ExportLogsServiceRequest`` (protobuf, for ``/v1/logs``) of log records in
+  those traces' spans (their trace and span IDs, times inside the span),
+  grouped by resource (the span's) and logger (the scope), as an SDK batch is,
+  with what an instrumented app writes: otel-corr's access line on every
+  server span (``10.1.2.3 - "GET /api/orders/40912345" 200 23.4ms`` with
+  ``method``/``path``/``status``/``duration_ms``/``client``/``user_agent``), the
+  app's lines ("checking out order 40912345 for customer c-1048121", "loaded
+  order ...", "charging customer ...", "session verified for user 104812"),
+  httpx's ``HTTP Request: POST ... "HTTP/1.1 200 OK"``, database timings
+  (DEBUG), cache hits (DEBUG) and misses (WARN), retry warnings with the
+  request ID, and on the failing span of a 500 an ERROR line and otel-corr's
+  "Unhandled GatewayError in POST /charges" with ``exception.type``/
+  ``exception.message``/``exception.stacktrace``.  Every record has
+  ``request.id``, ``code.file.path`` and ``code.line.number`` (as otel-corr's
+  OTLP handler sends them), a severity text and number.  The access and
+  error lines are always there; the other lines are dropped at random, or
+  chatty DEBUG/INFO lines added, until the template has exactly
+  ``--logs-per-span`` x 512 records.  A copy is patched like its span body
+  (same fresh trace/span/request IDs and time shift) and gets fresh user,
+  order and customer numbers in both bodies (found once per template by
+  their prefixes: an attribute's encoding, ``/orders/``, ``order ``, ``user ``,
+  ``c-``); ``check_copy`` decodes one copy and checks that no template value
+  is left.
 * Time: the ``--spans`` spans (default 1,000,000) are spread evenly over the
   ``--hours`` (default 24) before the run started, in sending order.
 * Ingest (phase 1, fresh store): bodies built before timing are POSTed to
@@ -39,9 +68,14 @@ Methodology
   there (the server queues bodies and commits each one whole, in order).
   spans/s = spans / (first POST -> commit seen).  A 503 ("store busy") is
   retried after a short back-off (10 ms, doubling, at most 0.5 s) and counted.
-* Fill: more bodies (made on the fly by two posting threads) until the store
-  holds ``--spans`` minus the last ingest phase's spans; then phase 3 repeats
-  the sequential and two-thread ingest into the nearly full store.
+  With logs, each of these phases is followed by one that POSTs the same
+  bodies' log records to ``/v1/logs`` the same way (records/s, until a record
+  of each thread's last body is seen in ``logs``).  Each row gives the
+  server's CPU seconds per span (per record in a logs phase).
+* Fill: more bodies (made on the fly by two posting threads, each body's
+  spans then its log records) until the store holds ``--spans`` minus the last
+  ingest phase's spans; then phase 3 repeats the sequential and two-thread
+  ingest (spans, then logs) into the nearly full store.
 * Queries (at ``--spans``): ``--queries`` (default 300, after 20 warm-up)
   of each kind, interleaved, on one keep-alive connection, timed around the
   whole HTTP exchange (response read in full): ``GET /api/traces/<32 hex>``
@@ -54,10 +88,29 @@ Methodology
   request (a much faster result there than on the kept-alive connection means
   responses wait for a delayed ACK: the script prints a note), and the same
   search over the whole time range (``--wide-queries``, default 20).
+* Search (``--search``, on by default; after the queries above, same store):
+  ``--queries`` requests of each kind (after ``--warmup``), interleaved, on one
+  keep-alive connection, timed around the whole exchange, each for a fresh
+  random sample (one trace per body sent, with its IDs and values).
+  ``GET /api/search?q=...&limit=20`` with: the trace ID as 32 hex, as a UUID
+  and as base64; its root span's ID (16 hex); a UUID and a short request ID
+  (must open the trace); ``user.id=U`` (rare) and ``http.route=/api/cart``
+  (a sixth of the traces) over a 1-hour window (``since:``/``until:`` in RFC
+  3339, at a random position around the sample) and over the whole data ("24
+  h"); over the whole data: the sample's order number as a word (in its log
+  lines), the common word ``cache``, the phrase "upstream gateway returned"
+  (the 2% failing traces), ``"checking out order" http.request.method=POST
+  service:orders-api duration>20ms`` (combined), an absent phrase and a phrase
+  plus a status that never meet (no match); and Jaeger's
+  ``/api/traces?service=web-frontend&tags={"user.id":"U"}`` over 1 h and the
+  whole range.  A miss is a response without the sample's trace where it
+  must be there (an ID not opening it); a 503 (the query budget) is counted.
 * Storage: after the queries, ``PRAGMA wal_checkpoint(TRUNCATE)`` on a separate
-  connection, then (database + ``-wal``) bytes / spans; ``dbstat`` gives the
-  size of each table and index, and ``EXPLAIN QUERY PLAN`` the plan of each
-  query.  Memory: ``VmRSS`` and ``VmHWM`` (peak) from ``/proc/<pid>/status``.
+  connection, then (database + ``-wal``) bytes / spans, log records and every
+  index included; ``dbstat`` gives the size of every table and index (per span
+  and per log record), and ``EXPLAIN QUERY PLAN`` the plan of each query
+  (of each search kind: the SQL ``Store.find`` ran for one sample).  Memory:
+  ``VmRSS`` and ``VmHWM`` (peak) from ``/proc/<pid>/status``.
 * ``--mixed`` (after the queries, before the storage figures): ``--phase-bodies``
   more bodies from two posting threads while ``--mixed-clients`` (default 1)
   threads loop over the three target queries on their own keep-alive
