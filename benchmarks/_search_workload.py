@@ -568,3 +568,87 @@ def search_rows(kinds: list[Kind]) -> list[list[str]]:
 
 
 SEARCH_HEADERS = ["query", "n", "p50", "p90", "p99", "max", "results", "misses", "503", "p99 target", "ratio", "result"]
+
+
+# --------------------------------------------------------------------------- the SQL each kind runs
+
+_LITERALS = re.compile(r"X'[0-9A-Fa-f]*'|'(?:[^']|'')*'|\b-?\d+\b")
+
+
+@dataclass
+class Plan:
+    label: str
+    statements: int  # statements the query ran
+    distinct: list[tuple[int, str, list[str]]]  # (times run, SQL with literals as ?, EXPLAIN QUERY PLAN rows)
+    results: int
+
+
+def search_plans(db: Any, samples: Any, begin_ns: int, end_ns: int) -> list[Plan]:
+    """Run one sample of each kind in-process on the stopped server's store and explain every statement it ran.
+
+    ``Store.find`` (and Jaeger's ``Store.search``) run their statements on the thread's read
+    connection; its trace callback sees each one with its parameters expanded, so each distinct
+    shape is explained as it ran.
+    """
+    import json
+    import time
+    from urllib.parse import parse_qs, urlsplit
+
+    from otel_corr.server._search import parse
+    from otel_corr.server._store import Store
+
+    rng = Random(19)
+    store = Store(db)
+    out: list[Plan] = []
+    try:
+        conn = store.read_connection()
+        ran: list[str] = []
+        conn.set_trace_callback(ran.append)
+        pools = {"search": samples.search, "uuid": samples.uuid, "short": samples.short}
+        rare_words = [r for r in samples.search if _has_order(r)] or samples.search
+        for kind in search_kinds(begin_ns, end_ns):
+            pool = rare_words if kind.label.startswith("text rare") else pools[kind.samples]
+            path, _ = kind.make(rng.choice(pool), rng)
+            params = {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}
+            ran.clear()
+            with store.budget(time.monotonic() + 60):
+                if path.startswith("/api/traces"):
+                    results = len(
+                        store.search(
+                            service=params["service"],
+                            tags=json.loads(params["tags"]),
+                            start_ns=int(params["start"]) * 1000,
+                            end_ns=int(params["end"]) * 1000,
+                            limit=20,
+                        )
+                    )
+                else:
+                    found = store.find(parse(params["q"]), limit=20)
+                    results = len(found.found)
+            shapes: dict[str, tuple[int, str]] = {}
+            for sql in ran:
+                shape = " ".join(_LITERALS.sub("?", sql).split())
+                n, first = shapes.get(shape, (0, sql))
+                shapes[shape] = (n + 1, first)
+            distinct = []
+            for shape, (n, sql) in shapes.items():
+                try:
+                    plan = [str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+                except Exception as exc:  # a statement EXPLAIN cannot take (PRAGMA...): say so, go on
+                    plan = [f"(no plan: {exc})"]
+                distinct.append((n, shape, plan))
+            ran.clear()
+            out.append(Plan(kind.label, sum(n for n, _, _ in distinct), distinct, results))
+        conn.set_trace_callback(None)
+    finally:
+        store.close()
+    return out
+
+
+def print_plans(plans: list[Plan]) -> None:
+    print("SQL each search kind runs (one sample, in-process on the stopped server's store; EXPLAIN QUERY PLAN)")
+    for p in plans:
+        print(f"  {p.label}: {p.statements} statements, {len(p.distinct)} distinct, {p.results} results")
+        for n, sql, plan in p.distinct:
+            print(f"    {n} x {sql[:220]}{'...' if len(sql) > 220 else ''}")
+            print(f"        plan: {' | '.join(plan)}")

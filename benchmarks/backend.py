@@ -178,7 +178,9 @@ from _search_workload import (
     LogTemplate,
     build_log_template,
     leftover_values,
+    print_plans,
     run_search,
+    search_plans,
     search_rows,
     value_offsets,
 )
@@ -1529,6 +1531,7 @@ def run(args: argparse.Namespace) -> None:
             backend.alive()
         finally:
             backend.stop()
+        plans = search_plans(backend.db, samples, workload.begin_ns, workload.end_ns) if searches else []
         if args.keep_db:  # the server has closed the store: the WAL is checkpointed into the file
             shutil.copyfile(backend.db, args.keep_db)
             if Path(f"{backend.db}-wal").exists():
@@ -1593,6 +1596,9 @@ def run(args: argparse.Namespace) -> None:
         )
     if mixed is not None:
         print_mixed(results[-1], latencies, mixed, args.mixed_clients)
+    if plans:
+        print()
+        print_plans(plans)
     if heavy is not None:
         print_heavy(heavy, stored, args.heavy_clients)
     keep_alive, fresh = latencies[0], next(r for r in latencies if "new connection" in r.label)
