@@ -103,15 +103,18 @@ Methodology
   service:orders-api duration>20ms`` (combined), an absent phrase and a phrase
   plus a status that never meet (no match); and Jaeger's
   ``/api/traces?service=web-frontend&tags={"user.id":"U"}`` over 1 h and the
-  whole range.  A miss is a response without the sample's trace where it
-  must be there (an ID not opening it); a 503 (the query budget) is counted.
-* Storage: after the queries, ``PRAGMA wal_checkpoint(TRUNCATE)`` on a separate
+  whole range (``--wide-queries`` requests of the latter: it decodes spans).
+  A miss is a response without the sample's trace where it must be there (an
+  ID not opening it); a 503 (the query budget) is counted.
+* Storage: after the queries and the search (before ``--mixed`` and
+  ``--heavy-posts``, which add span bodies without their logs),
+  ``PRAGMA wal_checkpoint(TRUNCATE)`` on a separate
   connection, then (database + ``-wal``) bytes / spans, log records and every
   index included; ``dbstat`` gives the size of every table and index (per span
   and per log record), and ``EXPLAIN QUERY PLAN`` the plan of each query
   (of each search kind: the SQL ``Store.find`` ran for one sample).  Memory:
   ``VmRSS`` and ``VmHWM`` (peak) from ``/proc/<pid>/status``.
-* ``--mixed`` (after the queries, before the storage figures): ``--phase-bodies``
+* ``--mixed`` (after the queries and the storage figures): ``--phase-bodies``
   more bodies from two posting threads while ``--mixed-clients`` (default 1)
   threads loop over the three target queries on their own keep-alive
   connections until the last body is committed; prints each query's p99 under
@@ -1512,11 +1515,21 @@ def run(args: argparse.Namespace) -> None:
             latencies = run_queries(backend, workload, samples, args.queries, args.wide_queries, args.warmup)
             load_before_search = loadavg()
             searches = (
-                run_search(backend.port, samples, workload.begin_ns, workload.end_ns, args.queries, args.warmup)
+                run_search(
+                    backend.port,
+                    samples,
+                    workload.begin_ns,
+                    workload.end_ns,
+                    args.queries,
+                    args.warmup,
+                    args.wide_queries,
+                )
                 if args.search
                 else []
             )
             mem = backend.status()
+            # Before --mixed and --heavy-posts: they add span bodies without their logs.
+            disk = storage(backend, workload, samples)
             mixed = (
                 mixed_phase(backend, workload, samples, total_bodies, n_phase, args.mixed_clients)
                 if args.mixed
@@ -1527,7 +1540,6 @@ def run(args: argparse.Namespace) -> None:
                 if args.heavy_posts
                 else None
             )
-            disk = storage(backend, workload, samples)
             backend.alive()
         finally:
             backend.stop()
@@ -1648,7 +1660,7 @@ def run(args: argparse.Namespace) -> None:
             ],
         )
     )
-    print(f"checkpoint (busy, log, checkpointed) = {disk.checkpoint}; mean detail JSON {disk.detail_avg:.0f} B/span")
+    print(f"checkpoint (busy, log, checkpointed) = {disk.checkpoint}; mean detail column {disk.detail_avg:.0f} B/span")
     if disk.objects:
         print()
         print("Size by table/index (dbstat; every object, B/span = its bytes / spans stored)")
