@@ -137,6 +137,16 @@ Methodology
   measured 0.95x CPU per span for one sender and 0.88-0.89x for 2-4, at commit
   fe4f48b; that switch lost acknowledged batches on a crash and is gone.)
 
+* ``--upgrade-from DIR`` (instead of the above): a server running the
+  ``otel_corr`` of an older checkout in DIR (e.g. ``git archive <commit>
+  otel_corr | tar -x -C DIR``) is filled by two posting threads with
+  ``--spans`` (default 100k) spans and their log records, and stopped; then
+  this checkout's server starts on the same file (retention 0).  Reported:
+  Popen -> first answer to ``/api/services`` of that first start (the format
+  upgrade runs before the server answers), of a second start with nothing to
+  upgrade, their difference per 100k spans, the format and file size before
+  and after, and whether a request ID opens its trace afterwards.
+
 Targets are printed with PASS/MISS for information only; the exit code is 0
 unless the server fails.  The machine's load average is printed at the start,
 before the queries and at the end: on a shared machine, read it with the
@@ -904,12 +914,16 @@ def free_ports(n: int) -> list[int]:
 
 
 class Backend:
-    """``python -m otel_corr serve`` on free loopback ports with a fresh store."""
+    """``python -m otel_corr serve`` on free loopback ports with a fresh store.
 
-    def __init__(self, tmp: Path) -> None:
+    ``code``: the checkout whose ``otel_corr`` runs (``python -m`` imports from its working
+    directory); ``name``: the log file's, so two servers on one store keep their own.
+    """
+
+    def __init__(self, tmp: Path, code: Path = REPO_DIR, name: str = "serve", ready_timeout: float = 60) -> None:
         self.port, self.otlp_port, grpc_port = free_ports(3)
         self.db = tmp / "traces.db"
-        self.log_path = tmp / "serve.log"
+        self.log_path = tmp / f"{name}.log"
         self._log = open(self.log_path, "wb")
         cmd = [
             sys.executable,
@@ -928,8 +942,11 @@ class Backend:
             "0",
         ]
         env = child_env()
-        self.proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+        if code != REPO_DIR:
+            env["PYTHONPATH"] = str(code)
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, cwd=code, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + ready_timeout
         while True:
             if self.proc.poll() is not None:
                 raise SystemExit(f"otel-corr serve exited with {self.proc.returncode}:\n{self.log()}")
@@ -940,8 +957,9 @@ class Backend:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise SystemExit(f"otel-corr serve not ready after 60 s:\n{self.log()}")
-            time.sleep(0.1)
+                raise SystemExit(f"otel-corr serve not ready after {ready_timeout:g} s:\n{self.log()}")
+            time.sleep(0.05)
+        self.ready = time.perf_counter() - self.started  # Popen -> first answer (a store upgrade included)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -2011,6 +2029,68 @@ def ack_cost(args: argparse.Namespace) -> None:
     print(f"load average at end {loadavg()}")
 
 
+# --------------------------------------------------------------------------- store upgrade
+
+
+def upgrade_time(args: argparse.Namespace) -> None:
+    """The first start of this checkout's server on a store an older checkout (``--upgrade-from``) wrote."""
+    old = args.upgrade_from.resolve()
+    n_bodies = -(-args.spans // SPANS_PER_BODY)
+
+    def version(db: Path) -> int:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+
+    print("otel-corr serve: first start on a store written by an older checkout (the format upgrade)")
+    print(source_state()[0], f"; older code: {old}")
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs; load average at start {loadavg()}")
+    workload = Workload(n_bodies * SPANS_PER_BODY, args.hours, args.pool, logs_per_span=args.logs_per_span)
+    samples = Samples()
+    with tempfile.TemporaryDirectory(prefix="otel-corr-upgrade-") as tmp:
+        first = Backend(Path(tmp), code=old, name="old")
+        try:
+            committed = Committed(first.db)
+            fill(first, committed, workload, samples, 0, n_bodies)
+            spans, logs = committed.count(), int(committed.conn.execute("SELECT count(*) FROM logs").fetchone()[0])
+            committed.conn.close()
+        finally:
+            first.stop()
+        before, size_before = version(first.db), first.db.stat().st_size
+        upgraded = Backend(Path(tmp), name="upgrade", ready_timeout=3600)
+        cpu = upgraded.cpu_seconds()
+        found = None
+        try:
+            ref = samples.search[len(samples.search) // 2]
+            status, data = get(upgraded.port, "/api/search?" + urllib.parse.urlencode({"q": ref.request_id}))
+            found = status == 200 and json.loads(data).get("opened") == ref.trace_id.hex()
+        finally:
+            upgraded.stop()
+        after, size_after = version(upgraded.db), upgraded.db.stat().st_size
+        again = Backend(Path(tmp), name="again")  # the same start with nothing to upgrade
+        again.stop()
+    extra = upgraded.ready - again.ready
+    print(
+        render_table(
+            ["measure", "value"],
+            [
+                ["spans, log records written by the older code", f"{spans:,}, {logs:,}"],
+                ["store format before -> after", f"{before} -> {after}"],
+                ["file size before -> after (MB)", f"{size_before / 1e6:,.1f} -> {size_after / 1e6:,.1f}"],
+                ["first start, Popen -> first answer (s)", f"{upgraded.ready:.1f}"],
+                ["server CPU s at that answer", f"{cpu:.1f}"],
+                ["next start, nothing to upgrade (s)", f"{again.ready:.1f}"],
+                ["upgrade (difference, s)", f"{extra:.1f}"],
+                ["upgrade s per 100k spans (+ their logs)", f"{extra / max(spans, 1) * 1e5:.2f}"],
+                ["a request ID opens its trace after the upgrade", "yes" if found else "NO"],
+            ],
+        )
+    )
+    print(f"load average at end {loadavg()}")
+
+
 # --------------------------------------------------------------------------- profile
 
 
@@ -2120,6 +2200,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--keep-db", type=Path, default=None, help="copy the store file here at the end (for inspection)")
     p.add_argument("--profile", action="store_true", help="profile the ingest path in-process instead")
+    p.add_argument(
+        "--upgrade-from",
+        type=Path,
+        default=None,
+        help="instead: fill a store (--spans, default 100k) with the otel_corr of this older checkout, then time"
+        " this checkout's first start on it (the format upgrade)",
+    )
     p.add_argument("--profile-bodies", type=int, default=40, help="bodies for --profile (default 40)")
     p.add_argument(
         "--mixed",
@@ -2158,6 +2245,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.wide_queries = 5 if args.wide_queries is None else args.wide_queries
         args.warmup = 5 if args.warmup is None else args.warmup
         args.heavy_posts = 100 if args.heavy_posts is None else args.heavy_posts
+    if args.upgrade_from:
+        args.spans = args.spans or 100_000
     args.heavy_posts = 200 if args.heavy_posts is None else args.heavy_posts
     args.phase_bodies = args.phase_bodies or 100
     args.spans = args.spans or 1_000_000
@@ -2174,6 +2263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.profile:
         profile(args)
+    elif args.upgrade_from:
+        upgrade_time(args)
     elif args.ack_cost:
         ack_cost(args)
     else:
