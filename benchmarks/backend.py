@@ -1035,6 +1035,7 @@ class Committed:
 
     def __init__(self, db: Path) -> None:
         self.conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
+        self._log_sql: str | None = None
 
     def has(self, marker: tuple[bytes, bytes]) -> bool:
         from otel_corr.server._store import _TRACE_ROWS
@@ -1043,8 +1044,17 @@ class Committed:
         return row is not None
 
     def has_log(self, marker: tuple[bytes, bytes]) -> bool:
-        row = self.conn.execute("SELECT 1 FROM logs WHERE trace_id = ? AND span_id = ? LIMIT 1", marker).fetchone()
-        return row is not None
+        if self._log_sql is None:
+            # Format 6 finds a trace's records by ID ranges (log_ranges); format 5 (an older server, for
+            # --upgrade-from) by its logs_trace index.
+            ranges = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'log_ranges'").fetchone()
+            self._log_sql = (
+                "SELECT 1 FROM log_ranges r CROSS JOIN logs l ON l.id BETWEEN r.first_id AND r.last_id"
+                " WHERE r.trace_id = ?1 AND l.trace_id = ?1 AND l.span_id = ?2 LIMIT 1"
+                if ranges
+                else "SELECT 1 FROM logs WHERE trace_id = ?1 AND span_id = ?2 LIMIT 1"
+            )
+        return self.conn.execute(self._log_sql, marker).fetchone() is not None
 
     def wait(
         self, markers: Iterable[tuple[bytes, bytes]], backend: Backend, timeout: float = 600, logs: bool = False
