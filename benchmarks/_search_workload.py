@@ -83,7 +83,7 @@ def _lines_of_span(
     trace: int, slot: int, span: Any, tv: Any, rid: str, rng: Random, attrs_of: dict[str, Any]
 ) -> list[Line]:
     """What an instrumented app logs inside one span (otel-corr's access and error lines, the app's own)."""
-    t0, t1 = span.start, span.end
+    t0, t1 = int(span.start), int(span.end)
     dur = max(t1 - t0, 1000)
     out: list[Line] = []
 

@@ -784,11 +784,11 @@ class Workload:
         ]
         logs = bytearray(tpl.logs.body) if tpl.logs else bytearray()
         for ti, kind, in_spans, in_logs in tpl.values:
-            text = values[ti][kind].encode()
+            digits = values[ti][kind].encode()
             for off in in_spans:
-                buf[off : off + len(text)] = text
+                buf[off : off + len(digits)] = digits
             for off in in_logs:
-                logs[off : off + len(text)] = text
+                logs[off : off + len(digits)] = digits
         log_marker = None
         if tpl.logs:
             lt = tpl.logs
@@ -799,9 +799,9 @@ class Workload:
                 for off in offsets:
                     logs[off : off + 8] = span_ids[k]
             for ti, offsets in enumerate(lt.rid_offsets):
-                text = rids[ti].encode()
+                rid = rids[ti].encode()
                 for off in offsets:
-                    logs[off : off + len(text)] = text
+                    logs[off : off + len(rid)] = rid
             if delta:
                 for off in lt.time_offsets:
                     logs[off : off + 8] = (int.from_bytes(logs[off : off + 8], "little") + delta).to_bytes(8, "little")
