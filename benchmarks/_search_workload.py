@@ -405,7 +405,7 @@ def rfc3339(ns: int, up: bool = False) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def search_kinds(begin_ns: int, end_ns: int) -> list[Kind]:
+def search_kinds(begin_ns: int, end_ns: int, logs: bool = True) -> list[Kind]:
     """The query kinds issue 18 sets targets for, each over a fresh stored sample per request."""
     from urllib.parse import urlencode
 
@@ -459,7 +459,7 @@ def search_kinds(begin_ns: int, end_ns: int) -> list[Kind]:
         Kind(
             "text rare word: an order number, 24 h",
             TARGET_TEXT,
-            lambda r, g: (q(f"{r.order} {day}"), r.trace_id if _has_order(r) else None),
+            lambda r, g: (q(f"{r.order} {day}"), r.trace_id if logs and _has_order(r) else None),
         ),
         Kind(f"text common word: {COMMON_WORD}, 24 h", TARGET_TEXT, lambda r, g: (q(f"{COMMON_WORD} {day}"), None)),
         Kind(f'text phrase: "{PHRASE}", 24 h', TARGET_TEXT, lambda r, g: (q(f'"{PHRASE}" {day}'), None)),
@@ -524,7 +524,9 @@ def timed_search(conn: Any, kind: Kind, ref: Any, rng: Random, record: bool = Tr
         kind.misses += 1
 
 
-def run_search(port: int, samples: Any, begin_ns: int, end_ns: int, n: int, warmup: int, wide: int) -> list[Kind]:
+def run_search(
+    port: int, samples: Any, begin_ns: int, end_ns: int, n: int, warmup: int, wide: int, logs: bool = True
+) -> list[Kind]:
     """``n`` requests of each kind (``wide`` of a slow one), interleaved, on one keep-alive connection.
 
     Each request takes a fresh random sample.
@@ -532,7 +534,7 @@ def run_search(port: int, samples: Any, begin_ns: int, end_ns: int, n: int, warm
     import http.client
 
     rng = Random(17)
-    kinds = search_kinds(begin_ns, end_ns)
+    kinds = search_kinds(begin_ns, end_ns, logs)  # without logs, the order number is in no log line
     pools = {"search": samples.search, "uuid": samples.uuid, "short": samples.short}
     rare_words = [r for r in samples.search if _has_order(r)] or samples.search
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)

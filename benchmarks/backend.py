@@ -1551,6 +1551,7 @@ def run(args: argparse.Namespace) -> None:
                     args.queries,
                     args.warmup,
                     args.wide_queries,
+                    args.logs_per_span > 0,
                 )
                 if args.search
                 else []
