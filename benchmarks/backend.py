@@ -1,4 +1,4 @@
-"""Ingest throughput, query latency, storage and memory of ``otel-corr serve`` at up to 1M spans.
+"""Ingest throughput, query and search latency, storage and memory of ``otel-corr serve`` at up to 1M spans.
 
 Methodology
 -----------
@@ -21,6 +21,11 @@ Methodology
   ``Store._number``).  About 2% of the traces fail
   with a 500 (error status, ``error.type``, an ``exception`` event with a
   stack trace on the failing span); internal spans sometimes carry an event.
+  Server spans also carry what an app adds for its users to search by:
+  ``user.id`` (6 digits, 50k users, so a user has a few traces a day) on the
+  frontend and orders spans, ``order.id`` (8 digits, one trace each) and
+  ``customer.id`` (``c-`` + 7 digits) on the orders and payments spans of
+  order and checkout requests.
   Each OTLP/HTTP body is one ``ExportTraceServiceRequest`` (opentelemetry-proto)
   of exactly 512 spans, whole traces only, grouped by resource and scope as an
   SDK/collector batch is.  ``--pool`` (default 32) distinct bodies are built
@@ -29,6 +34,30 @@ Methodology
   patched at byte offsets found once per template (one copy is checked by
   decoding it with the server's own decoder).  So bodies are cheap to make and
   the client barely competes with the server for the CPU.
+* Logs (``--logs-per-span``, default 2; 0 = none): with each span body goes one
+  ``ExportLogsServiceRequest`` (protobuf, for ``/v1/logs``) of log records in
+  those traces' spans (their trace and span IDs, times inside the span),
+  grouped by resource (the span's) and logger (the scope), as an SDK batch is,
+  with what an instrumented app writes: otel-corr's access line on every
+  server span (``10.1.2.3 - "GET /api/orders/40912345" 200 23.4ms`` with
+  ``method``/``path``/``status``/``duration_ms``/``client``/``user_agent``), the
+  app's lines ("checking out order 40912345 for customer c-1048121", "loaded
+  order ...", "charging customer ...", "session verified for user 104812"),
+  httpx's ``HTTP Request: POST ... "HTTP/1.1 200 OK"``, database timings
+  (DEBUG), cache hits (DEBUG) and misses (WARN), retry warnings with the
+  request ID, and on the failing span of a 500 an ERROR line and otel-corr's
+  "Unhandled GatewayError in POST /charges" with ``exception.type``/
+  ``exception.message``/``exception.stacktrace``.  Every record has
+  ``request.id``, ``code.file.path`` and ``code.line.number`` (as otel-corr's
+  OTLP handler sends them), a severity text and number.  The access and
+  error lines are always there; the other lines are dropped at random, or
+  chatty DEBUG/INFO lines added, until the template has exactly
+  ``--logs-per-span`` x 512 records.  A copy is patched like its span body
+  (same fresh trace/span/request IDs and time shift) and gets fresh user,
+  order and customer numbers in both bodies (found once per template by
+  their prefixes: an attribute's encoding, ``/orders/``, ``order ``, ``user ``,
+  ``c-``); ``check_copy`` decodes one copy and checks that no template value
+  is left.
 * Time: the ``--spans`` spans (default 1,000,000) are spread evenly over the
   ``--hours`` (default 24) before the run started, in sending order.
 * Ingest (phase 1, fresh store): bodies built before timing are POSTed to
@@ -39,9 +68,14 @@ Methodology
   there (the server queues bodies and commits each one whole, in order).
   spans/s = spans / (first POST -> commit seen).  A 503 ("store busy") is
   retried after a short back-off (10 ms, doubling, at most 0.5 s) and counted.
-* Fill: more bodies (made on the fly by two posting threads) until the store
-  holds ``--spans`` minus the last ingest phase's spans; then phase 3 repeats
-  the sequential and two-thread ingest into the nearly full store.
+  With logs, each of these phases is followed by one that POSTs the same
+  bodies' log records to ``/v1/logs`` the same way (records/s, until a record
+  of each thread's last body is seen in ``logs``).  Each row gives the
+  server's CPU seconds per span (per record in a logs phase).
+* Fill: more bodies (made on the fly by two posting threads, each body's
+  spans then its log records) until the store holds ``--spans`` minus the last
+  ingest phase's spans; then phase 3 repeats the sequential and two-thread
+  ingest (spans, then logs) into the nearly full store.
 * Queries (at ``--spans``): ``--queries`` (default 300, after 20 warm-up)
   of each kind, interleaved, on one keep-alive connection, timed around the
   whole HTTP exchange (response read in full): ``GET /api/traces/<32 hex>``
@@ -54,11 +88,33 @@ Methodology
   request (a much faster result there than on the kept-alive connection means
   responses wait for a delayed ACK: the script prints a note), and the same
   search over the whole time range (``--wide-queries``, default 20).
-* Storage: after the queries, ``PRAGMA wal_checkpoint(TRUNCATE)`` on a separate
-  connection, then (database + ``-wal``) bytes / spans; ``dbstat`` gives the
-  size of each table and index, and ``EXPLAIN QUERY PLAN`` the plan of each
-  query.  Memory: ``VmRSS`` and ``VmHWM`` (peak) from ``/proc/<pid>/status``.
-* ``--mixed`` (after the queries, before the storage figures): ``--phase-bodies``
+* Search (``--search``, on by default; after the queries above, same store):
+  ``--queries`` requests of each kind (after ``--warmup``), interleaved, on one
+  keep-alive connection, timed around the whole exchange, each for a fresh
+  random sample (one trace per body sent, with its IDs and values).
+  ``GET /api/search?q=...&limit=20`` with: the trace ID as 32 hex, as a UUID
+  and as base64; its root span's ID (16 hex); a UUID and a short request ID
+  (must open the trace); ``user.id=U`` (rare) and ``http.route=/api/cart``
+  (a sixth of the traces) over a 1-hour window (``since:``/``until:`` in RFC
+  3339, at a random position around the sample) and over the whole data ("24
+  h"); over the whole data: the sample's order number as a word (in its log
+  lines), the common word ``cache``, the phrase "upstream gateway returned"
+  (the 2% failing traces), ``"checking out order" http.request.method=POST
+  service:orders-api duration>20ms`` (combined), an absent phrase and a phrase
+  plus a status that never meet (no match); and Jaeger's
+  ``/api/traces?service=web-frontend&tags={"user.id":"U"}`` over 1 h and the
+  whole range (``--wide-queries`` requests of the latter: it decodes spans).
+  A miss is a response without the sample's trace where it must be there (an
+  ID not opening it); a 503 (the query budget) is counted.
+* Storage: after the queries and the search (before ``--mixed`` and
+  ``--heavy-posts``, which add span bodies without their logs),
+  ``PRAGMA wal_checkpoint(TRUNCATE)`` on a separate
+  connection, then (database + ``-wal``) bytes / spans, log records and every
+  index included; ``dbstat`` gives the size of every table and index (per span
+  and per log record), and ``EXPLAIN QUERY PLAN`` the plan of each query
+  (of each search kind: the SQL ``Store.find`` ran for one sample).  Memory:
+  ``VmRSS`` and ``VmHWM`` (peak) from ``/proc/<pid>/status``.
+* ``--mixed`` (after the queries and the storage figures): ``--phase-bodies``
   more bodies from two posting threads while ``--mixed-clients`` (default 1)
   threads loop over the three target queries on their own keep-alive
   connections until the last body is committed; prints each query's p99 under
@@ -81,6 +137,16 @@ Methodology
   measured 0.95x CPU per span for one sender and 0.88-0.89x for 2-4, at commit
   fe4f48b; that switch lost acknowledged batches on a crash and is gone.)
 
+* ``--upgrade-from DIR`` (instead of the above): a server running the
+  ``otel_corr`` of an older checkout in DIR (e.g. ``git archive <commit>
+  otel_corr | tar -x -C DIR``) is filled by two posting threads with
+  ``--spans`` (default 100k) spans and their log records, and stopped; then
+  this checkout's server starts on the same file (retention 0).  Reported:
+  Popen -> first answer to ``/api/services`` of that first start (the format
+  upgrade runs before the server answers), of a second start with nothing to
+  upgrade, their difference per 100k spans, the format and file size before
+  and after, and whether a request ID opens its trace afterwards.
+
 Targets are printed with PASS/MISS for information only; the exit code is 0
 unless the server fails.  The machine's load average is printed at the start,
 before the queries and at the end: on a shared machine, read it with the
@@ -97,6 +163,7 @@ import cProfile
 import http.client
 import inspect
 import io
+import itertools
 import json
 import os
 import platform
@@ -119,6 +186,17 @@ from pathlib import Path
 from typing import Any
 
 from _common import child_env, package_versions, render_table
+from _search_workload import (
+    SEARCH_HEADERS,
+    LogTemplate,
+    build_log_template,
+    leftover_values,
+    print_plans,
+    run_search,
+    search_plans,
+    search_rows,
+    value_offsets,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
@@ -133,6 +211,7 @@ SEARCH_WINDOW_NS = 3_600 * 1_000_000_000
 PACKAGES = ("otel-corr", "uvicorn", "starlette", "h11", "httptools", "uvloop", "protobuf", "opentelemetry-proto")
 
 TARGET_INGEST = 30_000.0  # spans/s
+TARGET_LOG_INGEST = 50_000.0  # log records/s
 TARGET_LOOKUP_P99 = 20.0  # ms
 TARGET_SEARCH_P99 = 100.0  # ms
 TARGET_BYTES_PER_SPAN = 600.0
@@ -195,6 +274,20 @@ class SpanSpec:
 
 
 @dataclass(frozen=True)
+class TraceVars:
+    """A trace's searchable values as digits of a fixed width each (user 6, customer 7, order 8)."""
+
+    user: str
+    order: str
+    customer: str
+
+
+USER_RANGE = (100_000, 150_000)  # 50k users: a user has a few traces a day
+ORDER_RANGE = (10_000_000, 100_000_000)  # an order number names one trace
+CUSTOMER_RANGE = (1_000_000, 1_200_000)
+
+
+@dataclass(frozen=True)
 class TraceRef:
     trace_id: bytes
     request_id: str
@@ -206,6 +299,17 @@ class TraceMaker:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
+        # Per trace: the values a user searches by (user, order, customer number), unique in the maker so
+        # a template's copies can find and replace every occurrence (see TraceVars).
+        self.vars: dict[bytes, TraceVars] = {}
+        self._used: set[str] = set()
+
+    def unique(self, low: int, high: int) -> str:
+        while True:
+            text = str(self.rng.randrange(low, high))
+            if text not in self._used:
+                self._used.add(text)
+                return text
 
     def short_id(self) -> str:
         alphabet = "0123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
@@ -231,7 +335,9 @@ class TraceMaker:
         code = (
             500 if roll < 0.02 else 404 if roll < 0.05 and "{order_id}" in route else 201 if method == "POST" else 200
         )
-        order = str(rng.randint(10_000, 999_999))
+        tv = TraceVars(self.unique(*USER_RANGE), self.unique(*ORDER_RANGE), self.unique(*CUSTOMER_RANGE))
+        self.vars[trace_id] = tv
+        order = tv.order
         path = route.replace("{order_id}", order)
         total = int(rng.lognormvariate(17.0, 0.7))  # ~25 ms median
         ua = rng.choice(USER_AGENTS)
@@ -252,6 +358,11 @@ class TraceMaker:
                 ("client.address", f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"),
                 ("request.id", rid),
             ]
+            # What the app adds to its server spans, that a user searches by.
+            if service != "payments":
+                attrs.append(("user.id", tv.user))
+            if service != "web-frontend" and (method == "POST" or "{order_id}" in route):
+                attrs += [("order.id", tv.order), ("customer.id", "c-" + tv.customer)]
             status = 0
             if code >= 500:
                 attrs.append(("error.type", str(code)))
@@ -420,6 +531,8 @@ def any_value(value: Any) -> AnyValue:
         return AnyValue(bool_value=value)
     if isinstance(value, int):
         return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
     return AnyValue(string_value=str(value))
 
 
@@ -457,10 +570,17 @@ class Template:
     time_offsets: list[int]  # every fixed64 timestamp
     trace_starts: list[int]
     marker: tuple[int, int]  # (trace, span slot) of the last trace's first span, to see the body committed
+    trace_slots: list[int]  # per trace: the slot of its root span
+    failed: list[bool]  # per trace: it ends in a 500
+    routes: list[str]  # per trace: its root span's http.route
+    logs: LogTemplate | None  # the log records of these traces (None with --logs-per-span 0)
+    # per (trace, kind of value): offsets of the value's digits in the span body and in the log body
+    values: list[tuple[int, str, list[int], list[int]]]
+    table: dict[bytes, tuple[int, str]]  # the template's own values (a patched copy must hold none)
 
 
-def build_template(maker: TraceMaker, start: int, span_dt: int) -> Template:
-    """Whole traces until exactly SPANS_PER_BODY spans, encoded with opentelemetry-proto."""
+def build_template(maker: TraceMaker, start: int, span_dt: int, logs_per_span: float) -> Template:
+    """Whole traces until exactly SPANS_PER_BODY spans, encoded with opentelemetry-proto; their log records."""
     traces: list[tuple[bytes, str, list[SpanSpec]]] = []
     count, t = 0, start
     while count < SPANS_PER_BODY:
@@ -530,6 +650,19 @@ def build_template(maker: TraceMaker, start: int, span_dt: int) -> Template:
                     rid_offsets[ti].append(find(traces[ti][1].encode(), cursor, 4096))
     if count != SPANS_PER_BODY or len(times) != len(set(times)):
         raise RuntimeError("template self-check failed")
+    logs = (
+        build_log_template(traces, maker.vars.__getitem__, logs_per_span, maker.rng, resource_attrs, key_values)[0]
+        if logs_per_span > 0
+        else None
+    )
+    table: dict[bytes, tuple[int, str]] = {}
+    for ti, (trace_id, _, _) in enumerate(traces):
+        tv = maker.vars[trace_id]
+        for kind in ("user", "order", "customer"):
+            table[getattr(tv, kind).encode()] = (ti, kind)
+    in_spans = value_offsets(body, table)
+    in_logs = value_offsets(logs.body, table) if logs else {}
+    firsts = list(itertools.accumulate((len(spans) for _, _, spans in traces), initial=0))[:-1]
     return Template(
         body=body,
         spans=count,
@@ -540,12 +673,33 @@ def build_template(maker: TraceMaker, start: int, span_dt: int) -> Template:
         time_offsets=times,
         trace_starts=[spans[0].start for _, _, spans in traces],
         marker=(len(traces) - 1, count - len(traces[-1][2])),
+        trace_slots=firsts,
+        failed=[any(s.status == PbStatus.STATUS_CODE_ERROR for s in spans) for _, _, spans in traces],
+        routes=[str(dict(spans[0].attrs).get("http.route", "")) for _, _, spans in traces],
+        logs=logs,
+        values=[(ti, kind, in_spans.get((ti, kind), []), in_logs.get((ti, kind), [])) for ti, kind in table.values()],
+        table=table,
     )
 
 
 def _all(traces: list[tuple[bytes, str, list[SpanSpec]]]) -> Iterator[SpanSpec]:
     for _, _, spans in traces:
         yield from spans
+
+
+@dataclass(frozen=True)
+class SearchRef:
+    """One stored trace and the values a user would search it by."""
+
+    trace_id: bytes
+    span_id: bytes  # its root span
+    request_id: str
+    user: str
+    order: str
+    customer: str
+    start_ns: int
+    failed: bool
+    route: str  # the root span's http.route
 
 
 @dataclass
@@ -556,19 +710,34 @@ class Body:
     short: TraceRef  # one trace with a short request ID (or a UUID one if the body has none)
     uuid: TraceRef
     any: TraceRef
+    logs: bytes = b""  # the ExportLogsServiceRequest of these traces' log records
+    log_records: int = 0
+    log_marker: tuple[bytes, bytes] | None = None  # (trace ID, span ID) of the last log record
+    pick: SearchRef | None = None  # a random trace of the body, for the search queries
+    values: frozenset[str] = frozenset()  # every searchable value and request ID it holds (for check_copy)
 
 
 class Workload:
     """Copies of ``pool`` templates, each with fresh IDs and its own slice of the time range."""
 
-    def __init__(self, total_spans: int, hours: float, pool: int, seed: int = 7, own_ids: bool = False) -> None:
+    def __init__(
+        self,
+        total_spans: int,
+        hours: float,
+        pool: int,
+        seed: int = 7,
+        own_ids: bool = False,
+        logs_per_span: float = 0.0,
+    ) -> None:
         self.own_ids = own_ids  # UUID request IDs are their trace's ID (otel-corr's rule), not random
         self.end_ns = time.time_ns() // 1_000_000_000 * 1_000_000_000
         self.begin_ns = self.end_ns - int(hours * SEARCH_WINDOW_NS)
         self.span_dt = max(1, (self.end_ns - self.begin_ns) // max(total_spans, 1))
         self.body_dt = self.span_dt * SPANS_PER_BODY
         maker = TraceMaker(random.Random(seed))
-        self.templates = [build_template(maker, self.begin_ns + i * self.body_dt, self.span_dt) for i in range(pool)]
+        self.templates = [
+            build_template(maker, self.begin_ns + i * self.body_dt, self.span_dt, logs_per_span) for i in range(pool)
+        ]
         self._rng = random.Random(seed + 1)
         self._lock = threading.Lock()
 
@@ -604,6 +773,51 @@ class Workload:
         if delta:
             for off in tpl.time_offsets:
                 buf[off : off + 8] = (int.from_bytes(buf[off : off + 8], "little") + delta).to_bytes(8, "little")
+        # Fresh searchable values: users come back (50k of them), orders and customers hardly repeat.
+        values: list[dict[str, str]] = [
+            {
+                "user": str(rng.randrange(*USER_RANGE)),
+                "order": str(rng.randrange(*ORDER_RANGE)),
+                "customer": str(rng.randrange(*CUSTOMER_RANGE)),
+            }
+            for _ in trace_ids
+        ]
+        logs = bytearray(tpl.logs.body) if tpl.logs else bytearray()
+        for ti, kind, in_spans, in_logs in tpl.values:
+            digits = values[ti][kind].encode()
+            for off in in_spans:
+                buf[off : off + len(digits)] = digits
+            for off in in_logs:
+                logs[off : off + len(digits)] = digits
+        log_marker = None
+        if tpl.logs:
+            lt = tpl.logs
+            for ti, offsets in enumerate(lt.trace_offsets):
+                for off in offsets:
+                    logs[off : off + 16] = trace_ids[ti]
+            for k, offsets in enumerate(lt.span_offsets):
+                for off in offsets:
+                    logs[off : off + 8] = span_ids[k]
+            for ti, offsets in enumerate(lt.rid_offsets):
+                rid = rids[ti].encode()
+                for off in offsets:
+                    logs[off : off + len(rid)] = rid
+            if delta:
+                for off in lt.time_offsets:
+                    logs[off : off + 8] = (int.from_bytes(logs[off : off + 8], "little") + delta).to_bytes(8, "little")
+            log_marker = (trace_ids[lt.marker[0]], span_ids[lt.marker[1]])
+        pick = rng.randrange(len(trace_ids) - 1)  # not the last trace: it may be cut short to fill the body
+        search = SearchRef(
+            trace_ids[pick],
+            span_ids[tpl.trace_slots[pick]],
+            rids[pick],
+            values[pick]["user"],
+            values[pick]["order"],
+            values[pick]["customer"],
+            tpl.trace_starts[pick] + delta,
+            tpl.failed[pick],
+            tpl.routes[pick],
+        )
         refs = [TraceRef(t, r, s + delta) for t, r, s in zip(trace_ids, rids, tpl.trace_starts, strict=True)]
         shorts = [r for r, (_, is_uuid) in zip(refs, tpl.rid_offsets, strict=True) if not is_uuid] or refs
         uuids = [r for r, (_, is_uuid) in zip(refs, tpl.rid_offsets, strict=True) if is_uuid] or refs
@@ -614,6 +828,11 @@ class Workload:
             rng.choice(shorts),
             rng.choice(uuids),
             rng.choice(refs),
+            bytes(logs),
+            tpl.logs.records if tpl.logs else 0,
+            log_marker,
+            search,
+            frozenset([*(v for d in values for v in d.values()), *rids]),
         )
 
 
@@ -652,6 +871,30 @@ def check_copy(workload: Workload, body: Body, index: int) -> None:
     )
     if not ok:
         raise SystemExit(f"patched body {index} does not decode as expected ({rejected} rejected: {reason})")
+    tpl = workload.templates[index % len(workload.templates)]
+    left = leftover_values(body.data + body.logs, tpl.table, body.values)
+    if left:
+        raise SystemExit(f"patched body {index} still holds {left} of its template's searchable values")
+    if tpl.logs:
+        from otel_corr.server._otlp import decode_logs, parse_logs
+
+        records, _, _ = decode_logs(parse_logs(body.logs, "application/x-protobuf"))
+        by_span = {(s.trace_id, s.span_id): s for s in spans}
+        rids = {(s.trace_id, s.request_id) for s in spans if s.request_id}
+        inside = [by_span.get((r.trace_id, r.span_id)) for r in records if r.trace_id and r.span_id]
+        ok = (
+            len(records) == body.log_records == tpl.logs.records
+            and len(inside) == len(records)
+            and all(
+                s is not None and s.start_ns <= r.time_ns <= s.start_ns + s.duration_ns
+                for r, s in zip(records, inside, strict=True)
+            )
+            and all((r.trace_id, r.request_id) in rids for r in records)
+            and body.pick is not None
+            and any(body.pick.order in r.body or body.pick.user in r.body for r in records)
+        )
+        if not ok:
+            raise SystemExit(f"patched log body {index} does not decode as expected")
 
 
 # --------------------------------------------------------------------------- server
@@ -671,12 +914,16 @@ def free_ports(n: int) -> list[int]:
 
 
 class Backend:
-    """``python -m otel_corr serve`` on free loopback ports with a fresh store."""
+    """``python -m otel_corr serve`` on free loopback ports with a fresh store.
 
-    def __init__(self, tmp: Path) -> None:
+    ``code``: the checkout whose ``otel_corr`` runs (``python -m`` imports from its working
+    directory); ``name``: the log file's, so two servers on one store keep their own.
+    """
+
+    def __init__(self, tmp: Path, code: Path = REPO_DIR, name: str = "serve", ready_timeout: float = 60) -> None:
         self.port, self.otlp_port, grpc_port = free_ports(3)
         self.db = tmp / "traces.db"
-        self.log_path = tmp / "serve.log"
+        self.log_path = tmp / f"{name}.log"
         self._log = open(self.log_path, "wb")
         cmd = [
             sys.executable,
@@ -695,8 +942,11 @@ class Backend:
             "0",
         ]
         env = child_env()
-        self.proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+        if code != REPO_DIR:
+            env["PYTHONPATH"] = str(code)
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, cwd=code, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + ready_timeout
         while True:
             if self.proc.poll() is not None:
                 raise SystemExit(f"otel-corr serve exited with {self.proc.returncode}:\n{self.log()}")
@@ -707,8 +957,9 @@ class Backend:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise SystemExit(f"otel-corr serve not ready after 60 s:\n{self.log()}")
-            time.sleep(0.1)
+                raise SystemExit(f"otel-corr serve not ready after {ready_timeout:g} s:\n{self.log()}")
+            time.sleep(0.05)
+        self.ready = time.perf_counter() - self.started  # Popen -> first answer (a store upgrade included)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -758,16 +1009,16 @@ class Poster:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         self.busy = 0
 
-    def post(self, body: bytes) -> None:
+    def post(self, body: bytes, path: str = "/v1/traces") -> None:
         delay = 0.01
         while True:
-            self.conn.request("POST", "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
+            self.conn.request("POST", path, body, {"Content-Type": "application/x-protobuf"})
             resp = self.conn.getresponse()
             data = resp.read()
             if resp.status == 200:
                 return
             if resp.status != 503:
-                raise RuntimeError(f"POST /v1/traces: HTTP {resp.status}: {data[:300]!r}")
+                raise RuntimeError(f"POST {path}: HTTP {resp.status}: {data[:300]!r}")
             self.busy += 1
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
@@ -784,6 +1035,7 @@ class Committed:
 
     def __init__(self, db: Path) -> None:
         self.conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
+        self._log_sql: str | None = None
 
     def has(self, marker: tuple[bytes, bytes]) -> bool:
         from otel_corr.server._store import _TRACE_ROWS
@@ -791,10 +1043,25 @@ class Committed:
         row = self.conn.execute(f"SELECT 1 FROM spans s {_TRACE_ROWS} AND s.span_id = ?2", marker).fetchone()
         return row is not None
 
-    def wait(self, markers: Iterable[tuple[bytes, bytes]], backend: Backend, timeout: float = 600) -> None:
+    def has_log(self, marker: tuple[bytes, bytes]) -> bool:
+        if self._log_sql is None:
+            # Format 6 finds a trace's records by ID ranges (log_ranges); format 5 (an older server, for
+            # --upgrade-from) by its logs_trace index.
+            ranges = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'log_ranges'").fetchone()
+            self._log_sql = (
+                "SELECT 1 FROM log_ranges r CROSS JOIN logs l ON l.id BETWEEN r.first_id AND r.last_id"
+                " WHERE r.trace_id = ?1 AND l.trace_id = ?1 AND l.span_id = ?2 LIMIT 1"
+                if ranges
+                else "SELECT 1 FROM logs WHERE trace_id = ?1 AND span_id = ?2 LIMIT 1"
+            )
+        return self.conn.execute(self._log_sql, marker).fetchone() is not None
+
+    def wait(
+        self, markers: Iterable[tuple[bytes, bytes]], backend: Backend, timeout: float = 600, logs: bool = False
+    ) -> None:
         deadline = time.monotonic() + timeout
         for marker in markers:
-            while not self.has(marker):
+            while not (self.has_log(marker) if logs else self.has(marker)):
                 backend.alive()
                 if time.monotonic() > deadline:
                     raise SystemExit("spans not committed in time")
@@ -814,19 +1081,31 @@ class IngestResult:
     cpu: float  # server CPU seconds over the phase
     busy: int
     rss_kb: int
+    logs: int = 0  # log records posted (their own phase, or with the spans in the fill)
+    what: str = "spans"  # what the phase posts: "spans", "logs" or "both" (each body's spans, then its logs)
 
     @property
     def rate(self) -> float:
-        return self.spans / self.wall
+        """Spans per second (log records for a logs phase)."""
+        return (self.logs if self.what == "logs" else self.spans) / self.wall
 
 
 def run_posts(
-    backend: Backend, committed: Committed, label: str, threads: int, source: Callable[[int], Iterator[Body]]
+    backend: Backend,
+    committed: Committed,
+    label: str,
+    threads: int,
+    source: Callable[[int], Iterator[Body]],
+    what: str = "spans",
 ) -> IngestResult:
-    """``threads`` posting threads, thread ``i`` sending ``source(i)``; ends when every last body is committed."""
+    """``threads`` posting threads, thread ``i`` sending ``source(i)``; ends when every last body is committed.
+
+    ``what``: each body's spans (``/v1/traces``), its log records (``/v1/logs``), or "both", spans first.
+    """
     posters = [Poster(backend.otlp_port) for _ in range(threads)]
     last: list[Body | None] = [None] * threads
     counts = [0] * threads
+    log_counts = [0] * threads
     errors: list[BaseException] = []
     gate = threading.Barrier(threads + 1)
 
@@ -834,9 +1113,13 @@ def run_posts(
         try:
             gate.wait()
             for body in source(i):
-                posters[i].post(body.data)
+                if what != "logs":
+                    posters[i].post(body.data)
+                    counts[i] += body.spans
+                if what != "spans" and body.log_records:
+                    posters[i].post(body.logs, "/v1/logs")
+                    log_counts[i] += body.log_records
                 last[i] = body
-                counts[i] += body.spans
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -852,7 +1135,10 @@ def run_posts(
     if errors:
         backend.alive()
         raise SystemExit(f"{label}: {errors[0]!r}")
-    committed.wait([b.marker for b in last if b is not None], backend)
+    if what != "logs":
+        committed.wait([b.marker for b in last if b is not None], backend)
+    if what != "spans":
+        committed.wait([b.log_marker for b in last if b is not None and b.log_marker], backend, logs=True)
     done = time.perf_counter()
     cpu = backend.cpu_seconds() - cpu0
     for p in posters:
@@ -866,6 +1152,8 @@ def run_posts(
         cpu,
         sum(p.busy for p in posters),
         backend.status().get("VmRSS", 0),
+        sum(log_counts),
+        what,
     )
 
 
@@ -884,12 +1172,15 @@ class Samples:
         self.short: list[TraceRef] = []
         self.uuid: list[TraceRef] = []
         self.any: list[TraceRef] = []
+        self.search: list[SearchRef] = []
 
     def add(self, body: Body) -> None:
         with self.lock:
             self.short.append(body.short)
             self.uuid.append(body.uuid)
             self.any.append(body.any)
+            if body.pick is not None:
+                self.search.append(body.pick)
 
 
 def ingest_phase(
@@ -901,15 +1192,16 @@ def ingest_phase(
         bodies = [workload.body(i) for i in range(start, start + n)]
         for b in bodies:
             samples.add(b)
-        result = run_posts(
-            backend,
-            committed,
-            f"{label}, {threads} thread{'s' if threads > 1 else ''}",
-            threads,
-            prebuilt(bodies, threads),
-        )
+        suffix = f"{threads} thread{'s' if threads > 1 else ''}"
+        result = run_posts(backend, committed, f"{label}, {suffix}", threads, prebuilt(bodies, threads))
         print(f"  {result.label}: {result.spans} spans, {result.rate:,.0f} spans/s", file=sys.stderr, flush=True)
         out.append(result)
+        if bodies[0].log_records:  # then the same traces' log records
+            result = run_posts(
+                backend, committed, f"{label}, logs, {suffix}", threads, prebuilt(bodies, threads), "logs"
+            )
+            print(f"  {result.label}: {result.logs} records, {result.rate:,.0f}/s", file=sys.stderr, flush=True)
+            out.append(result)
         del bodies
     return out
 
@@ -945,7 +1237,7 @@ def fill(
                     )
                     progress["mark"], progress["t"] = progress["spans"], now
 
-    return run_posts(backend, committed, "fill, 2 threads", 2, source)
+    return run_posts(backend, committed, "fill, 2 threads", 2, source, "both")
 
 
 # --------------------------------------------------------------------------- queries
@@ -1065,6 +1357,7 @@ class Storage:
     objects: list[tuple[str, int, int]]  # (name, bytes, pages)
     detail_avg: float
     plans: list[tuple[str, list[str]]]
+    logs: int = 0
 
 
 def storage(backend: Backend, workload: Workload, samples: Samples) -> Storage:
@@ -1079,6 +1372,7 @@ def storage(backend: Backend, workload: Workload, samples: Samples) -> Storage:
         wal = Path(f"{backend.db}-wal")
         db_bytes, wal_bytes = backend.db.stat().st_size, wal.stat().st_size if wal.exists() else 0
         spans = int(conn.execute("SELECT count(*) FROM spans").fetchone()[0])
+        logs = int(conn.execute("SELECT count(*) FROM logs").fetchone()[0])
         try:
             objects = [
                 (str(r[0]), int(r[1]), int(r[2]))
@@ -1121,7 +1415,7 @@ def storage(backend: Backend, workload: Workload, samples: Samples) -> Storage:
         ]
     finally:
         conn.close()
-    return Storage(spans, db_bytes, wal_bytes, checkpoint, objects, detail_avg, plans)
+    return Storage(spans, db_bytes, wal_bytes, checkpoint, objects, detail_avg, plans, logs)
 
 
 # --------------------------------------------------------------------------- report
@@ -1134,20 +1428,22 @@ def verdict(ok: bool | None) -> str:
 def ingest_rows(results: Sequence[IngestResult]) -> list[list[str]]:
     rows = []
     for r in results:
-        target = r.label.startswith("fresh")
+        target = (TARGET_LOG_INGEST if r.what == "logs" else TARGET_INGEST) if r.label.startswith("fresh") else None
+        items = r.logs if r.what == "logs" else r.spans
         rows.append(
             [
                 r.label,
-                f"{r.spans:,}",
+                f"{r.spans:,} + {r.logs:,} logs" if r.what == "both" else f"{items:,}",
                 f"{r.wall:.2f}",
                 f"{(r.wall - r.post_wall) * 1000:.0f}",
                 f"{r.rate:,.0f}",
                 f"{r.cpu / r.wall:.2f}",
-                f"{r.spans / r.cpu:,.0f}" if r.cpu else "-",
+                f"{items / r.cpu:,.0f}" if r.cpu else "-",
+                f"{r.cpu / max(items, 1) * 1e6:.1f}",
                 str(r.busy),
                 f"{r.rss_kb / 1024:.0f}",
-                f">= {TARGET_INGEST:,.0f}" if target else "-",
-                verdict(r.rate >= TARGET_INGEST) if target else "-",
+                f">= {target:,.0f}" if target else "-",
+                verdict(r.rate >= target) if target else "-",
             ]
         )
     return rows
@@ -1177,13 +1473,6 @@ def latency_rows(results: Sequence[Latency]) -> list[list[str]]:
             ]
         )
     return rows
-
-
-def size_rows(disk: Storage) -> list[tuple[str, int]]:
-    """dbstat objects of at least 1% of the file, the rest summed in one row."""
-    big = [(name, size) for name, size, _ in disk.objects if size >= disk.db_bytes / 100]
-    rest = sum(size for name, size, _ in disk.objects if size < disk.db_bytes / 100)
-    return big + ([("(every other table and index)", rest)] if rest else [])
 
 
 def source_state() -> tuple[str, str]:
@@ -1228,7 +1517,9 @@ def run(args: argparse.Namespace) -> None:
     )
     print(flush=True)
     t_start = time.perf_counter()
-    workload = Workload(total_bodies * SPANS_PER_BODY, args.hours, args.pool, own_ids=args.own_ids)
+    workload = Workload(
+        total_bodies * SPANS_PER_BODY, args.hours, args.pool, own_ids=args.own_ids, logs_per_span=args.logs_per_span
+    )
     check_copy(workload, workload.body(len(workload.templates) + 3), len(workload.templates) + 3)
     print(f"  built {args.pool} templates in {time.perf_counter() - t_start:.1f} s", file=sys.stderr, flush=True)
     samples = Samples()
@@ -1250,7 +1541,24 @@ def run(args: argparse.Namespace) -> None:
             committed.conn.close()
             load_before_queries = loadavg()
             latencies = run_queries(backend, workload, samples, args.queries, args.wide_queries, args.warmup)
+            load_before_search = loadavg()
+            searches = (
+                run_search(
+                    backend.port,
+                    samples,
+                    workload.begin_ns,
+                    workload.end_ns,
+                    args.queries,
+                    args.warmup,
+                    args.wide_queries,
+                    args.logs_per_span > 0,
+                )
+                if args.search
+                else []
+            )
             mem = backend.status()
+            # Before --mixed and --heavy-posts: they add span bodies without their logs.
+            disk = storage(backend, workload, samples)
             mixed = (
                 mixed_phase(backend, workload, samples, total_bodies, n_phase, args.mixed_clients)
                 if args.mixed
@@ -1261,27 +1569,31 @@ def run(args: argparse.Namespace) -> None:
                 if args.heavy_posts
                 else None
             )
-            disk = storage(backend, workload, samples)
             backend.alive()
         finally:
             backend.stop()
+        plans = search_plans(backend.db, samples, workload.begin_ns, workload.end_ns) if searches else []
         if args.keep_db:  # the server has closed the store: the WAL is checkpointed into the file
             shutil.copyfile(backend.db, args.keep_db)
             if Path(f"{backend.db}-wal").exists():
                 shutil.copyfile(f"{backend.db}-wal", f"{args.keep_db}-wal")
     elapsed = time.perf_counter() - t_start
 
-    print("Ingest (OTLP/HTTP protobuf, 512-span bodies; spans/s = spans / (first POST -> last body committed))")
+    print(
+        "Ingest (OTLP/HTTP protobuf, 512-span bodies and their traces' log records; per s = spans (log records in a"
+        " logs phase) / (first POST -> last body committed))"
+    )
     print(
         render_table(
             [
                 "phase",
-                "spans",
+                "spans (records)",
                 "wall s",
                 "commit lag ms",
-                "spans/s",
+                "per s",
                 "server cores",
-                "spans/CPU-s",
+                "per CPU-s",
+                "CPU µs each",
                 "503s",
                 "RSS MB",
                 "target",
@@ -1292,7 +1604,8 @@ def run(args: argparse.Namespace) -> None:
     )
     print(
         "server cores = server CPU seconds / wall seconds (one process: event loop + SQLite writer thread); "
-        "spans/CPU-s = spans per server CPU second.\ncommit lag = last POST answered -> its spans visible to a reader."
+        "per CPU-s = spans (log records) per server CPU second; CPU µs each = its inverse.\n"
+        "commit lag = last POST answered -> its spans visible to a reader."
     )
     print()
     print(
@@ -1309,8 +1622,24 @@ def run(args: argparse.Namespace) -> None:
         f"search: service={SEARCH_SERVICE}, tags={json.dumps(SEARCH_TAGS)}, limit=20; 1 h windows at random "
         "positions (Jaeger UI default lookback); misses = 404 or an empty result where a trace was expected."
     )
+    if searches:
+        print()
+        print(
+            f"Search at {stored:,} spans and {disk.logs:,} log records (GET /api/search?q=...&limit=20 unless marked;"
+            f" ms, client-side wall time incl. JSON; load average {load_before_search})"
+        )
+        print(render_table(SEARCH_HEADERS, search_rows(searches)))
+        print(
+            "Each request takes a fresh stored sample (trace, its IDs, its user.id / order number); 1 h windows are"
+            " since:/until: around the sample at a random position, 24 h = since:/until: over the whole data.\n"
+            "results = traces per response; misses = the sample's trace not among them (or not opened) where it must"
+            " be; 503 = over the query budget.  Targets: issue 18 (PASS/MISS for information only)."
+        )
     if mixed is not None:
         print_mixed(results[-1], latencies, mixed, args.mixed_clients)
+    if plans:
+        print()
+        print_plans(plans)
     if heavy is not None:
         print_heavy(heavy, stored, args.heavy_clients)
     keep_alive, fresh = latencies[0], next(r for r in latencies if "new connection" in r.label)
@@ -1330,6 +1659,7 @@ def run(args: argparse.Namespace) -> None:
             ["measure", "value", "target", "result"],
             [
                 ["spans stored", f"{disk.spans:,}", "-", "-"],
+                ["log records stored", f"{disk.logs:,}", "-", "-"],
                 [
                     "database + WAL after checkpoint(TRUNCATE)",
                     f"{(disk.db_bytes + disk.wal_bytes) / 1e6:,.1f} MB",
@@ -1337,7 +1667,7 @@ def run(args: argparse.Namespace) -> None:
                     "-",
                 ],
                 [
-                    "bytes per span",
+                    "bytes per span (logs and every index included)",
                     f"{per_span:,.0f}",
                     f"<= {TARGET_BYTES_PER_SPAN:.0f}",
                     verdict(per_span <= TARGET_BYTES_PER_SPAN),
@@ -1359,21 +1689,22 @@ def run(args: argparse.Namespace) -> None:
             ],
         )
     )
-    print(f"checkpoint (busy, log, checkpointed) = {disk.checkpoint}; mean detail JSON {disk.detail_avg:.0f} B/span")
+    print(f"checkpoint (busy, log, checkpointed) = {disk.checkpoint}; mean detail column {disk.detail_avg:.0f} B/span")
     if disk.objects:
         print()
-        print("Size by table/index (dbstat)")
+        print("Size by table/index (dbstat; every object, B/span = its bytes / spans stored)")
         print(
             render_table(
-                ["object", "MB", "B/span", "share"],
+                ["object", "MB", "B/span", "B/log record", "share"],
                 [
                     [
                         name,
                         f"{size / 1e6:.1f}",
-                        f"{size / max(disk.spans, 1):.0f}",
-                        f"{100 * size / max(disk.db_bytes, 1):.0f}%",
+                        f"{size / max(disk.spans, 1):.1f}",
+                        f"{size / disk.logs:.1f}" if disk.logs else "-",
+                        f"{100 * size / max(disk.db_bytes, 1):.1f}%",
                     ]
-                    for name, size in size_rows(disk)
+                    for name, size, _ in disk.objects
                 ],
             )
         )
@@ -1709,6 +2040,68 @@ def ack_cost(args: argparse.Namespace) -> None:
     print(f"load average at end {loadavg()}")
 
 
+# --------------------------------------------------------------------------- store upgrade
+
+
+def upgrade_time(args: argparse.Namespace) -> None:
+    """The first start of this checkout's server on a store an older checkout (``--upgrade-from``) wrote."""
+    old = args.upgrade_from.resolve()
+    n_bodies = -(-args.spans // SPANS_PER_BODY)
+
+    def version(db: Path) -> int:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+
+    print("otel-corr serve: first start on a store written by an older checkout (the format upgrade)")
+    print(source_state()[0], f"; older code: {old}")
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs; load average at start {loadavg()}")
+    workload = Workload(n_bodies * SPANS_PER_BODY, args.hours, args.pool, logs_per_span=args.logs_per_span)
+    samples = Samples()
+    with tempfile.TemporaryDirectory(prefix="otel-corr-upgrade-") as tmp:
+        first = Backend(Path(tmp), code=old, name="old")
+        try:
+            committed = Committed(first.db)
+            fill(first, committed, workload, samples, 0, n_bodies)
+            spans, logs = committed.count(), int(committed.conn.execute("SELECT count(*) FROM logs").fetchone()[0])
+            committed.conn.close()
+        finally:
+            first.stop()
+        before, size_before = version(first.db), first.db.stat().st_size
+        upgraded = Backend(Path(tmp), name="upgrade", ready_timeout=3600)
+        cpu = upgraded.cpu_seconds()
+        found = None
+        try:
+            ref = samples.search[len(samples.search) // 2]
+            status, data = get(upgraded.port, "/api/search?" + urllib.parse.urlencode({"q": ref.request_id}))
+            found = status == 200 and json.loads(data).get("opened") == ref.trace_id.hex()
+        finally:
+            upgraded.stop()
+        after, size_after = version(upgraded.db), upgraded.db.stat().st_size
+        again = Backend(Path(tmp), name="again")  # the same start with nothing to upgrade
+        again.stop()
+    extra = upgraded.ready - again.ready
+    print(
+        render_table(
+            ["measure", "value"],
+            [
+                ["spans, log records written by the older code", f"{spans:,}, {logs:,}"],
+                ["store format before -> after", f"{before} -> {after}"],
+                ["file size before -> after (MB)", f"{size_before / 1e6:,.1f} -> {size_after / 1e6:,.1f}"],
+                ["first start, Popen -> first answer (s)", f"{upgraded.ready:.1f}"],
+                ["server CPU s at that answer", f"{cpu:.1f}"],
+                ["next start, nothing to upgrade (s)", f"{again.ready:.1f}"],
+                ["upgrade (difference, s)", f"{extra:.1f}"],
+                ["upgrade s per 100k spans (+ their logs)", f"{extra / max(spans, 1) * 1e5:.2f}"],
+                ["a request ID opens its trace after the upgrade", "yes" if found else "NO"],
+            ],
+        )
+    )
+    print(f"load average at end {loadavg()}")
+
+
 # --------------------------------------------------------------------------- profile
 
 
@@ -1804,8 +2197,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wide-queries", type=int, default=None, help="whole-range searches (default 20; quick 5)")
     p.add_argument("--phase-bodies", type=int, default=None, help="bodies per ingest measurement (default 100)")
     p.add_argument("--pool", type=int, default=32, help="distinct template bodies (default 32)")
+    p.add_argument(
+        "--logs-per-span",
+        type=float,
+        default=2.0,
+        help="log records per span, tied to the spans' traces (default 2; 0 = no logs)",
+    )
+    p.add_argument(
+        "--search",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time /api/search query kinds after the Jaeger queries (default on)",
+    )
     p.add_argument("--keep-db", type=Path, default=None, help="copy the store file here at the end (for inspection)")
     p.add_argument("--profile", action="store_true", help="profile the ingest path in-process instead")
+    p.add_argument(
+        "--upgrade-from",
+        type=Path,
+        default=None,
+        help="instead: fill a store (--spans, default 100k) with the otel_corr of this older checkout, then time"
+        " this checkout's first start on it (the format upgrade)",
+    )
     p.add_argument("--profile-bodies", type=int, default=40, help="bodies for --profile (default 40)")
     p.add_argument(
         "--mixed",
@@ -1844,11 +2256,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.wide_queries = 5 if args.wide_queries is None else args.wide_queries
         args.warmup = 5 if args.warmup is None else args.warmup
         args.heavy_posts = 100 if args.heavy_posts is None else args.heavy_posts
+    if args.upgrade_from:
+        args.spans = args.spans or 100_000
     args.heavy_posts = 200 if args.heavy_posts is None else args.heavy_posts
     args.phase_bodies = args.phase_bodies or 100
     args.spans = args.spans or 1_000_000
     args.wide_queries = 20 if args.wide_queries is None else args.wide_queries
     args.warmup = 20 if args.warmup is None else args.warmup
+    if args.logs_per_span < 0:
+        p.error("--logs-per-span >= 0 please")
     if args.spans < SPANS_PER_BODY or args.queries < 1 or args.phase_bodies < 2 or args.pool < 1 or args.hours <= 0:
         p.error("--spans >= 512, --queries >= 1, --phase-bodies >= 2, --pool >= 1 and --hours > 0 please")
     return args
@@ -1858,6 +2274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.profile:
         profile(args)
+    elif args.upgrade_from:
+        upgrade_time(args)
     elif args.ack_cost:
         ack_cost(args)
     else:
