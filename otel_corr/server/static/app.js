@@ -202,7 +202,9 @@
         return render();
       }
       if (!ok) {
-        const reason = bounded(typeof body.error === "string" ? body.error : "HTTP " + status, 300);
+        // {"error": ...} (the search's 400), or Jaeger's envelope (a 503 when the query runs out of time).
+        const reason = bounded(typeof body.error === "string" ? body.error
+          : (Array.isArray(body.errors) && body.errors[0] && typeof body.errors[0].msg === "string" ? body.errors[0].msg : "HTTP " + status), 300);
         if (status === 400) searchMessage(reason);
         note.textContent = status === 400 ? "The query could not be read: fix it in the box above." : "The search failed: " + reason;
         return;
