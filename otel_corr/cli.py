@@ -232,9 +232,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     find.add_argument(
         "query",
-        nargs="+",
-        help='the query (its words are joined by spaces): words, "a phrase" (quoted for the shell too), '
-        "pay*, -word, key=value, service:NAME, status:5xx, duration>500ms, since:1h, or an ID",
+        nargs="*",  # taken from the command line by _find_words (so that -word is a word, not a flag)
+        metavar="QUERY",
+        help='the query, the same as in the page\'s box (its words are joined by spaces): words, "a phrase" '
+        "(quoted for the shell too), pay*, -word, key=value, service:NAME, status:5xx, duration>500ms, "
+        "since:1h, or an ID",
     )
     find.add_argument("--service", metavar="S", help="only requests with a span of service S")
     find.add_argument(
@@ -476,6 +478,34 @@ def _error_text(body: Any) -> str:
     return str(first.get("msg") or "") if isinstance(first, dict) else ""
 
 
+#: ``find``'s flags that take a value, and those that take none.
+_FIND_VALUED = ("--service", "--since", "--limit", "--url")
+_FIND_FLAGS = ("--json", "-h", "--help")
+
+
+def _find_words(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``otel-corr find ...`` split into what argparse parses (the flags) and the query's words, in order.
+
+    argparse would take ``-retry`` (an exclusion) for an unknown flag and ``-hello`` for ``-h``: every
+    token that is not one of find's flags or its value is a word of the query, as in the page's box.
+    """
+    keep, words = argv[:1], []
+    rest = iter(argv[1:])
+    for token in rest:
+        if token == "--":
+            words.extend(rest)
+        elif token in _FIND_FLAGS or token.partition("=")[0] in _FIND_VALUED:
+            keep.append(token)
+            value = next(rest, None) if token in _FIND_VALUED else None
+            if value is not None:  # a missing value is argparse's error to report
+                keep.append(value)
+        elif token.startswith("--"):
+            keep.append(token)  # a misspelt flag: argparse says it is unrecognized
+        else:
+            words.append(token)
+    return keep, words
+
+
 def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ._results import colour_wanted, render_results
 
@@ -618,7 +648,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     The statuses are ``EXIT_STATUSES``; a usage error exits through argparse with 2.
     """
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    words: list[str] = []
+    if argv[:1] == ["find"]:  # the top level has no flag that takes a value: the command comes first
+        argv, words = _find_words(argv)
     args, extra = parser.parse_known_args(argv)
+    if args.command == "find":
+        args.query = words
     if args.command is None and extra:  # `otel-corr --verison`: an error, not the help and success
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:  # as pip and docker do: the help on stdout, not an error
