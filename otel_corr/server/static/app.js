@@ -189,6 +189,7 @@
       const api = new URLSearchParams(scopeOf(q));
       api.set("q", query);
       note.textContent = "Searching…";
+      note.hidden = false;
       let answer;
       try {
         answer = await getJSON("/api/search?" + api);
@@ -214,6 +215,7 @@
       const results = body.results || [];
       document.getElementById("search-count").textContent = count(results.length, "request") + (body.complete === false ? " (the search ran out of time: there may be more)" : "");
       note.replaceChildren(...(results.length ? [] : emptyHelp(q)));
+      note.hidden = results.length > 0;
       tbody.replaceChildren(...results.flatMap(resultRows));
     }
     async function services() {
