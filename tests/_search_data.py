@@ -43,10 +43,12 @@ def _log(trace: str, span: str, t: int, service: str, level: str, body: str) -> 
 
 
 def seed(backend: Backend) -> dict[str, int]:
-    """Post the five requests and their log lines over OTLP/HTTP; return when each was logged (ns)."""
+    """Post the five requests and their log lines over OTLP/HTTP; return when the declined line
+    and the exception were recorded (ns)."""
     now = time.time_ns()
     at = {"pay": now - 60_000_000_000, "stock": now - 30_000_000_000, "old": now - 2 * DAY_NS, "evil": now}
     pay = at["pay"]
+    at["event"] = pay + 805_000_000
     spans = [
         _span(
             PAY,
@@ -80,6 +82,17 @@ def seed(backend: Backend) -> dict[str, int]:
         _span(EVIL, "e5" * 8, "", "GET /profile", "shop", at["evil"], at["evil"] + 9_000_000, {}),
         _span(ESC, "f6" * 8, "", "GET /\x1b]0;pwned\x07", "shop", at["evil"], at["evil"] + 3_000_000, {}),
     ]
+    # The payment's root span also recorded the exception (a span event), found by its message's words.
+    spans[0]["scopeSpans"][0]["spans"][0]["events"] = [
+        {
+            "timeUnixNano": str(at["event"]),
+            "name": "exception",
+            "attributes": [
+                {"key": "exception.type", "value": {"stringValue": "GatewayError"}},
+                {"key": "exception.message", "value": {"stringValue": "upstream timed out"}},
+            ],
+        }
+    ]
     logs = [
         _log(PAY, PAY_ROOT, pay + 1_000_000, "shop", "INFO", "checking out basket 9"),
         _log(PAY, PAY_CALL, pay + 790_000_000, "shop", "ERROR", "payment declined by the gateway: GatewayError"),
@@ -94,4 +107,4 @@ def seed(backend: Backend) -> dict[str, int]:
     assert r.status_code == 200, r.text
     for trace, count in ((PAY, 2), (STOCK, 1), (OLD, 1), (EVIL, 1), (ESC, 1)):
         backend.wait_trace(trace, count)
-    return {"declined": pay + 790_000_000}
+    return {"declined": pay + 790_000_000, "event": at["event"]}

@@ -80,7 +80,7 @@ def test_a_word_of_a_log_line_finds_its_request_and_opens_on_that_line(served: A
     page.go_back()
     page.wait_for_selector("#search-results tr.result-row")
     page.select_option("select[name=range]", "")
-    page.wait_for_function("document.querySelectorAll('#search-results tr.result-row').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('#search-results tr.result-row').length === 2")
     traces = [r.get_attribute("data-trace") for r in page.locator("#search-results tr.result-row").all()]
     assert traces == [PAY, OLD] and "lookback" not in page.url
     assert page.problems == []
@@ -102,6 +102,29 @@ def test_an_attribute_finds_its_request_and_opens_on_its_span(served: Any, page:
     page.wait_for_selector(".span-row.selected")
     assert page.locator(".span-row.selected").get_attribute("data-span") == PAY_ROOT
     assert "user.id" in page.locator("#span-details").inner_text()
+    assert page.problems == []
+
+
+def test_an_exception_message_opens_on_its_event(served: Any, page: Any) -> None:
+    """`upstream` (in an exception event's message) lists the payment with the event's line; opening it
+    selects the span that recorded it, its details (with the event) in view.
+
+    (The event itself is marked when the match's time is the event's: the store gives the span's start today.)
+    """
+    backend, _ = served
+    page.goto(backend.url + "/")
+    page.wait_for_selector("#requests tbody tr")
+    _search(page, "upstream")
+    match = page.locator(f'#search-results tr.result-matches[data-trace="{PAY}"] .match').first
+    assert "GatewayError" in match.inner_text() and "upstream timed out" in match.inner_text()
+    assert match.locator("mark").all_inner_texts() == ["upstream"]
+    match.locator("a").click()
+    page.wait_for_selector(".span-row.selected")
+    assert f"span={PAY_ROOT}&event=" in page.url
+    assert page.locator(".span-row.selected").get_attribute("data-span") == PAY_ROOT
+    event = page.locator("#span-details .event")
+    assert "exception" in event.inner_text() and "upstream timed out" in event.inner_text()
+    assert event.evaluate("e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }")
     assert page.problems == []
 
 

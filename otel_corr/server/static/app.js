@@ -472,7 +472,10 @@
         const line = [...where.querySelectorAll(".log")].find((n) => n.dataset.time === logTime);
         if (line) { line.classList.add("selected"); target = line; }
       }
-      if (eventTime && entry) target = [...details.querySelectorAll(".event")].find((n) => n.dataset.time === eventTime) || target;
+      if (eventTime && entry) {  // the event by its time, else the span's events (the match is one of them)
+        const events = [...details.querySelectorAll(".event")];
+        target = events.find((n) => n.dataset.time === eventTime) || events[0] || target;
+      }
       if (target) target.scrollIntoView({ block: "center" });
     }
 
