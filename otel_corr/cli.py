@@ -489,7 +489,8 @@ def _find_words(argv: list[str]) -> tuple[list[str], list[str]]:
     argparse would take ``-retry`` (an exclusion) for an unknown flag and ``-hello`` for ``-h``: every
     token that is not one of find's flags or its value is a word of the query, as in the page's box.
     """
-    keep, words = argv[:1], []
+    keep: list[str] = argv[:1]
+    words: list[str] = []
     rest = iter(argv[1:])
     for token in rest:
         if token == "--":
