@@ -129,16 +129,22 @@ def test_an_exception_message_opens_on_its_event(served: Any, page: Any) -> None
 
 
 def test_an_id_opens_its_trace_directly(served: Any, page: Any) -> None:
-    """A request ID, and a trace ID as an upper-case UUID, each open the trace; Back returns to the list."""
+    """A request ID, a trace ID as an upper-case UUID and a span ID each open the trace (the span ID at its
+    span, selected); Back returns to the list."""
     backend, _ = served
     uuid = f"{PAY[:8]}-{PAY[8:12]}-{PAY[12:16]}-{PAY[16:20]}-{PAY[20:]}".upper()
-    for ident in (PAY_RID, uuid):
+    for ident in (PAY_RID, uuid, PAY_CALL.upper()):
         page.goto(backend.url + "/")
         page.wait_for_selector("#requests tbody tr")
         _search(page, ident)
         assert page.url.split("#")[0].endswith("/trace/" + PAY), page.url
         assert page.locator(".span-row").count() == 2
         assert page.locator("#request-id").inner_text() == PAY_RID
+        selected = page.locator(".span-row.selected")
+        if ident == PAY_CALL.upper():  # a span ID: its span selected
+            assert selected.get_attribute("data-span") == PAY_CALL
+        else:
+            assert selected.count() == 0
         page.go_back()
         page.wait_for_selector("#requests tbody tr")
         assert "q=" not in page.url

@@ -258,6 +258,8 @@
   function fragment(match) {
     const f = new URLSearchParams();
     if (typeof match.span_id === "string" && /^[0-9a-f]{16}$/.test(match.span_id)) f.set("span", match.span_id);
+    // A pasted span ID opens its trace at that span.
+    else if (match.kind === "id" && /^[0-9a-fA-F]{16}$/.test(String(match.text))) f.set("span", match.text.toLowerCase());
     if ((match.kind === "log" || match.kind === "event") && /^[0-9]{1,20}$/.test(String(match.time_ns))) f.set(match.kind, String(match.time_ns));
     return f.toString() ? "#" + f : "";
   }
