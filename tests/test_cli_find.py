@@ -131,6 +131,15 @@ def test_stored_escapes_and_control_characters_come_out_escaped(backend: Backend
     assert HIGHLIGHT + b"ansiword\x1b[0m \\x1b[2J cleared" in raw
 
 
+def test_service_and_limit_narrow_the_list(backend: Backend) -> None:
+    """`--service` keeps requests with a span of that service; `--limit 1` lists the newest one only."""
+    out = _find("declined", "--service", "inventory", "--url", backend.url)
+    assert out.returncode == 1 and out.stdout == ""
+    out = _find("declined", "--service", "shop", "--limit", "1", "--url", backend.url)
+    assert out.returncode == 0, out.stderr
+    assert f"trace {PAY}" in out.stdout and OLD not in out.stdout and "\n1 request found;" in out.stdout
+
+
 def test_nothing_found_exits_1_and_says_how_to_widen(backend: Backend) -> None:
     out = _find("declined", "nosuchword", "--since", "15m", "--url", backend.url)
     assert out.returncode == 1 and out.stdout == ""
