@@ -190,12 +190,14 @@
       api.set("q", query);
       note.textContent = "Searching…";
       note.hidden = false;
+      const asked = location.href;
       let answer;
       try {
         answer = await getJSON("/api/search?" + api);
       } catch (err) {
         answer = { ok: false, status: 0, body: { error: "the server did not answer (" + err.message + ")" } };
       }
+      if (location.href !== asked) return;  // another search (or page) since: this answer is stale
       const { ok, status, body } = answer;
       if (ok && body.opened) {
         const best = (body.results || []).find((r) => r.trace_id === body.opened);
