@@ -122,7 +122,8 @@ def render_results(answer: dict[str, Any], open_hint: str, out: TextIO, *, colou
         print(file=out)
     if results:
         first = visible(str(results[0].get("trace_id") or ""))
-        print(f"{_plural(len(results), 'request')} found; open one with: {open_hint.format(id=first)}", file=out)
+        command = open_hint.replace("{id}", first)
+        print(f"{_plural(len(results), 'request')} found; open one with: {command}", file=out)
     if answer.get("complete") is False:
         print("The search ran out of time: there may be more (narrow --since or name a --service).", file=out)
     return len(results)

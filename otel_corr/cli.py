@@ -553,7 +553,7 @@ def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not render_results(body, hint, sys.stdout, colour=colour_wanted(sys.stdout)):
         where = " in the last " + visible(args.since) if args.since else ""
         print(
-            f"no request matches {visible(text[:200])!s}{where} at {base}. Widen it: a longer --since, no "
+            f"no request matches {visible(text[:200])}{where} at {base}. Widen it: a longer --since, no "
             "--service, fewer words (each must be found), or a prefix such as pay*.",
             file=sys.stderr,
         )
