@@ -514,7 +514,14 @@ def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not text:
         parser.error("the query is empty: give words, key=value, status:5xx or an ID, e.g. otel-corr find GatewayError")
     if args.limit < 1:
-        parser.error(f"--limit: {args.limit} is not a number of requests (1 or more)")
+        raise ConfigError("--limit", args.limit, "a whole number of requests, 1 or more")
+    if args.since:  # checked here as the server checks it, so a typo is a usage error even with no server
+        from .server._query import QueryError, time_range
+
+        try:
+            time_range({"lookback": args.since}, 0)
+        except QueryError:
+            raise ConfigError("--since", args.since, "an age such as 15m, 1h or 7d (1 s to 366 days)") from None
     base = _url("--url / OTEL_CORR_URL", args.url).rstrip("/")
     params = {"q": text, "limit": str(args.limit)}
     if args.service:

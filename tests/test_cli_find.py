@@ -150,14 +150,20 @@ def test_nothing_found_exits_1_and_says_how_to_widen(backend: Backend) -> None:
 
 
 def test_a_bad_query_exits_2_with_the_servers_message(backend: Backend) -> None:
-    """Only exclusions, a query past 1024 characters, a bad --since: the server's 400 message, status 2."""
-    for args in (["-declined"], ["x" * 2000], ["declined", "--since", "forever"]):
+    """Only exclusions, a query past 1024 characters, a bad since: the server's 400 message, status 2; a bad
+    --limit or --since is refused before asking (status 2 too)."""
+    for args in (["-declined"], ["x" * 2000], ["declined", "since:forever"]):
         out = _find(*args, "--url", backend.url)
         assert out.returncode == 2 and out.stdout == "", (args[0][:20], out.stderr)
         assert out.stderr.startswith("otel-corr find: ") and len(out.stderr) < 700, out.stderr
         assert "Traceback" not in out.stderr
     out = _find("declined", "--limit", "0", "--url", backend.url)
-    assert out.returncode == 2 and out.stderr.startswith("usage: otel-corr find") and "--limit" in out.stderr
+    assert (
+        out.returncode == 2
+        and out.stderr == "otel-corr: --limit=0 is not valid: expected a whole number of requests, 1 or more\n"
+    )
+    out = _find("declined", "--since", "forever", "--url", backend.url)
+    assert out.returncode == 2 and "--since='forever' is not valid: expected an age such as 15m" in out.stderr
     out = _find(" ", "--url", backend.url)
     assert out.returncode == 2 and "the query is empty" in out.stderr
 
