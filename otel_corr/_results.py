@@ -9,10 +9,10 @@ whoever sent the spans and logs, or from whatever answers at ``--url``: each pie
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ._settings import env_text
 from ._terminal import visible
 
 __all__ = ["colour_wanted", "marked", "render_results"]
@@ -25,7 +25,7 @@ _KINDS = {"log": "log", "event": "event", "attribute": "attribute", "span": "spa
 
 def colour_wanted(stream: TextIO) -> bool:
     """ANSI styles only on a terminal, and not when ``NO_COLOR`` is set to anything (https://no-color.org)."""
-    return stream.isatty() and not os.environ.get("NO_COLOR")
+    return stream.isatty() and env_text("NO_COLOR") is None
 
 
 def _ranges(highlights: Any, length: int) -> list[tuple[int, int]]:
