@@ -1,4 +1,4 @@
-"""The ``otel-corr`` command: ``serve``, ``trace``, ``demo`` and ``doctor``.
+"""The ``otel-corr`` command: ``serve``, ``trace``, ``find``, ``demo`` and ``doctor``.
 
 Every ``serve`` flag has an ``OTEL_CORR_*`` variable; a flag given wins.  Exit statuses: see ``EXIT_STATUSES``.
 """
@@ -32,12 +32,14 @@ EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_OURS = 0, 1, 2, 
 EXIT_SERVICE_FAILED, EXIT_INTERRUPTED = 5, 130
 EXIT_STATUSES = {
     EXIT_OK: "success; serve and demo stopped by Ctrl-C or SIGTERM (how they are meant to end)",
-    EXIT_NOT_FOUND: "trace: no trace has that ID",
-    EXIT_USAGE: "a usage or configuration error (a bad flag, variable or argument; a port in use; an extra missing)",
-    EXIT_UNREACHABLE: "trace: the backend cannot be reached (or answered with a server error)",
-    EXIT_NOT_OURS: "trace: the URL answers, but not as an otel-corr serve (or, with --jaeger, a Jaeger query API)",
+    EXIT_NOT_FOUND: "trace: no trace has that ID; find: no request matches",
+    EXIT_USAGE: "a usage or configuration error (a bad flag, variable or argument; a port in use; an extra "
+    "missing; find: a query the server cannot read)",
+    EXIT_UNREACHABLE: "trace, find: the backend cannot be reached (or answered with a server error)",
+    EXIT_NOT_OURS: "trace, find: the URL answers, but not as an otel-corr serve (or, with --jaeger, a Jaeger "
+    "query API)",
     EXIT_SERVICE_FAILED: "demo: a service it started failed to start or stopped (its log is kept)",
-    EXIT_INTERRUPTED: "trace, doctor: interrupted (Ctrl-C)",
+    EXIT_INTERRUPTED: "trace, find, doctor: interrupted (Ctrl-C)",
 }
 
 #: Each ``serve`` flag's ``OTEL_CORR_*`` variable and what it accepts.  The flags' readers below, their error
@@ -210,6 +212,45 @@ def _parser() -> argparse.ArgumentParser:
     )
     where.add_argument("--jaeger", metavar="URL", help="a Jaeger query service instead, e.g. http://jaeger:16686")
     trace.add_argument("--json", action="store_true", help="print the trace as JSON (Jaeger's v1 model)")
+
+    find = sub.add_parser(
+        "find",
+        help="find requests by a log line's words, an error, an attribute or any ID",
+        description="Search the stored requests: each match, newest first, with the log line, event or "
+        "attribute that matched (its words highlighted on a terminal).  A query that is one ID of a "
+        "trace (request ID, trace ID, span ID) prints that trace, as `otel-corr trace` does.",
+        epilog="query examples:\n"
+        "  otel-corr find GatewayError\n"
+        "  otel-corr find '\"payment declined\"' -retry\n"
+        "  otel-corr find user.id=42 status:5xx 'duration>500ms'\n"
+        "  otel-corr find pay* service:checkout --since 24h\n"
+        "  otel-corr find 3f2504e0-4f89-11d3-9a0c-0305e82c3301\n\n"
+        "--json prints the server's answer as one JSON document: "
+        '{"query", "opened", "complete", "results": [...]}.\n\n'
+        "environment variables:\n  OTEL_CORR_URL  the default for --url",
+        formatter_class=raw,
+    )
+    find.add_argument(
+        "query",
+        nargs="*",  # taken from the command line by _find_words (so that -word is a word, not a flag)
+        metavar="QUERY",
+        help='the query, the same as in the page\'s box (its words are joined by spaces): words, "a phrase" '
+        "(quoted for the shell too), pay*, -word, key=value, service:NAME, status:5xx, duration>500ms, "
+        "since:1h, or an ID",
+    )
+    find.add_argument("--service", metavar="S", help="only requests with a span of service S")
+    find.add_argument(
+        "--since", metavar="AGE", help="only the last AGE, e.g. 15m, 1h, 7d (default: the server's window)"
+    )
+    find.add_argument("--limit", type=int, default=20, metavar="N", help="list at most N requests (default 20)")
+    find.add_argument(
+        "--json", action="store_true", help="print the server's answer as one JSON document (for scripts)"
+    )
+    find.add_argument(
+        "--url",
+        default=_settings.env_text("OTEL_CORR_URL") or "http://127.0.0.1:16686",
+        help="otel-corr serve (default http://127.0.0.1:16686, or OTEL_CORR_URL)",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -414,6 +455,119 @@ def _trace(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return EXIT_OK
 
 
+def _unreachable(command: str, base: str, exc: OSError) -> int:
+    reason = getattr(exc, "reason", exc)
+    reason = getattr(reason, "strerror", None) or reason  # "Connection refused", not "[Errno 111] ..."
+    print(f"otel-corr {command}: cannot reach otel-corr serve at {base} ({reason})", file=sys.stderr)
+    print(
+        "Start the backend in another terminal with `otel-corr serve` (or try `otel-corr demo`), "
+        "or pass --url (or set OTEL_CORR_URL) to where it listens.",
+        file=sys.stderr,
+    )
+    return EXIT_UNREACHABLE
+
+
+def _error_text(body: Any) -> str:
+    """The reason in an error answer: ``{"error": ...}`` (the page's API) or Jaeger's ``errors[0].msg``."""
+    if not isinstance(body, dict):
+        return ""
+    if isinstance(body.get("error"), str):
+        return str(body["error"])
+    errors = body.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors else None
+    return str(first.get("msg") or "") if isinstance(first, dict) else ""
+
+
+#: ``find``'s flags that take a value, and those that take none.
+_FIND_VALUED = ("--service", "--since", "--limit", "--url")
+_FIND_FLAGS = ("--json", "-h", "--help")
+
+
+def _find_words(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``otel-corr find ...`` split into what argparse parses (the flags) and the query's words, in order.
+
+    argparse would take ``-retry`` (an exclusion) for an unknown flag and ``-hello`` for ``-h``: every
+    token that is not one of find's flags or its value is a word of the query, as in the page's box.
+    """
+    keep: list[str] = argv[:1]
+    words: list[str] = []
+    rest = iter(argv[1:])
+    for token in rest:
+        if token == "--":
+            words.extend(rest)
+        elif token in _FIND_FLAGS or token.partition("=")[0] in _FIND_VALUED:
+            keep.append(token)
+            value = next(rest, None) if token in _FIND_VALUED else None
+            if value is not None:  # a missing value is argparse's error to report
+                keep.append(value)
+        elif token.startswith("--"):
+            keep.append(token)  # a misspelt flag: argparse says it is unrecognized
+        else:
+            words.append(token)
+    return keep, words
+
+
+def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ._results import colour_wanted, render_results
+
+    text = " ".join(args.query).strip()
+    if not text:
+        parser.error("the query is empty: give words, key=value, status:5xx or an ID, e.g. otel-corr find GatewayError")
+    if args.limit < 1:
+        raise ConfigError("--limit", args.limit, "a whole number of requests, 1 or more")
+    if args.since:  # checked here as the server checks it, so a typo is a usage error even with no server
+        from .server._query import QueryError, time_range
+
+        try:
+            time_range({"lookback": args.since}, 0)
+        except QueryError:
+            raise ConfigError("--since", args.since, "an age such as 15m, 1h or 7d (1 s to 366 days)") from None
+    base = _url("--url / OTEL_CORR_URL", args.url).rstrip("/")
+    params = {"q": text, "limit": str(args.limit)}
+    if args.service:
+        params["service"] = args.service
+    if args.since:
+        params["lookback"] = args.since
+    url = f"{base}/api/search?{urllib.parse.urlencode(params)}"
+    try:
+        status, body = _fetch(url)
+    except OSError as exc:  # URLError included: nothing listens, no such host, a timeout
+        return _unreachable("find", base, exc)
+    # Any program can answer at --url: none of its text drives the terminal.
+    reason = visible(_error_text(body)[:500])
+    if status >= 500:  # busy, or the search ran out of time
+        print(f"otel-corr find: {base} answered {status}{f': {reason}' if reason else ''}; retry", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if status == 400 and reason:  # the query (or --since) cannot be read: the server says what is wrong
+        print(f"otel-corr find: {reason}", file=sys.stderr)
+        return EXIT_USAGE
+    if status != 200 or not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        ours, answer = _is_otel_corr(base)
+        if ours:  # an otel-corr serve from before the search (or a proxy in the way)
+            answer = f"GET /api/search answered {status}; is it an older otel-corr?"
+        print(f"otel-corr find: {base} is not otel-corr serve with search ({answer})", file=sys.stderr)
+        return EXIT_NOT_OURS
+    opened = body.get("opened")
+    if args.json:
+        json.dump(body, sys.stdout, indent=2)
+        print()
+        return EXIT_OK if body["results"] or opened else EXIT_NOT_FOUND
+    if isinstance(opened, str) and opened:
+        print(f"{visible(text[:80])} names trace {visible(opened)}:")
+        return _trace(argparse.Namespace(id=opened, url=base, jaeger=None, json=False), parser)
+    default = _settings.env_text("OTEL_CORR_URL") or "http://127.0.0.1:16686"
+    hint = "otel-corr trace {id}" + ("" if base == default.rstrip("/") else f" --url {visible(base)}")
+    if not render_results(body, hint, sys.stdout, colour=colour_wanted(sys.stdout)):
+        where = " in the last " + visible(args.since) if args.since else ""
+        print(
+            f"no request matches {visible(text[:200])}{where} at {base}. Widen it: a longer --since, no "
+            "--service, fewer words (each must be found), or a prefix such as pay*.",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_FOUND
+    return EXIT_OK
+
+
 def _load_app(spec: str) -> Any:
     import importlib
 
@@ -502,7 +656,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     The statuses are ``EXIT_STATUSES``; a usage error exits through argparse with 2.
     """
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    words: list[str] = []
+    if argv[:1] == ["find"]:  # the top level has no flag that takes a value: the command comes first
+        argv, words = _find_words(argv)
     args, extra = parser.parse_known_args(argv)
+    if args.command == "find":
+        args.query = words
     if args.command is None and extra:  # `otel-corr --verison`: an error, not the help and success
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:  # as pip and docker do: the help on stdout, not an error
@@ -516,6 +676,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "trace":
             return _trace(args, command)
+        if args.command == "find":
+            return _find(args, command)
         if args.command == "doctor":
             return _doctor(args)
         from ._demo import run_demo

@@ -59,8 +59,9 @@
     return { ok: response.ok, status: response.status, body };
   }
   function go(path) { history.pushState(null, "", path); render(); }
-  function link(path, ...children) {
-    return el("a", { href: path, onclick: (e) => { if (!e.metaKey && !e.ctrlKey) { e.preventDefault(); go(path); } } }, ...children);
+  function link(path, ...children) { return linkWith(path, {}, ...children); }
+  function linkWith(path, props, ...children) {
+    return el("a", { ...props, href: path, onclick: (e) => { if (!e.metaKey && !e.ctrlKey) { e.preventDefault(); e.stopPropagation(); go(path); } } }, ...children);
   }
   function stopRefresh() { if (refreshTimer) { clearInterval(refreshTimer); refreshTimer = null; } }
   function setNav(which) {
@@ -72,6 +73,10 @@
   async function requestsView() {
     setNav("requests");
     const params = new URLSearchParams(location.search);
+    // With ?q= the list is the search's results (the box's text, in this time range and service).
+    const query = (params.get("q") || "").trim();
+    searchScope = scopeOf(params);
+    document.getElementById("search-input").value = query;
     const service = el("select", { name: "service" }, el("option", { value: "", text: "all services" }));
     const route = el("input", { name: "route", placeholder: "e.g. /orders", value: params.get("route") || "" });
     const status = el("select", { name: "status" },
@@ -98,17 +103,25 @@
     const auto = el("input", { type: "checkbox", checked: "checked" });
     const tbody = el("tbody");
     const note = el("div", { class: "empty", text: "Loading…" });
+    // A search is narrowed by the time range and the service; route, status and duration are part of its
+    // language (status:5xx duration>500ms), so their fields are the list's only.
+    const listOnly = (label) => (query ? null : label);
     const form = el("form", { class: "filters card", onsubmit: (e) => { e.preventDefault(); apply(); } },
       el("label", {}, "Time range", range), custom,
-      el("label", {}, "Service", service), el("label", {}, "Route", route), el("label", {}, "Status", status),
-      el("label", {}, "Min duration (ms)", minMs), el("button", { type: "submit", text: "Filter" }),
-      el("label", { class: "auto" }, "Auto-refresh", auto));
-    const table = el("table", { id: "requests" },
+      el("label", {}, "Service", service), listOnly(el("label", {}, "Route", route)), listOnly(el("label", {}, "Status", status)),
+      listOnly(el("label", {}, "Min duration (ms)", minMs)), el("button", { type: "submit", text: query ? "Search" : "Filter" }),
+      listOnly(el("label", { class: "auto" }, "Auto-refresh", auto)));
+    const table = el("table", { id: query ? "search-results" : "requests" },
       el("thead", {}, el("tr", {}, ...["Time", "Service", "Request", "Status", "Duration", "Request ID"]
         .map((h, i) => el("th", { class: i === 4 ? "num" : null, text: h })))), tbody);
     const plot = el("div", { class: "scatter-box", id: "scatter" });
     const plotCard = el("div", { class: "card" }, el("h2", { text: "Latency over time" }), plot);
-    view.replaceChildren(form, plotCard, el("div", { class: "card" }, el("div", { class: "table-scroll" }, table), note));
+    const searchHead = query ? el("div", { class: "search-head" },
+      el("h2", {}, "Requests matching ", el("code", { id: "search-query", text: bounded(query, 200) })),
+      el("span", { id: "search-count", class: "muted" }),
+      link("/" + (searchScope.toString() ? "?" + searchScope : ""), "clear search")) : null;
+    if (query) plotCard.hidden = true;
+    view.replaceChildren(form, plotCard, el("div", { class: "card" }, searchHead, el("div", { class: "table-scroll" }, table), note));
     let knownServices = [];
     let shown = null;  // the rows on screen: a refresh that changes nothing keeps them (and hover, focus)
 
@@ -122,14 +135,18 @@
       } else if (range.value) {
         q.set("lookback", range.value);
       }
-      for (const [k, input] of [["service", service], ["route", route], ["status", status], ["min_ms", minMs]]) {
+      const fields = query ? [["service", service]] : [["service", service], ["route", route], ["status", status], ["min_ms", minMs]];
+      for (const [k, input] of fields) {
         if (input.value) q.set(k, input.value);
       }
+      if (query) q.set("q", query);
+      searchScope = scopeOf(q);
       history.replaceState(null, "", "/" + (q.toString() ? "?" + q : ""));
       load();
     }
     async function load() {
       const q = new URLSearchParams(location.search);
+      if (query) return loadResults(q);
       const { ok, body } = await getJSON("/api/ui/requests?" + q);
       if (!ok) {
         note.textContent = body.error || "Could not load requests.";
@@ -166,9 +183,133 @@
       plotCard.hidden = !body.rows.length;
       plot.replaceChildren(...(body.rows.length ? [scatter(body.rows, plot.clientWidth || 800)] : []));
     }
+    // The search's results: each request with the line(s) that matched under it. An ID that names a
+    // trace opens it (replacing this URL, so Back does not come here to be sent on again).
+    async function loadResults(q) {
+      const api = new URLSearchParams(scopeOf(q));
+      api.set("q", query);
+      note.textContent = "Searching…";
+      note.hidden = false;
+      const asked = location.href;
+      let answer;
+      try {
+        answer = await getJSON("/api/search?" + api);
+      } catch (err) {
+        answer = { ok: false, status: 0, body: { error: "the server did not answer (" + err.message + ")" } };
+      }
+      if (location.href !== asked) return;  // another search (or page) since: this answer is stale
+      const { ok, status, body } = answer;
+      if (ok && body.opened) {
+        const best = (body.results || []).find((r) => r.trace_id === body.opened);
+        history.replaceState(null, "", "/trace/" + encodeURIComponent(body.opened) + (best && best.matches && best.matches[0] ? fragment(best.matches[0]) : ""));
+        return render();
+      }
+      if (!ok) {
+        // {"error": ...} (the search's 400), or Jaeger's envelope (a 503 when the query runs out of time).
+        const reason = bounded(typeof body.error === "string" ? body.error
+          : (Array.isArray(body.errors) && body.errors[0] && typeof body.errors[0].msg === "string" ? body.errors[0].msg : "HTTP " + status), 300);
+        if (status === 400) searchMessage(reason);
+        note.textContent = status === 400 ? "The query could not be read: fix it in the box above." : "The search failed: " + reason;
+        return;
+      }
+      searchMessage("");
+      if (JSON.stringify(knownServices) === "[]") services();
+      const results = body.results || [];
+      document.getElementById("search-count").textContent = count(results.length, "request") + (body.complete === false ? " (the search ran out of time: there may be more)" : "");
+      note.replaceChildren(...(results.length ? [] : emptyHelp(q)));
+      note.hidden = results.length > 0;
+      tbody.replaceChildren(...results.flatMap(resultRows));
+    }
+    async function services() {
+      const { ok, body } = await getJSON("/api/services");
+      if (!ok || !Array.isArray(body.data)) return;
+      knownServices = body.data.map(String).sort();
+      service.replaceChildren(el("option", { value: "", text: "all services" }), ...knownServices.map((s) => el("option", { value: s, text: s })));
+      service.value = params.get("service") || "";
+    }
+    function emptyHelp(q) {
+      const narrowed = q.get("lookback") || q.get("start") || q.get("end") || q.get("service");
+      return [el("div", { text: "No request matches " + bounded(query, 200) + (narrowed ? " in this time range and service." : ".") }),
+        el("div", { class: "search-help" }, "Widen it: ", narrowed ? "choose a longer time range (or any time) and all services, or " : "",
+          "use fewer words (every word must be found), or a prefix such as ", el("code", { text: "pay*" }), ". Examples: ",
+          el("code", { text: "GatewayError" }), " ", el("code", { text: '"payment declined"' }), " ", el("code", { text: "user.id=42" }), " ",
+          el("code", { text: "status:5xx duration>500ms" }), ", or a request ID.")];
+    }
     await load();
     stopRefresh();
-    refreshTimer = setInterval(() => { if (auto.checked && !document.hidden) load(); }, 3000);
+    if (!query) refreshTimer = setInterval(() => { if (auto.checked && !document.hidden) load(); }, 3000);
+  }
+
+  // --- search ---------------------------------------------------------------------------------
+  // The time range and service the box searches in: the requests list's, kept while you look at a trace.
+  let searchScope = new URLSearchParams();
+  function scopeOf(params) {
+    const scope = new URLSearchParams();
+    for (const key of ["lookback", "start", "end", "service"]) if (params.get(key)) scope.set(key, params.get(key));
+    return scope;
+  }
+  function bounded(text, n) { const chars = Array.from(String(text)); return chars.length > n ? chars.slice(0, n).join("") + "…" : chars.join(""); }
+  function searchMessage(text) {
+    const box = document.getElementById("search-message");
+    box.textContent = text;
+    box.hidden = !text;
+    document.getElementById("search-input").setAttribute("aria-invalid", text ? "true" : "false");
+  }
+  const MATCH_KINDS = { log: "log", event: "event", attribute: "attribute", span: "span", id: "ID" };
+  // Where opening a match lands on the trace page: its span, and the log line or event by its time.
+  function fragment(match) {
+    const f = new URLSearchParams();
+    if (typeof match.span_id === "string" && /^[0-9a-f]{16}$/.test(match.span_id)) f.set("span", match.span_id);
+    // A pasted span ID opens its trace at that span.
+    else if (match.kind === "id" && /^[0-9a-fA-F]{16}$/.test(String(match.text))) f.set("span", match.text.toLowerCase());
+    if ((match.kind === "log" || match.kind === "event") && /^[0-9]{1,20}$/.test(String(match.time_ns))) f.set(match.kind, String(match.time_ns));
+    return f.toString() ? "#" + f : "";
+  }
+  // A matched line as text nodes and <mark> elements. The highlights are [start, end) offsets in code
+  // points (Python's string indices); a JS string counts UTF-16 units, so the text is split first. A long
+  // line is shown around its first highlight.
+  const SHOWN = 400;
+  function marked(text, highlights) {
+    const chars = Array.from(String(text ?? ""));
+    const ranges = (Array.isArray(highlights) ? highlights : [])
+      .filter((r) => Array.isArray(r) && Number.isInteger(r[0]) && Number.isInteger(r[1]) && r[0] >= 0 && r[0] < r[1] && r[1] <= chars.length)
+      .sort((a, b) => a[0] - b[0]);
+    let from = 0, to = chars.length;
+    if (chars.length > SHOWN) {
+      from = Math.max(0, Math.min((ranges.length ? ranges[0][0] : 0) - 60, chars.length - SHOWN));
+      to = from + SHOWN;
+    }
+    const out = from > 0 ? ["…"] : [];
+    let at = from;
+    for (const [start, end] of ranges) {
+      const a = Math.max(start, at), b = Math.min(end, to);
+      if (a >= b) continue;
+      if (a > at) out.push(chars.slice(at, a).join(""));
+      out.push(el("mark", { text: chars.slice(a, b).join("") }));
+      at = b;
+    }
+    if (at < to) out.push(chars.slice(at, to).join(""));
+    if (to < chars.length) out.push("…");
+    return out;
+  }
+  function resultRows(r) {
+    const matches = Array.isArray(r.matches) ? r.matches : [];
+    const trace = "/trace/" + encodeURIComponent(r.trace_id);
+    const path = trace + (matches.length ? fragment(matches[0]) : "");
+    const sw = el("span", { class: "swatch" });
+    sw.style.background = colour(r.service);
+    const row = el("tr", { class: "row result-row", "data-trace": r.trace_id, onclick: () => go(path) },
+      el("td", { class: "mono when", title: nsToDate(r.time_ns).toString(), text: when(r.time_ns) }),
+      el("td", {}, sw, r.service),
+      el("td", {}, link(path, r.method && r.route ? r.method + " " + r.route : r.name)),
+      el("td", { class: statusClass(r.status) + (r.error ? " err" : ""), text: r.status ?? (r.error ? "error" : "") }),
+      el("td", { class: "num", text: ms(r.duration_ms) }),
+      el("td", { class: "mono", text: r.request_id || "" }));
+    const lines = el("tr", { class: "result-matches", "data-trace": r.trace_id }, el("td", { colspan: 6 },
+      ...matches.map((m) => el("div", { class: "match", "data-kind": m.kind },
+        el("span", { class: "kind", text: MATCH_KINDS[m.kind] || "match" }),
+        linkWith(trace + fragment(m), { class: "text mono" }, ...marked(m.text, m.highlights))))));
+    return matches.length ? [row, lines] : [row];
   }
 
   // Latency over time of the listed requests: x = start time, y = duration, errors in red.
@@ -319,7 +460,28 @@
     const orphanLogs = logsBySpan.get("") || [];
     view.replaceChildren(head, el("div", { class: "card" }, waterfall,
       orphanLogs.length ? el("div", {}, el("h2", { text: "Logs without a span" }), ...orphanLogs.map(logLine)) : null), details);
+    land();
     view.dataset.rendered = String(Math.round(performance.now()));  // when the trace was on screen (tests, benchmarks)
+
+    // A search result opens the trace at what matched: #span=<id> selects that span and shows its details,
+    // log=<time_ns> marks the log line, event=<time_ns> the span's event; each is scrolled into view.
+    function land() {
+      const f = new URLSearchParams(location.hash.slice(1));
+      const spanId = f.get("span"), logTime = f.get("log"), eventTime = f.get("event");
+      const entry = spanId ? entries.find(([s]) => s.span_id === spanId) : null;
+      if (entry) select(entry[0], entry[1], eventTime);
+      let target = entry ? entry[1] : null;
+      if (logTime) {
+        const where = entry && entry[2] ? entry[2] : waterfall.parentElement;
+        const line = [...where.querySelectorAll(".log")].find((n) => n.dataset.time === logTime);
+        if (line) { line.classList.add("selected"); target = line; }
+      }
+      if (eventTime && entry) {  // the event by its time, else the span's events (the match is one of them)
+        const events = [...details.querySelectorAll(".event")];
+        target = events.find((n) => n.dataset.time === eventTime) || events[0] || target;
+      }
+      if (target) target.scrollIntoView({ block: "center" });
+    }
 
     function fold(spanId, button, hidden) {
       const open = collapsed.has(spanId);
@@ -346,7 +508,7 @@
       }
       return out;
     }
-    function select(span, row) {
+    function select(span, row, event) {
       for (const r of rows) r.classList.toggle("selected", r === row);
       let withChildren = false;
       const logsBox = el("div");
@@ -367,7 +529,8 @@
         el("div", { class: "details" },
           el("div", {}, el("h2", { text: "Attributes" }), kv({ "span.kind": span.kind, "status": span.status + (span.status_message ? " — " + span.status_message : ""), "span_id": span.span_id, ...span.attributes })),
           el("div", {}, el("h2", { text: "Resource" }), kv(span.resource),
-            span.events.length ? el("div", {}, el("h2", { text: "Events" }), ...span.events.map((e) => el("div", {}, el("div", { class: "mono", text: clock(e.time_ns) + " " + e.name }), kv(e.attributes)))) : null)),
+            span.events.length ? el("div", {}, el("h2", { text: "Events" }), ...span.events.map((e) => el("div", { class: "event" + (e.time_ns === event ? " selected" : ""), "data-time": e.time_ns },
+              el("div", { class: "mono", text: clock(e.time_ns) + " " + e.name }), kv(e.attributes)))) : null)),
         el("h2", { text: "Logs" }), el("div", { class: "toggle" }, onlyBtn, treeBtn), logsBox);
     }
   }
@@ -384,7 +547,7 @@
   }
   function logLine(log) {
     const level = String(log.level || "").toUpperCase();
-    return el("div", { class: "log" },
+    return el("div", { class: "log", "data-time": log.time_ns },
       el("span", { class: "mono when", text: clock(log.time_ns) }),
       el("span", { class: "lvl lvl-" + level.replace(/[^A-Z]/g, ""), text: level }),
       el("span", { class: "mono logger", text: log.logger || log.service || "" }),
@@ -626,16 +789,32 @@
   // --- routing --------------------------------------------------------------------------------
   function render() {
     if (sparkTip) sparkTip.hidden = true;  // its sparkline is gone, and with it the mouseleave that hides it
+    searchMessage("");
     const path = location.pathname;
     if (path.startsWith("/trace/")) return traceView(decodeURIComponent(path.slice(7)));
     if (path === "/endpoints") return endpointsView();
     if (path === "/map") return servicesView();
     return requestsView();
   }
-  document.getElementById("search").addEventListener("submit", async (event) => {
+  // The box is the one search: its text, in the requests list's time range and service.
+  document.getElementById("search").addEventListener("submit", (event) => {
     event.preventDefault();
-    const q = document.getElementById("search-input").value.trim();
-    if (q) go("/trace/" + encodeURIComponent(q));
+    const text = document.getElementById("search-input").value.trim();
+    searchMessage("");
+    if (!text) return go("/" + (searchScope.toString() ? "?" + searchScope : ""));
+    const q = new URLSearchParams(searchScope);
+    q.set("q", text);
+    go("/?" + q);
+  });
+  // "/" anywhere but in a field puts the cursor in the box (as on GitHub, Grafana, Kibana).
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "/" || e.ctrlKey || e.metaKey || e.altKey) return;
+    const t = e.target;
+    if (t instanceof HTMLElement && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName))) return;
+    e.preventDefault();
+    const input = document.getElementById("search-input");
+    input.focus();
+    input.select();
   });
   for (const a of document.querySelectorAll("nav a")) {
     a.addEventListener("click", (e) => { e.preventDefault(); go(a.getAttribute("href")); });
