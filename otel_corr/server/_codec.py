@@ -119,8 +119,9 @@ class Codec:
             try:
                 trained = self._zstd.train_dictionary(_DICT_BYTES, samples, level=_LEVEL)
                 self._trained = trained.as_bytes()
-            except Exception:  # too few distinct samples, say: keep storing blobs as given
+            except Exception:  # too few distinct samples, say: keep storing blobs as given, and try again later
                 _log.debug("otel-corr serve: could not train a %s dictionary", self.kind, exc_info=True)
+                self._training = None
 
         self._training = threading.Thread(target=train, name=f"otel-corr-train-{self.kind}", daemon=True)
         self._training.start()
@@ -134,6 +135,10 @@ class Codec:
         except Exception:
             _log.debug("otel-corr serve: could not train a %s dictionary", self.kind, exc_info=True)
             return None
+
+    def give_back(self, trained: bytes) -> None:
+        """A dictionary from :meth:`take_new` the writer could not store: offered again next time."""
+        self._trained = trained
 
     def take_new(self) -> bytes | None:
         """A dictionary trained since the last call, for the writer to insert (then :meth:`adopt`)."""

@@ -35,13 +35,14 @@ from ._index import (
     event_of,
     event_rowid,
     highlights,
+    indexed,
     log_line,
     span_id_token,
     value_matches,
     words,
 )
 from ._model import Span
-from ._search import Query, Term, fts_phrase, parse_id
+from ._search import Query, SearchError, Term, fts_phrase, parse_id
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -138,6 +139,8 @@ class _Run:
         self.named: dict[str, list[bytes]] = {}
         self.entries: dict[bytes, Span | None] = {}
         self.traces: dict[bytes, list[_SpanRow]] = {}
+        self.current_rows: dict[bytes, set[int]] = {}
+        self.decoded = 0
         #: When set, the only traces that can match (see ``run``): the others are skipped unchecked.
         self.prefilter: set[bytes] | None = None
         self.words = [(t.text, t.prefix) for t in query.terms] + [(i, False) for i in query.ids]
@@ -196,9 +199,17 @@ class _Run:
 
     def current(self, row: _SpanRow) -> bool:
         """Whether a span row is the copy of its span that the trace reads back (not an earlier duplicate)."""
-        return any(r.rowid == row.rowid for r in self.trace_spans(row.trace_id))
+        rows = self.current_rows.get(row.trace_id)
+        if rows is None:
+            rows = self.current_rows[row.trace_id] = {r.rowid for r in self.trace_spans(row.trace_id)}
+        return row.rowid in rows
 
     def attributes(self, row: _SpanRow) -> dict[str, Any]:
+        # Decoding is Python, where SQLite's progress handler cannot stop it: the deadline is
+        # looked at here too, so a trace of 100k spans cannot run the query past its budget.
+        self.decoded += 1
+        if self.decoded % 256 == 0 and self.store.past_budget():
+            raise sqlite3.OperationalError("interrupted")
         return self.store.span_attributes(row.detail)
 
     # --- clauses on one span ---------------------------------------------------------------------
@@ -220,20 +231,24 @@ class _Run:
             return None
         if not q.attributes:
             return Match("span", row.span_id, row.start_ns, _span_text(row), ())
-        attributes = self.attributes(row)
         resource = self.resources().get(row.resource_id, {})
+        attributes: dict[str, Any] | None = None  # decoded only if a clause is not met by the resource
         for key, text in q.attributes:
-            if not (
-                (key in attributes and value_matches(attributes[key], text))
-                or (key in resource and value_matches(resource[key], text))
-            ):
+            if key in resource and value_matches(resource[key], text):
+                continue
+            if attributes is None:
+                attributes = self.attributes(row)
+            if not (key in attributes and value_matches(attributes[key], text)):
                 return None
         key, text = q.attributes[0]
         shown = f"{key}={text}"
         return Match("attribute", row.span_id, row.start_ns, shown, ((0, len(shown)),))
 
     def excluded_attribute(self, rows: list[_SpanRow]) -> bool:
+        """Whether a span of the trace in the window has an excluded ``key=value`` (``-word`` looks there too)."""
         for row in rows:
+            if not self.in_window(row.start_ns):
+                continue
             attributes = self.attributes(row)
             resource = self.resources().get(row.resource_id, {})
             for key, text in self.query.excluded_attributes:
@@ -254,7 +269,7 @@ class _Run:
             "SELECT DISTINCT first_id, last_id FROM log_ranges WHERE trace_id = :trace", {"trace": trace_id}
         ):
             for rowid in self.fts("texts", match, first, last):
-                found = self.log_match(rowid)
+                found = self.log_match(rowid, trace_id)
                 if found is not None and self.in_window(found.time_ns):
                     return found
         for first, last in self.conn.execute(
@@ -267,9 +282,12 @@ class _Run:
                         return self.event_match(span, slot)
         return None
 
-    def log_match(self, log_id: int) -> Match | None:
-        row = self.conn.execute("SELECT span_id, time_ns, record FROM logs WHERE id = :id", {"id": log_id}).fetchone()
-        if row is None:
+    def log_match(self, log_id: int, trace_id: bytes | None = None) -> Match | None:
+        """The log record as a match (None if it is gone, or is not of ``trace_id`` when given)."""
+        row = self.conn.execute(
+            "SELECT span_id, time_ns, record, trace_id FROM logs WHERE id = :id", {"id": log_id}
+        ).fetchone()
+        if row is None or (trace_id is not None and row[3] != trace_id):
             return None
         _, body, _, _, attributes = self.store.log_record(row[2])
         text = log_line(body, attributes)[:_MAX_TEXT]
@@ -420,8 +438,8 @@ class _Run:
                 key=_hit_time,
             )
             for hit in hits:
-                if hit.trace_id in self.seen:
-                    continue
+                if hit.trace_id in self.seen or (self.prefilter is not None and hit.trace_id not in self.prefilter):
+                    continue  # before the line is decoded: most hits of a common word end here
                 first = hit.matched()
                 if first is not None:
                     self.check(hit.trace_id, first, term)
@@ -540,8 +558,8 @@ class _Run:
                 options.append((count, partial(self.drive_text, term, count <= _RARE), partial(self.text_traces, term)))
         resources = self.resources()
         for key, text in q.attributes:
-            if any(key in r and value_matches(r[key], text) for r in resources.values()):
-                continue  # a resource attribute: spans carry no token for it
+            if any(key in r and value_matches(r[key], text) for r in resources.values()) or not indexed(text):
+                continue  # a resource attribute (spans carry no token for it), or a value without a token
             tokens = attribute_tokens(key, text)
             count = sum(self.vocab("span_attrs", t, False) for t in tokens)
             options.append(
@@ -698,4 +716,6 @@ def find(store: Store, query: Query, limit: int) -> FindResult:
         if str(exc) != "interrupted":
             raise
         return FindResult(run.found, None, False)
+    except OverflowError:  # a number past SQLite's int64 that the parser let through: a bad query, not a 500
+        raise SearchError("a number in the query is out of range") from None
     return FindResult(run.found, opened, True)

@@ -23,6 +23,7 @@ second time in the index; deleting an entry means handing FTS5 the same document
 
 from __future__ import annotations
 
+import base64
 import re
 import struct
 import unicodedata
@@ -40,6 +41,7 @@ __all__ = [
     "event_rowid",
     "log_line",
     "highlights",
+    "indexed",
     "log_doc",
     "span_id_token",
     "value_matches",
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 _EXCEPTION_KEYS = ("exception.type", "exception.message")
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
 
 def _kv_token(kv: bytes) -> str:
@@ -165,6 +168,13 @@ def _kv(key: str, which: str, value: Any) -> bytes:
     return KeyValue(key=key, value=AnyValue(**{which: value})).SerializeToString()  # type: ignore[no-any-return]
 
 
+def indexed(text: str) -> bool:
+    """Whether every attribute value that reads as ``text`` has a token: not an array or a map
+    (``[1, 2]``), not a NaN or infinity (their bit patterns vary).  A search for such a text
+    decodes spans instead of asking the index."""
+    return text[:1] not in ("[", "{") and text.strip().lower().lstrip("+-") not in ("nan", "inf", "infinity")
+
+
 def attribute_tokens(key: str, text: str) -> list[str]:
     """The tokens of ``key`` = ``text`` read every way a value can be written: string, int, bool, double."""
     kvs = [_kv(key, "string_value", text)]
@@ -181,6 +191,8 @@ def attribute_tokens(key: str, text: str) -> list[str]:
             kvs.append(_kv(key, "int_value", int(value)))
     if text in ("true", "false"):
         kvs.append(_kv(key, "bool_value", text == "true"))
+    if _BASE64.fullmatch(text):  # a bytes value reads as its base64 (as the store decodes it)
+        kvs.append(_kv(key, "bytes_value", base64.b64decode(text)))
     return sorted({_kv_token(kv) for kv in kvs})
 
 

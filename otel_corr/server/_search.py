@@ -24,6 +24,7 @@ import time
 from typing import NamedTuple
 
 from .._ids import is_valid_request_id, trace_id_of
+from ._query import INT64_MAX as _INT64_MAX
 from ._query import QueryError, go_duration_ns, rfc3339_ns
 
 __all__ = ["MAX_CLAUSES", "MAX_QUERY_LENGTH", "Query", "SearchError", "Term", "fts_phrase", "parse", "parse_id"]
@@ -233,10 +234,11 @@ def parse(text: str, *, now_ns: int | None = None, service: str | None = None, s
                 raise SearchError(f"{value[:40]!r}: a duration cannot be excluded (write the opposite bound)")
             op, amount = dur.groups()
             ns = go_duration_ns("duration", amount)
+            # Bounded to int64 (the store's nanoseconds): "> the longest duration" matches nothing, not a 500.
             if op.startswith(">"):
-                min_duration = ns + (op == ">")
+                min_duration = min(ns + (op == ">"), _INT64_MAX)
             else:
-                max_duration = ns - (op == "<")
+                max_duration = max(ns - (op == "<"), -_INT64_MAX)
         elif flt:
             name, arg = flt.group(1).lower(), _unquote(flt.group(2))
             if not arg:

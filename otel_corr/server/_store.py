@@ -47,7 +47,7 @@ from .._ids import trace_id_of
 from ..exceptions import StoreError
 from ._codec import Codec
 from ._find import FindResult, find
-from ._index import attribute_tokens, event_rowid, log_doc, span_docs
+from ._index import attribute_tokens, event_rowid, indexed, log_doc, span_docs
 from ._model import LogRecord, Span
 from ._otlp import attribute_text, detail_attributes, expand, resource_key
 from ._search import Query, fts_phrase
@@ -442,7 +442,16 @@ class Store:
         for rid, digest in writer.execute("SELECT id, digest FROM resources"):
             self._resources[digest] = int(rid)
         self._operations: set[tuple[str, str, int]] = set(writer.execute("SELECT service, name, kind FROM operations"))
-        self._next_log = 1 + int(writer.execute("SELECT coalesce(max(id), 0) FROM logs").fetchone()[0])
+        # Never an ID a ``log_ranges`` entry still covers (its record may have been pruned alone): a
+        # new record there would join another trace's lines.
+        self._next_log = 1 + int(
+            writer.execute(
+                "SELECT max((SELECT coalesce(max(id), 0) FROM logs),"
+                " (SELECT coalesce(max(last_id), 0) FROM log_ranges),"
+                " (SELECT coalesce(max(last_log), 0) FROM batches))"
+            ).fetchone()[0]
+        )
+        self._prune_lock = threading.Lock()
         self._details = Codec("span", partial(self._dictionaries, "span"))
         self._log_records = Codec("log", partial(self._dictionaries, "log"))
         self._scopes: dict[str, int] = {name: int(i) for i, name in writer.execute("SELECT id, name FROM scopes")}
@@ -450,7 +459,8 @@ class Store:
         self._next_row = 1 + int(
             writer.execute(
                 "SELECT max((SELECT coalesce(max(rowid), 0) FROM spans),"
-                " (SELECT coalesce(max(last_row), 0) FROM traces))"
+                " (SELECT coalesce(max(last_row), 0) FROM traces),"
+                " (SELECT coalesce(max(last_span), 0) FROM batches))"
             ).fetchone()[0]
         )
         self._writer_conn = writer
@@ -665,10 +675,14 @@ class Store:
         for codec in (self._details, self._log_records):
             trained = codec.take_new()
             if trained is not None:
-                with self._writer_conn as conn:
-                    insert = conn.execute(
-                        "INSERT INTO dicts(kind, data) VALUES (:kind, :data)", {"kind": codec.kind, "data": trained}
-                    )
+                try:
+                    with self._writer_conn as conn:
+                        insert = conn.execute(
+                            "INSERT INTO dicts(kind, data) VALUES (:kind, :data)", {"kind": codec.kind, "data": trained}
+                        )
+                except sqlite3.Error:
+                    codec.give_back(trained)  # stored with the next batch instead
+                    raise
                 codec.adopt(int(insert.lastrowid or 0), trained)
 
     def _log_rows(
@@ -707,6 +721,11 @@ class Store:
             new.append((scope_id, name))
         return scope_id
 
+    def _forget_scopes(self, scopes: list[tuple[int, str]]) -> None:
+        """Scopes a failed batch named first were not stored: the next batch that uses them inserts them."""
+        for _, name in scopes:
+            del self._scopes[name]
+
     def _write(self, batch: Sequence[_Item]) -> None:
         conn = self._writer_conn
         self._adopt_dictionaries()
@@ -721,13 +740,17 @@ class Store:
         event_docs: list[tuple[Any, ...]] = []
         pack = self._details.pack
         scope_ids = self._scopes
-        for i, row in enumerate(rows):
-            attributes, events = span_docs(row[_DETAIL], row[2])
-            attr_docs.append((row[0], attributes))
-            if events:
-                event_docs.extend((event_rowid(row[0], slot), *columns) for slot, columns in events)
-            scope_id = scope_ids.get(row[_SCOPE]) or self._scope_id(row[_SCOPE], scopes)
-            rows[i] = (*row[:_SCOPE], scope_id, pack(row[_DETAIL]), row[_DETAIL + 1])
+        try:
+            for i, row in enumerate(rows):
+                attributes, events = span_docs(row[_DETAIL], row[2])
+                attr_docs.append((row[0], attributes))
+                if events:
+                    event_docs.extend((event_rowid(row[0], slot), *columns) for slot, columns in events)
+                scope_id = scope_ids.get(row[_SCOPE]) or self._scope_id(row[_SCOPE], scopes)
+                rows[i] = (*row[:_SCOPE], scope_id, pack(row[_DETAIL]), row[_DETAIL + 1])
+        except BaseException:
+            self._forget_scopes(scopes)
+            raise
         times = [row[8] for row in rows] + [r[3] for r in log_rows]
         try:
             with conn:
@@ -772,8 +795,7 @@ class Store:
                         },
                     )
         except BaseException:
-            for _, name in scopes:  # not stored: the next batch that uses them inserts them
-                del self._scopes[name]
+            self._forget_scopes(scopes)
             raise
         self._operations |= operations  # only once committed: a failed batch leaves them to the next one
         self._next_row += len(rows)
@@ -811,6 +833,12 @@ class Store:
         long: the search indexes are contentless, and deleting an entry means giving FTS5 its
         document again, rebuilt from the row (a few µs a row).
         """
+        # One prune at a time: two would hand FTS5 the same "delete" twice, which corrupts a
+        # contentless index (every later delete then fails as "malformed").
+        with self._prune_lock:
+            return self._prune(max_age_ns, max_spans)
+
+    def _prune(self, max_age_ns: int | None, max_spans: int | None) -> int:
         # A connection of its own (reads are read-only): WAL lets it write between writer batches.
         conn = self._connect()
         try:
@@ -888,6 +916,10 @@ class Store:
             with self._readers_lock:
                 self._readers.append(conn)
         return conn
+
+    def past_budget(self) -> bool:
+        """Whether this thread's query ran past its :meth:`budget` (for work SQLite cannot interrupt)."""
+        return bool(self._past_deadline())
 
     def _past_deadline(self) -> int:
         # SQLite calls this on the thread running the statement: non-zero interrupts it.
@@ -1079,7 +1111,7 @@ class Store:
                 params.append(int(value))
             else:
                 tokens = attribute_tokens(key, value)
-                count = self._documents("span_attrs", tokens)
+                count = self._documents("span_attrs", tokens) if indexed(value) else _INDEX_DRIVES_BELOW + 1
                 if rarest is None or count < rarest[0]:
                     rarest = (count, " OR ".join(map(fts_phrase, tokens)))
                 where.append("otel_attr(detail, ?) = ?")  # exact, as Jaeger compares: every hit decoded
