@@ -465,12 +465,25 @@ class _Run:
 
     def drive_spans(self) -> None:
         """Service/status/duration (and resource attributes) alone: the span indexes, newest first."""
+        source, where, params = self.span_filters()
+        cursor = self.conn.execute(
+            f"{_SPAN_ROW.replace('spans s', source)} WHERE {' AND '.join(where)} ORDER BY s.start_ns DESC", params
+        )
+        for raw in cursor:
+            row = _SpanRow(*raw)
+            if row.trace_id in self.seen:
+                continue
+            hit = self.span_ok(row)
+            if hit is not None:
+                self.check(row.trace_id, hit, "span")
+                if self.full:
+                    return
+
+    def span_filters(self) -> tuple[str, list[str], dict[str, Any]]:
+        """(source, conditions, parameters) of the query's span columns: window, service, status, duration."""
         q = self.query
         where = ["s.start_ns >= :since", "s.start_ns <= :until"]
-        params: dict[str, Any] = {
-            "since": q.since_ns if q.since_ns is not None else -(2**63),
-            "until": q.until_ns if q.until_ns is not None else 2**63 - 1,
-        }
+        params: dict[str, Any] = self.window()
         source = "spans s"
         if self.failed_only:
             # The partial index of failed spans (a few percent of them): its condition word for word.
@@ -490,18 +503,7 @@ class _Run:
         if q.max_duration_ns is not None:
             where.append("s.duration_ns <= :max_duration")
             params["max_duration"] = q.max_duration_ns
-        cursor = self.conn.execute(
-            f"{_SPAN_ROW.replace('spans s', source)} WHERE {' AND '.join(where)} ORDER BY s.start_ns DESC", params
-        )
-        for raw in cursor:
-            row = _SpanRow(*raw)
-            if row.trace_id in self.seen:
-                continue
-            hit = self.span_ok(row)
-            if hit is not None:
-                self.check(row.trace_id, hit, "span")
-                if self.full:
-                    return
+        return source, where, params
 
     # --- IDs ----------------------------------------------------------------------------------------------
 
@@ -628,15 +630,9 @@ class _Run:
         }
 
     def failed_traces(self) -> set[bytes]:
-        """Every trace with a failed span in the window."""
-        return {
-            r[0]
-            for r in self.conn.execute(
-                f"SELECT s.trace_id FROM spans s INDEXED BY spans_failed WHERE {_FAILED}"
-                " AND s.start_ns >= :since AND s.start_ns <= :until",
-                self.window(),
-            )
-        }
+        """Every trace with a failed span in the window that meets the span columns (service, status, duration)."""
+        source, where, params = self.span_filters()
+        return {r[0] for r in self.conn.execute(f"SELECT s.trace_id FROM {source} WHERE {' AND '.join(where)}", params)}
 
     def window(self) -> dict[str, int]:
         q = self.query
@@ -652,16 +648,11 @@ class _Run:
         return q.error or (q.status is not None and q.status[0] >= 400)
 
     def failed_spans(self) -> int:
-        """How many failed spans the window holds (at most _COUNT_CAP): the span driver's cost."""
-        q = self.query
+        """How many failed spans in the window meet the span columns (at most _COUNT_CAP): the span driver's cost."""
+        source, where, params = self.span_filters()
         row = self.conn.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM spans s INDEXED BY spans_failed WHERE {_FAILED}"
-            " AND s.start_ns >= :since AND s.start_ns <= :until LIMIT :cap)",
-            {
-                "since": q.since_ns if q.since_ns is not None else -(2**63),
-                "until": q.until_ns if q.until_ns is not None else 2**63 - 1,
-                "cap": _COUNT_CAP,
-            },
+            f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {' AND '.join(where)} LIMIT :cap)",
+            {**params, "cap": _COUNT_CAP},
         ).fetchone()
         return int(row[0])
 

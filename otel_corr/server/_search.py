@@ -200,6 +200,8 @@ def parse(text: str, *, now_ns: int | None = None, service: str | None = None, s
     Raises :class:`SearchError` for a query too long, with too many clauses, an unclosed quote, a
     prefix shorter than three characters, a filter value it cannot read, or nothing to look for.
     """
+    # A lone surrogate (from argv's undecodable bytes, or a direct caller) cannot be bound in SQLite.
+    text = text.encode("utf-8", "replace").decode("utf-8")
     if len(text) > MAX_QUERY_LENGTH:
         raise SearchError(f"the query is {len(text):,} characters long; at most {MAX_QUERY_LENGTH:,}")
     now = time.time_ns() if now_ns is None else now_ns
