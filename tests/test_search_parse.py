@@ -81,13 +81,6 @@ def test_a_dash_first_base64_id_is_an_id() -> None:
     assert q(form).lone == form
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parser (268224f): '-' + any 21 base64-alphabet characters with a capital or a digit now reads as a "
-    "dash-first URL-safe trace ID, so excluding a 21-character word turns into looking for it: "
-    "parse('checkout -DeadlineExceededError') gives ids=('-DeadlineExceededError',) and no exclusion; expected "
-    "the dash-first ID reading only for a lone token (where an exclusion is refused anyway)",
-)
 def test_excluding_a_21_character_word_still_excludes() -> None:
     query = q("checkout -DeadlineExceededError")
     assert query.excluded == (Term("DeadlineExceededError"),) and query.ids == ()
