@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -32,6 +33,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
+from otel_corr.server import _find as _find_module
 from otel_corr.server._find import Found
 from otel_corr.server._model import LogRecord, Span
 from otel_corr.server._otlp import decode_logs, parse_logs, parse_spans, span_rows
@@ -484,6 +486,15 @@ def test_find_returns_exactly_what_a_brute_force_finds(built: Built, data: st.Da
                 assert {f.trace_id for f in _find(store, query)} == oracle.expected(query), f"after prune: {text}"
         finally:
             store.close()
+
+
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+def test_the_paths_of_a_big_store_find_the_same() -> None:
+    """The same property with the executor's sizes shrunk to a few rows: the slices of the time window,
+    the chunks of hits, the walk of a common clause and the trace set of a second clause (paths a
+    small store never takes at the real sizes) are compared with the brute force too."""
+    with patch.multiple(_find_module, _SLICE_ROWS=7, _CHUNK=3, _RARE=0, _SET_CHUNK=5, _PREFILTER_CAP=10**9):
+        test_find_returns_exactly_what_a_brute_force_finds()
 
 
 # --- what the random search found, pinned -----------------------------------------------------------------

@@ -43,6 +43,7 @@ _FILTER = re.compile(r"(service|status|since|until):(.*)", re.IGNORECASE | re.DO
 _DURATION = re.compile(r"duration(>=|<=|>|<)(.+)", re.IGNORECASE | re.DOTALL)
 _STATUS_CLASS = re.compile(r"([1-5])xx", re.IGNORECASE)
 _STATUS_CODE = re.compile(r"[1-5]\d\d")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ATTRIBUTE_KEY = re.compile(r"[^\s=\"]{1,256}")
 
 
@@ -200,8 +201,9 @@ def parse(text: str, *, now_ns: int | None = None, service: str | None = None, s
     Raises :class:`SearchError` for a query too long, with too many clauses, an unclosed quote, a
     prefix shorter than three characters, a filter value it cannot read, or nothing to look for.
     """
-    # A lone surrogate (from argv's undecodable bytes, or a direct caller) cannot be bound in SQLite.
-    text = text.encode("utf-8", "replace").decode("utf-8")
+    # A lone surrogate (from argv's undecodable bytes, or a direct caller) cannot be bound in
+    # SQLite: it becomes U+FFFD, as a browser's or HTTP's decoding would have made it.
+    text = _SURROGATE.sub("\ufffd", text)
     if len(text) > MAX_QUERY_LENGTH:
         raise SearchError(f"the query is {len(text):,} characters long; at most {MAX_QUERY_LENGTH:,}")
     now = time.time_ns() if now_ns is None else now_ns
