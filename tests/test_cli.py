@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pty
 import re
 import shutil
 import signal
@@ -19,6 +18,7 @@ import pytest
 
 from otel_corr import __version__, cli
 
+from ._pty import run_on_pty
 from .collector import free_port, wait_for_port
 from .conftest import ROOT
 from .test_server import Backend
@@ -47,26 +47,8 @@ def _on_terminal(columns: int, *args: str) -> str:
 
 def _raw_on_terminal(columns: int, *args: str) -> bytes:
     """``otel-corr ARGS`` with its stdout on a pseudo-terminal ``columns`` wide: the bytes the terminal gets."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "otel_corr", *args],
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": str(columns), "TERM": "xterm-256color"},
-    )
-    os.close(follower)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the follower's last holder exited
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(leader)
-    assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
+    status, out, err = run_on_pty(args, {**os.environ, "COLUMNS": str(columns), "TERM": "xterm-256color"})
+    assert status == 0, err
     return out
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ._pty import run_on_pty
 from ._search_data import ESC, OLD, PAY, PAY_RID, seed
 from .collector import free_port, wait_for_port
 from .conftest import ROOT
@@ -47,27 +47,9 @@ def _find(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 def _on_terminal(*args: str, **env: str) -> tuple[int, bytes]:
     """``otel-corr find ARGS`` with stdout on a pseudo-terminal: (its status, the bytes the terminal got)."""
-    leader, follower = pty.openpty()
     base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "OTEL_CORR_URL")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "otel_corr", "find", *args],
-        stdout=follower,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-        env={**base, "COLUMNS": "200", "TERM": "xterm-256color", **env},
-    )
-    os.close(follower)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the follower's last holder exited
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(leader)
-    return proc.wait(30), out
+    status, out, _ = run_on_pty(["find", *args], {**base, "COLUMNS": "200", "TERM": "xterm-256color", **env})
+    return status, out
 
 
 def test_piped_output_is_plain_newest_first_with_how_to_open_one(backend: Backend) -> None:

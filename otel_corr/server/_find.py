@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -454,14 +454,8 @@ class _Run:
                     "WHERE s.rowid IN (SELECT value FROM json_each(:ids)) ORDER BY s.start_ns DESC",
                     {"ids": json.dumps(chunk)},
                 )
-                for row in rows:
-                    if row.trace_id in self.seen or not self.in_window(row.start_ns):
-                        continue
-                    hit = self.span_ok(row)
-                    if hit is not None:
-                        self.check(row.trace_id, hit, "span")
-                    if self.full:
-                        return
+                if self.walk_spans(rows):
+                    return
 
     def drive_spans(self) -> None:
         """Service/status/duration (and resource attributes) alone: the span indexes, newest first."""
@@ -469,15 +463,19 @@ class _Run:
         cursor = self.conn.execute(
             f"{_SPAN_ROW.replace('spans s', source)} WHERE {' AND '.join(where)} ORDER BY s.start_ns DESC", params
         )
-        for raw in cursor:
-            row = _SpanRow(*raw)
-            if row.trace_id in self.seen:
-                continue
-            hit = self.span_ok(row)
+        self.walk_spans(_SpanRow(*raw) for raw in cursor)
+
+    def walk_spans(self, rows: Iterable[_SpanRow]) -> bool:
+        """Check the trace of each span that meets the span clauses, in order; True once the search is full."""
+        for row in rows:
+            if row.trace_id in self.seen or (self.prefilter is not None and row.trace_id not in self.prefilter):
+                continue  # before the span is decoded
+            hit = self.span_ok(row)  # the window too
             if hit is not None:
                 self.check(row.trace_id, hit, "span")
                 if self.full:
-                    return
+                    return True
+        return False
 
     def span_filters(self) -> tuple[str, list[str], dict[str, Any]]:
         """(source, conditions, parameters) of the query's span columns: window, service, status, duration."""
