@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ._load import Serve, app_env, delivered, request_ids, run_load
+from ._load import Serve, app_env, delivered, request_ids, run_load, wait_for_workers
 
 pytestmark = pytest.mark.e2e
 
@@ -50,11 +50,15 @@ def test_sigterm_under_load_loses_nothing_that_was_answered(tmp_path: Path, star
             "--timeout-graceful-shutdown",
             str(int(GRACEFUL)),
         )
-        results = run_load(server.url, request_ids(200))  # both workers up (they import after the port opens)
+        # Both workers up (they import after the port opens; a load started before the second
+        # listens goes to the first alone), then a first round of requests.
+        wait_for_workers(server.url, 2)
+        results = run_load(server.url, request_ids(200))
+        warm = len(results)
         stop = threading.Event()
-        ids = request_ids(50_000, start=200)
+        ids = request_ids(50_000, start=warm)
         client = threading.Thread(
-            target=lambda: results.extend(run_load(server.url, ids, first=200, stop=stop)),
+            target=lambda: results.extend(run_load(server.url, ids, first=warm, stop=stop)),
             daemon=True,
         )
         client.start()
