@@ -160,6 +160,14 @@ _PARENT_ROWS = (
 
 
 # Where a request entered the system: span ``s`` is a root, or a SERVER span whose parent is not stored.
+class Recent(NamedTuple):
+    """One request of an endpoint, as :meth:`Store.recent_requests` returns it."""
+
+    trace_id: bytes
+    start_ns: int
+    duration_ns: int
+
+
 class Served(NamedTuple):
     """A span that served a request, as :meth:`Store.endpoint_stats` returns it."""
 
@@ -1243,6 +1251,25 @@ class Store:
             .fetchall()
         )
         return [Served(*r) for r in rows]  # the SELECT's columns, in Served's order
+
+    def recent_requests(self, service: str, name: str, since_ns: int, limit: int) -> list[Recent]:
+        """The newest ``limit`` requests of one endpoint (``service``'s spans named ``name`` that
+        served a request, as :meth:`endpoint_stats` counts them) since ``since_ns``, newest first.
+
+        The ``spans_service`` range, read backwards: a sample of the latest requests however busy
+        the service, never a scan of the day.
+        """
+        rows = (
+            self._read()
+            .execute(
+                "SELECT s.trace_id, s.start_ns, s.duration_ns FROM spans s INDEXED BY spans_service"
+                f" WHERE s.service = :service AND s.start_ns >= :since AND s.name = :name AND {_SERVED_SPAN}"
+                " ORDER BY s.start_ns DESC LIMIT :limit",
+                {"service": service, "since": since_ns, "name": name, "limit": limit},
+            )
+            .fetchall()
+        )
+        return [Recent(trace_id=r[0], start_ns=r[1], duration_ns=r[2]) for r in rows]
 
     def stats(self) -> dict[str, int]:
         conn = self._read()

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._analysis import Baseline, Window, analyse, entry_of
 from ._find import Found, Match
 from ._model import KIND_NAMES, LogRecord, Span
 from ._query import float_param, int_param, time_range
@@ -110,6 +111,34 @@ def _percentile(sorted_values: list[int], q: float) -> float:
     return sorted_values[index] / 1e6
 
 
+#: How many of an endpoint's latest requests "against normal" reads (a sample, however busy the
+#: endpoint: the percentile of the newest 2,000 is what a day's would be, at a fraction of the read).
+_BASELINE_SAMPLE = 2000
+_HOUR_NS = 3600 * 1_000_000_000
+
+
+def _baseline(store: Store, entry: Span, now_ns: int) -> Baseline:
+    """The endpoint's requests of the last hour and day (this one left out) and its median trace."""
+    recent = [
+        r
+        for r in store.recent_requests(entry.service, entry.name, now_ns - 24 * _HOUR_NS, _BASELINE_SAMPLE)
+        if r.trace_id != entry.trace_id
+    ]
+    sampled = len(recent) >= _BASELINE_SAMPLE - 1
+    hour = [r for r in recent if r.start_ns >= now_ns - _HOUR_NS]
+    windows = [
+        Window("1h", sorted(r.duration_ns for r in hour), sampled and len(hour) == len(recent)),
+        Window("24h", sorted(r.duration_ns for r in recent), sampled),
+    ]
+    pool = hour if len(hour) >= 5 else recent
+    typical: list[Span] = []
+    if pool:
+        median = sorted(r.duration_ns for r in pool)[len(pool) // 2]
+        chosen = min(pool, key=lambda r: (abs(r.duration_ns - median), -r.start_ns))
+        typical = store.trace(chosen.trace_id)
+    return Baseline(entry.service, entry.name, windows, typical)
+
+
 def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
     """Routes of the page and its API (mounted on the query port); ``reads`` runs a query handler off the loop."""
 
@@ -191,6 +220,15 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
             }
         )
 
+    def why(request: Request) -> Response:
+        """Why the request was slow or failed (``_analysis``): the page's panel and ``otel-corr why``."""
+        found = find_trace(store, request.path_params["trace_id"])
+        if found is None:
+            return JSONResponse({"error": "no trace found for that ID"}, status_code=404)
+        trace_id, spans = found
+        baseline = _baseline(store, entry_of(spans), time.time_ns())
+        return JSONResponse(analyse(spans, store.logs(trace_id), baseline))
+
     def endpoints(request: Request) -> Response:
         window = request.query_params.get("window")
         window_s = max(60, min(int_param("window", window, 0, 2**31) if window else 3600, 30 * 86400))
@@ -250,6 +288,7 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
         Route("/static/{name}", static),
         Route("/api/ui/requests", reads(requests)),
         Route("/api/ui/trace/{trace_id}", reads(trace)),
+        Route("/api/ui/why/{trace_id}", reads(why)),
         Route("/api/search", reads(search)),
         Route("/api/ui/endpoints", reads(endpoints)),
     ]

@@ -1,0 +1,312 @@
+"""``_analysis``: the critical path, untraced gaps, runs, failure origin and "against normal" on
+traces built by hand, where the right answer is known by construction."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from otel_corr.server._analysis import Baseline, Window, analyse
+from otel_corr.server._model import LogRecord, Span
+
+MS = 1_000_000
+TRACE = bytes(range(16))
+_ids = iter(range(1, 10**9))
+
+
+def span(
+    name: str,
+    start_ms: float,
+    end_ms: float,
+    parent: Span | None = None,
+    *,
+    kind: int = 1,
+    service: str = "shop",
+    status: int = 0,
+    attributes: dict[str, Any] | None = None,
+    events: list[dict[str, Any]] | None = None,
+) -> Span:
+    return Span(
+        trace_id=TRACE,
+        span_id=next(_ids).to_bytes(8, "big"),
+        parent_id=parent.span_id if parent else None,
+        service=service,
+        name=name,
+        kind=kind,
+        start_ns=int(start_ms * MS),
+        duration_ns=int((end_ms - start_ms) * MS),
+        status=status,
+        attributes=attributes or {},
+        events=events or [],
+    )
+
+
+def log(message: str, at_ms: float, owner: Span, severity: int = 9) -> LogRecord:
+    return LogRecord(
+        time_ns=int(at_ms * MS),
+        severity_number=severity,
+        severity_text="INFO" if severity < 13 else "ERROR",
+        body=message,
+        service=owner.service,
+        trace_id=TRACE,
+        span_id=owner.span_id,
+    )
+
+
+def exception(kind: str, message: str, stacktrace: str = "") -> dict[str, Any]:
+    return {
+        "t": 0,
+        "n": "exception",
+        "a": {"exception.type": kind, "exception.message": message, "exception.stacktrace": stacktrace},
+    }
+
+
+def test_the_demo_gap_is_named_by_the_log_line_and_the_call_around_it() -> None:
+    entry = span("GET /checkout/{order_id}", 0, 482, kind=2, attributes={"http.response.status_code": 200})
+    call = span("GET", 401, 470, entry, kind=3, attributes={"url.full": "http://inventory:8000/stock/sku-0?x=1"})
+    downstream = span("GET /stock/{sku}", 405, 465, call, kind=2, service="inventory")
+    logs = [log("checking out order 1001", 0.5, entry), log("order 1001 reserved 1 items", 472, entry)]
+    why = analyse([entry, call, downstream], logs)
+    top = why["causes"][0]
+    assert top["kind"] == "untraced" and top["span_id"] == entry.span_id.hex()
+    assert 399 <= top["ms"] <= 401
+    assert top["gap"]["before"] == {
+        "what": "log",
+        "text": "checking out order 1001",
+        "span_id": entry.span_id.hex(),
+        "time_ns": str(int(0.5 * MS)),
+    }
+    assert top["gap"]["after"]["what"] == "span_start"
+    assert top["gap"]["after"]["text"] == "GET /stock/sku-0"
+    assert "between “checking out order 1001” and GET /stock/sku-0" in top["title"]
+    assert [r["message"] for r in top["logs"]] == ["checking out order 1001"]
+    # The critical path: the entry's own 400 ms first, then the downstream's 60 ms.
+    path = [(p["name"], p["self_ms"]) for p in why["critical_path"]]
+    assert path[0][0] == "GET /checkout/{order_id}" and path[1] == ("GET /stock/{sku}", 60.0)
+    assert sum(p["self_ms"] for p in why["critical_path"]) == pytest.approx(482, abs=0.5)
+    # No baseline: a 400 ms untraced stretch that is most of the request is worth an alarm.
+    assert why["verdict"]["alarming"] is True
+    assert why["normal"] is None
+
+
+def test_an_n_plus_one_of_30_is_one_cause_with_its_count_not_30_slow_calls() -> None:
+    entry = span("GET /orders", 0, 200, kind=2)
+    query = [
+        span("SELECT item", 10 + i * 6, 15 + i * 6, entry, kind=3, attributes={"db.system": "sqlite"})
+        for i in range(30)
+    ]
+    why = analyse([entry, *query], [])
+    top = why["causes"][0]
+    assert top["kind"] == "repeated" and top["span_id"] == entry.span_id.hex()
+    assert top["repeat"]["count"] == 30 and top["repeat"]["failed"] == 0
+    assert top["repeat"]["span_ids"] == [s.span_id.hex() for s in query[:5]]
+    assert top["ms"] == pytest.approx(179, abs=0.5)
+    assert not any(c["kind"] == "slow" and c["name"] == "SELECT item" for c in why["causes"])
+    assert why["verdict"]["alarming"] is True
+
+
+def test_four_inserts_are_not_a_loop() -> None:
+    entry = span("POST /orders", 0, 20, kind=2)
+    writes = [span("INSERT", 1 + i * 4, 4 + i * 4, entry, kind=3) for i in range(4)]
+    why = analyse([entry, *writes], [])
+    assert not any(c["kind"] == "repeated" for c in why["causes"])
+    assert why["verdict"]["alarming"] is False
+
+
+def test_a_retry_loop_counts_the_failed_attempts_and_the_waits_between() -> None:
+    entry = span("GET /quote", 0, 400, kind=2)
+    url = {"url.full": "http://rates/quote?ccy=EUR"}
+    attempts = [
+        span("GET", 5, 25, entry, kind=3, status=2, attributes={**url, "http.response.status_code": 503}),
+        span("GET", 125, 145, entry, kind=3, status=2, attributes={**url, "http.response.status_code": 503}),
+        span("GET", 345, 365, entry, kind=3, attributes={**url, "http.response.status_code": 200}),
+    ]
+    why = analyse([entry, *attempts], [])
+    top = why["causes"][0]
+    assert top["kind"] == "retried"
+    assert top["repeat"]["count"] == 3 and top["repeat"]["failed"] == 2
+    assert top["ms"] == pytest.approx(360, abs=0.5)
+    # The backoff waits are inside the loop, not causes of their own.
+    assert not any(c["kind"] == "untraced" and c["ms"] >= 99 for c in why["causes"])
+    assert why["verdict"]["alarming"] is True
+
+
+TRACEBACK = """Traceback (most recent call last):
+  File "app/repo.py", line 10, in load
+    return rows[order_id]
+KeyError: 1001
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "app/service.py", line 20, in checkout
+    raise LookupFailed("order 1001") from exc
+app.service.LookupFailed: order 1001
+"""
+
+
+def test_a_failure_starts_at_the_deepest_span_whose_error_is_its_own() -> None:
+    entry = span("GET /checkout", 0, 50, kind=2, status=2, attributes={"http.response.status_code": 500})
+    entry.events = [exception("app.service.LookupFailed", "order 1001", TRACEBACK)]
+    service = span(
+        "checkout", 2, 40, entry, status=2, events=[exception("app.service.LookupFailed", "order 1001", TRACEBACK)]
+    )
+    ok = span("SELECT user", 3, 5, service, kind=3)
+    repo = span(
+        "repo.load", 10, 30, service, status=2, events=[exception("KeyError", "1001", TRACEBACK.split("\n\n")[0])]
+    )
+    logs = [log("loading order 1001", 11, repo), log("lookup failed", 31, service, severity=17)]
+    why = analyse([entry, service, ok, repo], logs)
+    top = why["causes"][0]
+    assert top["kind"] == "error" and top["span_id"] == repo.span_id.hex()
+    assert top["error"]["type"] == "KeyError" and top["error"]["message"] == "1001"
+    assert top["error"]["frames"] == ['File "app/repo.py", line 10, in load']
+    assert [c["name"] for c in top["error"]["chain"]] == ["repo.load", "checkout", "GET /checkout"]
+    assert "lookup failed" in [r["message"] for r in top["logs"]]
+    assert why["verdict"]["alarming"] is True and why["verdict"]["headline"].startswith("Failed after 50 ms: KeyError")
+
+
+def test_a_chained_exception_on_one_span_names_where_it_started() -> None:
+    entry = span("GET /checkout", 0, 50, kind=2, status=2, attributes={"http.response.status_code": 500})
+    entry.events = [exception("app.service.LookupFailed", "order 1001", TRACEBACK)]
+    top = analyse([entry], [])["causes"][0]
+    assert top["error"]["type"] == "KeyError"
+    assert top["detail"][0] == "re-raised as app.service.LookupFailed: order 1001"
+
+
+def test_background_work_after_the_response_is_its_own_cause_and_no_alarm() -> None:
+    entry = span("POST /orders/{order_id}", 0, 2, kind=2)
+    task = span("BackgroundTask send_receipt", 3, 153, entry)
+    why = analyse([entry, task], [])
+    top = why["causes"][0]
+    assert top["kind"] == "after_response" and top["span_id"] == task.span_id.hex()
+    assert top["ms"] == pytest.approx(151, abs=0.5)
+    assert why["extent_ms"] == pytest.approx(153, abs=0.5)
+    assert why["verdict"]["alarming"] is False
+
+
+def _baseline(durations_ms: list[float], typical: list[Span]) -> Baseline:
+    ns = sorted(int(d * MS) for d in durations_ms)
+    return Baseline("shop", "GET /checkout", [Window("1h", ns), Window("24h", ns)], typical)
+
+
+def test_against_normal_gives_the_percentile_and_what_differs_from_the_median_request() -> None:
+    entry = span("GET /checkout", 0, 300, kind=2)
+    db = span("SELECT cart", 5, 280, entry, kind=3)
+    extra = span("GET", 281, 290, entry, kind=3)
+    t_entry = span("GET /checkout", 0, 30, kind=2)
+    t_db = span("SELECT cart", 5, 25, t_entry, kind=3)
+    t_cache = span("cache.get", 1, 3, t_entry)
+    why = analyse([entry, db, extra], [], _baseline([20 + i for i in range(40)], [t_entry, t_db, t_cache]))
+    hour = why["normal"]["windows"][0]
+    assert hour == {
+        "window": "1h",
+        "count": 40,
+        "sampled": False,
+        "percentile": 100.0,
+        "median_ms": 40.0,
+        "p95_ms": 57.0,
+    }
+    changes = {(d["change"], d["name"]): d["diff_ms"] for d in why["normal"]["differences"]}
+    assert changes == {("longer", "SELECT cart"): 255.0, ("new", "GET"): 9.0, ("missing", "cache.get"): -2.0}
+    assert why["verdict"]["alarming"] is True
+    assert why["verdict"]["headline"].startswith("Slow: 300 ms (p100 of 40 in the last 1h, median 40 ms)")
+    assert why["causes"][0]["kind"] == "slow" and why["causes"][0]["name"] == "SELECT cart"
+
+
+def test_an_ordinary_request_is_nothing_unusual() -> None:
+    entry = span("GET /checkout", 0, 31, kind=2)
+    db = span("SELECT cart", 5, 25, entry, kind=3)
+    why = analyse([entry, db], [], _baseline([20 + i for i in range(40)], [entry, db]))
+    assert why["verdict"]["alarming"] is False
+    assert why["verdict"]["headline"].startswith("Nothing unusual: 31 ms (p28.8 of 40")
+    assert why["normal"]["differences"] == []
+
+
+def test_an_n_plus_one_the_endpoint_always_does_is_not_news() -> None:
+    def trace() -> list[Span]:
+        entry = span("GET /orders", 0, 100, kind=2)
+        return [entry, *(span("SELECT item", 2 + i * 8, 8 + i * 8, entry, kind=3) for i in range(12))]
+
+    here, typical = trace(), trace()
+    why = analyse(here, [], _baseline([95 + i for i in range(20)], typical))
+    assert why["causes"][0]["kind"] == "repeated"
+    assert why["verdict"]["alarming"] is False
+
+
+def _reference_path(spans: list[Span]) -> dict[bytes, int]:
+    """Jaeger's critical path, written the way its UI writes it (recursive, on a sanitized copy)."""
+    by_id = {s.span_id: s for s in spans}
+    root = next(s for s in spans if s.parent_id is None)
+    start = {s.span_id: s.start_ns for s in spans}
+    end = {s.span_id: s.start_ns + s.duration_ns for s in spans}
+    kids: dict[bytes, list[bytes]] = {s.span_id: [] for s in spans}
+    order = [root.span_id]
+    for sid in order:  # sanitize top-down: clip each child to its (clipped) parent, drop outsiders
+        for child in (s for s in spans if s.parent_id == sid):
+            if child.start_ns >= end[sid] or end[child.span_id] <= start[sid]:
+                continue
+            start[child.span_id] = max(start[child.span_id], start[sid])
+            end[child.span_id] = min(end[child.span_id], end[sid])
+            kids[sid].append(child.span_id)
+            order.append(child.span_id)
+    out: dict[bytes, int] = {}
+
+    def walk(sid: bytes, returning: int | None) -> None:
+        eligible = [c for c in kids[sid] if returning is None or end[c] < returning]
+        bound = end[sid] if returning is None else returning
+        if eligible:
+            last = max(eligible, key=lambda c: (end[c], -start[c]))  # a tie: the longest
+            out[sid] = out.get(sid, 0) + bound - end[last]
+            walk(last, None)
+        else:
+            out[sid] = out.get(sid, 0) + bound - start[sid]
+            parent = by_id[sid].parent_id
+            if parent is not None:
+                walk(parent, start[sid])
+
+    walk(root.span_id, None)
+    return {k: v for k, v in out.items() if v}
+
+
+def test_the_critical_path_is_jaegers_on_random_trees() -> None:
+    rng = random.Random(19)
+    for _ in range(300):
+        entry = span("root", 0, 1000, kind=2)
+        spans = [entry]
+        for i in range(rng.randint(1, 25)):
+            parent = rng.choice(spans)
+            a = parent.start_ns / MS + rng.uniform(-50, parent.duration_ns / MS)
+            spans.append(span(f"s{i}", a, a + rng.uniform(0, 400), parent))
+        why = analyse(spans, [])
+        got = {bytes.fromhex(p["span_id"]): p["self_ms"] for p in why["critical_path"]}
+        want = {sid: round(ns / MS, 1) for sid, ns in _reference_path(spans).items()}
+        assert sum(got.values()) == pytest.approx(1000, abs=0.5)
+        assert got == pytest.approx(want, abs=0.11)
+
+
+def test_hostile_shapes_are_answered() -> None:
+    entry = span("GET /x", 0, 100, kind=2)
+    loop_a = span("a", 10, 20, entry)
+    loop_b = span("b", 11, 19, loop_a)
+    loop_a.parent_id = loop_b.span_id  # a cycle below no root
+    self_parent = span("self", 30, 40, entry)
+    self_parent.parent_id = self_parent.span_id
+    twin = span("twin", 50, 60, entry)
+    twin2 = span("twin again", 50, 70, entry)
+    twin2.span_id = twin.span_id
+    zero = span("zero", 80, 80, entry)
+    huge = span("\x1b[31m" + "x" * 10_000, 85, 99, entry, kind=3)
+    why = analyse([entry, loop_a, loop_b, self_parent, twin, twin2, zero, huge], [])
+    assert all(len(c["title"]) <= 120 for c in why["causes"])
+    assert sum(p["self_ms"] for p in why["critical_path"]) == pytest.approx(100, abs=0.5)
+
+
+def test_a_chain_of_10000_spans_has_no_recursion_limit() -> None:
+    spans = [span("root", 0, 20_000, kind=2)]
+    for i in range(9_999):
+        spans.append(span(f"level {i}", i + 1, 20_000 - i - 1, spans[-1]))
+    why = analyse(spans, [])
+    assert len(why["critical_path"]) == 10_000
