@@ -29,6 +29,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from ._model import LogRecord, Span
@@ -127,11 +128,12 @@ class _Tree:
     """
 
     def __init__(self, spans: Sequence[Span], entry: Span) -> None:
-        by_id = {s.span_id: s for s in spans}
+        known = {s.span_id for s in spans}
         kids: dict[bytes, list[Span]] = defaultdict(list)
         for span in spans:
-            if span.parent_id is not None and span.parent_id in by_id and span.parent_id != span.span_id:
-                kids[span.parent_id].append(span)
+            parent_id = span.parent_id
+            if parent_id is not None and parent_id != span.span_id and parent_id in known:
+                kids[parent_id].append(span)
         self.entry = entry
         self.parent: dict[bytes, Span] = {}
         self.depth: dict[bytes, int] = {entry.span_id: 0}
@@ -139,25 +141,36 @@ class _Tree:
         self.interval: dict[bytes, tuple[int, int]] = {entry.span_id: (entry.start_ns, _end(entry))}
         self.children: dict[bytes, list[tuple[int, int, Span]]] = {}
         self.order: list[Span] = [entry]
+        parent, depth, interval, order = self.parent, self.depth, self.interval, self.order
+        by_start = itemgetter(0, 1)
         stack = [entry]
         while stack:
             span = stack.pop()
-            low, high = self.interval[span.span_id]
+            mine = kids.get(span.span_id)
+            if mine is None:  # a leaf: most spans of a big trace
+                continue
+            low, high = interval[span.span_id]
+            below = depth[span.span_id] + 1
             placed: list[tuple[int, int, Span]] = []
-            for child in kids.get(span.span_id, ()):
-                if child.span_id in self.depth:  # a cycle, or the same ID twice: placed once
+            for child in mine:
+                child_id = child.span_id
+                if child_id in depth:  # a cycle, or the same ID twice: placed once
                     continue
-                self.parent[child.span_id] = span
-                self.depth[child.span_id] = self.depth[span.span_id] + 1
-                start, end = max(child.start_ns, low), min(_end(child), high)
-                # Entirely outside its parent (background work after the response): no part of the
-                # parent's time, but still a span of the trace, with children of its own.
-                self.interval[child.span_id] = (start, end) if start < end else (child.start_ns, _end(child))
+                parent[child_id] = span
+                depth[child_id] = below
+                own_start, own_end = child.start_ns, child.start_ns + max(0, child.duration_ns)
+                start = own_start if own_start > low else low
+                end = own_end if own_end < high else high
                 if start < end or (start == end and low <= start <= high):
+                    interval[child_id] = (start, end)
                     placed.append((start, end, child))
-                self.order.append(child)
+                else:
+                    # Entirely outside its parent (background work after the response): no part
+                    # of the parent's time, but still a span of the trace, with children of its own.
+                    interval[child_id] = (own_start, own_end)
+                order.append(child)
                 stack.append(child)
-            placed.sort(key=lambda item: (item[0], item[1]))
+            placed.sort(key=by_start)
             self.children[span.span_id] = placed
 
     def kids(self, span: Span) -> list[tuple[int, int, Span]]:
@@ -643,11 +656,12 @@ def analyse(spans: Sequence[Span], logs: Sequence[LogRecord], baseline: Baseline
             if on_path > 0:
                 causes.append(_gap_cause(tree, records, span, a, b, on_path))
     # Work that outlived the response: the topmost spans that ended after the entry span did.
+    entry_end = _end(entry)
     late = [
         s
         for s in tree.order[1:]
-        if _end(s) > _end(entry)
-        and not (_end(tree.parent[s.span_id]) > _end(entry) and tree.parent[s.span_id] is not entry)
+        if s.start_ns + s.duration_ns > entry_end
+        and (tree.parent[s.span_id] is entry or _end(tree.parent[s.span_id]) <= entry_end)
     ]
     last = max(late, key=_end) if late else None
     # A downstream span can end a moment after its caller's response (its own access log, the
