@@ -4,12 +4,19 @@ traces built by hand, where the right answer is known by construction."""
 from __future__ import annotations
 
 import random
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from otel_corr.server._analysis import Baseline, Window, analyse
 from otel_corr.server._model import LogRecord, Span
+from otel_corr.server._store import Store
+from otel_corr.server._ui import _baseline as read_baseline
+
+from .test_store import _span as message
+from .test_store import _submit
 
 MS = 1_000_000
 TRACE = bytes(range(16))
@@ -310,3 +317,43 @@ def test_a_chain_of_10000_spans_has_no_recursion_limit() -> None:
         spans.append(span(f"level {i}", i + 1, 20_000 - i - 1, spans[-1]))
     why = analyse(spans, [])
     assert len(why["critical_path"]) == 10_000
+
+
+def test_the_baseline_is_the_endpoints_own_recent_requests_newest_first(tmp_path: Path) -> None:
+    """``Store.recent_requests`` through the why route's ``_baseline``: only requests the endpoint
+    served (a root, or a SERVER span), of that service and name, in the window, this one left out."""
+    store = Store(tmp_path / "b.db")
+    try:
+        now = time.time_ns()
+        rows = []
+        for i in range(30):
+            trace = (i + 1).to_bytes(16, "big")
+            root = message(trace, 1)
+            root.name = "GET /checkout"
+            root.kind = 2
+            age = (10 + i) * 60 * 10**9 if i < 20 else (3 + i) * 3600 * 10**9  # 20 in the hour, 10 older
+            root.start_time_unix_nano, root.end_time_unix_nano = now - age, now - age + (i + 1) * MS
+            inner = message(trace, 2, parent=1)  # same name, not a request: never counted
+            inner.name = "GET /checkout"
+            inner.start_time_unix_nano, inner.end_time_unix_nano = root.start_time_unix_nano, root.end_time_unix_nano
+            rows += [root, inner]
+        other = message(b"\x09" * 16, 1)
+        other.name = "GET /other"
+        other.start_time_unix_nano, other.end_time_unix_nano = now - 60 * 10**9, now
+        _submit(store, "shop", [*rows, other])
+        _submit(store, "inventory", [message(b"\x08" * 16, 1)])
+        recent = store.recent_requests("shop", "GET /checkout", now - 24 * 3600 * 10**9, 100)
+        assert [r.trace_id for r in recent] == [
+            (i + 1).to_bytes(16, "big") for i in range(22)
+        ]  # 8 are older than a day
+        assert [r.duration_ns for r in recent[:3]] == [1 * MS, 2 * MS, 3 * MS]
+        this = store.trace((5).to_bytes(16, "big"))[0]
+        baseline = read_baseline(store, this, now)
+        hour, day = baseline.windows
+        assert (hour.name, len(hour.durations), day.name, len(day.durations)) == ("1h", 19, "24h", 21)
+        assert 5 * MS not in hour.durations and list(hour.durations) == sorted(hour.durations)
+        # The median request of the hour (10 ms or 11 ms), read back whole for the diff.
+        assert baseline.typical and baseline.typical[0].duration_ns in (10 * MS, 11 * MS)
+        assert len(store.recent_requests("shop", "GET /checkout", now - 24 * 3600 * 10**9, 7)) == 7
+    finally:
+        store.close()
