@@ -33,6 +33,7 @@ from operator import itemgetter
 from typing import Any
 
 from ._model import LogRecord, Span
+from ._otlp import expand
 
 __all__ = ["Baseline", "Window", "analyse", "entry_of"]
 
@@ -43,7 +44,12 @@ _REPEAT_MIN = 5
 #: An N+1 this long is worth an alarm even when the request is not slow yet.
 _REPEAT_ALARM = 10
 _MAX_CAUSES = 5
+#: Of each kind, how many of the largest candidates are written out before ranking (ranking drops
+#: those inside a run already told, so more than it keeps).
+_CANDIDATES = 4 * _MAX_CAUSES
 _MAX_DIFFERENCES = 5
+#: The critical path's spans listed (by self time): a 10,000-span trace's path can hold thousands.
+_MAX_PATH = 20
 _TITLE = 120
 _TEXT = 80
 #: A frame line of a Python traceback, and the lines that join chained exceptions.
@@ -89,11 +95,22 @@ def _fmt_ms(ns: float) -> str:
     return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
 
 
+def _full(span: Span) -> Span:
+    """The span with its attributes and events decoded (a span read with ``details=False`` keeps
+    them in ``raw`` until a cause needs them)."""
+    if span.raw:
+        raw, span.raw = span.raw, b""
+        expand(span, raw)
+    return span
+
+
 def _end(span: Span) -> int:
     return span.start_ns + max(0, span.duration_ns)
 
 
 def _http_status(span: Span) -> int | None:
+    if span.http_status is not None:  # the column, read with the span
+        return span.http_status
     value = span.attributes.get("http.response.status_code", span.attributes.get("http.status_code"))
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -109,7 +126,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 def _name(span: Span) -> str:
     """The span's name, with the path for an outbound call named by its method only (``GET``)."""
     if span.name in _METHODS:
-        url = span.attributes.get("url.full") or span.attributes.get("http.url")
+        url = _full(span).attributes.get("url.full") or span.attributes.get("http.url")
         if isinstance(url, str) and "://" in url:
             path = "/" + url.split("://", 1)[1].partition("/")[2].split("?", 1)[0]
             return _short(f"{span.name} {path}", 60)
@@ -222,23 +239,39 @@ def _critical_path(tree: _Tree) -> list[tuple[Span, int, int]]:
     return sections
 
 
-def _uncovered(low: int, high: int, kids: Iterable[tuple[int, int, Span]]) -> list[tuple[int, int]]:
-    """The parts of [low, high] no child covers (children sorted by start)."""
-    gaps: list[tuple[int, int]] = []
-    cursor = low
-    for start, end, _ in kids:
+_Kid = tuple[int, int, Span]
+
+
+def _uncovered(low: int, high: int, kids: Iterable[_Kid]) -> list[tuple[int, int, _Kid | None, _Kid | None]]:
+    """The parts of [low, high] no child covers (children sorted by start), each with the child
+    whose end opens it and the child whose start closes it (None: the span's own start or end)."""
+    gaps: list[tuple[int, int, _Kid | None, _Kid | None]] = []
+    cursor, opener = low, None
+    for kid in kids:
+        start, end, _ = kid
         if start > cursor:
-            gaps.append((cursor, min(start, high)))
-        cursor = max(cursor, end)
+            gaps.append((cursor, min(start, high), opener, kid))
+        if end > cursor:
+            cursor, opener = end, kid
         if cursor >= high:
             break
     if cursor < high:
-        gaps.append((cursor, high))
-    return [(a, b) for a, b in gaps if b > a]
+        gaps.append((cursor, high, opener, None))
+    return [g for g in gaps if g[1] > g[0]]
 
 
-def _overlap(a: int, b: int, sections: Sequence[tuple[int, int]]) -> int:
-    return sum(max(0, min(b, end) - max(a, start)) for start, end in sections)
+def _overlaps(gaps: Sequence[tuple[int, int]], parts: Sequence[tuple[int, int]]) -> list[int]:
+    """For each gap, how much of it the sorted, disjoint ``parts`` cover (one merge pass)."""
+    out, j = [], 0
+    for a, b in gaps:
+        while j < len(parts) and parts[j][1] <= a:
+            j += 1
+        total, k = 0, j
+        while k < len(parts) and parts[k][0] < b:
+            total += min(b, parts[k][1]) - max(a, parts[k][0])
+            k += 1
+        out.append(total)
+    return out
 
 
 def _log_json(record: LogRecord) -> dict[str, Any]:
@@ -293,18 +326,20 @@ def _bracket(what: str, text: str, span: Span | None, time_ns: int) -> dict[str,
     }
 
 
-def _gap_cause(tree: _Tree, logs: _Logs, span: Span, low: int, high: int, critical_ns: int) -> _Cause:
-    """An untraced stretch of ``span``: the log lines inside it split it, the longest part is named."""
-    kids = tree.kids(span)
-    # What bounds the gap: the end of the child before it (or the span's start) and the start of
-    # the child after it (or the span's end).
-    before_child = None
-    after_child = None
-    for start, end, child in kids:
-        if end <= low and (before_child is None or end >= before_child[1]):
-            before_child = (start, end, child)
-        if start >= high and after_child is None:
-            after_child = (start, end, child)
+def _gap_cause(
+    logs: _Logs,
+    span: Span,
+    low: int,
+    high: int,
+    before_child: _Kid | None,
+    after_child: _Kid | None,
+    critical_ns: int,
+) -> _Cause:
+    """An untraced stretch of ``span``: the log lines inside it split it, the longest part is named.
+
+    What bounds it: the end of the child before it (or the span's start) and the start of the
+    child after it (or the span's end).
+    """
     left = (
         _bracket("span_end", _name(before_child[2]), before_child[2], low)
         if before_child is not None
@@ -366,13 +401,13 @@ def _gap_cause(tree: _Tree, logs: _Logs, span: Span, low: int, high: int, critic
 
 
 def _repeat_key(span: Span) -> tuple[str, str]:
-    attrs = span.attributes
+    attrs = _full(span).attributes
     peer = attrs.get("server.address") or attrs.get("net.peer.name") or attrs.get("db.system") or ""
     return span.name, str(peer)
 
 
 def _retry_key(span: Span) -> tuple[str, str]:
-    url = span.attributes.get("url.full") or span.attributes.get("http.url") or ""
+    url = _full(span).attributes.get("url.full") or span.attributes.get("http.url") or ""
     return span.name, str(url).split("?", 1)[0]
 
 
@@ -382,12 +417,19 @@ def _runs(tree: _Tree, span: Span) -> list[_Cause]:
     if len(kids) < 2:
         return []
     out: list[_Cause] = []
-    groups: dict[tuple[str, str], list[tuple[int, int, Span]]] = defaultdict(list)
+    # By name first: the keys below read attributes, which a span read undecoded pays for.
+    by_name: dict[str, list[_Kid]] = defaultdict(list)
     for item in kids:
-        groups[_repeat_key(item[2])].append(item)
-    retry_groups: dict[tuple[str, str], list[tuple[int, int, Span]]] = defaultdict(list)
-    for item in kids:
-        retry_groups[_retry_key(item[2])].append(item)
+        by_name[item[2].name].append(item)
+    groups: dict[tuple[str, str], list[_Kid]] = defaultdict(list)
+    retry_groups: dict[tuple[str, str], list[_Kid]] = defaultdict(list)
+    for named in by_name.values():
+        if len(named) >= _REPEAT_MIN:
+            for item in named:
+                groups[_repeat_key(item[2])].append(item)
+        if len(named) >= 2 and any(_failed(s) for _, _, s in named[:-1]):
+            for item in named:
+                retry_groups[_retry_key(item[2])].append(item)
     for key, members in retry_groups.items():
         if len(members) < 2:
             continue
@@ -444,7 +486,7 @@ def _failure_text(span: Span) -> str:
         return _short(f"{exc[0]}: {exc[1]}" if exc[1] else exc[0])
     if status is not None:
         return f"HTTP {status}"
-    return _short(span.status_message or "error")
+    return _short(_full(span).status_message or "error")
 
 
 def _repeat_json(name: str, members: Sequence[tuple[int, int, Span]], failed: int) -> dict[str, Any]:
@@ -460,7 +502,7 @@ def _repeat_json(name: str, members: Sequence[tuple[int, int, Span]], failed: in
 
 def _exception(span: Span) -> tuple[str, str, str] | None:
     """(type, message, stack trace) of the span's last recorded exception."""
-    for event in reversed(span.events):
+    for event in reversed(_full(span).events):
         if event.get("n") == "exception":
             attrs = event.get("a") or {}
             return (
@@ -520,7 +562,7 @@ def _error_cause(tree: _Tree, logs: _Logs) -> _Cause | None:
             detail.append(_short(f"re-raised as {raised_as}"))
     else:
         status = _http_status(origin)
-        exc_type, message, frames = (f"HTTP {status}" if status else "error"), origin.status_message, []
+        exc_type, message, frames = (f"HTTP {status}" if status else "error"), _full(origin).status_message, []
     what = f"{exc_type}: {message}" if message else exc_type
     if frames:
         detail.append(_short(frames[-1], 110))
@@ -634,27 +676,33 @@ def analyse(spans: Sequence[Span], logs: Sequence[LogRecord], baseline: Baseline
     error = _error_cause(tree, records)
     for span in tree.order:
         causes.extend(_runs(tree, span))
+    # Every critical leaf and every untraced stretch on the path is a candidate; only the largest
+    # are written out (a 10,000-span trace has thousands of small ones).
+    slow: list[tuple[int, Span]] = []
+    gaps: list[tuple[int, Span, int, int, _Kid | None, _Kid | None]] = []
     for ns, span in critical:
-        parts = per_span[span.span_id]
         kids = tree.kids(span)
         if not kids and span.kind not in (_SERVER, _CONSUMER) and span is not entry:
-            causes.append(
-                _Cause(
-                    kind="slow",
-                    span=span,
-                    ns=ns,
-                    title=_short(f"{_label(span)} took {_fmt_ms(span.duration_ns)}", _TITLE),
-                    detail=[_slow_detail(span)],
-                    covers=(span.start_ns, _end(span)),
-                    members=frozenset((span.span_id,)),
-                )
-            )
+            slow.append((ns, span))
             continue
         low, high = tree.interval[span.span_id]
-        for a, b in _uncovered(low, high, kids):
-            on_path = _overlap(a, b, parts)
-            if on_path > 0:
-                causes.append(_gap_cause(tree, records, span, a, b, on_path))
+        found = _uncovered(low, high, kids)
+        on_path = _overlaps([(a, b) for a, b, _, _ in found], sorted(per_span[span.span_id]))
+        gaps += [(covered, span, *gap) for covered, gap in zip(on_path, found, strict=True) if covered > 0]
+    for ns, span in sorted(slow, key=lambda item: -item[0])[:_CANDIDATES]:
+        causes.append(
+            _Cause(
+                kind="slow",
+                span=span,
+                ns=ns,
+                title=_short(f"{_label(span)} took {_fmt_ms(span.duration_ns)}", _TITLE),
+                detail=[_slow_detail(span)],
+                covers=(span.start_ns, _end(span)),
+                members=frozenset((span.span_id,)),
+            )
+        )
+    for ns, span, a, b, opener, closer in sorted(gaps, key=lambda item: -item[0])[:_CANDIDATES]:
+        causes.append(_gap_cause(records, span, a, b, opener, closer, ns))
     # Work that outlived the response: the topmost spans that ended after the entry span did.
     entry_end = _end(entry)
     late = [
@@ -705,14 +753,15 @@ def analyse(spans: Sequence[Span], logs: Sequence[LogRecord], baseline: Baseline
                 "self_ms": _ms(ns),
                 "share": round(ns / duration, 3),
             }
-            for ns, span in critical
+            for ns, span in critical[:_MAX_PATH]
         ],
+        "critical_path_spans": len(critical),
         "normal": normal,
     }
 
 
 def _slow_detail(span: Span) -> str:
-    attrs = span.attributes
+    attrs = _full(span).attributes
     target = attrs.get("url.full") or attrs.get("db.statement") or attrs.get("db.query.text")
     if target:
         return _short(f"{'call' if span.kind == _CLIENT else 'work'}: {target}", 110)

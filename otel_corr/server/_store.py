@@ -949,12 +949,16 @@ class Store:
         finally:
             self._local.deadline = None
 
-    def _spans(self, sql: str, params: Iterable[Any] | Mapping[str, Any]) -> list[Span]:
+    def _spans(self, sql: str, params: Iterable[Any] | Mapping[str, Any], *, details: bool = True) -> list[Span]:
+        """Spans read back whole, or with ``details`` False, their columns only: attributes, events,
+        links and status message left in ``Span.raw`` for ``_otlp.expand`` to decode when wanted (a
+        10,000-span trace's decoding is most of its read; ``_analysis`` needs a few spans' details)."""
         rows = (
             self._read()
             .execute(
                 f"SELECT s.trace_id, s.span_id, s.parent_id, s.service, s.name, s.kind, s.start_ns, s.duration_ns, "
-                f"s.status, s.request_id, (SELECT name FROM scopes WHERE id = s.scope), s.detail, r.attributes"
+                f"s.status, s.request_id, (SELECT name FROM scopes WHERE id = s.scope), s.detail, r.attributes,"
+                " s.http_status"
                 " FROM spans s "
                 f"JOIN resources r ON r.id = s.resource_id {sql}",
                 params if isinstance(params, Mapping) else tuple(params),
@@ -962,7 +966,13 @@ class Store:
             .fetchall()
         )
         out = []
+        # One decoded resource per distinct resource: a 10,000-span trace has a handful. The dicts
+        # are shared between the spans that carry them, and nothing here changes one after reading.
+        resources: dict[str, dict[str, Any]] = {}
         for row in rows:
+            resource = resources.get(row[12])
+            if resource is None:
+                resource = resources[row[12]] = json.loads(row[12])
             span = Span(
                 trace_id=row[0],
                 span_id=row[1],
@@ -975,9 +985,13 @@ class Store:
                 status=row[8],
                 request_id=row[9],
                 scope=row[10],
-                resource=json.loads(row[12]),
+                resource=resource,
             )
-            expand(span, self._details.unpack(row[11]))
+            if details:
+                expand(span, self._details.unpack(row[11]))
+            else:
+                span.raw = self._details.unpack(row[11])
+                span.http_status = row[13] or None
             out.append(span)
         return out
 
@@ -1005,9 +1019,10 @@ class Store:
         """
         return find(self, query, limit)
 
-    def trace(self, trace_id: bytes) -> list[Span]:
-        """Every span of one trace, in start order (a span an exporter sent twice, once)."""
-        spans = self._spans(f"{_TRACE_ROWS} ORDER BY s.start_ns, s.rowid", (trace_id,))
+    def trace(self, trace_id: bytes, *, details: bool = True) -> list[Span]:
+        """Every span of one trace, in start order (a span an exporter sent twice, once); with
+        ``details`` False, undecoded (see :meth:`_spans`)."""
+        spans = self._spans(f"{_TRACE_ROWS} ORDER BY s.start_ns, s.rowid", (trace_id,), details=details)
         # Rows are not unique by span ID (no unique index to maintain on ingest): a batch retried
         # after a lost acknowledgement is stored twice, and read back once, the later copy.
         unique = {span.span_id: span for span in spans}

@@ -135,7 +135,7 @@ def _baseline(store: Store, entry: Span, now_ns: int) -> Baseline:
     if pool:
         median = sorted(r.duration_ns for r in pool)[len(pool) // 2]
         chosen = min(pool, key=lambda r: (abs(r.duration_ns - median), -r.start_ns))
-        typical = store.trace(chosen.trace_id)
+        typical = store.trace(chosen.trace_id, details=False)
     return Baseline(entry.service, entry.name, windows, typical)
 
 
@@ -225,7 +225,9 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
         found = find_trace(store, request.path_params["trace_id"])
         if found is None:
             return JSONResponse({"error": "no trace found for that ID"}, status_code=404)
-        trace_id, spans = found
+        trace_id = found[0]
+        # Undecoded: the analysis decodes the few spans whose attributes or events it reads.
+        spans = store.trace(trace_id, details=False)
         baseline = _baseline(store, entry_of(spans), time.time_ns())
         return JSONResponse(analyse(spans, store.logs(trace_id), baseline))
 
