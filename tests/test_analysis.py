@@ -357,3 +357,12 @@ def test_the_baseline_is_the_endpoints_own_recent_requests_newest_first(tmp_path
         assert len(store.recent_requests("shop", "GET /checkout", now - 24 * 3600 * 10**9, 7)) == 7
     finally:
         store.close()
+
+
+def test_jitter_on_a_fast_endpoint_is_not_slow() -> None:
+    """The corpus found it: 9.6 ms on a 6.4 ms endpoint is p100 and 1.5x the median, and no news."""
+    entry = span("POST /invoices/{id}/send", 0, 9.6, kind=2)
+    update = span("UPDATE invoices", 1, 4.1, entry, kind=3)
+    why = analyse([entry, update], [], _baseline([5 + i * 0.2 for i in range(14)], [entry, update]))
+    assert why["normal"]["windows"][0]["percentile"] == 100.0
+    assert why["verdict"]["alarming"] is False

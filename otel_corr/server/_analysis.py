@@ -44,6 +44,8 @@ _REPEAT_MIN = 5
 #: An N+1 this long is worth an alarm even when the request is not slow yet.
 _REPEAT_ALARM = 10
 _MAX_CAUSES = 5
+#: A request slower than its endpoint's p90 and 1.5x its median is slow only if it also lost this.
+_SLOWER_BY = 25 * _MS
 #: Of each kind, how many of the largest candidates are written out before ranking (ranking drops
 #: those inside a run already told, so more than it keeps).
 _CANDIDATES = 4 * _MAX_CAUSES
@@ -855,7 +857,13 @@ def _verdict(entry: Span, causes: Sequence[_Cause], normal: dict[str, Any] | Non
         window = next((w for w in normal["windows"] if w["count"] >= 10), None)
     if window is not None:
         median_ns = window["median_ms"] * _MS
-        slow = window["percentile"] >= 90 and entry.duration_ns >= 1.5 * median_ns
+        # Slow for this endpoint, by enough to be worth a look: on a 6 ms endpoint a few ms of
+        # scheduler jitter is 1.5x the median and no news to anyone.
+        slow = (
+            window["percentile"] >= 90
+            and entry.duration_ns >= 1.5 * median_ns
+            and entry.duration_ns - median_ns >= _SLOWER_BY
+        )
         where = (
             f"p{window['percentile']:g} of {window['count']} in the last {window['window']},"
             f" median {window['median_ms']:g} ms"
