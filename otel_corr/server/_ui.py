@@ -21,7 +21,7 @@ from ._analysis import Baseline, Window, analyse, entry_of
 from ._find import Found, Match
 from ._model import KIND_NAMES, LogRecord, Span
 from ._query import float_param, int_param, time_range
-from ._search import parse
+from ._search import SearchError, parse
 from ._store import Store
 
 __all__ = ["ui_routes"]
@@ -139,6 +139,18 @@ def _baseline(store: Store, entry: Span, now_ns: int) -> Baseline:
     return Baseline(entry.service, entry.name, windows, typical)
 
 
+def _opened(store: Store, text: str) -> bytes | None:
+    """The trace a lone ID opens in the search (a span ID, a base64 form ``find_trace`` does not
+    take), so ``why`` answers every ID the search box does."""
+    try:
+        query = parse(text[:256])
+    except SearchError:
+        return None
+    if query.lone is None:
+        return None
+    return store.find(query, limit=1).opened
+
+
 def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
     """Routes of the page and its API (mounted on the query port); ``reads`` runs a query handler off the loop."""
 
@@ -222,10 +234,11 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
 
     def why(request: Request) -> Response:
         """Why the request was slow or failed (``_analysis``): the page's panel and ``otel-corr why``."""
-        found = find_trace(store, request.path_params["trace_id"])
-        if found is None:
+        text = request.path_params["trace_id"]
+        found = find_trace(store, text)
+        trace_id = found[0] if found is not None else _opened(store, text)
+        if trace_id is None:
             return JSONResponse({"error": "no trace found for that ID"}, status_code=404)
-        trace_id = found[0]
         # Undecoded: the analysis decodes the few spans whose attributes or events it reads.
         spans = store.trace(trace_id, details=False)
         baseline = _baseline(store, entry_of(spans), time.time_ns())
