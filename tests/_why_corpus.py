@@ -1,0 +1,455 @@
+"""The ``why`` corpus (issue 19's proof): traces with one injected cause of known location, made by real apps.
+
+:class:`Stack` starts a real ``otel-corr serve``, the ``stock`` service (``tests/apps/why_downstream.py``,
+uvicorn), the ``checkout`` service (``tests/apps/why_fastapi.py``, uvicorn) and the ``billing`` service
+(``tests/apps/why_flask.py``, gunicorn), all exporting over OTLP (the default exporters) to the backend.
+
+:func:`corpus` draws the requests: ordinary ones of every endpoint first (the baseline "against normal"
+compares with), then ``per_kind`` injected ones of each cause kind, half to each app, their sizes and their
+places drawn from a seeded generator (so no one trace shape is learnt).  Each injected request knows where
+its cause is (:class:`Want`: a span by service and name, the cause kinds that describe it, what the top cause
+must carry).  :func:`run` sends them, lets every span and log record arrive, and asks ``GET /api/ui/why/{id}``
+about each trace; :func:`score` says, for each, whether the top-ranked cause is the injected one.
+
+Used by ``tests/test_why_corpus.py`` (a smaller corpus) and ``benchmarks/why_corpus.py`` (the whole one).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .apps.why_common import pause_lines
+from .collector import free_port
+from .conftest import Server, server_env
+from .test_server import Backend
+
+FASTAPI, FLASK = "fastapi", "flask"
+FRAMEWORKS = (FASTAPI, FLASK)
+SERVICE = {FASTAPI: "checkout", FLASK: "billing"}
+DOWNSTREAM = "stock"
+KINDS = ("slow_downstream", "untraced_sleep", "n_plus_one", "deep_exception", "background", "retry", "lock_wait")
+ORDINARY = "ordinary"
+
+# Every endpoint of each app, as the ordinary requests call them: (method, path with ``{id}``).
+ENDPOINTS: dict[str, list[tuple[str, str]]] = {
+    FASTAPI: [
+        ("GET", "/orders/{id}"),
+        ("GET", "/carts/{id}"),
+        ("POST", "/payments/{id}"),
+        ("POST", "/orders/{id}/confirm"),
+        ("POST", "/inventory/sku-{id}/reserve"),
+    ],
+    FLASK: [
+        ("GET", "/invoices/{id}"),
+        ("GET", "/accounts/{id}/statement"),
+        ("POST", "/charges/{id}"),
+        ("POST", "/invoices/{id}/send"),
+        ("POST", "/ledger/{id}"),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Want:
+    """Where an injected cause is, and what the top-ranked cause must say about it.
+
+    ``service``/``name`` name the span the cause points at (``name=None``: the request's entry span);
+    ``url_has`` picks one of several same-named spans by its ``url.full``; with ``subtree`` any span below it
+    is right too (a slow downstream call: the client span or any span of the service it called).
+    """
+
+    kinds: frozenset[str]
+    service: str
+    name: str | None = None
+    url_has: str = ""
+    subtree: bool = False
+    gap: tuple[str, str] | None = None  # untraced: the log lines just before and just after the gap
+    error_type: str | None = None  # error: the origin's exception type
+    repeat: tuple[str, int, int] | None = None  # repeated/retried: (span name, count, failed)
+
+
+@dataclass
+class Case:
+    """One request of the corpus: what to send, what was injected, and (after :func:`run`) its trace."""
+
+    kind: str
+    framework: str
+    method: str
+    path: str
+    params: dict[str, str | int | float]
+    want: Want | None
+    variant: str = ""
+    status: int = 0
+    trace_id: str = ""
+
+
+@dataclass
+class Outcome:
+    """What ``why`` said about one case, and whether its top cause is the injected one."""
+
+    case: Case
+    ok: bool
+    miss: str = ""  # why not, in one line
+    top: str = ""  # the top-ranked cause, in one line
+    alarming: bool = False
+    answer: dict[str, Any] = field(default_factory=dict)
+
+
+# --- the corpus ----------------------------------------------------------------------------------------------
+
+
+def _ordinary(framework: str, ident: int, endpoint: int) -> Case:
+    method, path = ENDPOINTS[framework][endpoint]
+    return Case(ORDINARY, framework, method, path.format(id=ident), {}, None, variant=path)
+
+
+def _slow_downstream(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
+    ms = rng.randrange(120, 600)
+    path = f"/orders/{ident}" if fw == FASTAPI else f"/invoices/{ident}"
+    want = Want(frozenset({"slow", "untraced"}), SERVICE[fw], "GET", url_has="/stock/", subtree=True)
+    return Case("slow_downstream", fw, "GET", path, {"stock_ms": ms, "slow_in": variant}, want, f"{variant} {ms}ms")
+
+
+def _untraced_sleep(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
+    at, ms = int(variant), rng.randrange(120, 500)
+    path = f"/orders/{ident}" if fw == FASTAPI else f"/invoices/{ident}"
+    want = Want(frozenset({"untraced"}), SERVICE[fw], gap=pause_lines(at, ident))
+    return Case("untraced_sleep", fw, "GET", path, {"pause_ms": ms, "pause_at": at}, want, f"at {at} {ms}ms")
+
+
+def _n_plus_one(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
+    item_ms = rng.choice((2.0, 3.0, 4.0, 5.0, 6.0, 8.0))
+    if fw == FASTAPI:
+        path, params = f"/carts/{ident}", {"items": 30, "item_ms": item_ms, "loop_in": variant}
+        parent, sql = "cart.load", "SELECT item"
+    else:
+        path, params = f"/accounts/{ident}/statement", {"lines": 30, "line_ms": item_ms, "loop_in": variant}
+        parent, sql = "statement.build", "SELECT line"
+    want = Want(frozenset({"repeated"}), SERVICE[fw], parent if variant == "service" else None, repeat=(sql, 30, 0))
+    return Case("n_plus_one", fw, "GET", path, params, want, f"{variant} 30x{item_ms:g}ms")
+
+
+_DEEP_TYPES = ("KeyError", "ValueError", "ZeroDivisionError", "TimeoutError", "DeepError")
+
+
+def _deep_exception(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
+    exc = rng.choice(_DEEP_TYPES)
+    params: dict[str, str | int | float] = {"exc": exc}
+    if variant == "remote":
+        params["remote"] = "true"
+        service, origin = DOWNSTREAM, "card.decode"
+    else:
+        params["depth"] = int(variant)
+        service = SERVICE[fw]
+        names = {FASTAPI: ("fraud.check", "risk.score"), FLASK: ("card.tokenize", "vault.read")}[fw]
+        origin = names[int(variant) - 2]
+    path = f"/payments/{ident}" if fw == FASTAPI else f"/charges/{ident}"
+    want = Want(frozenset({"error"}), service, origin, error_type=exc)
+    return Case("deep_exception", fw, "POST", path, params, want, f"{variant} {exc}")
+
+
+def _background(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
+    ms = rng.randrange(150, 600)
+    if fw == FASTAPI:
+        path, params = f"/orders/{ident}/confirm", {"receipt_ms": ms, "via_mail": str(variant == "relay").lower()}
+        name = "BackgroundTask send_receipt"
+    else:
+        path, params, name = f"/invoices/{ident}/send", {"mail_ms": ms, "via": variant}, "email.send"
+    want = Want(frozenset({"after_response"}), SERVICE[fw], name, subtree=True)
+    return Case("background", fw, "POST", path, params, want, f"{variant} {ms}ms")
+
+
+def _retry(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
+    backoff = rng.randrange(40, 150)
+    path = f"/payments/{ident}" if fw == FASTAPI else f"/charges/{ident}"
+    parent = ({FASTAPI: "fx.quote", FLASK: "fx.convert"}[fw]) if variant == "service" else None
+    want = Want(frozenset({"retried"}), SERVICE[fw], parent, repeat=("GET", 3, 2))
+    params: dict[str, str | int | float] = {"fail": 2, "backoff_ms": backoff, "retry_in": variant}
+    return Case("retry", fw, "POST", path, params, want, f"{variant} backoff {backoff}ms")
+
+
+def _lock_wait(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
+    ms = rng.randrange(120, 500)
+    if fw == FASTAPI:
+        path, name = f"/inventory/sku-{ident}/reserve", "inventory.reserve"
+    else:
+        path, name = f"/ledger/{ident}", "ledger.append"
+    want = Want(frozenset({"untraced", "slow"}), SERVICE[fw], None if variant == "bare" else name)
+    return Case("lock_wait", fw, "POST", path, {"contended_ms": ms, "waiter": variant}, want, f"{variant} {ms}ms")
+
+
+_MAKERS = {
+    "slow_downstream": (_slow_downstream, ("handler", "query")),
+    "untraced_sleep": (_untraced_sleep, ("0", "1", "2", "3")),
+    "n_plus_one": (_n_plus_one, ("service", "handler_first", "handler_last")),
+    "deep_exception": (_deep_exception, ("2", "3", "remote")),
+    "background": (_background, ("local", "relay")),
+    "retry": (_retry, ("handler", "service")),
+    "lock_wait": (_lock_wait, ("span", "leaf", "bare")),
+}
+
+
+def corpus(per_kind: int = 8, ordinary: int = 10, seed: int = 19) -> tuple[list[Case], list[Case]]:
+    """The ordinary requests (``ordinary`` per endpoint, endpoints interleaved) and the injected ones
+    (``per_kind`` of each kind, alternating between the apps, variants taken in a shuffled cycle so every
+    variant appears, in a shuffled order)."""
+    rng = random.Random(seed)
+    ids = iter(rng.sample(range(1000, 99_999), ordinary * 10 + per_kind * len(KINDS)))
+    plain = [
+        _ordinary(fw, next(ids), endpoint)
+        for _ in range(ordinary)
+        for endpoint in range(len(ENDPOINTS[FASTAPI]))
+        for fw in FRAMEWORKS
+    ]
+    injected: list[Case] = []
+    for kind in KINDS:
+        make, variants = _MAKERS[kind]
+        for fw_index, fw in enumerate(FRAMEWORKS):
+            cycle = list(variants)
+            rng.shuffle(cycle)
+            count = per_kind // 2 + (per_kind % 2 if fw_index == 0 else 0)
+            injected += [make(fw, next(ids), cycle[i % len(cycle)], rng) for i in range(count)]
+    rng.shuffle(injected)
+    return plain, injected
+
+
+# --- the stack -----------------------------------------------------------------------------------------------
+
+
+class Stack:
+    """``otel-corr serve`` and the three services exporting to it; :meth:`stop` flushes and stops them all."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.backend = Backend(tmp)
+        self.servers: list[Server] = []
+        try:
+            down_port = free_port()
+            self.downstream = self._start(tmp, "stock", down_port, "", self._uvicorn("why_downstream", down_port))
+            url = self.downstream.url
+            port = free_port()
+            self.apps = {FASTAPI: self._start(tmp, "checkout", port, url, self._uvicorn("why_fastapi", port))}
+            port = free_port()
+            gunicorn = [sys.executable, "-m", "gunicorn", "tests.apps.why_flask:app", "--bind", f"127.0.0.1:{port}"]
+            self.apps[FLASK] = self._start(tmp, "billing", port, url, [*gunicorn, "--workers", "1"])
+        except BaseException:
+            self.stop()
+            raise
+
+    @staticmethod
+    def _uvicorn(module: str, port: int) -> list[str]:
+        app = f"tests.apps.{module}:app"
+        return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+
+    def _start(self, tmp: Path, service: str, port: int, downstream: str, argv: list[str]) -> Server:
+        env = server_env(
+            None,
+            OTEL_EXPORTER_OTLP_ENDPOINT=self.backend.otlp,
+            OTEL_SERVICE_NAME=service,
+            OTEL_BLRP_SCHEDULE_DELAY="100",
+            WHY_DOWNSTREAM_URL=downstream,
+        )
+        server = Server(argv, env, tmp / f"{service}.log", port)
+        self.servers.append(server)
+        return server
+
+    def flush(self) -> None:
+        """Stop the services with SIGTERM, callers first: each flushes its queued spans and log records."""
+        for server in reversed(self.servers):
+            if server.proc.poll() is None:
+                server.sigterm(60)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+        if self.backend.proc.poll() is None:
+            self.backend.stop()
+
+
+@contextmanager
+def stack(tmp: Path) -> Iterator[Stack]:
+    running = Stack(tmp)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+# --- running and scoring -------------------------------------------------------------------------------------
+
+
+def send(running: Stack, cases: list[Case]) -> None:
+    """Send each case's request in turn; keep its status and the trace ID its ``traceresponse`` names."""
+    # A fresh connection each: uvicorn closes one after an unhandled exception (the deep failures' 500s).
+    with httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        for case in cases:
+            url = running.apps[case.framework].url + case.path
+            response = client.request(case.method, url, params=case.params)
+            case.status = response.status_code
+            case.trace_id = response.headers["traceresponse"].split("-")[1]
+
+
+def _spans_of(backend: Backend, trace_id: str) -> list[dict[str, Any]]:
+    r = backend.get(f"/api/ui/trace/{trace_id}")
+    assert r.status_code == 200, (trace_id, r.status_code, r.text[:300])
+    return r.json()["spans"]  # type: ignore[no-any-return]
+
+
+def _resolve(want: Want, spans: list[dict[str, Any]]) -> tuple[set[str], str]:
+    """The span IDs a cause may point at, and the entry span's ID."""
+    by_id = {s["span_id"]: s for s in spans}
+    entry = next(s for s in spans if s["parent_id"] not in by_id)
+    if want.name is None:
+        picked = [s for s in spans if s["service"] == want.service and s["parent_id"] not in by_id]
+    else:
+        picked = [
+            s
+            for s in spans
+            if s["service"] == want.service
+            and s["name"] == want.name
+            and want.url_has in str(s["attributes"].get("url.full", ""))
+        ]
+    assert len(picked) == 1, (want, [(s["service"], s["name"]) for s in spans])
+    ids = {picked[0]["span_id"]}
+    if want.subtree:
+        children: dict[str, list[str]] = {}
+        for s in spans:
+            children.setdefault(s["parent_id"] or "", []).append(s["span_id"])
+        todo = list(ids)
+        while todo:
+            for child in children.get(todo.pop(), []):
+                ids.add(child)
+                todo.append(child)
+    return ids, entry["span_id"]
+
+
+def describe(cause: dict[str, Any] | None) -> str:
+    """A cause in one line: rank, kind, span, ms, title."""
+    if cause is None:
+        return "(no cause)"
+    return (
+        f"#{cause['rank']} {cause['kind']} on {cause['service']}/{cause['name']} "
+        f"{cause['ms']}ms share {cause['share']}: {cause['title']}"
+    )
+
+
+def _check(want: Want, top: dict[str, Any], spans: list[dict[str, Any]]) -> str:
+    """Why ``top`` is not the injected cause ("" when it is)."""
+    ids, entry = _resolve(want, spans)
+    where = f"{want.service}/{want.name or '(entry)'}"
+    if top["kind"] not in want.kinds or top["span_id"] not in ids:
+        return f"wanted {'|'.join(sorted(want.kinds))} on {where}"
+    if want.gap is not None and top["kind"] == "untraced":
+        gap = top.get("gap") or {}
+        got = tuple((gap.get(side) or {}).get("text") for side in ("before", "after"))
+        if got != want.gap or any((gap.get(side) or {}).get("what") != "log" for side in ("before", "after")):
+            return f"gap brackets {got!r}, wanted the log lines {want.gap!r}"
+    if want.error_type is not None:
+        error = top.get("error") or {}
+        chain = [link.get("span_id") for link in error.get("chain") or []]
+        if error.get("type") != want.error_type:
+            return f"error type {error.get('type')!r}, wanted {want.error_type!r}"
+        if not chain or chain[0] != top["span_id"] or chain[-1] != entry:
+            return f"error chain {chain} does not run from the origin to the entry span {entry}"
+    if want.repeat is not None:
+        repeat = top.get("repeat") or {}
+        got_repeat = (repeat.get("name"), repeat.get("count"), repeat.get("failed"))
+        if got_repeat != want.repeat:
+            return f"repeat (name, count, failed) {got_repeat!r}, wanted {want.repeat!r}"
+    return ""
+
+
+def judge(backend: Backend, case: Case) -> Outcome:
+    """Ask ``why`` about the case's trace and judge its top cause (or, for an ordinary one, its verdict)."""
+    r = backend.get(f"/api/ui/why/{case.trace_id}")
+    if r.status_code != 200:
+        return Outcome(case, False, miss=f"why answered {r.status_code}: {r.text[:200]}")
+    answer = r.json()
+    causes = answer.get("causes") or []
+    top = causes[0] if causes else None
+    alarming = bool(answer["verdict"]["alarming"])
+    if case.want is None:
+        return Outcome(case, not alarming, "alarming" if alarming else "", describe(top), alarming, answer)
+    if top is None:
+        return Outcome(case, False, "no cause at all", describe(top), alarming, answer)
+    miss = _check(case.want, top, _spans_of(backend, case.trace_id))
+    return Outcome(case, not miss, miss, describe(top), alarming, answer)
+
+
+def settle(running: Stack, injected: list[Case]) -> None:
+    """Let the background work of the last requests end, then flush every service."""
+    slowest = max((float(c.params.get("receipt_ms", c.params.get("mail_ms", 0))) for c in injected), default=0)
+    time.sleep(slowest / 1000 + 0.5)
+    running.flush()
+
+
+def run(tmp: Path, per_kind: int = 8, ordinary: int = 10, seed: int = 19) -> list[Outcome]:
+    """The whole proof: start the stack, send the corpus, flush, and judge every trace."""
+    plain, injected = corpus(per_kind, ordinary, seed)
+    with stack(tmp) as running:
+        send(running, plain)
+        send(running, injected)
+        settle(running, injected)
+        return [judge(running.backend, case) for case in [*plain, *injected]]
+
+
+@dataclass
+class Scores:
+    """The outcomes summed up: per (kind, framework) the traces and the right top causes."""
+
+    outcomes: list[Outcome]
+    cells: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for o in self.outcomes:
+            if o.case.want is not None:
+                total, right = self.cells.get((o.case.kind, o.case.framework), (0, 0))
+                self.cells[o.case.kind, o.case.framework] = (total + 1, right + o.ok)
+
+    @property
+    def injected(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.case.want is not None]
+
+    @property
+    def ordinary(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.case.want is None]
+
+    @property
+    def top1(self) -> float:
+        return sum(o.ok for o in self.injected) / max(1, len(self.injected))
+
+    @property
+    def misses(self) -> list[Outcome]:
+        return [o for o in self.injected if not o.ok]
+
+    @property
+    def alarming(self) -> list[Outcome]:
+        return [o for o in self.ordinary if o.alarming]
+
+    def rows(self) -> list[list[str]]:
+        """The table: one row per kind and framework, then per kind, then the total."""
+        out = []
+        for kind in KINDS:
+            both = [0, 0]
+            for fw in FRAMEWORKS:
+                total, right = self.cells.get((kind, fw), (0, 0))
+                both[0] += total
+                both[1] += right
+                out.append([kind, fw, str(total), str(right), _pct(right, total)])
+            out.append([kind, "both", str(both[0]), str(both[1]), _pct(both[1], both[0])])
+        total = len(self.injected)
+        right = total - len(self.misses)
+        out.append(["all", "both", str(total), str(right), _pct(right, total)])
+        return out
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}" if whole else "-"
