@@ -153,9 +153,7 @@ async def send_receipt(order_id: int, ms: int, via_mail: bool) -> None:
 
 
 @app.post("/orders/{order_id}/confirm")
-async def confirm(
-    order_id: int, tasks: BackgroundTasks, receipt_ms: int = 2, via_mail: bool = False
-) -> dict[str, Any]:
+async def confirm(order_id: int, tasks: BackgroundTasks, receipt_ms: int = 2, via_mail: bool = False) -> dict[str, Any]:
     log.info("confirming order %s", order_id)
     await aquery("UPDATE orders", 4)
     tasks.add_task(send_receipt, order_id, receipt_ms, via_mail)
