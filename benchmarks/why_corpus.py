@@ -59,7 +59,8 @@ def main() -> None:
     located = sum(o.located for o in scores.injected)
     print(f"\noverall top-1: {100 * scores.top1:.1f} % of {len(scores.injected)} (target >= 95 %: {verdict})")
     print(f"right kind on the right span, details aside: {located} of {len(scores.injected)}")
-    print(f"ordinary traces alarming: {len(scores.alarming)} of {len(scores.ordinary)}")
+    print(f"ordinary traces alarming: {len(scores.alarming)} of {len(scores.ordinary)}", end="")
+    print(f" (+ {len(scores.stalled)} stalled by the machine: slow for their endpoint, rightly alarming)")
     times = sorted(o.seconds * 1000 for o in scores.outcomes)
     if times:
         p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
@@ -72,9 +73,10 @@ def main() -> None:
             print(f"- {c.kind} / {c.framework} ({c.variant}) {c.method} {c.path} trace {c.trace_id}")
             print(f"    {o.miss}")
             print(f"    ranked first: {o.top}")
-    if scores.alarming:
-        print("\n## alarming ordinary traces\n")
-        for o in scores.alarming:
+    for title, outcomes in (("alarming ordinary", scores.alarming), ("stalled ordinary", scores.stalled)):
+        if outcomes:
+            print(f"\n## {title} traces\n")
+        for o in outcomes:
             c = o.case
             print(f"- {c.framework} {c.method} {c.path} trace {c.trace_id}: {o.answer['verdict']['headline']}")
             print(f"    ranked first: {o.top}")

@@ -62,7 +62,7 @@ def invoice(invoice_id: int) -> Response:
 
     log.info("invoice %s: loading", invoice_id)
     pause(0)
-    params = {"ms": args.get("stock_ms", 0, type=int), "slow_in": args.get("slow_in", "handler")}
+    params: dict[str, str | int] = {"ms": args.get("stock_ms", 0, type=int), "slow_in": args.get("slow_in", "handler")}
     level = session.get(f"{STOCK}/stock/sku-{invoice_id % 5}", params=params, timeout=10).json()
     pause(1)
     with service_span("tax.compute"):
