@@ -136,12 +136,16 @@ def _n_plus_one(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
     params: Params
     if fw == FASTAPI:
         path, params = f"/carts/{ident}", {"items": 30, "item_ms": item_ms, "loop_in": variant}
-        parent, sql = "cart.load", "SELECT item"
+        parent, name = "cart.load", "SELECT item"
     else:
         path, params = f"/accounts/{ident}/statement", {"lines": 30, "line_ms": item_ms, "loop_in": variant}
-        parent, sql = "statement.build", "SELECT line"
-    want = Want(frozenset({"repeated"}), SERVICE[fw], parent if variant == "service" else None, repeat=(sql, 30, 0))
-    return Case("n_plus_one", fw, "GET", path, params, want, f"{variant} 30x{item_ms:g}ms")
+        parent, name = "statement.build", "SELECT line"
+    if variant == "http":  # 30 calls to the stock service instead of 30 queries
+        name, label = "GET", "http 30 calls"
+    else:
+        label = f"{variant} 30x{item_ms:g}ms"
+    want = Want(frozenset({"repeated"}), SERVICE[fw], parent if variant == "service" else None, repeat=(name, 30, 0))
+    return Case("n_plus_one", fw, "GET", path, params, want, label)
 
 
 _DEEP_TYPES = ("KeyError", "ValueError", "ZeroDivisionError", "TimeoutError", "DeepError")
@@ -150,37 +154,54 @@ _DEEP_TYPES = ("KeyError", "ValueError", "ZeroDivisionError", "TimeoutError", "D
 def _deep_exception(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
     exc = rng.choice(_DEEP_TYPES)
     params: Params = {"exc": exc}
+    label = f"{variant} {exc}"
     if variant == "remote":
         params["remote"] = "true"
         service, origin = DOWNSTREAM, "card.decode"
     else:
-        params["depth"] = int(variant)
+        if variant == "http":  # not left unhandled: answered as a gateway error by the handler
+            params["answer"] = rng.choice((502, 503, 504))
+            params["depth"] = depth = rng.choice((2, 3))
+            label = f"http {params['answer']} depth {depth} {exc}"
+        else:
+            params["depth"] = depth = int(variant)
         service = SERVICE[fw]
         names = {FASTAPI: ("fraud.check", "risk.score"), FLASK: ("card.tokenize", "vault.read")}[fw]
-        origin = names[int(variant) - 2]
+        origin = names[depth - 2]
     path = f"/payments/{ident}" if fw == FASTAPI else f"/charges/{ident}"
     want = Want(frozenset({"error"}), service, origin, error_type=exc)
-    return Case("deep_exception", fw, "POST", path, params, want, f"{variant} {exc}")
+    return Case("deep_exception", fw, "POST", path, params, want, label)
 
 
 def _background(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
     ms = rng.randrange(80, 600)
     params: Params
-    if fw == FASTAPI:
+    if fw == FASTAPI and variant == "thread":  # a sync task, which Starlette runs in its thread pool
+        path, params, name = f"/orders/{ident}/confirm", {"archive_ms": ms}, "BackgroundTask archive_order"
+    elif fw == FASTAPI:
         path, params = f"/orders/{ident}/confirm", {"receipt_ms": ms, "via_mail": str(variant == "relay").lower()}
         name = "BackgroundTask send_receipt"
-    else:
-        path, params, name = f"/invoices/{ident}/send", {"mail_ms": ms, "via": variant}, "email.send"
+    else:  # a thread of its own, or a pool's ("thread")
+        via = "pool" if variant == "thread" else variant
+        path, params, name = f"/invoices/{ident}/send", {"mail_ms": ms, "via": via}, "email.send"
     want = Want(frozenset({"after_response"}), SERVICE[fw], name, subtree=True)
     return Case("background", fw, "POST", path, params, want, f"{variant} {ms}ms")
 
 
 def _retry(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
     backoff = rng.randrange(20, 150)
+    if variant == "db":  # a statement the database twice picks as a deadlock's victim
+        path, parent, name = {
+            FASTAPI: (f"/inventory/sku-{ident}/reserve", "inventory.reserve", "UPDATE stock"),
+            FLASK: (f"/ledger/{ident}", "ledger.append", "INSERT ledger"),
+        }[fw]
+        want = Want(frozenset({"retried"}), SERVICE[fw], parent, repeat=(name, 3, 2))
+        params: Params = {"deadlocks": 2, "backoff_ms": backoff}
+        return Case("retry", fw, "POST", path, params, want, f"db backoff {backoff}ms")
     path = f"/payments/{ident}" if fw == FASTAPI else f"/charges/{ident}"
-    parent = ({FASTAPI: "fx.quote", FLASK: "fx.convert"}[fw]) if variant == "service" else None
-    want = Want(frozenset({"retried"}), SERVICE[fw], parent, repeat=("GET", 3, 2))
-    params: Params = {"fail": 2, "backoff_ms": backoff, "retry_in": variant}
+    step = {FASTAPI: "fx.quote", FLASK: "fx.convert"}[fw] if variant == "service" else None
+    want = Want(frozenset({"retried"}), SERVICE[fw], step, repeat=("GET", 3, 2))
+    params = {"fail": 2, "backoff_ms": backoff, "retry_in": variant}
     return Case("retry", fw, "POST", path, params, want, f"{variant} backoff {backoff}ms")
 
 
@@ -197,10 +218,10 @@ def _lock_wait(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
 _MAKERS = {
     "slow_downstream": (_slow_downstream, ("handler", "query")),
     "untraced_sleep": (_untraced_sleep, ("0", "1", "2", "3")),
-    "n_plus_one": (_n_plus_one, ("service", "handler_first", "handler_last")),
-    "deep_exception": (_deep_exception, ("2", "3", "remote")),
-    "background": (_background, ("local", "relay")),
-    "retry": (_retry, ("handler", "service")),
+    "n_plus_one": (_n_plus_one, ("service", "handler_first", "handler_last", "http")),
+    "deep_exception": (_deep_exception, ("2", "3", "remote", "http")),
+    "background": (_background, ("local", "relay", "thread")),
+    "retry": (_retry, ("handler", "service", "db")),
     "lock_wait": (_lock_wait, ("span", "leaf", "bare")),
 }
 
@@ -398,9 +419,17 @@ def judge(backend: Backend, case: Case) -> Outcome:
     return Outcome(case, not miss, miss, describe(top), alarming, answer, located, seconds)
 
 
+def background_ms(case: Case) -> float:
+    """How long the case's background work was made to take (0 for other cases)."""
+    for key in ("receipt_ms", "mail_ms", "archive_ms"):
+        if key in case.params:
+            return float(case.params[key])
+    return 0.0
+
+
 def settle(running: Stack, injected: list[Case]) -> None:
     """Let the background work of the last requests end, then flush every service."""
-    slowest = max((float(c.params.get("receipt_ms", c.params.get("mail_ms", 0))) for c in injected), default=0)
+    slowest = max((background_ms(c) for c in injected), default=0)
     time.sleep(slowest / 1000 + 0.5)
     running.flush()
 

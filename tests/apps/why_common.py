@@ -19,6 +19,7 @@ from opentelemetry.trace import Span, SpanKind
 
 __all__ = [
     "DEEP_ERRORS",
+    "DeadlockDetected",
     "PAUSES",
     "DeepError",
     "aquery",
@@ -54,10 +55,16 @@ def _statement(sql: str) -> Iterator[Span]:
         yield span
 
 
-def query(sql: str, ms: float) -> None:
-    """One statement of ``ms`` milliseconds (a blocking driver)."""
+class DeadlockDetected(Exception):
+    """The database picked this transaction as a deadlock's victim: retry it."""
+
+
+def query(sql: str, ms: float, deadlock: bool = False) -> None:
+    """One statement of ``ms`` milliseconds (a blocking driver); with ``deadlock``, it fails after them."""
     with _statement(sql):
         time.sleep(ms / 1000)
+        if deadlock:
+            raise DeadlockDetected(f"{sql}: deadlock detected")
 
 
 async def aquery(sql: str, ms: float) -> None:

@@ -6,15 +6,16 @@ log lines); a query parameter injects one cause at a place the harness (``tests/
 - ``GET /orders/{id}``: ``stock_ms`` makes the stock lookup slow (``slow_in``: its handler or its query);
   ``pause_ms`` sleeps in untraced code at position ``pause_at`` (0-3) between two log lines.
 - ``GET /carts/{id}``: ``items=30`` loads the cart's items one query each (N+1), in the service layer or in
-  the handler (``loop_in``).
+  the handler (``loop_in``), or asks the stock service about each (``loop_in=http``).
 - ``POST /payments/{id}``: ``exc`` fails deep (``depth`` 2 or 3 spans down, or ``remote`` in the stock
-  service) and the service layer re-raises it as ``PaymentDeclined``; ``fail=2`` makes the rates feed fail
-  twice, retried after ``backoff_ms`` (in the handler or in an ``fx.quote`` step, ``retry_in``).
+  service) and the service layer re-raises it as ``PaymentDeclined`` (answered as ``HTTPException(answer)``
+  when ``answer`` is set); ``fail=2`` makes the rates feed fail twice, retried after ``backoff_ms`` (in the
+  handler or in an ``fx.quote`` step, ``retry_in``).
 - ``POST /orders/{id}/confirm``: ``receipt_ms`` makes the background receipt slow (rendered here, or sent
-  through the stock service's mail relay with ``via_mail``).
+  through the stock service's mail relay with ``via_mail``); ``archive_ms`` makes it a slow sync task instead.
 - ``POST /inventory/{sku}/reserve``: ``contended_ms`` has a cache refresher hold the inventory lock, and the
   reservation (in a thread pool) waits for it (``waiter``: in a span with a query, in a leaf span, or with
-  no span of its own).
+  no span of its own); ``deadlocks=2`` makes its UPDATE fail twice, retried after ``backoff_ms``.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from fastapi import BackgroundTasks, FastAPI
+from fastapi import BackgroundTasks, FastAPI, HTTPException
 
 import otel_corr
 
-from .why_common import aquery, hold, pause_lines, query, raise_deep, service_span
+from .why_common import DeadlockDetected, aquery, hold, pause_lines, query, raise_deep, service_span
 
 otel_corr.configure_logging()
 app = FastAPI()
@@ -88,6 +89,9 @@ async def cart(cart_id: int, items: int = 0, item_ms: float = 2, loop_in: str = 
         if loop_in == "service":
             for _ in range(count):
                 await aquery("SELECT item", item_ms)
+    if loop_in == "http":  # each item's stock level from the stock service, one call each
+        for item in range(count):
+            await stock.get(f"/stock/sku-{item}")
     await aquery("SELECT promotions", 5)
     if loop_in == "handler_last":
         for _ in range(count):
@@ -107,17 +111,7 @@ async def _rates(order_id: int, fail: int, backoff_ms: int) -> float:
     raise PaymentDeclined("no exchange rate")
 
 
-@app.post("/payments/{order_id}")
-async def pay(
-    order_id: int,
-    exc: str = "",
-    depth: int = 2,
-    remote: bool = False,
-    fail: int = 0,
-    backoff_ms: int = 50,
-    retry_in: str = "handler",
-) -> dict[str, Any]:
-    log.info("payment for order %s", order_id)
+async def _authorize(order_id: int, exc: str, depth: int, remote: bool) -> None:
     with service_span("payment.authorize"):
         await aquery("SELECT account", 3)
         try:
@@ -134,6 +128,27 @@ async def pay(
                             raise_deep(exc, "risk_band")
         except Exception as error:
             raise PaymentDeclined(f"order {order_id}: authorization failed") from error
+
+
+@app.post("/payments/{order_id}")
+async def pay(
+    order_id: int,
+    exc: str = "",
+    depth: int = 2,
+    remote: bool = False,
+    answer: int = 0,
+    fail: int = 0,
+    backoff_ms: int = 50,
+    retry_in: str = "handler",
+) -> dict[str, Any]:
+    log.info("payment for order %s", order_id)
+    try:
+        await _authorize(order_id, exc, depth, remote)
+    except PaymentDeclined as declined:
+        if not answer:
+            raise
+        # The provider's failure answered as a gateway error rather than left unhandled.
+        raise HTTPException(status_code=answer, detail=str(declined)) from declined
     if retry_in == "service":
         with service_span("fx.quote"):
             rate = await _rates(order_id, fail, backoff_ms)
@@ -152,15 +167,36 @@ async def send_receipt(order_id: int, ms: int, via_mail: bool) -> None:
     log.info("receipt for order %s sent", order_id)
 
 
+def archive_order(order_id: int, ms: int) -> None:
+    query("INSERT archive", 2)
+    time.sleep(ms / 1000)  # compressing the order's documents, untraced
+    log.info("order %s archived", order_id)
+
+
 @app.post("/orders/{order_id}/confirm")
-async def confirm(order_id: int, tasks: BackgroundTasks, receipt_ms: int = 2, via_mail: bool = False) -> dict[str, Any]:
+async def confirm(
+    order_id: int, tasks: BackgroundTasks, receipt_ms: int = 2, via_mail: bool = False, archive_ms: int = 0
+) -> dict[str, Any]:
     log.info("confirming order %s", order_id)
     await aquery("UPDATE orders", 4)
-    tasks.add_task(send_receipt, order_id, receipt_ms, via_mail)
+    if archive_ms:  # a sync task: Starlette runs it in its thread pool
+        tasks.add_task(archive_order, order_id, archive_ms)
+    else:
+        tasks.add_task(send_receipt, order_id, receipt_ms, via_mail)
     return {"order_id": order_id, "confirmed": True}
 
 
-def _reserve(sku: str, waiter: str) -> None:
+def _update_stock(sku: str, deadlocks: int, backoff_ms: int) -> None:
+    for attempt in range(1, 5):
+        try:
+            query("UPDATE stock", 4, deadlock=attempt <= deadlocks)
+            return
+        except DeadlockDetected:
+            log.warning("deadlock reserving %s (attempt %d), retrying", sku, attempt)
+            time.sleep(backoff_ms * attempt / 1000)
+
+
+def _reserve(sku: str, waiter: str, deadlocks: int, backoff_ms: int) -> None:
     if waiter == "bare":  # no span of its own: the request's span is the one that waits
         with inventory_lock:
             query("UPDATE stock", 4)
@@ -169,17 +205,19 @@ def _reserve(sku: str, waiter: str) -> None:
             time.sleep(0.002)
     else:
         with service_span("inventory.reserve"), inventory_lock:
-            query("UPDATE stock", 4)
+            _update_stock(sku, deadlocks, backoff_ms)
 
 
 @app.post("/inventory/{sku}/reserve")
-async def reserve(sku: str, contended_ms: int = 0, waiter: str = "span") -> dict[str, Any]:
+async def reserve(
+    sku: str, contended_ms: int = 0, waiter: str = "span", deadlocks: int = 0, backoff_ms: int = 20
+) -> dict[str, Any]:
     log.info("reserving %s", sku)
     await aquery("SELECT stock", 3)
     if contended_ms:
         held = hold(inventory_lock, contended_ms)
         await asyncio.to_thread(held.wait, 5)
-    await asyncio.get_running_loop().run_in_executor(pool, _reserve, sku, waiter)
+    await asyncio.get_running_loop().run_in_executor(pool, _reserve, sku, waiter, deadlocks, backoff_ms)
     log.info("%s reserved", sku)
     return {"sku": sku, "reserved": True}
 

@@ -5,13 +5,15 @@ The same causes as ``why_fastapi.py`` in a blocking app, at other places of othe
 - ``GET /invoices/<id>``: ``stock_ms`` (+ ``slow_in``) makes the stock lookup slow; ``pause_ms`` sleeps in
   untraced code at position ``pause_at`` (0-3) between two log lines.
 - ``GET /accounts/<id>/statement``: ``lines=30`` loads the statement's lines one query each (N+1), in the
-  service layer or in the handler (``loop_in``).
+  service layer or in the handler (``loop_in``), or asks the stock service about each (``loop_in=http``).
 - ``POST /charges/<id>``: ``exc`` fails deep (``depth`` 2 or 3, or ``remote``) and ``charge.create``
-  re-raises it as ``ChargeFailed``; ``fail=2`` makes the rates feed fail twice (``backoff_ms``, ``retry_in``).
+  re-raises it as ``ChargeFailed`` (answered with ``abort(answer)`` when ``answer`` is set); ``fail=2`` makes
+  the rates feed fail twice (``backoff_ms``, ``retry_in``).
 - ``POST /invoices/<id>/send``: ``mail_ms`` makes the e-mail, sent by a thread after the response, slow
-  (here, or through the stock service's relay with ``via=relay``).
+  (here, or through the stock service's relay with ``via=relay``; ``via=pool``: a pool thread sends it).
 - ``POST /ledger/<id>``: ``contended_ms`` has a cache refresher hold the ledger lock while the entry is
-  written in a thread pool (``waiter``: ``span``, ``leaf`` or ``bare``).
+  written in a thread pool (``waiter``: ``span``, ``leaf`` or ``bare``); ``deadlocks=2`` makes the INSERT fail
+  twice, retried after ``backoff_ms``.
 """
 
 from __future__ import annotations
@@ -24,17 +26,18 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, abort, jsonify, request
 
 import otel_corr
 
-from .why_common import hold, pause_lines, query, raise_deep, service_span
+from .why_common import DeadlockDetected, hold, pause_lines, query, raise_deep, service_span
 
 otel_corr.configure_logging()
 app = Flask(__name__)
 log = logging.getLogger("billing")
 STOCK = os.environ.get("WHY_DOWNSTREAM_URL", "http://127.0.0.1:1")
 pool = ThreadPoolExecutor(4, thread_name_prefix="ledger")
+mailer = ThreadPoolExecutor(2, thread_name_prefix="mailer")
 ledger_lock = threading.Lock()
 session = requests.Session()
 
@@ -88,6 +91,9 @@ def statement(account_id: int) -> Response:
         if loop_in == "service":
             for _ in range(count):
                 query("SELECT line", line_ms)
+    if loop_in == "http":  # each line's stock level from the stock service, one call each
+        for line in range(count):
+            session.get(f"{STOCK}/stock/sku-{line}", timeout=10)
     query("SELECT balance", 5)
     if loop_in == "handler_last":
         for _ in range(count):
@@ -106,11 +112,7 @@ def _rates(charge_id: int, fail: int, backoff_ms: int) -> float:
     raise ChargeFailed("no exchange rate")
 
 
-@app.post("/charges/<int:charge_id>")
-def charge(charge_id: int) -> Response:
-    args = request.args
-    exc, depth, remote = args.get("exc", ""), args.get("depth", 2, type=int), args.get("remote") == "true"
-    log.info("charging %s", charge_id)
+def _create(charge_id: int, exc: str, depth: int, remote: bool) -> None:
     with service_span("charge.create"):
         query("SELECT customer", 3)
         try:
@@ -126,6 +128,20 @@ def charge(charge_id: int) -> Response:
                             raise_deep(exc, "token")
         except Exception as error:
             raise ChargeFailed(f"charge {charge_id} failed") from error
+
+
+@app.post("/charges/<int:charge_id>")
+def charge(charge_id: int) -> Response:
+    args = request.args
+    log.info("charging %s", charge_id)
+    try:
+        _create(charge_id, args.get("exc", ""), args.get("depth", 2, type=int), args.get("remote") == "true")
+    except ChargeFailed as failed:
+        if not args.get("answer"):
+            raise
+        # The provider's failure answered as a gateway error rather than left unhandled.
+        log.error("charge %s: %s", charge_id, failed)
+        abort(args.get("answer", 502, type=int))
     fail, backoff_ms = args.get("fail", 0, type=int), args.get("backoff_ms", 50, type=int)
     if args.get("retry_in") == "service":
         with service_span("fx.convert"):
@@ -152,11 +168,24 @@ def send(invoice_id: int) -> Response:
     log.info("sending invoice %s", invoice_id)
     query("UPDATE invoices", 3)
     # The e-mail goes out after the response, in a thread that carries the request's context.
-    threading.Thread(target=_deliver, args=(invoice_id, mail_ms, via)).start()
+    if via == "pool":
+        mailer.submit(_deliver, invoice_id, mail_ms, via)
+    else:
+        threading.Thread(target=_deliver, args=(invoice_id, mail_ms, via)).start()
     return jsonify(invoice_id=invoice_id, queued=True)
 
 
-def _append(entry_id: int, waiter: str) -> None:
+def _insert(entry_id: int, deadlocks: int, backoff_ms: int) -> None:
+    for attempt in range(1, 5):
+        try:
+            query("INSERT ledger", 4, deadlock=attempt <= deadlocks)
+            return
+        except DeadlockDetected:
+            log.warning("deadlock posting ledger entry %s (attempt %d), retrying", entry_id, attempt)
+            time.sleep(backoff_ms * attempt / 1000)
+
+
+def _append(entry_id: int, waiter: str, deadlocks: int, backoff_ms: int) -> None:
     if waiter == "bare":  # no span of its own: the request's span is the one that waits
         with ledger_lock:
             query("INSERT ledger", 4)
@@ -165,7 +194,7 @@ def _append(entry_id: int, waiter: str) -> None:
             time.sleep(0.002)
     else:
         with service_span("ledger.append"), ledger_lock:
-            query("INSERT ledger", 4)
+            _insert(entry_id, deadlocks, backoff_ms)
 
 
 @app.post("/ledger/<int:entry_id>")
@@ -175,7 +204,8 @@ def ledger(entry_id: int) -> Response:
     query("SELECT ledger_head", 3)
     if contended_ms:
         hold(ledger_lock, contended_ms).wait(5)
-    pool.submit(_append, entry_id, waiter).result()
+    deadlocks, backoff_ms = request.args.get("deadlocks", 0, type=int), request.args.get("backoff_ms", 20, type=int)
+    pool.submit(_append, entry_id, waiter, deadlocks, backoff_ms).result()
     log.info("ledger entry %s posted", entry_id)
     return jsonify(entry_id=entry_id, posted=True)
 
