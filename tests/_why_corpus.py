@@ -78,6 +78,7 @@ class Want:
     gap: tuple[str, str] | None = None  # untraced: the log lines just before and just after the gap
     error_type: str | None = None  # error: the origin's exception type
     repeat: tuple[str, int, int] | None = None  # repeated/retried: (span name, count, failed)
+    repeat_also: str = ""  # another span name the repeat may name (two queries an item: either is the N+1)
 
 
 @dataclass
@@ -140,11 +141,17 @@ def _n_plus_one(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
     else:
         path, params = f"/accounts/{ident}/statement", {"lines": 30, "line_ms": item_ms, "loop_in": variant}
         parent, name = "statement.build", "SELECT line"
+    also = ""
     if variant == "http":  # 30 calls to the stock service instead of 30 queries
         name, label = "GET", "http 30 calls"
     else:
         label = f"{variant} 30x{item_ms:g}ms"
-    want = Want(frozenset({"repeated"}), SERVICE[fw], parent if variant == "service" else None, repeat=(name, 30, 0))
+    if variant == "pairs":  # each item's row, then its price: two runs of 30, interleaved
+        also = "SELECT price" if fw == FASTAPI else "SELECT fx_rate"
+    in_service = variant in ("service", "pairs")
+    want = Want(
+        frozenset({"repeated"}), SERVICE[fw], parent if in_service else None, repeat=(name, 30, 0), repeat_also=also
+    )
     return Case("n_plus_one", fw, "GET", path, params, want, label)
 
 
@@ -199,10 +206,16 @@ def _retry(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
         params: Params = {"deadlocks": 2, "backoff_ms": backoff}
         return Case("retry", fw, "POST", path, params, want, f"db backoff {backoff}ms")
     path = f"/payments/{ident}" if fw == FASTAPI else f"/charges/{ident}"
-    step = {FASTAPI: "fx.quote", FLASK: "fx.convert"}[fw] if variant == "service" else None
-    want = Want(frozenset({"retried"}), SERVICE[fw], step, repeat=("GET", 3, 2))
+    label = f"{variant} backoff {backoff}ms"
     params = {"fail": 2, "backoff_ms": backoff, "retry_in": variant}
-    return Case("retry", fw, "POST", path, params, want, f"{variant} backoff {backoff}ms")
+    if variant == "timeout":  # the feed hangs twice; the client gives up after timeout_ms and retries
+        timeout = rng.randrange(60, 150)
+        params.update(hang_ms=timeout + rng.randrange(30, 300), timeout_ms=timeout)
+        params["retry_in"] = rng.choice(("handler", "service"))
+        label = f"timeout {timeout}ms hang {params['hang_ms']}ms {params['retry_in']} backoff {backoff}ms"
+    step = {FASTAPI: "fx.quote", FLASK: "fx.convert"}[fw] if params["retry_in"] == "service" else None
+    want = Want(frozenset({"retried"}), SERVICE[fw], step, repeat=("GET", 3, 2))
+    return Case("retry", fw, "POST", path, params, want, label)
 
 
 def _lock_wait(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
@@ -218,10 +231,10 @@ def _lock_wait(fw: str, ident: int, variant: str, rng: random.Random) -> Case:
 _MAKERS = {
     "slow_downstream": (_slow_downstream, ("handler", "query")),
     "untraced_sleep": (_untraced_sleep, ("0", "1", "2", "3")),
-    "n_plus_one": (_n_plus_one, ("service", "handler_first", "handler_last", "http")),
+    "n_plus_one": (_n_plus_one, ("service", "handler_first", "handler_last", "http", "pairs")),
     "deep_exception": (_deep_exception, ("2", "3", "remote", "http")),
     "background": (_background, ("local", "relay", "thread")),
-    "retry": (_retry, ("handler", "service", "db")),
+    "retry": (_retry, ("handler", "service", "db", "timeout")),
     "lock_wait": (_lock_wait, ("span", "leaf", "bare")),
 }
 
@@ -392,7 +405,10 @@ def _check(want: Want, top: dict[str, Any], spans: list[dict[str, Any]]) -> tupl
             return True, f"error chain {chain} does not run from the origin to the entry span {entry}"
     if want.repeat is not None:
         repeat = top.get("repeat") or {}
-        got_repeat = (repeat.get("name"), repeat.get("count"), repeat.get("failed"))
+        name = repeat.get("name")
+        if want.repeat_also and name == want.repeat_also:
+            name = want.repeat[0]
+        got_repeat = (name, repeat.get("count"), repeat.get("failed"))
         if got_repeat != want.repeat:
             return True, f"repeat (name, count, failed) {got_repeat!r}, wanted {want.repeat!r}"
     return True, ""
@@ -420,8 +436,8 @@ def judge(backend: Backend, case: Case) -> Outcome:
 
 
 def background_ms(case: Case) -> float:
-    """How long the case's background work was made to take (0 for other cases)."""
-    for key in ("receipt_ms", "mail_ms", "archive_ms"):
+    """How long the case's work after the response was made to take (0 for other cases)."""
+    for key in ("receipt_ms", "mail_ms", "archive_ms", "hang_ms"):
         if key in case.params:
             return float(case.params[key])
     return 0.0

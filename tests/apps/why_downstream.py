@@ -1,8 +1,8 @@
 """The small service the ``why`` corpus apps call (service ``stock``): stock levels, exchange rates, cards, mail.
 
 Each cause the corpus injects here comes from a query parameter: a slow lookup (``ms``, in the untraced
-handler or in its query), a flaky rates feed (``fail``: the first ``fail`` calls of a key answer 503), a card
-that fails deep (``exc``), a slow mail relay (``ms``).
+handler or in its query), a flaky rates feed (``fail``: the first ``fail`` calls of a key answer 503, or
+hang for ``hang_ms``), a card that fails deep (``exc``), a slow mail relay (``ms``).
 """
 
 from __future__ import annotations
@@ -39,9 +39,12 @@ async def stock(sku: str, ms: int = 0, slow_in: str = "handler") -> dict[str, An
 
 
 @app.get("/rates/{key}", response_model=None)
-async def rates(key: str, fail: int = 0) -> dict[str, Any] | JSONResponse:
+async def rates(key: str, fail: int = 0, hang_ms: int = 0) -> dict[str, Any] | JSONResponse:
     attempts[key] += 1
-    if attempts[key] <= fail:
+    if attempts[key] <= fail and hang_ms:  # stuck: answers after the caller has given up
+        log.warning("rates feed stuck for %s (attempt %d)", key, attempts[key])
+        await asyncio.sleep(hang_ms / 1000)
+    elif attempts[key] <= fail:
         log.warning("rates feed busy for %s (attempt %d)", key, attempts[key])
         return JSONResponse({"error": "rates feed busy"}, status_code=503)
     await aquery("SELECT rate", 2)

@@ -6,11 +6,12 @@ log lines); a query parameter injects one cause at a place the harness (``tests/
 - ``GET /orders/{id}``: ``stock_ms`` makes the stock lookup slow (``slow_in``: its handler or its query);
   ``pause_ms`` sleeps in untraced code at position ``pause_at`` (0-3) between two log lines.
 - ``GET /carts/{id}``: ``items=30`` loads the cart's items one query each (N+1), in the service layer or in
-  the handler (``loop_in``), or asks the stock service about each (``loop_in=http``).
+  the handler (``loop_in``), with a price query after each (``pairs``), or asks the stock service about each
+  (``http``).
 - ``POST /payments/{id}``: ``exc`` fails deep (``depth`` 2 or 3 spans down, or ``remote`` in the stock
   service) and the service layer re-raises it as ``PaymentDeclined`` (answered as ``HTTPException(answer)``
-  when ``answer`` is set); ``fail=2`` makes the rates feed fail twice, retried after ``backoff_ms`` (in the
-  handler or in an ``fx.quote`` step, ``retry_in``).
+  when ``answer`` is set); ``fail=2`` makes the rates feed fail twice (with ``hang_ms`` and ``timeout_ms``: time
+  out twice), retried after ``backoff_ms`` (in the handler or in an ``fx.quote`` step, ``retry_in``).
 - ``POST /orders/{id}/confirm``: ``receipt_ms`` makes the background receipt slow (rendered here, or sent
   through the stock service's mail relay with ``via_mail``); ``archive_ms`` makes it a slow sync task instead.
 - ``POST /inventory/{sku}/reserve``: ``contended_ms`` has a cache refresher hold the inventory lock, and the
@@ -89,6 +90,10 @@ async def cart(cart_id: int, items: int = 0, item_ms: float = 2, loop_in: str = 
         if loop_in == "service":
             for _ in range(count):
                 await aquery("SELECT item", item_ms)
+        elif loop_in == "pairs":  # two queries an item: its row, then its price
+            for _ in range(count):
+                await aquery("SELECT item", item_ms)
+                await aquery("SELECT price", item_ms / 2)
     if loop_in == "http":  # each item's stock level from the stock service, one call each
         for item in range(count):
             await stock.get(f"/stock/sku-{item}")
@@ -100,13 +105,18 @@ async def cart(cart_id: int, items: int = 0, item_ms: float = 2, loop_in: str = 
     return {"cart_id": cart_id, "items": count}
 
 
-async def _rates(order_id: int, fail: int, backoff_ms: int) -> float:
+async def _rates(order_id: int, fail: int, backoff_ms: int, hang_ms: int, timeout_ms: int) -> float:
     key = f"eur-{order_id}-{uuid.uuid4().hex[:8]}"
+    params, timeout = {"fail": fail, "hang_ms": hang_ms}, timeout_ms / 1000 if timeout_ms else 10
     for attempt in range(1, 5):
-        answer = await stock.get(f"/rates/{key}", params={"fail": fail})
-        if answer.status_code < 500:
-            return float(answer.json()["rate"])
-        log.warning("rates feed answered %d (attempt %d), retrying", answer.status_code, attempt)
+        try:
+            answer = await stock.get(f"/rates/{key}", params=params, timeout=timeout)
+        except httpx.TimeoutException:
+            log.warning("rates feed timed out (attempt %d), retrying", attempt)
+        else:
+            if answer.status_code < 500:
+                return float(answer.json()["rate"])
+            log.warning("rates feed answered %d (attempt %d), retrying", answer.status_code, attempt)
         await asyncio.sleep(backoff_ms * attempt / 1000)
     raise PaymentDeclined("no exchange rate")
 
@@ -139,6 +149,8 @@ async def pay(
     answer: int = 0,
     fail: int = 0,
     backoff_ms: int = 50,
+    hang_ms: int = 0,
+    timeout_ms: int = 0,
     retry_in: str = "handler",
 ) -> dict[str, Any]:
     log.info("payment for order %s", order_id)
@@ -151,9 +163,9 @@ async def pay(
         raise HTTPException(status_code=answer, detail=str(declined)) from declined
     if retry_in == "service":
         with service_span("fx.quote"):
-            rate = await _rates(order_id, fail, backoff_ms)
+            rate = await _rates(order_id, fail, backoff_ms, hang_ms, timeout_ms)
     else:
-        rate = await _rates(order_id, fail, backoff_ms)
+        rate = await _rates(order_id, fail, backoff_ms, hang_ms, timeout_ms)
     log.info("order %s paid at %.2f", order_id, rate)
     return {"order_id": order_id, "rate": rate}
 

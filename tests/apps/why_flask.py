@@ -5,10 +5,11 @@ The same causes as ``why_fastapi.py`` in a blocking app, at other places of othe
 - ``GET /invoices/<id>``: ``stock_ms`` (+ ``slow_in``) makes the stock lookup slow; ``pause_ms`` sleeps in
   untraced code at position ``pause_at`` (0-3) between two log lines.
 - ``GET /accounts/<id>/statement``: ``lines=30`` loads the statement's lines one query each (N+1), in the
-  service layer or in the handler (``loop_in``), or asks the stock service about each (``loop_in=http``).
+  service layer or in the handler (``loop_in``), with a rate query after each (``pairs``), or asks the stock
+  service about each (``http``).
 - ``POST /charges/<id>``: ``exc`` fails deep (``depth`` 2 or 3, or ``remote``) and ``charge.create``
   re-raises it as ``ChargeFailed`` (answered with ``abort(answer)`` when ``answer`` is set); ``fail=2`` makes
-  the rates feed fail twice (``backoff_ms``, ``retry_in``).
+  the rates feed fail twice (or time out twice: ``hang_ms``, ``timeout_ms``; ``backoff_ms``, ``retry_in``).
 - ``POST /invoices/<id>/send``: ``mail_ms`` makes the e-mail, sent by a thread after the response, slow
   (here, or through the stock service's relay with ``via=relay``; ``via=pool``: a pool thread sends it).
 - ``POST /ledger/<id>``: ``contended_ms`` has a cache refresher hold the ledger lock while the entry is
@@ -91,6 +92,10 @@ def statement(account_id: int) -> Response:
         if loop_in == "service":
             for _ in range(count):
                 query("SELECT line", line_ms)
+        elif loop_in == "pairs":  # two queries a line: the line, then its exchange rate
+            for _ in range(count):
+                query("SELECT line", line_ms)
+                query("SELECT fx_rate", line_ms / 2)
     if loop_in == "http":  # each line's stock level from the stock service, one call each
         for line in range(count):
             session.get(f"{STOCK}/stock/sku-{line}", timeout=10)
@@ -101,13 +106,18 @@ def statement(account_id: int) -> Response:
     return jsonify(account_id=account_id, lines=count)
 
 
-def _rates(charge_id: int, fail: int, backoff_ms: int) -> float:
+def _rates(charge_id: int, fail: int, backoff_ms: int, hang_ms: int, timeout_ms: int) -> float:
     key = f"usd-{charge_id}-{uuid.uuid4().hex[:8]}"
+    params, timeout = {"fail": fail, "hang_ms": hang_ms}, timeout_ms / 1000 if timeout_ms else 10
     for attempt in range(1, 5):
-        answer = session.get(f"{STOCK}/rates/{key}", params={"fail": fail}, timeout=10)
-        if answer.status_code < 500:
-            return float(answer.json()["rate"])
-        log.warning("rates feed answered %d (attempt %d), retrying", answer.status_code, attempt)
+        try:
+            answer = session.get(f"{STOCK}/rates/{key}", params=params, timeout=timeout)
+        except requests.Timeout:
+            log.warning("rates feed timed out (attempt %d), retrying", attempt)
+        else:
+            if answer.status_code < 500:
+                return float(answer.json()["rate"])
+            log.warning("rates feed answered %d (attempt %d), retrying", answer.status_code, attempt)
         time.sleep(backoff_ms * attempt / 1000)
     raise ChargeFailed("no exchange rate")
 
@@ -143,11 +153,12 @@ def charge(charge_id: int) -> Response:
         log.error("charge %s: %s", charge_id, failed)
         abort(args.get("answer", 502, type=int))
     fail, backoff_ms = args.get("fail", 0, type=int), args.get("backoff_ms", 50, type=int)
+    hang_ms, timeout_ms = args.get("hang_ms", 0, type=int), args.get("timeout_ms", 0, type=int)
     if args.get("retry_in") == "service":
         with service_span("fx.convert"):
-            rate = _rates(charge_id, fail, backoff_ms)
+            rate = _rates(charge_id, fail, backoff_ms, hang_ms, timeout_ms)
     else:
-        rate = _rates(charge_id, fail, backoff_ms)
+        rate = _rates(charge_id, fail, backoff_ms, hang_ms, timeout_ms)
     query("INSERT charges", 3)
     return jsonify(charge_id=charge_id, rate=rate)
 
