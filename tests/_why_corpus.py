@@ -170,6 +170,10 @@ def _deep_exception(fw: str, ident: int, variant: str, rng: random.Random) -> Ca
             params["answer"] = rng.choice((502, 503, 504))
             params["depth"] = depth = rng.choice((2, 3))
             label = f"http {params['answer']} depth {depth} {exc}"
+        elif variant == "handled":  # a cache read failed (deeper) and was handled before the real failure
+            params["cache"] = "true"
+            params["depth"] = depth = 2
+            label = f"handled cache failure, depth 2 {exc}"
         else:
             params["depth"] = depth = int(variant)
         service = SERVICE[fw]
@@ -232,7 +236,7 @@ _MAKERS = {
     "slow_downstream": (_slow_downstream, ("handler", "query")),
     "untraced_sleep": (_untraced_sleep, ("0", "1", "2", "3")),
     "n_plus_one": (_n_plus_one, ("service", "handler_first", "handler_last", "http", "pairs")),
-    "deep_exception": (_deep_exception, ("2", "3", "remote", "http")),
+    "deep_exception": (_deep_exception, ("2", "3", "remote", "http", "handled")),
     "background": (_background, ("local", "relay", "thread")),
     "retry": (_retry, ("handler", "service", "db", "timeout")),
     "lock_wait": (_lock_wait, ("span", "leaf", "bare")),

@@ -23,6 +23,7 @@ __all__ = [
     "PAUSES",
     "DeepError",
     "aquery",
+    "cached_risk",
     "hold",
     "pause_lines",
     "query",
@@ -48,9 +49,9 @@ def pause_lines(at: int, ident: int) -> tuple[str, str]:
 
 
 @contextmanager
-def _statement(sql: str) -> Iterator[Span]:
+def _statement(sql: str, system: str = "postgresql") -> Iterator[Span]:
     operation, _, table = sql.partition(" ")
-    attributes = {"db.system.name": "postgresql", "db.operation.name": operation, "db.collection.name": table}
+    attributes = {"db.system.name": system, "db.operation.name": operation, "db.collection.name": table}
     with tracer.start_as_current_span(sql, kind=SpanKind.CLIENT, attributes=attributes) as span:
         yield span
 
@@ -71,6 +72,20 @@ async def aquery(sql: str, ms: float) -> None:
     """One statement of ``ms`` milliseconds (an async driver)."""
     with _statement(sql):
         await asyncio.sleep(ms / 1000)
+
+
+class CacheUnavailable(Exception):
+    """The cache did not answer; callers compute the value instead."""
+
+
+def cached_risk(key: str) -> int | None:
+    """A cache read that fails and is handled: its statement span fails, the ``cache.get`` step does not."""
+    with service_span("cache.get"):
+        try:
+            with _statement("HGET risk_scores", system="redis"):
+                raise CacheUnavailable(f"{key}: connection refused")
+        except CacheUnavailable:
+            return None
 
 
 @contextmanager

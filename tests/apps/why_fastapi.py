@@ -10,7 +10,8 @@ log lines); a query parameter injects one cause at a place the harness (``tests/
   (``http``).
 - ``POST /payments/{id}``: ``exc`` fails deep (``depth`` 2 or 3 spans down, or ``remote`` in the stock
   service) and the service layer re-raises it as ``PaymentDeclined`` (answered as ``HTTPException(answer)``
-  when ``answer`` is set); ``fail=2`` makes the rates feed fail twice (with ``hang_ms`` and ``timeout_ms``: time
+  when ``answer`` is set; with ``cache``, a failed cache read is handled inside the failing step first);
+  ``fail=2`` makes the rates feed fail twice (with ``hang_ms`` and ``timeout_ms``: time
   out twice), retried after ``backoff_ms`` (in the handler or in an ``fx.quote`` step, ``retry_in``).
 - ``POST /orders/{id}/confirm``: ``receipt_ms`` makes the background receipt slow (rendered here, or sent
   through the stock service's mail relay with ``via_mail``); ``archive_ms`` makes it a slow sync task instead.
@@ -35,7 +36,7 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException
 
 import otel_corr
 
-from .why_common import DeadlockDetected, aquery, hold, pause_lines, query, raise_deep, service_span
+from .why_common import DeadlockDetected, aquery, cached_risk, hold, pause_lines, query, raise_deep, service_span
 
 otel_corr.configure_logging()
 app = FastAPI()
@@ -121,7 +122,7 @@ async def _rates(order_id: int, fail: int, backoff_ms: int, hang_ms: int, timeou
     raise PaymentDeclined("no exchange rate")
 
 
-async def _authorize(order_id: int, exc: str, depth: int, remote: bool) -> None:
+async def _authorize(order_id: int, exc: str, depth: int, remote: bool, cache: bool) -> None:
     with service_span("payment.authorize"):
         await aquery("SELECT account", 3)
         try:
@@ -130,6 +131,8 @@ async def _authorize(order_id: int, exc: str, depth: int, remote: bool) -> None:
                 card.raise_for_status()
             else:
                 with service_span("fraud.check"):
+                    if cache and cached_risk(f"order-{order_id}") is None:
+                        log.warning("risk cache unavailable for order %s, recomputing", order_id)
                     await aquery("SELECT card_risk", 2)
                     if exc and depth == 2:
                         raise_deep(exc, "risk_band")
@@ -147,6 +150,7 @@ async def pay(
     depth: int = 2,
     remote: bool = False,
     answer: int = 0,
+    cache: bool = False,
     fail: int = 0,
     backoff_ms: int = 50,
     hang_ms: int = 0,
@@ -155,7 +159,7 @@ async def pay(
 ) -> dict[str, Any]:
     log.info("payment for order %s", order_id)
     try:
-        await _authorize(order_id, exc, depth, remote)
+        await _authorize(order_id, exc, depth, remote, cache)
     except PaymentDeclined as declined:
         if not answer:
             raise

@@ -8,7 +8,8 @@ The same causes as ``why_fastapi.py`` in a blocking app, at other places of othe
   service layer or in the handler (``loop_in``), with a rate query after each (``pairs``), or asks the stock
   service about each (``http``).
 - ``POST /charges/<id>``: ``exc`` fails deep (``depth`` 2 or 3, or ``remote``) and ``charge.create``
-  re-raises it as ``ChargeFailed`` (answered with ``abort(answer)`` when ``answer`` is set); ``fail=2`` makes
+  re-raises it as ``ChargeFailed`` (answered with ``abort(answer)`` when ``answer`` is set; with ``cache``, a
+  failed cache read is handled inside the failing step first); ``fail=2`` makes
   the rates feed fail twice (or time out twice: ``hang_ms``, ``timeout_ms``; ``backoff_ms``, ``retry_in``).
 - ``POST /invoices/<id>/send``: ``mail_ms`` makes the e-mail, sent by a thread after the response, slow
   (here, or through the stock service's relay with ``via=relay``; ``via=pool``: a pool thread sends it).
@@ -31,7 +32,7 @@ from flask import Flask, Response, abort, jsonify, request
 
 import otel_corr
 
-from .why_common import DeadlockDetected, hold, pause_lines, query, raise_deep, service_span
+from .why_common import DeadlockDetected, cached_risk, hold, pause_lines, query, raise_deep, service_span
 
 otel_corr.configure_logging()
 app = Flask(__name__)
@@ -122,7 +123,7 @@ def _rates(charge_id: int, fail: int, backoff_ms: int, hang_ms: int, timeout_ms:
     raise ChargeFailed("no exchange rate")
 
 
-def _create(charge_id: int, exc: str, depth: int, remote: bool) -> None:
+def _create(charge_id: int, exc: str, depth: int, remote: bool, cache: bool) -> None:
     with service_span("charge.create"):
         query("SELECT customer", 3)
         try:
@@ -130,6 +131,8 @@ def _create(charge_id: int, exc: str, depth: int, remote: bool) -> None:
                 session.get(f"{STOCK}/cards/c-{charge_id}", params={"exc": exc}, timeout=10).raise_for_status()
             else:
                 with service_span("card.tokenize"):
+                    if cache and cached_risk(f"charge-{charge_id}") is None:
+                        log.warning("risk cache unavailable for charge %s, recomputing", charge_id)
                     query("SELECT card", 2)
                     if exc and depth == 2:
                         raise_deep(exc, "token")
@@ -145,7 +148,8 @@ def charge(charge_id: int) -> Response:
     args = request.args
     log.info("charging %s", charge_id)
     try:
-        _create(charge_id, args.get("exc", ""), args.get("depth", 2, type=int), args.get("remote") == "true")
+        exc, depth, remote = args.get("exc", ""), args.get("depth", 2, type=int), args.get("remote") == "true"
+        _create(charge_id, exc, depth, remote, args.get("cache") == "true")
     except ChargeFailed as failed:
         if not args.get("answer"):
             raise
