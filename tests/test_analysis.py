@@ -366,3 +366,18 @@ def test_jitter_on_a_fast_endpoint_is_not_slow() -> None:
     why = analyse([entry, update], [], _baseline([5 + i * 0.2 for i in range(14)], [entry, update]))
     assert why["normal"]["windows"][0]["percentile"] == 100.0
     assert why["verdict"]["alarming"] is False
+
+
+def test_two_queries_an_item_tell_the_requests_time_once() -> None:
+    """The corpus found it: 30 x (SELECT item, SELECT price) claimed 406 ms of a 312 ms request."""
+    entry = span("GET /cart", 0, 312, kind=2)
+    spans = [entry]
+    for i in range(30):
+        spans.append(span("SELECT item", 5 + i * 10, 11 + i * 10, entry, kind=3))
+        spans.append(span("SELECT price", 11 + i * 10, 14 + i * 10, entry, kind=3))
+    runs = [c for c in analyse(spans, [])["causes"] if c["kind"] == "repeated"]
+    assert [(c["repeat"]["name"], c["repeat"]["count"]) for c in runs] == [("SELECT item", 30), ("SELECT price", 30)]
+    assert sum(c["ms"] for c in runs) <= 312
+    # Each wait goes to the run whose call it follows: the 1 ms before each next item, to the prices.
+    assert [c["ms"] for c in runs] == [pytest.approx(30 * 6, abs=0.5), pytest.approx(30 * 3 + 29, abs=0.5)]
+    assert runs[0]["repeat"]["total_ms"] == runs[0]["ms"]

@@ -419,6 +419,7 @@ def _runs(tree: _Tree, span: Span) -> list[_Cause]:
     if len(kids) < 2:
         return []
     out: list[_Cause] = []
+    starts = [start for start, _, _ in kids]
     # By name first: the keys below read attributes, which a span read undecoded pays for.
     by_name: dict[str, list[_Kid]] = defaultdict(list)
     for item in kids:
@@ -439,17 +440,18 @@ def _runs(tree: _Tree, span: Span) -> list[_Cause]:
         if not failed:
             continue
         low, high = members[0][0], max(e for _, e, _ in members)
+        ns = _run_time(kids, starts, members, low, high)
         out.append(
             _Cause(
                 kind="retried",
                 span=span,
-                ns=high - low,
+                ns=ns,
                 title=(
                     f"{key[0]} tried {len(members)} times ({failed} failed) under {_label(span)}:"
-                    f" {_fmt_ms(high - low)} with the waits between"
+                    f" {_fmt_ms(ns)} with the waits between"
                 ),
                 detail=[f"first attempt failed: {_failure_text(members[0][2])}"],
-                extra={"repeat": _repeat_json(key[0], members, failed)},
+                extra={"repeat": _repeat_json(key[0], members, failed, ns)},
                 covers=(low, high),
                 members=frozenset(s.span_id for _, _, s in members),
             )
@@ -461,8 +463,7 @@ def _runs(tree: _Tree, span: Span) -> list[_Cause]:
             continue
         low, high = members[0][0], max(e for _, e, _ in members)
         busy = sum(e - s for s, e, _ in members)
-        # Sequential calls (an N+1) cost their whole stretch; calls made at once, their union.
-        ns = high - low if busy >= 0.5 * (high - low) or busy >= high - low else busy
+        ns = _run_time(kids, starts, members, low, high)
         out.append(
             _Cause(
                 kind="repeated",
@@ -473,7 +474,7 @@ def _runs(tree: _Tree, span: Span) -> list[_Cause]:
                     f" (avg {_fmt_ms(busy / len(members))} each)"
                 ),
                 detail=["one call per item (N+1): fetch them in one call"],
-                extra={"repeat": _repeat_json(key[0], members, sum(1 for _, _, s in members if _failed(s)))},
+                extra={"repeat": _repeat_json(key[0], members, sum(1 for _, _, s in members if _failed(s)), ns)},
                 covers=(low, high),
                 members=frozenset(s.span_id for _, _, s in members),
             )
@@ -491,14 +492,33 @@ def _failure_text(span: Span) -> str:
     return _short(_full(span).status_message or "error")
 
 
-def _repeat_json(name: str, members: Sequence[tuple[int, int, Span]], failed: int) -> dict[str, Any]:
-    low, high = members[0][0], max(e for _, e, _ in members)
+def _run_time(kids: Sequence[_Kid], starts: Sequence[int], members: Sequence[_Kid], low: int, high: int) -> int:
+    """The request time a run of calls takes: the time its calls cover, and the waits that follow
+    one of its calls before the next child starts (a retry's backoff, an N+1's loop overhead).
+
+    A wait is the run's only when one of its calls opened it, so two runs interleaved (two queries
+    an item) share out the request's time rather than each claiming all of it.
+    """
+    mine = {s.span_id for _, _, s in members}
+    total, cursor, opener_mine = 0, low, False
+    for start, end, child in kids[bisect.bisect_left(starts, low) : bisect.bisect_left(starts, high)]:
+        is_mine = child.span_id in mine
+        if start > cursor and opener_mine:
+            total += start - cursor  # a wait after one of the run's calls
+        if is_mine and end > max(start, cursor):
+            total += end - max(start, cursor)
+        if end > cursor:
+            cursor, opener_mine = end, is_mine
+    return total
+
+
+def _repeat_json(name: str, members: Sequence[_Kid], failed: int, ns: int) -> dict[str, Any]:
     return {
         "name": name,
         "count": len(members),
         "failed": failed,
         "span_ids": [s.span_id.hex() for _, _, s in members[:5]],
-        "total_ms": _ms(high - low),
+        "total_ms": _ms(ns),
     }
 
 
