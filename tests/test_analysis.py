@@ -381,3 +381,22 @@ def test_two_queries_an_item_tell_the_requests_time_once() -> None:
     # Each wait goes to the run whose call it follows: the 1 ms before each next item, to the prices.
     assert [c["ms"] for c in runs] == [pytest.approx(30 * 6, abs=0.5), pytest.approx(30 * 3 + 29, abs=0.5)]
     assert runs[0]["repeat"]["total_ms"] == runs[0]["ms"]
+
+
+def test_a_failure_no_span_recorded_takes_its_exception_from_the_log_line() -> None:
+    """The page tests' seeded trace: a 500 whose traceback is only in a log line (once a 500 here)."""
+    entry = span("GET /pay", 0, 40, kind=2, status=2, attributes={"http.response.status_code": 500})
+    bare = analyse([entry], [])["causes"][0]
+    assert (bare["kind"], bare["error"]["type"], bare["error"]["frames"]) == ("error", "HTTP 500", [])
+    line = log("Unhandled RuntimeError in GET /pay", 39, entry, severity=17)
+    line.attributes = {
+        "exception.type": "RuntimeError",
+        "exception.message": "card declined",
+        "exception.stacktrace": (
+            'Traceback (most recent call last):\n  File "pay.py", line 9, in pay\nRuntimeError: card declined\n'
+        ),
+    }
+    top = analyse([entry], [line])["causes"][0]
+    assert (top["error"]["type"], top["error"]["message"]) == ("RuntimeError", "card declined")
+    assert top["error"]["frames"] == ['File "pay.py", line 9, in pay']
+    assert top["logs"][0]["message"] == "Unhandled RuntimeError in GET /pay"

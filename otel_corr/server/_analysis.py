@@ -547,6 +547,18 @@ def _first_block(stacktrace: str) -> tuple[list[str], str | None]:
     return frames, last
 
 
+def _logged_exception(logs: _Logs, origin: Span) -> tuple[str, str, str] | None:
+    for record in logs.between(origin.start_ns, _end(origin) + 50_000_000):
+        exc_type = record.attributes.get("exception.type")
+        if exc_type and record.service == origin.service:
+            return (
+                str(exc_type),
+                str(record.attributes.get("exception.message") or ""),
+                str(record.attributes.get("exception.stacktrace") or ""),
+            )
+    return None
+
+
 def _error_cause(tree: _Tree, logs: _Logs) -> _Cause | None:
     entry = tree.entry
     if not _failed(entry):
@@ -572,10 +584,14 @@ def _error_cause(tree: _Tree, logs: _Logs) -> _Cause | None:
     teller = next((s for s in chain if _exception(s) is not None), None)
     if exc is None and teller is not None:
         exc = _exception(teller)
+    if exc is None:
+        # No span recorded it, but a log line may have (``log.exception`` in the handler, the
+        # server's error line): the first one of the failing service around the origin.
+        exc = _logged_exception(logs, origin)
+    detail: list[str] = []
     if exc is not None:
         exc_type, message, stacktrace = exc
         frames, first = _first_block(stacktrace)
-        detail = []
         if first and any(marker in stacktrace for marker in _CHAINS):
             # A chained exception: the first block's last line is where it started.
             raised_as = f"{exc_type}: {message}" if message else exc_type
