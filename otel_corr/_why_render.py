@@ -16,6 +16,7 @@ than raising.  Colour (bold headline, red when alarming, green when calm) only w
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -74,17 +75,28 @@ def _span(part: Mapping[str, Any]) -> str:
     return f"{name} ({service})" if service else name
 
 
+def _clock(time_ns: Any) -> str:
+    """``HH:MM:SS.mmm `` (local time) of a time in ns given as a string, or nothing."""
+    try:
+        moment = dt.datetime.fromtimestamp(int(time_ns) / 1e9)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
+    return moment.strftime("%H:%M:%S.%f")[:-3] + " "
+
+
 def _bracket(side: Any) -> str:
-    """One end of a quiet stretch: the log line, or the span that started or ended there."""
+    """One end of a quiet stretch, with its time: the log line, or the span that started or ended there."""
     side = _dict(side)
     what, text = side.get("what"), _text(side.get("text"), 80)
     if what == "log":
-        return f'log "{text}"'
-    if what == "span_start":
-        return f"start of {text}"
-    if what == "span_end":
-        return f"end of {text}"
-    return text or "?"
+        said = f'log "{text}"'
+    elif what == "span_start":
+        said = f"start of {text}"
+    elif what == "span_end":
+        said = f"end of {text}"
+    else:
+        said = text or "?"
+    return _clock(side.get("time_ns")) + said
 
 
 def _second_line(cause: Mapping[str, Any]) -> str | None:
