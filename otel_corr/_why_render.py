@@ -57,8 +57,13 @@ def _ms(value: Any) -> str:
 
 
 def _share(value: Any) -> str:
+    """A share of the request: ``83%``; past the whole (work after the response), how many times it: ``21×``."""
     number = _number(value)
-    return "?" if number is None else f"{number * 100:.0f}%"
+    if number is None:
+        return "?"
+    if number > 1:
+        return f"{number:.0f}×" if number >= 10 else f"{number:.1f}×"
+    return f"{number * 100:.0f}%"
 
 
 def _dict(value: Any) -> Mapping[str, Any]:

@@ -545,7 +545,8 @@
   const WHY_KINDS = { error: "error", untraced: "untraced", slow: "slow", repeated: "repeated", retried: "retried", after_response: "background" };
   const SPAN_ID = /^[0-9a-f]{16}$/;
   const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
-  const share = (v) => (num(v) === null ? "?" : Math.round(v * 100) + "%");
+  // A share of the request; past the whole (work after the response), how many times it.
+  const share = (v) => (num(v) === null ? "?" : v > 1 ? v.toFixed(v >= 10 ? 0 : 1) + "×" : Math.round(v * 100) + "%");
   const msOr = (v) => (num(v) === null ? "? ms" : ms(v));
   const list = (v) => (Array.isArray(v) ? v : []);
   const obj = (v) => (v && typeof v === "object" && !Array.isArray(v) ? v : {});
