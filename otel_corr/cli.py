@@ -487,6 +487,21 @@ def _unreachable(command: str, base: str, exc: OSError) -> int:
     return EXIT_UNREACHABLE
 
 
+def _ask(command: str, base: str, url: str) -> tuple[int, Any, str] | int:
+    """GET ``url`` of the otel-corr serve at ``base``: (status, JSON body or None, the error reason made
+    visible); or, when nothing answers or it answers with a server error, the exit status, said on stderr."""
+    try:
+        status, body = _fetch(url)
+    except OSError as exc:  # URLError included: nothing listens, no such host, a timeout
+        return _unreachable(command, base, exc)
+    # Any program can answer at --url: none of its text drives the terminal.
+    reason = visible(_error_text(body)[:500])
+    if status >= 500:  # busy, or the query ran out of its time budget
+        print(f"otel-corr {command}: {base} answered {status}{f': {reason}' if reason else ''}; retry", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    return status, body, reason
+
+
 def _error_text(body: Any) -> str:
     """The reason in an error answer: ``{"error": ...}`` (the page's API) or Jaeger's ``errors[0].msg``."""
     if not isinstance(body, dict):
@@ -548,16 +563,10 @@ def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         params["service"] = args.service
     if args.since:
         params["lookback"] = args.since
-    url = f"{base}/api/search?{urllib.parse.urlencode(params)}"
-    try:
-        status, body = _fetch(url)
-    except OSError as exc:  # URLError included: nothing listens, no such host, a timeout
-        return _unreachable("find", base, exc)
-    # Any program can answer at --url: none of its text drives the terminal.
-    reason = visible(_error_text(body)[:500])
-    if status >= 500:  # busy, or the search ran out of time
-        print(f"otel-corr find: {base} answered {status}{f': {reason}' if reason else ''}; retry", file=sys.stderr)
-        return EXIT_UNREACHABLE
+    answered = _ask("find", base, f"{base}/api/search?{urllib.parse.urlencode(params)}")
+    if isinstance(answered, int):
+        return answered
+    status, body, reason = answered
     if status == 400 and reason:  # the query (or --since) cannot be read: the server says what is wrong
         print(f"otel-corr find: {reason}", file=sys.stderr)
         return EXIT_USAGE
@@ -596,16 +605,10 @@ def _why(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not ident:
         parser.error("the ID is empty: give a request ID or a trace ID, e.g. otel-corr why order-1003.web")
     base = _url("--url / OTEL_CORR_URL", args.url).rstrip("/")
-    url = f"{base}/api/ui/why/{urllib.parse.quote(ident, safe='')}"
-    try:
-        status, body = _fetch(url)
-    except OSError as exc:  # URLError included: nothing listens, no such host, a timeout
-        return _unreachable("why", base, exc)
-    # Any program can answer at --url: none of its text drives the terminal.
-    reason = visible(_error_text(body)[:500])
-    if status >= 500:  # busy, or the analysis ran out of the query budget
-        print(f"otel-corr why: {base} answered {status}{f': {reason}' if reason else ''}; retry", file=sys.stderr)
-        return EXIT_UNREACHABLE
+    answered = _ask("why", base, f"{base}/api/ui/why/{urllib.parse.quote(ident, safe='')}")
+    if isinstance(answered, int):
+        return answered
+    status, body, reason = answered
     if status == 200 and isinstance(body, dict) and isinstance(body.get("verdict"), dict):
         if args.json:
             json.dump(body, sys.stdout, indent=2)

@@ -23,8 +23,8 @@ from otel_corr._why_render import MOST, why_lines
 from ._pty import run_on_pty
 from ._search_data import ESC, STOCK
 from ._why_data import CHECKOUT, CHECKOUT_RID, PAY_RID, Demo, demo
-from .collector import free_port, wait_for_port
-from .conftest import ROOT
+from .collector import free_port
+from .conftest import ROOT, other_program
 
 pytestmark = pytest.mark.e2e
 
@@ -173,21 +173,18 @@ def test_unreachable_exits_3_and_not_otel_corr_exits_4(tmp_path: Path) -> None:
     assert "`otel-corr serve`" in out.stderr and "OTEL_CORR_URL" in out.stderr
     out = _why(CHECKOUT_RID, OTEL_CORR_URL=url)
     assert out.returncode == 3 and f"at {url} " in out.stderr
-    port = free_port()
-    other = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, other)
-        out = _why(CHECKOUT_RID, "--url", f"http://127.0.0.1:{port}")
-    finally:
-        other.terminate()
-        other.wait(10)
-    assert out.returncode == 4, out.stderr
-    assert f"http://127.0.0.1:{port} is not otel-corr serve" in out.stderr
+    with other_program(tmp_path) as other:
+        out = _why(CHECKOUT_RID, "--url", other)
+    assert (out.returncode, out.stdout) == (4, ""), out.stderr
+    assert out.stderr.startswith(f"otel-corr why: {other} is not otel-corr serve with why (GET /api/otel-corr/info")
+
+
+def test_a_server_error_exits_3_with_its_reason_escaped(tmp_path: Path) -> None:
+    """A 503 (the store busy, the query budget spent): the server's reason, its escapes escaped, status 3."""
+    with other_program(tmp_path, 503, json.dumps({"error": "store busy\x1b[2J\u009b2J"})) as other:
+        out = _why(CHECKOUT_RID, "--url", other)
+    assert (out.returncode, out.stdout) == (3, ""), out.stderr
+    assert out.stderr == f"otel-corr why: {other} answered 503: store busy\\x1b[2J\\x9b2J; retry\n"
 
 
 def test_help_lists_why() -> None:
