@@ -548,8 +548,8 @@
   // A share of the request; past the whole (work after the response), how many times it.
   const share = (v) => (num(v) === null ? "?" : v > 1 ? v.toFixed(v >= 10 ? 0 : 1) + "×" : Math.round(v * 100) + "%");
   const msOr = (v) => (num(v) === null ? "? ms" : ms(v));
-  const list = (v) => (Array.isArray(v) ? v : []);
-  const obj = (v) => (v && typeof v === "object" && !Array.isArray(v) ? v : {});
+  const asList = (v) => (Array.isArray(v) ? v : []);
+  const asObj = (v) => (v && typeof v === "object" && !Array.isArray(v) ? v : {});
   async function loadWhy(traceId, slot, open) {
     let answer;
     try {
@@ -574,31 +574,31 @@
     const spanLink = (id, props, ...children) => (typeof id === "string" && SPAN_ID.test(id)
       ? el("a", { ...props, href: "#span=" + id, "data-span": id, onclick: (e) => { if (!e.metaKey && !e.ctrlKey) { e.preventDefault(); open(id); } } }, ...children)
       : el("span", props, ...children));
-    const named = (part) => { part = obj(part); return String(part.name ?? "?") + (part.service ? " (" + part.service + ")" : ""); };
+    const named = (part) => { part = asObj(part); return String(part.name ?? "?") + (part.service ? " (" + part.service + ")" : ""); };
     const alarming = w.verdict.alarming === true;
-    const causes = list(w.causes).slice(0, 5).map(obj);
+    const causes = asList(w.causes).slice(0, 5).map(asObj);
     const items = causes.map((c) => {
       const kind = WHY_KINDS[c.kind] || String(c.kind ?? "?");
       const more = [];
-      const gap = obj(c.gap);
+      const gap = asObj(c.gap);
       if (c.kind === "untraced" && (gap.before || gap.after)) {
         const side = (b) => {
-          b = obj(b);
+          b = asObj(b);
           const what = b.what === "log" ? "log line" : b.what === "span_start" ? "start of" : b.what === "span_end" ? "end of" : "";
           const when = /^[0-9]{1,20}$/.test(String(b.time_ns)) ? clock(b.time_ns) + " " : "";
           return el("span", { class: "why-bracket" }, el("span", { class: "mono muted", text: when }), what + " ", el("q", { text: bounded(b.text ?? "?", 200) }));
         };
         more.push(el("div", { class: "why-gap" }, "between ", side(gap.before), " and ", side(gap.after)));
       }
-      const error = obj(c.error);
+      const error = asObj(c.error);
       if (c.kind === "error" && (error.type || error.message)) {
-        const chain = list(error.chain).map(obj);
+        const chain = asList(error.chain).map(asObj);
         more.push(el("div", { class: "why-error" },
           el("div", { class: "why-exception" }, el("strong", { text: bounded(error.type ?? "error", 120) }), error.message ? ": " + bounded(error.message, 400) : ""),
-          list(error.frames).length ? el("pre", { class: "why-frames", text: list(error.frames).slice(-3).map((f) => String(f)).join("\n") }) : null,
+          asList(error.frames).length ? el("pre", { class: "why-frames", text: asList(error.frames).slice(-3).map((f) => String(f)).join("\n") }) : null,
           chain.length ? el("div", { class: "why-chain" }, "chain: ", ...chain.flatMap((link, i) => [i ? " ← " : null, spanLink(link.span_id, {}, named(link))])) : null));
       }
-      const repeat = obj(c.repeat);
+      const repeat = asObj(c.repeat);
       if ((c.kind === "repeated" || c.kind === "retried") && repeat.name !== undefined) {
         more.push(el("div", { class: "why-repeat", text: (num(repeat.count) ?? "?") + " × " + bounded(repeat.name, 200) + ", " + msOr(repeat.total_ms) + " in all" + (num(repeat.failed) ? ", " + repeat.failed + " failed" : "") }));
       }
@@ -610,17 +610,17 @@
           el("span", { class: "why-title", text: bounded(c.title ?? named(c), 200) })),
         ...more);
     });
-    const path = list(w.critical_path).map(obj).sort((a, b) => (num(b.self_ms) ?? 0) - (num(a.self_ms) ?? 0));
+    const path = asList(w.critical_path).map(asObj).sort((a, b) => (num(b.self_ms) ?? 0) - (num(a.self_ms) ?? 0));
     const critical = path.length ? el("div", { class: "why-line why-critical" }, el("span", { class: "why-label", text: "Critical path, by self time" }),
       ...path.slice(0, 3).flatMap((p, i) => [i ? " · " : null, spanLink(p.span_id, {}, named(p) + " " + msOr(p.self_ms))]),
       path.length > 3 ? el("span", { class: "muted", text: " (+" + (path.length - 3) + " more)" }) : null) : null;
     let normal;
     if (w.normal && typeof w.normal === "object") {
       const n = w.normal;
-      const windows = list(n.windows).map(obj).map((x) => (num(x.percentile) === null ? "?" : "p" + x.percentile.toFixed(1)) + (num(x.count) === null ? "" : " of " + x.count.toLocaleString("en")) + " in the last " + String(x.window ?? "?"));
-      const median = list(n.windows).map(obj).map((x) => num(x.median_ms)).find((x) => x !== null);
-      const diff = obj(list(n.differences)[0]);
-      const typical = obj(n.typical);
+      const windows = asList(n.windows).map(asObj).map((x) => (num(x.percentile) === null ? "?" : "p" + x.percentile.toFixed(1)) + (num(x.count) === null ? "" : " of " + x.count.toLocaleString("en")) + " in the last " + String(x.window ?? "?"));
+      const median = asList(n.windows).map(asObj).map((x) => num(x.median_ms)).find((x) => x !== null);
+      const diff = asObj(asList(n.differences)[0]);
+      const typical = asObj(n.typical);
       normal = el("div", { class: "why-line why-normal" }, el("span", { class: "why-label", text: "Against normal" }),
         windows.join(", ") || "?", median !== undefined ? " · median " + ms(median) : "",
         diff.change ? el("span", {}, " · most different: " + String(diff.change) + " ",
