@@ -1,4 +1,4 @@
-"""The ``otel-corr`` command: ``serve``, ``trace``, ``find``, ``demo`` and ``doctor``.
+"""The ``otel-corr`` command: ``serve``, ``trace``, ``find``, ``why``, ``demo`` and ``doctor``.
 
 Every ``serve`` flag has an ``OTEL_CORR_*`` variable; a flag given wins.  Exit statuses: see ``EXIT_STATUSES``.
 """
@@ -32,14 +32,14 @@ EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_OURS = 0, 1, 2, 
 EXIT_SERVICE_FAILED, EXIT_INTERRUPTED = 5, 130
 EXIT_STATUSES = {
     EXIT_OK: "success; serve and demo stopped by Ctrl-C or SIGTERM (how they are meant to end)",
-    EXIT_NOT_FOUND: "trace: no trace has that ID; find: no request matches",
+    EXIT_NOT_FOUND: "trace, why: no trace has that ID; find: no request matches",
     EXIT_USAGE: "a usage or configuration error (a bad flag, variable or argument; a port in use; an extra "
     "missing; find: a query the server cannot read)",
-    EXIT_UNREACHABLE: "trace, find: the backend cannot be reached (or answered with a server error)",
-    EXIT_NOT_OURS: "trace, find: the URL answers, but not as an otel-corr serve (or, with --jaeger, a Jaeger "
+    EXIT_UNREACHABLE: "trace, find, why: the backend cannot be reached (or answered with a server error)",
+    EXIT_NOT_OURS: "trace, find, why: the URL answers, but not as an otel-corr serve (or, with --jaeger, a Jaeger "
     "query API)",
     EXIT_SERVICE_FAILED: "demo: a service it started failed to start or stopped (its log is kept)",
-    EXIT_INTERRUPTED: "trace, find, doctor: interrupted (Ctrl-C)",
+    EXIT_INTERRUPTED: "trace, find, why, doctor: interrupted (Ctrl-C)",
 }
 
 #: Each ``serve`` flag's ``OTEL_CORR_*`` variable and what it accepts.  The flags' readers below, their error
@@ -247,6 +247,26 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the server's answer as one JSON document (for scripts)"
     )
     find.add_argument(
+        "--url",
+        default=_settings.env_text("OTEL_CORR_URL") or "http://127.0.0.1:16686",
+        help="otel-corr serve (default http://127.0.0.1:16686, or OTEL_CORR_URL)",
+    )
+
+    why = sub.add_parser(
+        "why",
+        help="why a request was slow or failed: its ranked causes, critical path, and how it compares",
+        description="Explain one request in a dozen lines: the verdict; the ranked causes (an error and "
+        "where it started, time no span covers and the log lines around it, a slow call, the same call "
+        "repeated or retried, work after the response), each with its span ID; the critical path's "
+        "slowest spans by self time; and how it compares with its endpoint's requests in the last "
+        "hour and day.",
+        epilog="--json prints the server's answer (GET /api/ui/why/ID) as it is.\n\n"
+        "environment variables:\n  OTEL_CORR_URL  the default for --url",
+        formatter_class=raw,
+    )
+    why.add_argument("id", help="request ID or trace ID (UUID with dashes, hex, any case)")
+    why.add_argument("--json", action="store_true", help="print the server's answer as JSON (for scripts)")
+    why.add_argument(
         "--url",
         default=_settings.env_text("OTEL_CORR_URL") or "http://127.0.0.1:16686",
         help="otel-corr serve (default http://127.0.0.1:16686, or OTEL_CORR_URL)",
@@ -467,6 +487,21 @@ def _unreachable(command: str, base: str, exc: OSError) -> int:
     return EXIT_UNREACHABLE
 
 
+def _ask(command: str, base: str, url: str) -> tuple[int, Any, str] | int:
+    """GET ``url`` of the otel-corr serve at ``base``: (status, JSON body or None, the error reason made
+    visible); or, when nothing answers or it answers with a server error, the exit status, said on stderr."""
+    try:
+        status, body = _fetch(url)
+    except OSError as exc:  # URLError included: nothing listens, no such host, a timeout
+        return _unreachable(command, base, exc)
+    # Any program can answer at --url: none of its text drives the terminal.
+    reason = visible(_error_text(body)[:500])
+    if status >= 500:  # busy, or the query ran out of its time budget
+        print(f"otel-corr {command}: {base} answered {status}{f': {reason}' if reason else ''}; retry", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    return status, body, reason
+
+
 def _error_text(body: Any) -> str:
     """The reason in an error answer: ``{"error": ...}`` (the page's API) or Jaeger's ``errors[0].msg``."""
     if not isinstance(body, dict):
@@ -528,16 +563,10 @@ def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         params["service"] = args.service
     if args.since:
         params["lookback"] = args.since
-    url = f"{base}/api/search?{urllib.parse.urlencode(params)}"
-    try:
-        status, body = _fetch(url)
-    except OSError as exc:  # URLError included: nothing listens, no such host, a timeout
-        return _unreachable("find", base, exc)
-    # Any program can answer at --url: none of its text drives the terminal.
-    reason = visible(_error_text(body)[:500])
-    if status >= 500:  # busy, or the search ran out of time
-        print(f"otel-corr find: {base} answered {status}{f': {reason}' if reason else ''}; retry", file=sys.stderr)
-        return EXIT_UNREACHABLE
+    answered = _ask("find", base, f"{base}/api/search?{urllib.parse.urlencode(params)}")
+    if isinstance(answered, int):
+        return answered
+    status, body, reason = answered
     if status == 400 and reason:  # the query (or --since) cannot be read: the server says what is wrong
         print(f"otel-corr find: {reason}", file=sys.stderr)
         return EXIT_USAGE
@@ -566,6 +595,37 @@ def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
         return EXIT_NOT_FOUND
     return EXIT_OK
+
+
+def _why(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ._results import colour_wanted
+    from ._why_render import why_lines
+
+    ident = args.id.strip()
+    if not ident:
+        parser.error("the ID is empty: give a request ID or a trace ID, e.g. otel-corr why order-1003.web")
+    base = _url("--url / OTEL_CORR_URL", args.url).rstrip("/")
+    answered = _ask("why", base, f"{base}/api/ui/why/{urllib.parse.quote(ident, safe='')}")
+    if isinstance(answered, int):
+        return answered
+    status, body, reason = answered
+    if status == 200 and isinstance(body, dict) and isinstance(body.get("verdict"), dict):
+        if args.json:
+            json.dump(body, sys.stdout, indent=2)
+            print()
+        else:
+            for line in why_lines(body, colour=colour_wanted(sys.stdout)):
+                print(line)
+        return EXIT_OK
+    ours, answer = _is_otel_corr(base)
+    # otel-corr's 404 for an ID it does not have is JSON with a reason; an older serve's unknown route is not.
+    if ours and status == 404 and reason:
+        print(f"no trace found for {ident[:80]!r} at {base}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if ours:
+        answer = f"GET /api/ui/why answered {status}; is it an older otel-corr?"
+    print(f"otel-corr why: {base} is not otel-corr serve with why ({answer})", file=sys.stderr)
+    return EXIT_NOT_OURS
 
 
 def _load_app(spec: str) -> Any:
@@ -678,6 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _trace(args, command)
         if args.command == "find":
             return _find(args, command)
+        if args.command == "why":
+            return _why(args, command)
         if args.command == "doctor":
             return _doctor(args)
         from ._demo import run_demo

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,40 @@ class Server:
             self.proc.kill()
             self.proc.wait(5)
         self._out.close()
+
+
+#: A program answering every GET with ``STATUS`` and the JSON ``BODY`` (given in its environment).
+_ANSWERING = """
+import http.server, os, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = os.environ["BODY"].encode()
+        self.send_response(int(os.environ["STATUS"]))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+@contextmanager
+def other_program(tmp: Path, status: int | None = None, body: str = "") -> Iterator[str]:
+    """The URL of a program that is not otel-corr, on a free port of 127.0.0.1, stopped on exit: Python's
+    ``http.server`` serving ``tmp`` (404 and HTML for an API path), or with ``status``, one answering every
+    GET with that status and ``body``."""
+    port = free_port()
+    if status is None:
+        argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+    else:
+        argv = [sys.executable, "-c", _ANSWERING, str(port)]
+    env = {**os.environ, "STATUS": str(status), "BODY": body}
+    other = subprocess.Popen(argv, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, other)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        other.terminate()
+        other.wait(10)
 
 
 def server_env(collector: Collector | None, **extra: str) -> dict[str, str]:

@@ -19,8 +19,8 @@ import pytest
 from otel_corr import __version__, cli
 
 from ._pty import run_on_pty
-from .collector import free_port, wait_for_port
-from .conftest import ROOT
+from .collector import free_port
+from .conftest import ROOT, other_program
 from .test_server import Backend
 
 pytestmark = pytest.mark.e2e
@@ -61,11 +61,11 @@ def test_no_command_prints_the_help() -> None:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert out.returncode == 0 and out.stderr == "", out.stderr
         assert out.stdout.startswith("usage: otel-corr") and "error:" not in out.stdout
-        for command in ("serve", "trace", "find", "demo", "doctor"):
+        for command in ("serve", "trace", "find", "why", "demo", "doctor"):
             assert f"\n    {command} " in out.stdout
         assert (
             "exit statuses:" in out.stdout
-            and "  3    trace, find: the backend cannot be reached (or answered with a server error)" in out.stdout
+            and "  3    trace, find, why: the backend cannot be reached (or answered with a server error)" in out.stdout
         )
 
 
@@ -162,22 +162,11 @@ def test_trace_at_an_unreachable_url_says_how_to_start_the_backend() -> None:
 
 def test_trace_at_a_url_that_is_not_otel_corr(tmp_path: Path) -> None:
     """Another program on the port (here Python's http.server: 404 and HTML): said so, status 4."""
-    port = free_port()
-    other = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, other)
-        out = _cli("trace", "order-1", "--url", f"http://127.0.0.1:{port}")
+    with other_program(tmp_path) as url:
+        out = _cli("trace", "order-1", "--url", url)
         assert out.returncode == 4, out.stderr
-        assert f"http://127.0.0.1:{port} is not otel-corr serve (GET /api/otel-corr/info answered 404)" in out.stderr
+        assert f"{url} is not otel-corr serve (GET /api/otel-corr/info answered 404)" in out.stderr
         assert "no trace found" not in out.stderr and "--jaeger" in out.stderr
-    finally:
-        other.terminate()
-        other.wait(10)
 
 
 # --- otel-corr trace: what it prints ------------------------------------------------------------------
@@ -487,28 +476,12 @@ def test_trace_shows_control_characters_from_span_data_as_escapes(tmp_path: Path
 
 def test_trace_shows_a_servers_error_reason_escaped(tmp_path: Path) -> None:
     """A 503's reason from the server (any server at --url) is printed with its control characters escaped."""
-    port = free_port()
-    script = (
-        "import http.server, json\n"
-        "class H(http.server.BaseHTTPRequestHandler):\n"
-        "    def do_GET(self):\n"
-        "        body = json.dumps({'errors': [{'msg': 'busy\\x1b[2J\\u009b2J'}]}).encode()\n"
-        "        self.send_response(503)\n"
-        "        self.send_header('Content-Length', str(len(body)))\n"
-        "        self.end_headers()\n"
-        "        self.wfile.write(body)\n"
-        f"http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
-    )
-    other = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, other)
-        out = _cli("trace", "order-1", "--url", f"http://127.0.0.1:{port}")
-    finally:
-        other.terminate()
-        other.wait(10)
+    body = json.dumps({"errors": [{"msg": "busy\x1b[2J\u009b2J"}]})
+    with other_program(tmp_path, 503, body) as url:
+        out = _cli("trace", "order-1", "--url", url)
     assert out.returncode == 3, out.stderr
     assert "\x1b" not in out.stderr and "\x9b" not in out.stderr
-    assert f"http://127.0.0.1:{port} answered 503: busy\\x1b[2J\\x9b2J; retry" in out.stderr
+    assert f"{url} answered 503: busy\\x1b[2J\\x9b2J; retry" in out.stderr
 
 
 # --- otel-corr demo ---------------------------------------------------------------------------------------

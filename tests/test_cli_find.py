@@ -15,8 +15,8 @@ import pytest
 
 from ._pty import run_on_pty
 from ._search_data import ESC, OLD, PAY, PAY_RID, seed
-from .collector import free_port, wait_for_port
-from .conftest import ROOT
+from .collector import free_port
+from .conftest import ROOT, other_program
 from .test_server import Backend
 
 pytestmark = pytest.mark.e2e
@@ -159,27 +159,16 @@ def test_unreachable_exits_3_and_not_otel_corr_exits_4(tmp_path: Path) -> None:
     assert "`otel-corr serve`" in out.stderr and "OTEL_CORR_URL" in out.stderr
     out = _find("declined", OTEL_CORR_URL=url)
     assert out.returncode == 3 and f"at {url} " in out.stderr
-    port = free_port()
-    other = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, other)
-        out = _find("declined", "--url", f"http://127.0.0.1:{port}")
-    finally:
-        other.terminate()
-        other.wait(10)
+    with other_program(tmp_path) as other:
+        out = _find("declined", "--url", other)
     assert out.returncode == 4, out.stderr
-    assert f"http://127.0.0.1:{port} is not otel-corr serve" in out.stderr
+    assert f"{other} is not otel-corr serve" in out.stderr
 
 
 def test_help_lists_find_with_examples() -> None:
     """`otel-corr --help` lists find; `find --help` shows the language by example and what --json prints."""
     top = subprocess.run([sys.executable, "-m", "otel_corr", "--help"], capture_output=True, text=True, cwd=ROOT)
-    assert "\n    find " in top.stdout and "trace, find: the backend cannot be reached" in top.stdout
+    assert "\n    find " in top.stdout and "trace, find, why: the backend cannot be reached" in top.stdout
     out = _find("--help")
     assert out.returncode == 0
     for example in ("GatewayError", "'\"payment declined\"'", "user.id=42 status:5xx", "--json", "OTEL_CORR_URL"):

@@ -184,6 +184,8 @@ CLI_ROWS = [
     Row("find --since", "", "an age such as 15m", how="cli", argv=("find", "x", "--since", "forever")),
     Row("find --limit", "", "1 or more", how="cli", argv=("find", "x", "--limit", "0")),
     Row("find --json", "", "", how="cli"),  # a flag
+    Row("why --url", "", "http:// or https:// URL", how="cli", argv=("why", "x", "--url", "ftp://h")),
+    Row("why --json", "", "", how="cli"),  # a flag
     Row("demo --port", "", "TCP port", how="cli", argv=("demo", "--port", "0"), named="--port"),
     Row("demo --dir", "", "a directory that exists or can be created", how="cli", argv=("demo", "--dir", "/dev/null")),
     Row("demo --json", "", "", how="cli"),  # a flag

@@ -458,10 +458,17 @@
       entries.push([s, row, block]);
     }
     const orphanLogs = logsBySpan.get("") || [];
-    view.replaceChildren(head, el("div", { class: "card" }, waterfall,
+    const whySlot = el("div", { id: "why-slot" });
+    view.replaceChildren(head, whySlot, el("div", { class: "card" }, waterfall,
       orphanLogs.length ? el("div", {}, el("h2", { text: "Logs without a span" }), ...orphanLogs.map(logLine)) : null), details);
     land();
     view.dataset.rendered = String(Math.round(performance.now()));  // when the trace was on screen (tests, benchmarks)
+    // The "Why" panel comes after the waterfall is usable: a slow or failed analysis never holds it up.
+    // A cause opens its span as a search result does: #span=<id> in the URL, then land() selects it.
+    loadWhy(body.trace_id, whySlot, (spanId) => {
+      history.pushState(null, "", location.pathname + location.search + "#span=" + spanId);
+      land();
+    });
 
     // A search result opens the trace at what matched: #span=<id> selects that span and shows its details,
     // log=<time_ns> marks the log line, event=<time_ns> the span's event; each is scrolled into view.
@@ -534,6 +541,100 @@
         el("h2", { text: "Logs" }), el("div", { class: "toggle" }, onlyBtn, treeBtn), logsBox);
     }
   }
+  // --- why was it slow: the ranked causes of GET /api/ui/why/<id> above the waterfall --------------------
+  const WHY_KINDS = { error: "error", untraced: "untraced", slow: "slow", repeated: "repeated", retried: "retried", after_response: "background" };
+  const SPAN_ID = /^[0-9a-f]{16}$/;
+  const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+  // A share of the request; past the whole (work after the response), how many times it.
+  const share = (v) => (num(v) === null ? "?" : v > 1 ? v.toFixed(v >= 10 ? 0 : 1) + "×" : Math.round(v * 100) + "%");
+  const msOr = (v) => (num(v) === null ? "? ms" : ms(v));
+  const asList = (v) => (Array.isArray(v) ? v : []);
+  const asObj = (v) => (v && typeof v === "object" && !Array.isArray(v) ? v : {});
+  async function loadWhy(traceId, slot, open) {
+    let answer;
+    try {
+      answer = await getJSON("/api/ui/why/" + encodeURIComponent(traceId));
+    } catch {
+      answer = { ok: false, status: 0, body: {} };
+    }
+    if (!slot.isConnected) return;  // another view is on screen by now
+    if (!answer.ok || !answer.body || typeof answer.body.verdict !== "object" || answer.body.verdict === null) {
+      const reason = typeof answer.body?.error === "string" ? ": " + bounded(answer.body.error, 200) : "";
+      slot.replaceChildren(el("div", { class: "card why-note", id: "why", role: "status",
+        text: "Why: no analysis for this trace (" + (answer.status ? "HTTP " + answer.status : "no answer") + reason + "). The waterfall below is complete." }));
+      return;
+    }
+    try {
+      slot.replaceChildren(whyPanel(answer.body, open));
+    } catch (error) {  // a malformed answer: one line, and the trace stays usable
+      slot.replaceChildren(el("div", { class: "card why-note", id: "why", role: "status", text: "Why: the analysis could not be shown (" + bounded(String(error), 200) + ")." }));
+    }
+  }
+  function whyPanel(w, open) {
+    const spanLink = (id, props, ...children) => (typeof id === "string" && SPAN_ID.test(id)
+      ? el("a", { ...props, href: "#span=" + id, "data-span": id, onclick: (e) => { if (!e.metaKey && !e.ctrlKey) { e.preventDefault(); open(id); } } }, ...children)
+      : el("span", props, ...children));
+    const named = (part) => { part = asObj(part); return String(part.name ?? "?") + (part.service ? " (" + part.service + ")" : ""); };
+    const alarming = w.verdict.alarming === true;
+    const causes = asList(w.causes).slice(0, 5).map(asObj);
+    const items = causes.map((c) => {
+      const kind = WHY_KINDS[c.kind] || String(c.kind ?? "?");
+      const more = [];
+      const gap = asObj(c.gap);
+      if (c.kind === "untraced" && (gap.before || gap.after)) {
+        const side = (b) => {
+          b = asObj(b);
+          const what = b.what === "log" ? "log line" : b.what === "span_start" ? "start of" : b.what === "span_end" ? "end of" : "";
+          const when = /^[0-9]{1,20}$/.test(String(b.time_ns)) ? clock(b.time_ns) + " " : "";
+          return el("span", { class: "why-bracket" }, el("span", { class: "mono muted", text: when }), what + " ", el("q", { text: bounded(b.text ?? "?", 200) }));
+        };
+        more.push(el("div", { class: "why-gap" }, "between ", side(gap.before), " and ", side(gap.after)));
+      }
+      const error = asObj(c.error);
+      if (c.kind === "error" && (error.type || error.message)) {
+        const chain = asList(error.chain).map(asObj);
+        more.push(el("div", { class: "why-error" },
+          el("div", { class: "why-exception" }, el("strong", { text: bounded(error.type ?? "error", 120) }), error.message ? ": " + bounded(error.message, 400) : ""),
+          asList(error.frames).length ? el("pre", { class: "why-frames", text: asList(error.frames).slice(-3).map((f) => String(f)).join("\n") }) : null,
+          chain.length ? el("div", { class: "why-chain" }, "chain: ", ...chain.flatMap((link, i) => [i ? " ← " : null, spanLink(link.span_id, {}, named(link))])) : null));
+      }
+      const repeat = asObj(c.repeat);
+      if ((c.kind === "repeated" || c.kind === "retried") && repeat.name !== undefined) {
+        more.push(el("div", { class: "why-repeat", text: (num(repeat.count) ?? "?") + " × " + bounded(repeat.name, 200) + ", " + msOr(repeat.total_ms) + " in all" + (num(repeat.failed) ? ", " + repeat.failed + " failed" : "") }));
+      }
+      return el("li", { class: "why-cause", "data-kind": String(c.kind ?? ""), "data-rank": String(c.rank ?? "") },
+        spanLink(c.span_id, { class: "why-head" },
+          el("span", { class: "why-kind", text: kind }),
+          el("span", { class: "why-ms num", text: msOr(c.ms) }),
+          el("span", { class: "why-share num", text: share(c.share) }),
+          el("span", { class: "why-title", text: bounded(c.title ?? named(c), 200) })),
+        ...more);
+    });
+    const path = asList(w.critical_path).map(asObj).sort((a, b) => (num(b.self_ms) ?? 0) - (num(a.self_ms) ?? 0));
+    const critical = path.length ? el("div", { class: "why-line why-critical" }, el("span", { class: "why-label", text: "Critical path, by self time" }),
+      ...path.slice(0, 3).flatMap((p, i) => [i ? " · " : null, spanLink(p.span_id, {}, named(p) + " " + msOr(p.self_ms))]),
+      path.length > 3 ? el("span", { class: "muted", text: " (+" + (path.length - 3) + " more)" }) : null) : null;
+    let normal;
+    if (w.normal && typeof w.normal === "object") {
+      const n = w.normal;
+      const windows = asList(n.windows).map(asObj).map((x) => (num(x.percentile) === null ? "?" : "p" + x.percentile.toFixed(1)) + (num(x.count) === null ? "" : " of " + x.count.toLocaleString("en")) + " in the last " + String(x.window ?? "?"));
+      const median = asList(n.windows).map(asObj).map((x) => num(x.median_ms)).find((x) => x !== null);
+      const diff = asObj(asList(n.differences)[0]);
+      const typical = asObj(n.typical);
+      normal = el("div", { class: "why-line why-normal" }, el("span", { class: "why-label", text: "Against normal" }),
+        windows.join(", ") || "?", median !== undefined ? " · median " + ms(median) : "",
+        diff.change ? el("span", {}, " · most different: " + String(diff.change) + " ",
+          spanLink(diff.span_id, {}, named(diff)), (num(diff.count) !== null && num(diff.typical_count) !== null && diff.count !== diff.typical_count ? " ×" + diff.count + " (typically ×" + diff.typical_count + ")" : "") + ", " + (num(diff.diff_ms) >= 0 ? "+" : "") + msOr(diff.diff_ms)) : null,
+        typeof typical.trace_id === "string" && /^[0-9a-f]{32}$/.test(typical.trace_id) ? el("span", {}, " · ", link("/trace/" + typical.trace_id, "a typical one (" + msOr(typical.duration_ms) + ")")) : null);
+    } else {
+      normal = el("div", { class: "why-line why-normal" }, el("span", { class: "why-label", text: "Against normal" }), el("span", { class: "muted", text: "no earlier requests of this endpoint to compare with" }));
+    }
+    return el("details", { class: "card why " + (alarming ? "why-alarming" : "why-calm"), id: "why", open: alarming },
+      el("summary", {}, el("span", { class: "why-label", text: "Why" }), el("span", { class: "why-headline", text: bounded(w.verdict.headline ?? "?", 200) })),
+      items.length ? el("ol", { class: "why-causes" }, ...items) : el("div", { class: "muted why-none", text: "No cause stands out." }),
+      critical, normal);
+  }
+
   function kv(obj) {
     return el("div", { class: "kv" }, ...Object.entries(obj || {}).flatMap(([k, v]) => {
       const text = typeof v === "string" ? v : JSON.stringify(v);
