@@ -27,12 +27,13 @@ from __future__ import annotations
 import bisect
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from ._model import LogRecord, Span
+from ._model import LazyLogs, LogRecord, Span
 from ._otlp import expand
 
 __all__ = ["Baseline", "Window", "analyse", "entry_of"]
@@ -97,12 +98,21 @@ def _fmt_ms(ns: float) -> str:
     return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
 
 
+def _expand_raw(span: Span) -> None:
+    raw, span.raw = span.raw, b""
+    expand(span, raw)
+
+
+#: How a span read undecoded gets its details: by default ``raw`` is the serialized OTLP span; the
+#: store's reads keep it compressed and pass their own (``Store.expand``) to :func:`analyse`.
+_EXPAND: ContextVar[Callable[[Span], None]] = ContextVar("otel_corr_why_expand", default=_expand_raw)
+
+
 def _full(span: Span) -> Span:
     """The span with its attributes and events decoded (a span read with ``details=False`` keeps
     them in ``raw`` until a cause needs them)."""
     if span.raw:
-        raw, span.raw = span.raw, b""
-        expand(span, raw)
+        _EXPAND.get()(span)
     return span
 
 
@@ -192,9 +202,6 @@ class _Tree:
             placed.sort(key=by_start)
             self.children[span.span_id] = placed
 
-    def kids(self, span: Span) -> list[tuple[int, int, Span]]:
-        return self.children.get(span.span_id, [])
-
 
 def _critical_path(tree: _Tree) -> list[tuple[Span, int, int]]:
     """The critical sections (span, start, end), latest first."""
@@ -210,7 +217,7 @@ def _critical_path(tree: _Tree) -> list[tuple[Span, int, int]]:
             # Children by clipped end, latest first: the cursor only moves back, so one index
             # walks them (a child that ends at or after the cursor is never eligible again).
             # Of children that end together (clipping makes many), the longest blocked longest.
-            self.by_end = sorted(tree.kids(span), key=lambda item: (-item[1], item[0]))
+            self.by_end = sorted(tree.children.get(span.span_id, ()), key=lambda item: (-item[1], item[0]))
             self.next = 0
             self.first = True
 
@@ -308,11 +315,15 @@ class _Logs:
     """The trace's log records by span and by time (sorted once)."""
 
     def __init__(self, logs: Sequence[LogRecord]) -> None:
-        self.records = sorted(logs, key=lambda r: r.time_ns)
-        self.times = [r.time_ns for r in self.records]
+        self.records: Sequence[LogRecord]
+        if isinstance(logs, LazyLogs):  # in time order already: decode only what is looked at
+            self.records, self.times = logs, logs.times
+        else:
+            self.records = sorted(logs, key=lambda r: r.time_ns)
+            self.times = [r.time_ns for r in self.records]
 
     def between(self, low: int, high: int) -> list[LogRecord]:
-        return self.records[bisect.bisect_left(self.times, low) : bisect.bisect_right(self.times, high)]
+        return list(self.records[bisect.bisect_left(self.times, low) : bisect.bisect_right(self.times, high)])
 
     def before(self, time_ns: int) -> LogRecord | None:
         i = bisect.bisect_right(self.times, time_ns)
@@ -403,21 +414,22 @@ def _gap_cause(
 
 
 def _repeat_key(span: Span) -> tuple[str, str]:
+    if span.name not in _METHODS:  # "SELECT item", "charge card": the name says what is called
+        return span.name, ""
     attrs = _full(span).attributes
     peer = attrs.get("server.address") or attrs.get("net.peer.name") or attrs.get("db.system") or ""
     return span.name, str(peer)
 
 
 def _retry_key(span: Span) -> tuple[str, str]:
+    if span.name not in _METHODS:
+        return span.name, ""
     url = _full(span).attributes.get("url.full") or span.attributes.get("http.url") or ""
     return span.name, str(url).split("?", 1)[0]
 
 
-def _runs(tree: _Tree, span: Span) -> list[_Cause]:
-    """N+1 runs and retry loops among ``span``'s children."""
-    kids = tree.kids(span)
-    if len(kids) < 2:
-        return []
+def _runs(span: Span, kids: list[_Kid]) -> list[_Cause]:
+    """N+1 runs and retry loops among ``span``'s children (sorted by start)."""
     out: list[_Cause] = []
     starts = [start for start, _, _ in kids]
     # By name first: the keys below read attributes, which a span read undecoded pays for.
@@ -569,7 +581,11 @@ def _error_cause(tree: _Tree, logs: _Logs) -> _Cause | None:
     stack = [entry]
     while stack:
         span = stack.pop()
-        failed_kids = [child for _, _, child in tree.kids(span) if _failed(child) and child.span_id in tree.depth]
+        failed_kids = [
+            child
+            for _, _, child in tree.children.get(span.span_id, ())
+            if _failed(child) and child.span_id in tree.depth
+        ]
         if not failed_kids:
             rank = (tree.depth[span.span_id], -_end(span))
             if rank > best or origin is entry:
@@ -687,46 +703,68 @@ def entry_of(spans: Sequence[Span]) -> Span:
     return min(roots or spans, key=lambda s: (s.parent_id is not None, s.start_ns))
 
 
-def analyse(spans: Sequence[Span], logs: Sequence[LogRecord], baseline: Baseline | None = None) -> dict[str, Any]:
+def analyse(
+    spans: Sequence[Span],
+    logs: Sequence[LogRecord],
+    baseline: Baseline | None = None,
+    *,
+    expand_span: Callable[[Span], None] | None = None,
+) -> dict[str, Any]:
     """Why this trace took the time it took, or failed (the ``/api/ui/why`` answer; see the module doc).
 
     Args:
         spans: every span of the trace (at least one).
         logs: the trace's log records.
         baseline: the endpoint's recent requests and its median trace, when the store has them.
+        expand_span: decodes a span read undecoded (its ``raw`` as the store keeps it); by
+            default ``raw`` is a serialized OTLP span.
     """
+    token = _EXPAND.set(expand_span or _expand_raw)
+    try:
+        return _analyse(spans, logs, baseline)
+    finally:
+        _EXPAND.reset(token)
+
+
+def _analyse(spans: Sequence[Span], logs: Sequence[LogRecord], baseline: Baseline | None) -> dict[str, Any]:
     entry = entry_of(spans)
     tree = _Tree(spans, entry)
     records = _Logs(logs)
     duration = max(1, entry.duration_ns)
 
     sections = _critical_path(tree)
-    per_span: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
+    per_span: dict[bytes, list[tuple[int, int]]] = {}
+    on_path: dict[bytes, int] = {}
+    owner: dict[bytes, Span] = {}
     for span, low, high in sections:
-        per_span[span.span_id].append((low, high))
-    by_id = {s.span_id: s for s in tree.order}
-    critical = sorted(
-        ((sum(b - a for a, b in parts), by_id[sid]) for sid, parts in per_span.items()),
-        key=lambda item: (-item[0], item[1].start_ns),
-    )
+        sid = span.span_id
+        if sid in owner:
+            per_span[sid].append((low, high))
+            on_path[sid] += high - low
+        else:
+            per_span[sid], on_path[sid], owner[sid] = [(low, high)], high - low, span
+    critical = sorted(((ns, owner[sid]) for sid, ns in on_path.items()), key=lambda item: (-item[0], item[1].start_ns))
 
     causes: list[_Cause] = []
     error = _error_cause(tree, records)
-    for span in tree.order:
-        causes.extend(_runs(tree, span))
+    by_id = {s.span_id: s for s in tree.order}
+    for parent_id, kids in tree.children.items():
+        if len(kids) >= 2:
+            causes.extend(_runs(by_id[parent_id], kids))
     # Every critical leaf and every untraced stretch on the path is a candidate; only the largest
     # are written out (a 10,000-span trace has thousands of small ones).
     slow: list[tuple[int, Span]] = []
     gaps: list[tuple[int, Span, int, int, _Kid | None, _Kid | None]] = []
+    children = tree.children
     for ns, span in critical:
-        kids = tree.kids(span)
+        kids = children.get(span.span_id) or []
         if not kids and span.kind not in (_SERVER, _CONSUMER) and span is not entry:
             slow.append((ns, span))
             continue
         low, high = tree.interval[span.span_id]
         found = _uncovered(low, high, kids)
-        on_path = _overlaps([(a, b) for a, b, _, _ in found], sorted(per_span[span.span_id]))
-        gaps += [(covered, span, *gap) for covered, gap in zip(on_path, found, strict=True) if covered > 0]
+        covered = _overlaps([(a, b) for a, b, _, _ in found], sorted(per_span[span.span_id]))
+        gaps += [(part, span, *gap) for part, gap in zip(covered, found, strict=True) if part > 0]
     for ns, span in sorted(slow, key=lambda item: -item[0])[:_CANDIDATES]:
         causes.append(
             _Cause(

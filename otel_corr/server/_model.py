@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
-__all__ = ["KIND_NAMES", "LogRecord", "Span"]
+__all__ = ["KIND_NAMES", "LazyLogs", "LogRecord", "Span"]
 
 #: OTLP span kinds (1..5) as Jaeger's ``span.kind`` tag spells them.
 KIND_NAMES = {0: "internal", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
@@ -50,3 +51,39 @@ class LogRecord:
     request_id: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     resource: dict[str, Any] = field(default_factory=dict)
+
+
+class LazyLogs(Sequence[LogRecord]):
+    """A trace's log records in time order, each decoded when first read.
+
+    ``times`` is there without decoding anything: a reader that bisects by time (``_analysis``)
+    decodes only the records it looks at, not a 10,000-span trace's thousands.
+    """
+
+    __slots__ = ("_cache", "_load", "times")
+
+    def __init__(self, times: list[int], load: Callable[[int], LogRecord]) -> None:
+        self.times = times
+        self._load = load
+        self._cache: dict[int, LogRecord] = {}
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @overload
+    def __getitem__(self, index: int) -> LogRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[LogRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> LogRecord | list[LogRecord]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self.times)
+        if not 0 <= index < len(self.times):
+            raise IndexError(index)
+        record = self._cache.get(index)
+        if record is None:
+            record = self._cache[index] = self._load(index)
+        return record

@@ -242,7 +242,7 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
         # Undecoded: the analysis decodes the few spans whose attributes or events it reads.
         spans = store.trace(trace_id, details=False)
         baseline = _baseline(store, entry_of(spans), time.time_ns())
-        return JSONResponse(analyse(spans, store.logs(trace_id), baseline))
+        return JSONResponse(analyse(spans, store.trace_logs(trace_id), baseline, expand_span=store.expand))
 
     def endpoints(request: Request) -> Response:
         window = request.query_params.get("window")
