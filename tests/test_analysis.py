@@ -400,3 +400,36 @@ def test_a_failure_no_span_recorded_takes_its_exception_from_the_log_line() -> N
     assert (top["error"]["type"], top["error"]["message"]) == ("RuntimeError", "card declined")
     assert top["error"]["frames"] == ['File "pay.py", line 9, in pay']
     assert top["logs"][0]["message"] == "Unhandled RuntimeError in GET /pay"
+
+
+def test_the_collector_pause_ends_with_the_last_analysis_and_keeps_a_disabled_collector_disabled() -> None:
+    import gc
+    import threading
+
+    from otel_corr.server._ui import _CollectorPause
+
+    pause = _CollectorPause()
+    assert gc.isenabled()
+    inside, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with pause():
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other)
+    with pause():
+        thread.start()
+        assert inside.wait(10)
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the other analysis is still running
+    release.set()
+    thread.join(10)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with pause():
+            pass
+        assert not gc.isenabled()  # someone else's choice, left alone
+    finally:
+        gc.enable()

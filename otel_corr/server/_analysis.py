@@ -165,40 +165,44 @@ class _Tree:
                 kids[parent_id].append(span)
         self.entry = entry
         self.parent: dict[bytes, Span] = {}
-        self.depth: dict[bytes, int] = {entry.span_id: 0}
-        #: span ID -> its clipped interval; children of a span -> (clipped start, clipped end, span)
+        #: span ID -> its clipped interval (spans with children, SERVER/CONSUMER spans and the
+        #: entry: the ones the analysis asks); children of a span -> (clipped start, clipped end, span)
         self.interval: dict[bytes, tuple[int, int]] = {entry.span_id: (entry.start_ns, _end(entry))}
         self.children: dict[bytes, list[tuple[int, int, Span]]] = {}
         self.order: list[Span] = [entry]
-        parent, depth, interval, order = self.parent, self.depth, self.interval, self.order
+        parent, interval, order = self.parent, self.interval, self.order
+        entry_id = entry.span_id
         by_start = itemgetter(0, 1)
         stack = [entry]
+        # Few allocations per span: a big trace is mostly leaves, and every object made here is
+        # one more for the garbage collector to walk while the request waits.
         while stack:
             span = stack.pop()
             mine = kids.get(span.span_id)
-            if mine is None:  # a leaf: most spans of a big trace
+            if mine is None:
                 continue
             low, high = interval[span.span_id]
-            below = depth[span.span_id] + 1
             placed: list[tuple[int, int, Span]] = []
             for child in mine:
                 child_id = child.span_id
-                if child_id in depth:  # a cycle, or the same ID twice: placed once
+                if child_id in parent or child_id == entry_id:  # a cycle, or the same ID twice
                     continue
                 parent[child_id] = span
-                depth[child_id] = below
-                own_start, own_end = child.start_ns, child.start_ns + max(0, child.duration_ns)
+                order.append(child)
+                own_start = child.start_ns
+                own_end = own_start + (child.duration_ns if child.duration_ns > 0 else 0)
                 start = own_start if own_start > low else low
                 end = own_end if own_end < high else high
-                if start < end or (start == end and low <= start <= high):
-                    interval[child_id] = (start, end)
+                inside = start < end or (start == end and low <= start <= high)
+                if inside:
                     placed.append((start, end, child))
-                else:
+                if child_id in kids:
                     # Entirely outside its parent (background work after the response): no part
                     # of the parent's time, but still a span of the trace, with children of its own.
-                    interval[child_id] = (own_start, own_end)
-                order.append(child)
-                stack.append(child)
+                    interval[child_id] = (start, end) if inside else (own_start, own_end)
+                    stack.append(child)
+                elif child.kind == _SERVER or child.kind == _CONSUMER:
+                    interval[child_id] = (start, end) if inside else (own_start, own_end)
             placed.sort(key=by_start)
             self.children[span.span_id] = placed
 
@@ -206,45 +210,45 @@ class _Tree:
 def _critical_path(tree: _Tree) -> list[tuple[Span, int, int]]:
     """The critical sections (span, start, end), latest first."""
     sections: list[tuple[Span, int, int]] = []
+    children = tree.children
     entry = tree.entry
     start, end = tree.interval[entry.span_id]
 
-    class Frame:
-        __slots__ = ("span", "start", "cursor", "by_end", "next", "first")
+    def by_end(span: Span) -> list[_Kid]:
+        # Children by clipped end, latest first: the cursor only moves back, so one index walks
+        # them (a child that ends at or after the cursor is never eligible again). Of children
+        # that end together (clipping makes many), the longest blocked longest.
+        return sorted(children.get(span.span_id, ()), key=lambda item: (-item[1], item[0]))
 
-        def __init__(self, span: Span, start: int, end: int) -> None:
-            self.span, self.start, self.cursor = span, start, end
-            # Children by clipped end, latest first: the cursor only moves back, so one index
-            # walks them (a child that ends at or after the cursor is never eligible again).
-            # Of children that end together (clipping makes many), the longest blocked longest.
-            self.by_end = sorted(tree.children.get(span.span_id, ()), key=lambda item: (-item[1], item[0]))
-            self.next = 0
-            self.first = True
-
-    stack = [Frame(entry, start, end)]
+    # A frame: [span, start, cursor, children by end, next child to look at, first step?]; lists,
+    # not objects: a 10,000-span trace's path has thousands.
+    stack: list[list[Any]] = [[entry, start, end, by_end(entry), 0, True]]
     while stack:
         frame = stack[-1]
+        span, low, cursor, kids, index, first = frame
         chosen = None
-        while frame.next < len(frame.by_end):
-            c_start, c_end, child = frame.by_end[frame.next]
+        while index < len(kids):
+            kid = kids[index]
+            index += 1
             # Jaeger: the first step takes the last-finishing child; after returning from a
             # child, only one that finished strictly before that child started.
-            if c_end < frame.cursor or (frame.first and c_end <= frame.cursor):
-                chosen = (c_start, c_end, child)
-                frame.next += 1
+            if kid[1] < cursor or (first and kid[1] <= cursor):
+                chosen = kid
                 break
-            frame.next += 1
-        frame.first = False
+        frame[4], frame[5] = index, False
         if chosen is None:
-            if frame.cursor > frame.start:
-                sections.append((frame.span, frame.start, frame.cursor))
+            if cursor > low:
+                sections.append((span, low, cursor))
             stack.pop()
             continue
         c_start, c_end, child = chosen
-        if c_end < frame.cursor:
-            sections.append((frame.span, c_end, frame.cursor))
-        frame.cursor = max(frame.start, c_start)
-        stack.append(Frame(child, c_start, c_end))
+        if c_end < cursor:
+            sections.append((span, c_end, cursor))
+        frame[2] = max(low, c_start)
+        if child.span_id in children and children[child.span_id]:
+            stack.append([child, c_start, c_end, by_end(child), 0, True])
+        elif c_end > c_start:  # a leaf: all of its (clipped) time is on the path
+            sections.append((child, c_start, c_end))
     return sections
 
 
@@ -578,19 +582,16 @@ def _error_cause(tree: _Tree, logs: _Logs) -> _Cause | None:
     # Walk down through failed children: the origin is the deepest failed span none of whose
     # children failed (its error is its own); of several, the deepest, then the first to end.
     origin, best = entry, (0, 0)
-    stack = [entry]
+    stack = [(entry, 0)]
     while stack:
-        span = stack.pop()
-        failed_kids = [
-            child
-            for _, _, child in tree.children.get(span.span_id, ())
-            if _failed(child) and child.span_id in tree.depth
-        ]
+        span, depth = stack.pop()
+        below = tree.children.get(span.span_id, ())
+        failed_kids = [child for _, _, child in below if _failed(child)]
         if not failed_kids:
-            rank = (tree.depth[span.span_id], -_end(span))
+            rank = (depth, -_end(span))
             if rank > best or origin is entry:
                 origin, best = span, rank
-        stack.extend(failed_kids)
+        stack.extend((child, depth + 1) for child in failed_kids)
     chain = [origin]
     while chain[-1] is not entry and chain[-1].span_id in tree.parent:
         chain.append(tree.parent[chain[-1].span_id])
@@ -756,7 +757,10 @@ def _analyse(spans: Sequence[Span], logs: Sequence[LogRecord], baseline: Baselin
     slow: list[tuple[int, Span]] = []
     gaps: list[tuple[int, Span, int, int, _Kid | None, _Kid | None]] = []
     children = tree.children
+    floor = _floor(duration)
     for ns, span in critical:
+        if ns < floor:  # sorted: no later span can hold a cause that ranks
+            break
         kids = children.get(span.span_id) or []
         if not kids and span.kind not in (_SERVER, _CONSUMER) and span is not entry:
             slow.append((ns, span))
@@ -844,6 +848,11 @@ def _slow_detail(span: Span) -> str:
     return "no child spans: the time is the call's or the step's own"
 
 
+def _floor(duration: int) -> float:
+    """Less than this is noise, not a cause: 3 % of the request, or half a millisecond."""
+    return max(0.5 * _MS, 0.03 * duration)
+
+
 def _rank(causes: list[_Cause], error: _Cause | None, duration: int) -> list[_Cause]:
     """Largest first; a cause inside a larger one already told (a call of an N+1 run, a wait of a
     retry loop) is dropped, and so is noise (under 3 % of the request, or half a millisecond);
@@ -852,7 +861,7 @@ def _rank(causes: list[_Cause], error: _Cause | None, duration: int) -> list[_Ca
     kept: list[_Cause] = []
     told: set[bytes] = set()
     spans_told: list[tuple[bytes, tuple[int, int]]] = []
-    floor = max(0.5 * _MS, 0.03 * duration)
+    floor = _floor(duration)
     for cause in ordered:
         if cause.ns < floor:
             continue

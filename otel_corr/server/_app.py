@@ -64,15 +64,16 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 _MAX_TRANSFORM_BODY = 8 * 1024 * 1024
 
 
-def find_trace(store: Store, text: str) -> tuple[bytes, list[Span]] | None:
-    """A trace by trace ID in any accepted form, else by request ID."""
+def find_trace(store: Store, text: str, *, details: bool = True) -> tuple[bytes, list[Span]] | None:
+    """A trace by trace ID in any accepted form, else by request ID (its spans undecoded with
+    ``details`` False: see ``Store.trace``)."""
     trace_id = parse_trace_id(text)
     if trace_id is not None:
-        spans = store.trace(trace_id)
+        spans = store.trace(trace_id, details=details)
         if spans:
             return trace_id, spans
     for candidate in store.traces_for_request(text.strip()[:256], limit=1):
-        spans = store.trace(candidate)
+        spans = store.trace(candidate, details=details)
         if spans:
             return candidate, spans
     return None
