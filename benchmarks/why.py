@@ -737,6 +737,84 @@ def run(args: argparse.Namespace) -> None:
             backend.stop()
 
 
+# --------------------------------------------------------------------------- --profile
+
+
+def route_handler(store: Any, prefix: str) -> tuple[Any, str]:
+    """The page API's handler for ``prefix`` (e.g. ``/api/ui/why/``) as the server builds it, run here directly."""
+    from otel_corr.server._app import find_trace
+    from otel_corr.server._ui import ui_routes
+
+    for route in ui_routes(store, find_trace, lambda handler: handler):
+        if getattr(route, "path", "").startswith(prefix) and route.param_convertors:
+            return route.endpoint, next(iter(route.param_convertors))
+    raise SystemExit(f"no route {prefix}... in otel_corr.server._ui at this commit")
+
+
+def call(handler: Any, param: str, value: str) -> Any:
+    from starlette.requests import Request
+
+    scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"", "headers": [],
+             "path_params": {param: value}}  # fmt: skip
+    return handler(Request(scope))
+
+
+def profile(args: argparse.Namespace) -> None:
+    """The store reads and the analysis of one trace in this process: ms per step, then cProfile of the route."""
+    import cProfile
+    import pstats
+
+    from otel_corr.server._app import find_trace
+    from otel_corr.server._store import Store
+
+    if args.store is None or not sidecar(args.store).exists():
+        raise SystemExit("--profile needs --store PATH of a store this benchmark filled (and stopped serving)")
+    meta = json.loads(sidecar(args.store).read_text())
+    target = next((t for t in meta["targets"] if args.profile in (t["label"], t["trace_id"], str(t["spans"]))), None)
+    if target is None:
+        raise SystemExit(f"--profile: one of {[t['label'] for t in meta['targets']]} or a trace ID please")
+    tid = target["trace_id"]
+    print(f"in-process: {target['label']} trace {tid}; {source_state()}; load average {loadavg()}")
+    store = Store(args.store)
+    try:
+        trace_id = bytes.fromhex(tid)
+        steps: list[tuple[str, Any]] = [
+            ("find_trace (store.trace)", lambda: find_trace(store, tid)),
+            ("store.logs", lambda: store.logs(trace_id)),
+        ]
+        for label, prefix in (
+            ("GET /api/ui/trace handler", "/api/ui/trace/"),
+            ("GET /api/ui/why handler", "/api/ui/why/"),
+        ):
+            try:
+                handler, param = route_handler(store, prefix)
+            except SystemExit as exc:
+                print(f"  {exc}")
+                continue
+            steps.append((label, lambda h=handler, pm=param: call(h, pm, tid)))
+        rows = []
+        for label, fn in steps:
+            fn()  # warm
+            ms = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                fn()
+                ms.append((time.perf_counter() - t0) * 1000)
+            rows.append([label, f"{pct(ms, 50):.1f}", f"{pct(ms, 90):.1f}", f"{max(ms):.1f}"])
+        print(render_table(["step", "p50 ms", "p90 ms", "max ms"], rows))
+        label, fn = steps[-1]
+        print(f"\ncProfile of {label}, {min(args.runs, 5)} calls, by cumulative time:")
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(min(args.runs, 5)):
+            fn()
+        prof.disable()
+        pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative").print_stats(30)
+        pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(20)
+    finally:
+        store.close()
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="smoke run: 20,000 spans, 60 baseline traces, 10 rounds")
@@ -751,6 +829,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cli-runs", type=int, default=None, help="otel-corr why runs per trace (default 30; quick 5)")
     p.add_argument("--seed", type=int, default=19)
     p.add_argument("--store", type=Path, default=None, help="fill this store, or reuse it if filled before")
+    p.add_argument(
+        "--profile",
+        metavar="TRACE",
+        default=None,
+        help="instead: time and cProfile the route's reads and analysis in-process on --store (no server);"
+        " TRACE is a label, a size (10000) or a trace ID",
+    )
     args = p.parse_args(argv)
     args.spans = args.spans or (20_000 if args.quick else 1_000_000)
     args.baseline = args.baseline if args.baseline is not None else (60 if args.quick else 300)
@@ -769,7 +854,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("git") is None:
         print("note: no git, the source commit is unknown", file=sys.stderr)
-    run(args)
+    if args.profile:
+        profile(args)
+    else:
+        run(args)
     return 0
 
 
