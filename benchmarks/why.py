@@ -782,6 +782,20 @@ def profile(args: argparse.Namespace) -> None:
             ("find_trace (store.trace)", lambda: find_trace(store, tid)),
             ("store.logs", lambda: store.logs(trace_id)),
         ]
+        try:  # the route's parts one by one (names as at the commit that added them; skipped if moved)
+            from otel_corr.server._analysis import analyse, entry_of
+            from otel_corr.server._ui import _baseline
+
+            spans, logs = store.trace(trace_id), store.logs(trace_id)
+            entry = entry_of(spans)
+            base = _baseline(store, entry, time.time_ns())
+            steps += [
+                ("_baseline (recent requests + typical trace)", lambda: _baseline(store, entry, time.time_ns())),
+                ("analyse() alone", lambda: analyse(spans, logs, base)),
+                ("json.dumps of the answer", lambda: json.dumps(analyse(spans, logs, base))),
+            ]
+        except ImportError as exc:
+            print(f"  the route's parts: {exc}")
         for label, prefix in (
             ("GET /api/ui/trace handler", "/api/ui/trace/"),
             ("GET /api/ui/why handler", "/api/ui/why/"),
