@@ -542,9 +542,16 @@ def cli_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "otel_corr"]
 
 
-def measure_cli(backend: Backend, targets: Sequence[Target], runs: int) -> tuple[dict[str, list[float]], str]:
-    """Wall ms of ``otel-corr --help`` and ``otel-corr why <id>`` per trace; a note if the command is missing."""
+def measure_cli(
+    backend: Backend, targets: Sequence[Target], runs: int, checkout: Path | None = None
+) -> tuple[dict[str, list[float]], str]:
+    """Wall ms of ``otel-corr --help`` and ``otel-corr why <id>`` per trace; a note if the command is missing.
+
+    ``checkout``: the ``otel_corr`` the command imports, if not this one's (a branch's CLI before it is merged).
+    """
     env = child_env()
+    if checkout is not None:
+        env["PYTHONPATH"] = str(checkout.resolve())
     env["OTEL_CORR_URL"] = f"http://127.0.0.1:{backend.port}"
     cmd = cli_command()
     out: dict[str, list[float]] = {"--help": []}
@@ -567,6 +574,15 @@ def measure_cli(backend: Backend, targets: Sequence[Target], runs: int) -> tuple
                 return out, f"`otel-corr why {t.trace_id}` exited {proc.returncode}: {proc.stderr.strip()[:300]}"
             out[t.label].append(ms)
     return out, ""
+
+
+def cli_source(checkout: Path) -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(checkout), "log", "-1", "--format=%h %s"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()[:100]
+    except (OSError, subprocess.SubprocessError):
+        return "no git"
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -721,7 +737,11 @@ def run(args: argparse.Namespace) -> None:
             http_t = measure_http(backend, targets, args.runs, args.warmup)
             rss1 = backend.status()
             load_mid = loadavg()
-            cli, note = measure_cli(backend, targets, args.cli_runs) if args.cli_runs else ({}, "skipped")
+            cli, note = (
+                measure_cli(backend, targets, args.cli_runs, args.cli_checkout) if args.cli_runs else ({}, "skipped")
+            )
+            if args.cli_checkout is not None:
+                note = f"the CLI imports otel_corr from {args.cli_checkout} ({cli_source(args.cli_checkout)}). {note}"
             print("what why answered:")
             for t in targets:
                 print(describe(backend, t))
@@ -841,6 +861,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=None, help="timed rounds of HTTP requests (default 30; quick 10)")
     p.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
     p.add_argument("--cli-runs", type=int, default=None, help="otel-corr why runs per trace (default 30; quick 5)")
+    p.add_argument(
+        "--cli-checkout",
+        type=Path,
+        default=None,
+        help="run the otel-corr command with the otel_corr of this checkout (a branch's CLI before it is merged)",
+    )
     p.add_argument("--seed", type=int, default=19)
     p.add_argument("--store", type=Path, default=None, help="fill this store, or reuse it if filled before")
     p.add_argument(
