@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import child_env, package_versions, render_table, source_state
+from _common import REPO_DIR, child_env, package_versions, render_table, source_state
 from _search_workload import INFO, WARN, Line, encode_lines, log_lines
 from backend import (
     KIND_CLIENT,
@@ -785,6 +785,7 @@ def profile(args: argparse.Namespace) -> None:
     import cProfile
     import pstats
 
+    sys.path.insert(0, str(REPO_DIR))  # this checkout's otel_corr, as the server the run mode starts imports
     from otel_corr.server._app import find_trace
     from otel_corr.server._store import Store
 
