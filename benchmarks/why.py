@@ -490,6 +490,7 @@ class Timing:
     cpu: float = 0.0
     bytes: int = 0
     status: int = 0
+    busy: int = 0  # 503s in the timed rounds (the query budget ran out): not timed, counted
 
     def pct(self, q: float) -> float:
         data = sorted(self.ms)
@@ -527,6 +528,9 @@ def measure_http(backend: Backend, targets: Sequence[Target], runs: int, warmup:
                     if tm.status != 200:
                         continue
                     ms, cpu, status, data = timed(conn, backend, path.format(t.trace_id))
+                    if status == 503:
+                        tm.busy += 1
+                        continue
                     if status != 200:
                         raise SystemExit(f"GET {path.format(t.trace_id)}: HTTP {status} {data[:300]!r}")
                     if r >= warmup:
@@ -633,7 +637,7 @@ def report(
         for kind, _ in KINDS:
             tm = http_t[(t.label, kind)]
             if tm.status != 200:
-                rows.append([t.label, kind, f"HTTP {tm.status}", "", "", "", "", "", "", ""])
+                rows.append([t.label, kind, f"HTTP {tm.status}", "", "", "", "", "", "", "", ""])
                 continue
             page = http_t[(t.label, "trace page")]
             ratio = f"{tm.pct(50) / page.pct(50):.2f} / {tm.pct(99) / page.pct(99):.2f}" if page.ms else ""
@@ -645,14 +649,17 @@ def report(
                     f"{tm.pct(50):.1f}",
                     f"{tm.pct(90):.1f}",
                     f"{tm.pct(99):.1f}",
-                    f"{max(tm.ms):.1f}",
+                    f"{max(tm.ms, default=float('nan')):.1f}",
                     f"{tm.cpu / max(len(tm.ms), 1) * 1000:.0f}",
                     f"{tm.bytes:,}",
+                    str(tm.busy),
                     ratio,
                 ]
             )
     print(
-        render_table(["trace", "GET", "first", "p50", "p90", "p99", "max", "CPU ms", "bytes", "x page p50 / p99"], rows)
+        render_table(
+            ["trace", "GET", "first", "p50", "p90", "p99", "max", "CPU ms", "bytes", "503s", "x page p50 / p99"], rows
+        )
     )
     print()
     whys = [(t, http_t[(t.label, "why")]) for t in targets if http_t[(t.label, "why")].ms]
