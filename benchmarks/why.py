@@ -816,15 +816,21 @@ def profile(args: argparse.Namespace) -> None:
             from otel_corr.server._ui import _baseline
 
             spans, logs = store.trace(trace_id), store.logs(trace_id)
+            extra: dict[str, Any] = {}
             if "details" in inspect.signature(store.trace).parameters:  # the read the route makes since 16ec902
                 spans = store.trace(trace_id, details=False)
                 steps.append(("store.trace(details=False)", lambda: store.trace(trace_id, details=False)))
+            if hasattr(store, "trace_logs"):  # since d2c3bed: records decoded where the analysis looks
+                logs = store.trace_logs(trace_id)
+                steps.append(("store.trace_logs (lazy)", lambda: store.trace_logs(trace_id)))
+            if "expand_span" in inspect.signature(analyse).parameters:  # since d2c3bed
+                extra["expand_span"] = store.expand
             entry = entry_of(spans)
             base = _baseline(store, entry, time.time_ns())
             steps += [
                 ("_baseline (recent requests + typical trace)", lambda: _baseline(store, entry, time.time_ns())),
-                ("analyse() alone", lambda: analyse(spans, logs, base)),
-                ("json.dumps of the answer", lambda: json.dumps(analyse(spans, logs, base))),
+                ("analyse() alone (GC on)", lambda: analyse(spans, logs, base, **extra)),
+                ("json.dumps of the answer", lambda: json.dumps(analyse(spans, logs, base, **extra))),
             ]
         except ImportError as exc:
             print(f"  the route's parts: {exc}")
