@@ -10,7 +10,7 @@ imports this): the span specs come in duck-typed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from random import Random
 from typing import Any
@@ -292,16 +292,16 @@ def log_lines(
     return lines
 
 
-def build_log_template(
-    traces: list[tuple[bytes, str, list[Any]]],
-    vars_of: Callable[[bytes], Any],
-    per_span: float,
-    rng: Random,
+def encode_lines(
+    traces: Sequence[tuple[bytes, str, list[Any]]],
+    lines: Iterable[Line],
     resource_attrs: Callable[[str, int], list[tuple[str, Any]]],
     key_values: Callable[[Iterable[tuple[str, Any]]], list[KeyValue]],
-) -> tuple[LogTemplate, list[Line]]:
-    """One ``ExportLogsServiceRequest`` of the template's records, grouped by resource and logger as an SDK batch."""
-    lines = log_lines(traces, vars_of, per_span, rng)
+) -> tuple[bytes, list[Line]]:
+    """One ``ExportLogsServiceRequest`` of ``lines``, grouped by resource and logger as an SDK batch is.
+
+    Returns the encoded body and the lines in the order they are encoded.
+    """
     groups: dict[tuple[str, int], dict[str, list[Line]]] = {}
     for line in sorted(lines, key=lambda x: x.time):
         groups.setdefault((line.span.service, line.span.instance), {}).setdefault(line.logger, []).append(line)
@@ -329,6 +329,20 @@ def build_log_template(
                 )
                 order.append(line)
     body: bytes = request.SerializeToString()
+    return body, order
+
+
+def build_log_template(
+    traces: list[tuple[bytes, str, list[Any]]],
+    vars_of: Callable[[bytes], Any],
+    per_span: float,
+    rng: Random,
+    resource_attrs: Callable[[str, int], list[tuple[str, Any]]],
+    key_values: Callable[[Iterable[tuple[str, Any]]], list[KeyValue]],
+) -> tuple[LogTemplate, list[Line]]:
+    """One ``ExportLogsServiceRequest`` of the template's records, grouped by resource and logger as an SDK batch."""
+    lines = log_lines(traces, vars_of, per_span, rng)
+    body, order = encode_lines(traces, lines, resource_attrs, key_values)
     # Records are encoded in the order added, each one's fields in field-number order (1 time fixed64, 5 body,
     # 6 attributes, 9 trace_id, 10 span_id, 11 observed time fixed64): one forward walk finds them.
     trace_offsets: list[list[int]] = [[] for _ in traces]

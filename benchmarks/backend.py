@@ -543,7 +543,7 @@ def key_values(attrs: Iterable[tuple[str, Any]]) -> list[KeyValue]:
 def resource_attrs(service: str, instance: int) -> list[tuple[str, Any]]:
     return [
         ("service.name", service),
-        ("service.version", SERVICES[service]),
+        ("service.version", SERVICES.get(service, "1.0.0")),  # other benchmarks' services too
         ("service.namespace", "shop"),
         ("service.instance.id", f"{service}-7d9f8c-{instance}"),
         ("deployment.environment.name", "staging"),
@@ -579,15 +579,13 @@ class Template:
     table: dict[bytes, tuple[int, str]]  # the template's own values (a patched copy must hold none)
 
 
-def build_template(maker: TraceMaker, start: int, span_dt: int, logs_per_span: float) -> Template:
-    """Whole traces until exactly SPANS_PER_BODY spans, encoded with opentelemetry-proto; their log records."""
-    traces: list[tuple[bytes, str, list[SpanSpec]]] = []
-    count, t = 0, start
-    while count < SPANS_PER_BODY:
-        trace_id, rid, spans = maker.trace(t, SPANS_PER_BODY - count)
-        traces.append((trace_id, rid, spans))
-        count += len(spans)
-        t += len(spans) * span_dt
+def encode_spans(
+    traces: Sequence[tuple[bytes, str, list[SpanSpec]]],
+) -> tuple[bytes, dict[tuple[str, int], dict[str, list[SpanSpec]]]]:
+    """One ``ExportTraceServiceRequest`` of these spans grouped by resource and scope, as an SDK batch is.
+
+    Returns the encoded body and the grouping (spans are encoded in its order).
+    """
     request = ExportTraceServiceRequest()
     groups: dict[tuple[str, int], dict[str, list[SpanSpec]]] = {}
     for _, _, spans in traces:
@@ -615,7 +613,20 @@ def build_template(maker: TraceMaker, start: int, span_dt: int, logs_per_span: f
                 )
                 for s in specs
             )
-    body: bytes = request.SerializeToString()
+    return request.SerializeToString(), groups
+
+
+def build_template(maker: TraceMaker, start: int, span_dt: int, logs_per_span: float) -> Template:
+    """Whole traces until exactly SPANS_PER_BODY spans, encoded with opentelemetry-proto; their log records."""
+    traces: list[tuple[bytes, str, list[SpanSpec]]] = []
+    count, t = 0, start
+    while count < SPANS_PER_BODY:
+        trace_id, rid, spans = maker.trace(t, SPANS_PER_BODY - count)
+        traces.append((trace_id, rid, spans))
+        count += len(spans)
+        t += len(spans) * span_dt
+    body, groups = encode_spans(traces)
+    trace_index = {id(s): i for i, (_, _, spans) in enumerate(traces) for s in spans}
     # Where the IDs and times sit: spans are encoded in the order added, each one's fields in field-number
     # order (1 trace_id, 2 span_id, 4 parent_span_id, 7/8 start/end fixed64, 9 attributes, 11 events with
     # field 1 time fixed64), so one forward walk with tag-prefixed needles finds every occurrence.
@@ -917,12 +928,15 @@ class Backend:
     """``python -m otel_corr serve`` on free loopback ports with a fresh store.
 
     ``code``: the checkout whose ``otel_corr`` runs (``python -m`` imports from its working
-    directory); ``name``: the log file's, so two servers on one store keep their own.
+    directory); ``name``: the log file's, so two servers on one store keep their own; ``db``: a store
+    file elsewhere (``tmp/traces.db`` by default), e.g. one kept between runs.
     """
 
-    def __init__(self, tmp: Path, code: Path = REPO_DIR, name: str = "serve", ready_timeout: float = 60) -> None:
+    def __init__(
+        self, tmp: Path, code: Path = REPO_DIR, name: str = "serve", ready_timeout: float = 60, db: Path | None = None
+    ) -> None:
         self.port, self.otlp_port, grpc_port = free_ports(3)
-        self.db = tmp / "traces.db"
+        self.db = db or tmp / "traces.db"
         self.log_path = tmp / f"{name}.log"
         self._log = open(self.log_path, "wb")
         cmd = [
