@@ -433,3 +433,36 @@ def test_the_collector_pause_ends_with_the_last_analysis_and_keeps_a_disabled_co
         assert not gc.isenabled()  # someone else's choice, left alone
     finally:
         gc.enable()
+
+
+def test_an_undecoded_read_expands_to_the_decoded_one(tmp_path: Path) -> None:
+    """``Store.trace(details=False)`` + ``Store.expand`` is what why reads: the same spans as the
+    page's read, field by field (this fails if the positional read and ``Span``'s fields drift)."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    store = Store(tmp_path / "u.db")
+    try:
+        trace = b"\x05" * 16
+        spans = [message(trace, 1, request_id="req-1"), message(trace, 2, parent=1), message(trace, 3, parent=1)]
+        spans[1].attributes.append(KeyValue(key="http.response.status_code", value=AnyValue(int_value=503)))
+        spans[1].status.code, spans[1].status.message = 2, "upstream down"
+        spans[2].events.add(name="exception", time_unix_nano=5)
+        spans[2].trace_state = "k=v"
+        _submit(store, "shop", spans)
+        _submit(store, "shop", [spans[2]])  # a retried batch: the later copy is the one read
+        full = {s.span_id: s for s in store.trace(trace)}
+        bare = store.trace(trace, details=False)
+        assert len(bare) == 3
+        assert [s.http_status for s in bare] == [None, 503, None]
+        for span in bare:
+            assert span.raw and span.attributes == {}
+            store.expand(span)
+            want = full[span.span_id]
+            for name in (
+                "trace_id", "span_id", "parent_id", "service", "name", "kind", "start_ns", "duration_ns",
+                "status", "request_id", "attributes", "events", "links", "status_message", "trace_state",
+            ):  # fmt: skip
+                assert getattr(span, name) == getattr(want, name), name
+            assert span.raw == b""
+    finally:
+        store.close()
