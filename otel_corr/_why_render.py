@@ -198,7 +198,9 @@ def _normal_line(answer: Mapping[str, Any]) -> str:
         window = _dict(window)
         percentile, count = _number(window.get("percentile")), _number(window.get("count"))
         where = _text(window.get("window"), 10) or "?"
-        n = f" of {int(count):,}" if count is not None else ""
+        # "sampled": the window held more than were read; they are its newest, not all of it.
+        newest = "the newest " if window.get("sampled") is True else ""
+        n = f" of {newest}{int(count):,}" if count is not None else ""
         parts.append(f"p{percentile:.1f}{n} in {where}" if percentile is not None else f"? in {where}")
         median = median if median is not None else _number(window.get("median_ms"))
     line = "against normal: " + (", ".join(parts) or "?")

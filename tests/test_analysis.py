@@ -309,6 +309,9 @@ def test_hostile_shapes_are_answered() -> None:
     why = analyse([entry, loop_a, loop_b, self_parent, twin, twin2, zero, huge], [])
     assert all(len(c["title"]) <= 120 for c in why["causes"])
     assert sum(p["self_ms"] for p in why["critical_path"]) == pytest.approx(100, abs=0.5)
+    # The cycle hangs from no root: it is on no path; the doubled ID is placed once.
+    assert not {p["name"] for p in why["critical_path"]} & {"a", "b", "self"}
+    assert [p["span_id"] for p in why["critical_path"]].count(twin.span_id.hex()) <= 1
 
 
 def test_a_chain_of_10000_spans_has_no_recursion_limit() -> None:
@@ -466,3 +469,82 @@ def test_an_undecoded_read_expands_to_the_decoded_one(tmp_path: Path) -> None:
             assert span.raw == b""
     finally:
         store.close()
+
+
+def test_an_n_plus_one_with_a_failed_call_is_not_a_retry_loop() -> None:
+    """The review found it: one item's failure made 30 different calls "tried 30 times"."""
+    entry = span("GET /cart", 0, 200, kind=2)
+    queries = [span("SELECT item", 5 + i * 6, 10 + i * 6, entry, kind=3, status=2 if i == 9 else 0) for i in range(30)]
+    top = analyse([entry, *queries], [])["causes"][0]
+    assert (top["kind"], top["repeat"]["count"], top["repeat"]["failed"]) == ("repeated", 30, 1)
+    assert "1 failed" in top["title"]
+    entry = span("GET /cart", 0, 200, kind=2)
+    calls = [
+        span(
+            "GET",
+            5 + i * 6,
+            10 + i * 6,
+            entry,
+            kind=3,
+            attributes={"url.full": f"http://inv/items?id={i}", "http.response.status_code": 404 if i == 3 else 200},
+        )
+        for i in range(30)
+    ]
+    top = analyse([entry, *calls], [])["causes"][0]
+    assert (top["kind"], top["repeat"]["count"]) == ("repeated", 30)
+
+
+def test_a_loop_where_every_attempt_failed_is_a_retry_and_the_failure_leads() -> None:
+    entry = span("GET /quote", 0, 300, kind=2, status=2, attributes={"http.response.status_code": 502})
+    url = {"url.full": "http://rates/quote", "http.response.status_code": 503}
+    attempts = [span("GET", 5 + i * 100, 25 + i * 100, entry, kind=3, status=2, attributes=url) for i in range(3)]
+    causes = analyse([entry, *attempts], [])["causes"]
+    assert causes[0]["kind"] == "error" and causes[0]["span_id"] == attempts[0].span_id.hex()  # where it started
+    assert (causes[1]["kind"], causes[1]["repeat"]["count"], causes[1]["repeat"]["failed"]) == ("retried", 3, 3)
+
+
+def test_a_failure_explains_at_most_the_request_it_failed() -> None:
+    entry = span("GET /x", 0, 100, kind=2, status=2, attributes={"http.response.status_code": 500})
+    late = span("job", 50, 400, entry, status=2)
+    top = analyse([entry, late], [])["causes"][0]
+    assert top["span_id"] == late.span_id.hex() and top["ms"] == 50.0 and top["share"] == 0.5
+
+
+def test_a_retry_the_endpoint_always_makes_is_not_news() -> None:
+    def trace() -> list[Span]:
+        entry = span("GET /quote", 0, 60, kind=2)
+        url = {"url.full": "http://rates/quote"}
+        first = span("GET", 2, 10, entry, kind=3, status=2, attributes={**url, "http.response.status_code": 503})
+        return [entry, first, span("GET", 30, 50, entry, kind=3, attributes=url)]
+
+    here = trace()
+    assert analyse(here, [])["verdict"]["alarming"] is True  # nothing to compare with: a retry is news
+    why = analyse(here, [], _baseline([55 + i for i in range(20)], trace()))
+    assert why["causes"][0]["kind"] == "retried" and why["verdict"]["alarming"] is False
+
+
+def test_a_java_stack_trace_gives_its_innermost_frames() -> None:
+    trace = (
+        "java.lang.IllegalStateException: pool exhausted\n"
+        "\tat com.shop.db.Pool.take(Pool.java:88)\n"
+        "\tat com.shop.db.Repo.load(Repo.java:41)\n"
+        "\tat com.shop.api.Orders.get(Orders.java:17)\n"
+        "\tat com.shop.api.Server.handle(Server.java:9)\n"
+    )
+    entry = span("GET /orders", 0, 10, kind=2, status=2, attributes={"http.response.status_code": 500})
+    entry.events = [exception("java.lang.IllegalStateException", "pool exhausted", trace)]
+    error = analyse([entry], [])["causes"][0]["error"]
+    assert error["frames"] == [
+        "at com.shop.api.Orders.get(Orders.java:17)",
+        "at com.shop.db.Repo.load(Repo.java:41)",
+        "at com.shop.db.Pool.take(Pool.java:88)",
+    ]
+    assert error["type"] == "java.lang.IllegalStateException"
+
+
+def test_spans_read_undecoded_need_the_stores_expand() -> None:
+    entry = span("GET", 0, 10, kind=3)
+    entry.raw = b"\x01compressed"
+    child = span("GET", 1, 2, entry, kind=3)
+    with pytest.raises(TypeError, match="expand_span=store.expand"):
+        analyse([entry, child, span("GET", 3, 4, entry, kind=3)], [])

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,26 @@ def test_a_malformed_answer_prints_question_marks_not_a_traceback() -> None:
     lines = why_lines(answer, colour=True)
     assert lines[0] == "\x1b[1m\x1b[32m?\x1b[0m" and lines[1].startswith("?  ?  ? ms  trace ?")
     assert len(lines) <= MOST and any("? ms" in line for line in lines[2:])
+
+
+def test_every_id_form_the_search_opens_reaches_why_slashes_included(shop: Demo) -> None:
+    """A request ID with "/" in it and a standard-base64 trace ID (half have a "/") used to stop at
+    Starlette's path segment: a plain-text 404, and the command said "not otel-corr serve"."""
+    import base64
+
+    from .test_page_browser import _span
+
+    trace = "ff" * 15 + "fe"  # base64 "/////////////////+/g==": slashes and a plus
+    now = time.time_ns()
+    root = _span(trace, "ab" * 8, "", "GET /orders/{id}", "shop", now, now + 5_000_000, {"request.id": "web/1234"})
+    r = shop.backend.post("/v1/traces", json.dumps({"resourceSpans": [root]}).encode(), "application/json")
+    assert r.status_code == 200, r.text
+    shop.backend.wait_trace(trace, 1)
+    b64 = base64.b64encode(bytes.fromhex(trace)).decode()
+    assert "/" in b64
+    for ident in ("web/1234", b64, "ab" * 8, trace.upper()):
+        answer = _answer(shop, ident)
+        assert answer["trace_id"] == trace, ident
+        result = _why(ident, "--url", shop.backend.url)
+        assert result.returncode == 0, (ident, result.stdout, result.stderr)
+        assert f"trace {trace}" in result.stdout, ident

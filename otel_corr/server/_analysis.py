@@ -34,7 +34,6 @@ from operator import itemgetter
 from typing import Any
 
 from ._model import LazyLogs, LogRecord, Span
-from ._otlp import expand
 
 __all__ = ["Baseline", "Window", "analyse", "entry_of"]
 
@@ -57,6 +56,7 @@ _TITLE = 120
 _TEXT = 80
 #: A frame line of a Python traceback, and the lines that join chained exceptions.
 _FRAME = re.compile(r'^\s*File "')
+_AT_FRAME = re.compile(r"^\s+at ")
 _CHAINS = (
     "The above exception was the direct cause of the following exception:",
     "During handling of the above exception, another exception occurred:",
@@ -99,12 +99,14 @@ def _fmt_ms(ns: float) -> str:
 
 
 def _expand_raw(span: Span) -> None:
-    raw, span.raw = span.raw, b""
-    expand(span, raw)
+    raise TypeError(
+        "a span read with details=False keeps its detail compressed: pass the store's expand as"
+        " analyse(..., expand_span=store.expand)"
+    )
 
 
-#: How a span read undecoded gets its details: by default ``raw`` is the serialized OTLP span; the
-#: store's reads keep it compressed and pass their own (``Store.expand``) to :func:`analyse`.
+#: How a span read undecoded gets its details: the store keeps them compressed (``Span.raw`` of a
+#: ``details=False`` read), and only it can decode them (``Store.expand``, passed to :func:`analyse`).
 _EXPAND: ContextVar[Callable[[Span], None]] = ContextVar("otel_corr_why_expand", default=_expand_raw)
 
 
@@ -432,54 +434,100 @@ def _retry_key(span: Span) -> tuple[str, str]:
     return span.name, str(url).split("?", 1)[0]
 
 
+def _shares(kids: Sequence[_Kid]) -> dict[bytes, tuple[int, int]]:
+    """Each child's share of its parent's time, in one pass: (its own time not covered by an
+    earlier sibling, the uncovered wait that follows it before the next child starts).
+
+    A run of calls then costs its calls' own time and the waits after all but its last call (an
+    N+1's loop overhead, a retry's backoff); two runs interleaved (two queries an item) share the
+    request's time out rather than each claiming all of it.
+    """
+    shares: dict[bytes, tuple[int, int]] = {}
+    cursor, opener = kids[0][0], b""
+    for start, end, child in kids:
+        if start > cursor and opener:
+            own, wait = shares[opener]
+            shares[opener] = (own, wait + start - cursor)
+        covered_from = start if start > cursor else cursor
+        shares[child.span_id] = (end - covered_from if end > covered_from else 0, 0)
+        if end > cursor:
+            cursor, opener = end, child.span_id
+    return shares
+
+
+def _run_ns(members: Sequence[_Kid], shares: dict[bytes, tuple[int, int]]) -> int:
+    last = members[-1][2].span_id
+    return sum(shares[s.span_id][0] + (shares[s.span_id][1] if s.span_id != last else 0) for _, _, s in members)
+
+
+def _retry_chains(members: Sequence[_Kid]) -> list[list[_Kid]]:
+    """Attempts that follow a failed one: each failed call and the same call made next (a retry
+    loop tries again after a failure; an N+1 moves on to the next item whatever happened)."""
+    chains: list[list[_Kid]] = []
+    current: list[_Kid] = []
+    for item in members:
+        if current:
+            current.append(item)
+        if _failed(item[2]):
+            if not current:
+                current = [item]
+        elif current:
+            chains.append(current)
+            current = []
+    if len(current) >= 2:  # every attempt failed: still a loop
+        chains.append(current)
+    return [c for c in chains if len(c) >= 2]
+
+
 def _runs(span: Span, kids: list[_Kid]) -> list[_Cause]:
     """N+1 runs and retry loops among ``span``'s children (sorted by start)."""
     out: list[_Cause] = []
-    starts = [start for start, _, _ in kids]
     # By name first: the keys below read attributes, which a span read undecoded pays for.
     by_name: dict[str, list[_Kid]] = defaultdict(list)
     for item in kids:
         by_name[item[2].name].append(item)
     groups: dict[tuple[str, str], list[_Kid]] = defaultdict(list)
-    retry_groups: dict[tuple[str, str], list[_Kid]] = defaultdict(list)
     for named in by_name.values():
-        if len(named) >= _REPEAT_MIN:
+        if len(named) >= 2 and (len(named) >= _REPEAT_MIN or any(_failed(s) for _, _, s in named[:-1])):
             for item in named:
-                groups[_repeat_key(item[2])].append(item)
-        if len(named) >= 2 and any(_failed(s) for _, _, s in named[:-1]):
-            for item in named:
-                retry_groups[_retry_key(item[2])].append(item)
-    for key, members in retry_groups.items():
+                groups[_retry_key(item[2]) if len(named) < _REPEAT_MIN else _repeat_key(item[2])].append(item)
+    if not groups:
+        return out
+    shares = _shares(kids)
+    for key, members in groups.items():
         if len(members) < 2:
             continue
-        failed = sum(1 for _, _, s in members[:-1] if _failed(s))
-        if not failed:
-            continue
-        low, high = members[0][0], max(e for _, e, _ in members)
-        ns = _run_time(kids, starts, members, low, high)
-        out.append(
-            _Cause(
-                kind="retried",
-                span=span,
-                ns=ns,
-                title=(
-                    f"{key[0]} tried {len(members)} times ({failed} failed) under {_label(span)}:"
-                    f" {_fmt_ms(ns)} with the waits between"
-                ),
-                detail=[f"first attempt failed: {_failure_text(members[0][2])}"],
-                extra={"repeat": _repeat_json(key[0], members, failed, ns)},
-                covers=(low, high),
-                members=frozenset(s.span_id for _, _, s in members),
+        chains = _retry_chains(members)
+        retried = sum(len(c) for c in chains)
+        # A loop of the same call is a retry; a run of many calls with a failure or two among
+        # them is an N+1 that had failures (one item's 404 is not a retry of the others).
+        if chains and (len(members) < _REPEAT_MIN or retried * 2 >= len(members)):
+            chain = max(chains, key=lambda c: _run_ns(c, shares))
+            failed = sum(1 for _, _, s in chain if _failed(s))
+            ns = _run_ns(chain, shares)
+            low, high = chain[0][0], max(e for _, e, _ in chain)
+            out.append(
+                _Cause(
+                    kind="retried",
+                    span=span,
+                    ns=ns,
+                    title=(
+                        f"{key[0]} tried {len(chain)} times ({failed} failed) under {_label(span)}:"
+                        f" {_fmt_ms(ns)} with the waits between"
+                    ),
+                    detail=[f"first attempt failed: {_failure_text(chain[0][2])}"],
+                    extra={"repeat": _repeat_json(key[0], chain, failed, ns)},
+                    covers=(low, high),
+                    members=frozenset(s.span_id for _, _, s in chain),
+                )
             )
-        )
-    taken = set().union(*(c.members for c in out)) if out else set()
-    for key, members in groups.items():
-        members = [m for m in members if m[2].span_id not in taken]
+            continue
         if len(members) < _REPEAT_MIN:
             continue
         low, high = members[0][0], max(e for _, e, _ in members)
         busy = sum(e - s for s, e, _ in members)
-        ns = _run_time(kids, starts, members, low, high)
+        ns = _run_ns(members, shares)
+        failed = sum(1 for _, _, s in members if _failed(s))
         out.append(
             _Cause(
                 kind="repeated",
@@ -487,10 +535,10 @@ def _runs(span: Span, kids: list[_Kid]) -> list[_Cause]:
                 ns=ns,
                 title=(
                     f"{key[0]} called {len(members)} times under {_label(span)}: {_fmt_ms(ns)}"
-                    f" (avg {_fmt_ms(busy / len(members))} each)"
+                    f" (avg {_fmt_ms(busy / len(members))} each" + (f", {failed} failed)" if failed else ")")
                 ),
                 detail=["one call per item (N+1): fetch them in one call"],
-                extra={"repeat": _repeat_json(key[0], members, sum(1 for _, _, s in members if _failed(s)), ns)},
+                extra={"repeat": _repeat_json(key[0], members, failed, ns)},
                 covers=(low, high),
                 members=frozenset(s.span_id for _, _, s in members),
             )
@@ -506,26 +554,6 @@ def _failure_text(span: Span) -> str:
     if status is not None:
         return f"HTTP {status}"
     return _short(_full(span).status_message or "error")
-
-
-def _run_time(kids: Sequence[_Kid], starts: Sequence[int], members: Sequence[_Kid], low: int, high: int) -> int:
-    """The request time a run of calls takes: the time its calls cover, and the waits that follow
-    one of its calls before the next child starts (a retry's backoff, an N+1's loop overhead).
-
-    A wait is the run's only when one of its calls opened it, so two runs interleaved (two queries
-    an item) share out the request's time rather than each claiming all of it.
-    """
-    mine = {s.span_id for _, _, s in members}
-    total, cursor, opener_mine = 0, low, False
-    for start, end, child in kids[bisect.bisect_left(starts, low) : bisect.bisect_left(starts, high)]:
-        is_mine = child.span_id in mine
-        if start > cursor and opener_mine:
-            total += start - cursor  # a wait after one of the run's calls
-        if is_mine and end > max(start, cursor):
-            total += end - max(start, cursor)
-        if end > cursor:
-            cursor, opener_mine = end, is_mine
-    return total
 
 
 def _repeat_json(name: str, members: Sequence[_Kid], failed: int, ns: int) -> dict[str, Any]:
@@ -559,6 +587,11 @@ def _first_block(stacktrace: str) -> tuple[list[str], str | None]:
             block = block.split(marker, 1)[0]
     lines = [line for line in block.splitlines() if line.strip()]
     frames = [line.strip() for line in lines if _FRAME.match(line)]
+    if not frames:
+        # Java, JavaScript, .NET: "at …" lines, the innermost first (Python's is last).
+        frames = [line.strip() for line in lines if _AT_FRAME.match(line)][:3][::-1]
+        if frames:
+            return frames, lines[0].strip()
     last = lines[-1].strip() if lines and not _FRAME.match(lines[-1]) else None
     return frames, last
 
@@ -629,7 +662,8 @@ def _error_cause(tree: _Tree, logs: _Logs) -> _Cause | None:
     return _Cause(
         kind="error",
         span=origin,
-        ns=origin.duration_ns,
+        # The request time it explains: the origin's own interval, inside the entry's.
+        ns=max(0, min(_end(origin), _end(entry)) - max(origin.start_ns, entry.start_ns)),
         title=_short(f"{what} in {_label(origin)}" + (f" (answered {status})" if status else ""), _TITLE),
         detail=detail[:3],
         logs=sorted(around, key=lambda r: r.time_ns),
@@ -717,8 +751,8 @@ def analyse(
         spans: every span of the trace (at least one).
         logs: the trace's log records.
         baseline: the endpoint's recent requests and its median trace, when the store has them.
-        expand_span: decodes a span read undecoded (its ``raw`` as the store keeps it); by
-            default ``raw`` is a serialized OTLP span.
+        expand_span: decodes a span read with ``details=False`` (``Store.expand``); without it
+            such a span is a ``TypeError`` naming the fix, never a garbled decode.
     """
     token = _EXPAND.set(expand_span or _expand_raw)
     try:
@@ -808,7 +842,12 @@ def _analyse(spans: Sequence[Span], logs: Sequence[LogRecord], baseline: Baselin
     ranked = _rank(causes, error, duration)
 
     normal = _normal(entry, spans, baseline)
-    verdict = _verdict(entry, ranked, normal, duration)
+    typical_counts: dict[str, int] | None = None
+    if baseline is not None and baseline.typical:
+        typical_counts = {}
+        for typical_span in baseline.typical:
+            typical_counts[typical_span.name] = typical_counts.get(typical_span.name, 0) + 1
+    verdict = _verdict(entry, ranked, normal, duration, typical_counts)
     extent = max(_end(s) for s in spans) - min(s.start_ns for s in spans)
     return {
         "trace_id": entry.trace_id.hex(),
@@ -930,7 +969,13 @@ def _normal(entry: Span, spans: Sequence[Span], baseline: Baseline | None) -> di
     }
 
 
-def _verdict(entry: Span, causes: Sequence[_Cause], normal: dict[str, Any] | None, duration: int) -> dict[str, Any]:
+def _verdict(
+    entry: Span,
+    causes: Sequence[_Cause],
+    normal: dict[str, Any] | None,
+    duration: int,
+    typical_counts: dict[str, int] | None,
+) -> dict[str, Any]:
     top = causes[0] if causes else None
     took = _fmt_ms(entry.duration_ns)
     if top is not None and top.kind == "error":
@@ -963,12 +1008,10 @@ def _verdict(entry: Span, causes: Sequence[_Cause], normal: dict[str, Any] | Non
         ),
         None,
     )
-    if loop is not None and normal is not None and normal.get("typical"):
-        # The endpoint does this every time: not news.
-        same = [
-            d for d in normal["differences"] if d["name"] == loop.extra["repeat"]["name"] and d["change"] != "shorter"
-        ]
-        if not same and loop.kind == "repeated":
+    if loop is not None and typical_counts is not None:
+        # The endpoint's typical request makes the same calls as often (at least half as many):
+        # it does this every time, and that is not news.
+        if typical_counts.get(loop.extra["repeat"]["name"], 0) * 2 >= loop.extra["repeat"]["count"]:
             loop = None
     # Background work does not slow the request: it is a cause of the trace's length, not an alarm.
     big = (

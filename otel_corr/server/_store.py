@@ -161,7 +161,6 @@ _PARENT_ROWS = (
 )
 
 
-# Where a request entered the system: span ``s`` is a root, or a SERVER span whose parent is not stored.
 #: What a span read undecoded holds until :meth:`Store.expand` replaces it: shared, and read-only so
 #: a mistaken write fails loudly rather than reaching every such span (four containers fewer per
 #: span of a 10,000-span read, and as many fewer objects for the garbage collector to walk).
@@ -190,8 +189,11 @@ class Served(NamedTuple):
 #: Services ``on_new_service`` is called for, at most (and the size of the set remembering them).
 _SERVICES_NOTED = 1000
 #: A span that served a request: SERVER (2) or CONSUMER (5), or a root span of any kind.  Only span
-#: columns: the ``spans_start``/``spans_service`` range scans, no parent lookup per span.
+#: columns: the ``spans_start``/``spans_service`` range scans, no parent lookup per span.  Word for
+#: word the condition of the partial index ``spans_served`` (SQLite matches it literally, and
+#: ``recent_requests`` names the index: a drift is "no query solution" on every why).
 _SERVED_SPAN = "(s.parent_id IS NULL OR s.kind IN (2, 5))"
+# Where a request entered the system: span ``s`` is a root, or a SERVER span whose parent is not stored.
 _ENTRY_SPAN = f"(s.parent_id IS NULL OR (s.kind = 2 AND NOT EXISTS (SELECT 1 FROM {_PARENT_ROWS})))"
 
 
@@ -967,8 +969,7 @@ class Store:
             self._read()
             .execute(
                 f"SELECT s.trace_id, s.span_id, s.parent_id, s.service, s.name, s.kind, s.start_ns, s.duration_ns, "
-                f"s.status, s.request_id, (SELECT name FROM scopes WHERE id = s.scope), s.detail, r.attributes,"
-                " s.http_status"
+                f"s.status, s.request_id, (SELECT name FROM scopes WHERE id = s.scope), s.detail, r.attributes"
                 " FROM spans s "
                 f"JOIN resources r ON r.id = s.resource_id {sql}",
                 params if isinstance(params, Mapping) else tuple(params),

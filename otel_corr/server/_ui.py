@@ -123,12 +123,11 @@ _HOUR_NS = 3600 * 1_000_000_000
 
 def _baseline(store: Store, entry: Span, now_ns: int) -> Baseline:
     """The endpoint's requests of the last hour and day (this one left out) and its median trace."""
-    recent = [
-        r
-        for r in store.recent_requests(entry.service, entry.name, now_ns - 24 * _HOUR_NS, _BASELINE_SAMPLE)
-        if r.trace_id != entry.trace_id
-    ]
-    sampled = len(recent) >= _BASELINE_SAMPLE - 1
+    # One more than kept: whether the day held more than the sample.
+    read = store.recent_requests(entry.service, entry.name, now_ns - 24 * _HOUR_NS, _BASELINE_SAMPLE + 2)
+    recent = [r for r in read if r.trace_id != entry.trace_id]
+    sampled = len(recent) > _BASELINE_SAMPLE
+    recent = recent[:_BASELINE_SAMPLE]
     hour = [r for r in recent if r.start_ns >= now_ns - _HOUR_NS]
     windows = [
         Window("1h", sorted(r.duration_ns for r in hour), sampled and len(hour) == len(recent)),
@@ -153,16 +152,21 @@ class _CollectorPause:
     at once on the read threads), and reference counting frees everything meanwhile.
     """
 
+    #: However many analyses overlap, the young generations are collected at least this often.
+    LONGEST_S = 1.0
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._holders = 0
         self._resume = False
+        self._since = 0.0
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
         with self._lock:
             if self._holders == 0:
                 self._resume = gc.isenabled()
+                self._since = time.monotonic()
                 gc.disable()
             self._holders += 1
         try:
@@ -170,8 +174,14 @@ class _CollectorPause:
         finally:
             with self._lock:
                 self._holders -= 1
-                if self._holders == 0 and self._resume:
-                    gc.enable()
+                if self._holders == 0:
+                    if self._resume:
+                        gc.enable()
+                elif self._resume and time.monotonic() - self._since > self.LONGEST_S:
+                    # Back-to-back analyses (a script looping over traces) would keep the collector
+                    # off for good: what ingest and the event loop left meanwhile is collected here.
+                    gc.collect(1)
+                    self._since = time.monotonic()
 
 
 _collector_paused = _CollectorPause()
@@ -184,7 +194,7 @@ def _opened(store: Store, text: str) -> bytes | None:
         query = parse(text[:256])
     except SearchError:
         return None
-    if query.lone is None:
+    if query.lone is None or not query.ids:  # a word find_trace tried as a request ID: no text search
         return None
     return store.find(query, limit=1).opened
 
@@ -284,6 +294,8 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
             if opened is None:
                 return JSONResponse({"error": "no trace found for that ID"}, status_code=404)
             trace_id, spans = opened, store.trace(opened, details=False)
+            if not spans:  # retention removed it between the search and the read
+                return JSONResponse({"error": "no trace found for that ID"}, status_code=404)
         # Undecoded (details=False): the analysis decodes the few spans whose attributes or events
         # it reads.
         baseline = _baseline(store, entry_of(spans), time.time_ns())
@@ -342,13 +354,13 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
 
     return [
         Route("/", page),
-        Route("/trace/{trace_id}", page),
+        Route("/trace/{trace_id:path}", page),
         Route("/endpoints", page),
         Route("/map", page),
         Route("/static/{name}", static),
         Route("/api/ui/requests", reads(requests)),
-        Route("/api/ui/trace/{trace_id}", reads(trace)),
-        Route("/api/ui/why/{trace_id}", reads(why)),
+        Route("/api/ui/trace/{trace_id:path}", reads(trace)),
+        Route("/api/ui/why/{trace_id:path}", reads(why)),
         Route("/api/search", reads(search)),
         Route("/api/ui/endpoints", reads(endpoints)),
     ]
