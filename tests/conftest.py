@@ -107,6 +107,19 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 """
 
 
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m otel_corr ARGS`` as a user runs it: this checkout's code, NO_COLOR and
+    OTEL_CORR_URL from the test runner's environment dropped (``env`` sets them), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "otel_corr", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**{k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "OTEL_CORR_URL")}, **env},
+    )
+
+
 @contextmanager
 def other_program(tmp: Path, status: int | None = None, body: str = "") -> Iterator[str]:
     """The URL of a program that is not otel-corr, on a free port of 127.0.0.1, stopped on exit: Python's

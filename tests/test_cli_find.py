@@ -16,7 +16,7 @@ import pytest
 from ._pty import run_on_pty
 from ._search_data import ESC, OLD, PAY, PAY_RID, seed
 from .collector import free_port
-from .conftest import ROOT, other_program
+from .conftest import ROOT, other_program, run_cli
 from .test_server import Backend
 
 pytestmark = pytest.mark.e2e
@@ -35,14 +35,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
 
 
 def _find(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "otel_corr", "find", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={**{k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "OTEL_CORR_URL")}, **env},
-    )
+    return run_cli("find", *args, **env)
 
 
 def _on_terminal(*args: str, **env: str) -> tuple[int, bytes]:

@@ -25,7 +25,7 @@ from ._pty import run_on_pty
 from ._search_data import ESC, STOCK
 from ._why_data import CHECKOUT, CHECKOUT_RID, PAY_RID, Demo, demo
 from .collector import free_port
-from .conftest import ROOT, other_program
+from .conftest import ROOT, other_program, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -44,14 +44,7 @@ def _env(**env: str) -> dict[str, str]:
 
 
 def _why(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "otel_corr", "why", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env=_env(**env),
-    )
+    return run_cli("why", *args, **env)
 
 
 def _answer(shop: Demo, ident: str) -> dict[str, Any]:

@@ -1099,36 +1099,8 @@ class Store:
         return [r[0] for r in rows]
 
     def logs(self, trace_id: bytes) -> list[LogRecord]:
-        """The log records of one trace, in time order."""
-        rows = (
-            self._read()
-            .execute(
-                "SELECT l.trace_id, l.span_id, l.time_ns, l.severity, l.record, r.service, r.attributes"
-                f" FROM {_LOG_RANGES} CROSS JOIN logs l ON l.id BETWEEN t.first_id AND t.last_id"
-                " JOIN resources r ON r.id = l.resource_id WHERE l.trace_id = :trace ORDER BY l.time_ns, l.id",
-                {"trace": trace_id},
-            )
-            .fetchall()
-        )
-        out = []
-        for r in rows:
-            severity_text, body, logger, request_id, attributes = self.log_record(r[4])
-            out.append(
-                LogRecord(
-                    trace_id=r[0],
-                    span_id=r[1],
-                    time_ns=r[2],
-                    severity_number=r[3],
-                    severity_text=severity_text,
-                    body=body,
-                    logger=logger,
-                    request_id=request_id,
-                    attributes=attributes,
-                    service=r[5],
-                    resource=json.loads(r[6]),
-                )
-            )
-        return out
+        """The log records of one trace, in time order, every one decoded."""
+        return list(self.trace_logs(trace_id))
 
     def trace_logs(self, trace_id: bytes) -> LazyLogs:
         """The log records of one trace, in time order, each decoded when first read (see

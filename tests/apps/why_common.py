@@ -9,6 +9,7 @@ starts a span a real app would not have.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -130,3 +131,37 @@ def hold(lock: threading.Lock, ms: float) -> threading.Event:
 
     threading.Thread(target=refresh, name="cache-refresher", daemon=True).start()
     return held
+
+
+def locked_write(
+    lock: threading.Lock,
+    span_name: str,
+    statement: str,
+    waiter: str,
+    *,
+    deadlocks: int,
+    backoff_ms: int,
+    what: str,
+    log: logging.Logger,
+) -> None:
+    """Run ``statement`` under ``lock`` (held by another thread when the lock wait is injected).
+
+    ``waiter``: "bare" waits in the caller's span, "leaf" in a span of its own with nothing in it,
+    anything else in a span that runs the statement, retried after each of ``deadlocks`` deadlocks
+    with a growing backoff (the retry injection) and a warning naming ``what``.
+    """
+    if waiter == "bare":  # no span of its own: the request's span is the one that waits
+        with lock:
+            query(statement, 4)
+        return
+    with service_span(span_name), lock:
+        if waiter == "leaf":
+            time.sleep(0.002)
+            return
+        for attempt in range(1, 5):
+            try:
+                query(statement, 4, deadlock=attempt <= deadlocks)
+                return
+            except DeadlockDetected:
+                log.warning("deadlock %s (attempt %d), retrying", what, attempt)
+                time.sleep(backoff_ms * attempt / 1000)

@@ -36,7 +36,16 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException
 
 import otel_corr
 
-from .why_common import DeadlockDetected, aquery, cached_risk, hold, pause_lines, query, raise_deep, service_span
+from .why_common import (
+    aquery,
+    cached_risk,
+    hold,
+    locked_write,
+    pause_lines,
+    query,
+    raise_deep,
+    service_span,
+)
 
 otel_corr.configure_logging()
 app = FastAPI()
@@ -202,26 +211,17 @@ async def confirm(
     return {"order_id": order_id, "confirmed": True}
 
 
-def _update_stock(sku: str, deadlocks: int, backoff_ms: int) -> None:
-    for attempt in range(1, 5):
-        try:
-            query("UPDATE stock", 4, deadlock=attempt <= deadlocks)
-            return
-        except DeadlockDetected:
-            log.warning("deadlock reserving %s (attempt %d), retrying", sku, attempt)
-            time.sleep(backoff_ms * attempt / 1000)
-
-
 def _reserve(sku: str, waiter: str, deadlocks: int, backoff_ms: int) -> None:
-    if waiter == "bare":  # no span of its own: the request's span is the one that waits
-        with inventory_lock:
-            query("UPDATE stock", 4)
-    elif waiter == "leaf":
-        with service_span("inventory.reserve"), inventory_lock:
-            time.sleep(0.002)
-    else:
-        with service_span("inventory.reserve"), inventory_lock:
-            _update_stock(sku, deadlocks, backoff_ms)
+    locked_write(
+        inventory_lock,
+        "inventory.reserve",
+        "UPDATE stock",
+        waiter,
+        deadlocks=deadlocks,
+        backoff_ms=backoff_ms,
+        what=f"reserving {sku}",
+        log=log,
+    )
 
 
 @app.post("/inventory/{sku}/reserve")

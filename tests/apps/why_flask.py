@@ -32,7 +32,7 @@ from flask import Flask, Response, abort, jsonify, request
 
 import otel_corr
 
-from .why_common import DeadlockDetected, cached_risk, hold, pause_lines, query, raise_deep, service_span
+from .why_common import cached_risk, hold, locked_write, pause_lines, query, raise_deep, service_span
 
 otel_corr.configure_logging()
 app = Flask(__name__)
@@ -190,26 +190,17 @@ def send(invoice_id: int) -> Response:
     return jsonify(invoice_id=invoice_id, queued=True)
 
 
-def _insert(entry_id: int, deadlocks: int, backoff_ms: int) -> None:
-    for attempt in range(1, 5):
-        try:
-            query("INSERT ledger", 4, deadlock=attempt <= deadlocks)
-            return
-        except DeadlockDetected:
-            log.warning("deadlock posting ledger entry %s (attempt %d), retrying", entry_id, attempt)
-            time.sleep(backoff_ms * attempt / 1000)
-
-
 def _append(entry_id: int, waiter: str, deadlocks: int, backoff_ms: int) -> None:
-    if waiter == "bare":  # no span of its own: the request's span is the one that waits
-        with ledger_lock:
-            query("INSERT ledger", 4)
-    elif waiter == "leaf":
-        with service_span("ledger.append"), ledger_lock:
-            time.sleep(0.002)
-    else:
-        with service_span("ledger.append"), ledger_lock:
-            _insert(entry_id, deadlocks, backoff_ms)
+    locked_write(
+        ledger_lock,
+        "ledger.append",
+        "INSERT ledger",
+        waiter,
+        deadlocks=deadlocks,
+        backoff_ms=backoff_ms,
+        what=f"posting ledger entry {entry_id}",
+        log=log,
+    )
 
 
 @app.post("/ledger/<int:entry_id>")
