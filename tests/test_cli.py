@@ -20,7 +20,7 @@ from otel_corr import __version__, cli
 
 from ._pty import run_on_pty
 from .collector import free_port
-from .conftest import ROOT, other_program
+from .conftest import ROOT, other_program, run_cli
 from .test_server import Backend
 
 pytestmark = pytest.mark.e2e
@@ -30,14 +30,7 @@ ONE = "6c8efff798038103d269b633813fc60d"
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "otel_corr", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={**os.environ, **env},
-    )
+    return run_cli(*args, **env)
 
 
 def _on_terminal(columns: int, *args: str) -> str:
