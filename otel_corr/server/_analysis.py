@@ -688,7 +688,9 @@ def _quantile(durations: Sequence[int], q: float) -> float:
     return _ms(durations[min(len(durations) - 1, int(q * (len(durations) - 1) + 0.5))])
 
 
-def _differences(spans: Sequence[Span], typical: Sequence[Span]) -> list[dict[str, Any]]:
+def _differences(
+    spans: Sequence[Span], here_entry: Span, typical: Sequence[Span], there_entry: Span
+) -> list[dict[str, Any]]:
     def totals(items: Sequence[Span]) -> dict[tuple[str, str], tuple[int, int, Span]]:
         out: dict[tuple[str, str], tuple[int, int, Span]] = {}
         for s in items:
@@ -697,7 +699,6 @@ def _differences(spans: Sequence[Span], typical: Sequence[Span]) -> list[dict[st
         return out
 
     # The entry spans are the two requests themselves: their difference is the question, not an answer.
-    here_entry, there_entry = entry_of(spans), entry_of(typical)
     here = totals([s for s in spans if s is not here_entry])
     there = totals([s for s in typical if s is not there_entry])
     rows: list[dict[str, Any]] = []
@@ -959,7 +960,7 @@ def _normal(entry: Span, spans: Sequence[Span], baseline: Baseline | None) -> di
     if baseline.typical:
         t_entry = entry_of(baseline.typical)
         typical = {"trace_id": t_entry.trace_id.hex(), "duration_ms": _ms(t_entry.duration_ns)}
-        differences = _differences(spans, baseline.typical)
+        differences = _differences(spans, entry, baseline.typical, t_entry)
     return {
         "service": baseline.service,
         "name": baseline.name,

@@ -34,7 +34,9 @@ class Span:
     resource: dict[str, Any] = field(default_factory=dict)
     http_status: int | None = None
     #: On ingest: the span's attributes, events, links, status and trace state as a serialized OTLP
-    #: ``Span`` (what the store keeps); on read the fields above are decoded from it.
+    #: ``Span`` (what the store keeps); on read the fields above are decoded from it, except by
+    #: ``Store.trace(details=False)``, which leaves the stored (compressed) form here for
+    #: ``Store.expand`` and the fields above as read-only placeholders.
     raw: bytes = b""
 
 
