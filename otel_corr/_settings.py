@@ -20,13 +20,14 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypedDict
+from typing import TYPE_CHECKING, Final, TypedDict
 from urllib.parse import urlsplit
-
-from opentelemetry.trace import TracerProvider
 
 from ._redact import SENSITIVE_NAMES, sensitive_pattern
 from .exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = [
     "BOOLEAN_VARIABLES",
@@ -355,6 +356,8 @@ def resolve_settings(options: Options, framework: str = "", env: Mapping[str, st
         raise ConfigError("service_name", service_name, "a non-empty string")
 
     provider = options.get("tracer_provider")
+    from opentelemetry.trace import TracerProvider  # here: importing _settings costs no OpenTelemetry
+
     if provider is not None and not isinstance(provider, TracerProvider):
         raise ConfigError("tracer_provider", provider, "an opentelemetry.trace.TracerProvider")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -144,3 +145,18 @@ def test_public_api_is_exported() -> None:
     ]
     assert sorted(otel_corr.__all__) == otel_corr.__all__
     assert set(names) == set(otel_corr.__all__) - {"__version__"}
+
+
+def test_importing_the_package_costs_no_sdk_until_a_name_is_used() -> None:
+    """`otel-corr why` and the pytest plugin every pytest run loads import the package: the SDK
+    (~150 ms) must come only with the first name that needs it, and the names still resolve."""
+    code = (
+        "import sys, otel_corr\n"
+        "print('sdk' in ' '.join(m for m in sys.modules if m.startswith('opentelemetry.sdk')) or 'none')\n"
+        "otel_corr.instrument\n"
+        "print(any(m.startswith('opentelemetry.sdk') for m in sys.modules))\n"
+        "print(otel_corr.current_ids is otel_corr._context.current_ids, 'flush' in dir(otel_corr))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TRACEPARENT", "X_REQUEST_ID")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["none", "True", "True", "True"]
