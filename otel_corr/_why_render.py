@@ -201,7 +201,10 @@ def _normal_line(answer: Mapping[str, Any]) -> str:
         # "sampled": the window held more than were read; they are its newest, not all of it.
         newest = "the newest " if window.get("sampled") is True else ""
         n = f" of {newest}{int(count):,}" if count is not None else ""
-        parts.append(f"p{percentile:.1f}{n} in {where}" if percentile is not None else f"? in {where}")
+        if window.get("enough") is False and count is not None:  # "p100 of 1" would read as a finding
+            parts.append(f"only {int(count)} to compare in {where}")
+        else:
+            parts.append(f"p{percentile:.1f}{n} in {where}" if percentile is not None else f"? in {where}")
         median = median if median is not None else _number(window.get("median_ms"))
     line = "against normal: " + (", ".join(parts) or "?")
     if median is not None:

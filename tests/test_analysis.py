@@ -212,6 +212,7 @@ def test_against_normal_gives_the_percentile_and_what_differs_from_the_median_re
         "window": "1h",
         "count": 40,
         "sampled": False,
+        "enough": True,
         "percentile": 100.0,
         "median_ms": 40.0,
         "p95_ms": 57.0,

@@ -269,3 +269,23 @@ def test_every_id_form_the_search_opens_reaches_why_slashes_included(shop: Demo)
         result = _why(ident, "--url", shop.backend.url)
         assert result.returncode == 0, (ident, result.stdout, result.stderr)
         assert f"trace {trace}" in result.stdout, ident
+
+
+def test_a_window_of_too_few_requests_says_so_instead_of_a_percentile() -> None:
+    """One earlier request made "p100.0 of 1 in 1h": a percentile of nothing, read as a finding."""
+    answer = {
+        "verdict": {"alarming": False, "headline": "ok"},
+        "entry": {"service": "shop", "name": "GET /", "duration_ms": 5.0, "status": 200},
+        "trace_id": "ab" * 16,
+        "causes": [],
+        "critical_path": [],
+        "normal": {
+            "windows": [
+                {"window": "1h", "count": 1, "enough": False, "percentile": 100.0, "median_ms": 4.0},
+                {"window": "24h", "count": 40, "enough": True, "percentile": 50.0, "median_ms": 5.0},
+            ],
+            "differences": [],
+        },
+    }
+    (line,) = [line for line in why_lines(answer, colour=False) if line.startswith("against normal")]
+    assert line == "against normal: only 1 to compare in 1h, p50.0 of 40 in 24h; median 4.0 ms"

@@ -46,6 +46,8 @@ _REPEAT_ALARM = 10
 _MAX_CAUSES = 5
 #: A request slower than its endpoint's p90 and 1.5x its median is slow only if it also lost this.
 _SLOWER_BY = 25 * _MS
+# Fewer requests than this in a window: its percentile is not worth a verdict, nor printing.
+_ENOUGH = 10
 #: Of each kind, how many of the largest candidates are written out before ranking (ranking drops
 #: those inside a run already told, so more than it keeps).
 _CANDIDATES = 4 * _MAX_CAUSES
@@ -950,6 +952,7 @@ def _normal(entry: Span, spans: Sequence[Span], baseline: Baseline | None) -> di
                 "window": window.name,
                 "count": len(window.durations),
                 "sampled": window.sampled,
+                "enough": len(window.durations) >= _ENOUGH,
                 "percentile": _percentile(window.durations, entry.duration_ns),
                 "median_ms": _quantile(window.durations, 0.5),
                 "p95_ms": _quantile(window.durations, 0.95),
@@ -983,7 +986,7 @@ def _verdict(
         return {"alarming": True, "headline": _short(f"Failed after {took}: {top.title}", _TITLE)}
     window = None
     if normal is not None:
-        window = next((w for w in normal["windows"] if w["count"] >= 10), None)
+        window = next((w for w in normal["windows"] if w["enough"]), None)
     if window is not None:
         median_ns = window["median_ms"] * _MS
         # Slow for this endpoint, by enough to be worth a look: on a 6 ms endpoint a few ms of

@@ -617,7 +617,7 @@
     let normal;
     if (w.normal && typeof w.normal === "object") {
       const n = w.normal;
-      const windows = asList(n.windows).map(asObj).map((x) => (num(x.percentile) === null ? "?" : "p" + x.percentile.toFixed(1)) + (num(x.count) === null ? "" : " of " + (x.sampled === true ? "the newest " : "") + x.count.toLocaleString("en")) + " in the last " + String(x.window ?? "?"));
+      const windows = asList(n.windows).map(asObj).map((x) => (x.enough === false && num(x.count) !== null) ? "only " + x.count + " to compare in the last " + String(x.window ?? "?") : (num(x.percentile) === null ? "?" : "p" + x.percentile.toFixed(1)) + (num(x.count) === null ? "" : " of " + (x.sampled === true ? "the newest " : "") + x.count.toLocaleString("en")) + " in the last " + String(x.window ?? "?"));
       const median = asList(n.windows).map(asObj).map((x) => num(x.median_ms)).find((x) => x !== null);
       const diff = asObj(asList(n.differences)[0]);
       const typical = asObj(n.typical);
