@@ -83,8 +83,12 @@ def test_clicking_a_cause_selects_its_span_and_scrolls_to_it(shop: Demo, page: A
     # A cause on a span other than the root (the inventory's, or the call to it): its row is not the first.
     target = next(c["span_id"] for c in answer["causes"] if c["span_id"] != answer["entry"]["span_id"])
     assert page.locator(".span-row.selected").count() == 0
+    # Folded under the root, the span is hidden: the click unfolds it into view (it used to select a hidden row).
+    page.locator(f'[data-toggle="{answer["entry"]["span_id"]}"]').click()
+    assert page.locator(f'.span-row[data-span="{target}"]').is_hidden()
     panel.locator(f'li.why-cause > a.why-head[data-span="{target}"]').first.click()
     page.wait_for_selector(f'.span-row.selected[data-span="{target}"]')
+    assert page.locator(".span-row.selected").is_visible()
     assert page.url.endswith(f"/trace/{CHECKOUT}#span={target}")
     assert page.locator(".span-row.selected").count() == 1
     assert target in page.locator("#span-details").inner_text()

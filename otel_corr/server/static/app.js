@@ -476,6 +476,12 @@
       const f = new URLSearchParams(location.hash.slice(1));
       const spanId = f.get("span"), logTime = f.get("log"), eventTime = f.get("event");
       const entry = spanId ? entries.find(([s]) => s.span_id === spanId) : null;
+      // A span inside a folded subtree is unfolded into view first: selecting a hidden row shows nothing.
+      for (let up = entry ? entry[0].up : null; up !== null && up !== undefined; up = byId.has(up) ? byId.get(up).up : null) {
+        if (!collapsed.has(up)) continue;
+        const button = waterfall.querySelector('[data-toggle="' + CSS.escape(up) + '"]');
+        if (button) fold(up, button, subtree.get(up) - 1);
+      }
       if (entry) select(entry[0], entry[1], eventTime);
       let target = entry ? entry[1] : null;
       if (logTime) {
