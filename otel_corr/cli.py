@@ -258,8 +258,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Explain one request in a dozen lines: the verdict; the ranked causes (an error and "
         "where it started, time no span covers and the log lines around it, a slow call, the same call "
         "repeated or retried, work after the response), each with its span ID; the critical path's "
-        "slowest spans by self time; and how it compares with its endpoint's requests in the last "
-        "hour and day.",
+        "slowest spans by self time; and how it compares with its endpoint's requests in the hour "
+        "and day before it.",
         epilog="--json prints the server's answer (GET /api/ui/why/ID) as it is.\n\n"
         "environment variables:\n  OTEL_CORR_URL  the default for --url",
         formatter_class=raw,

@@ -351,13 +351,18 @@ def test_the_baseline_is_the_endpoints_own_recent_requests_newest_first(tmp_path
             (i + 1).to_bytes(16, "big") for i in range(22)
         ]  # 8 are older than a day
         assert [r.duration_ns for r in recent[:3]] == [1 * MS, 2 * MS, 3 * MS]
-        this = store.trace((5).to_bytes(16, "big"))[0]
+        this = store.trace((5).to_bytes(16, "big"))[0]  # 14 min old: the 4 newer ones are not its past
         baseline = read_baseline(store, this, now)
         hour, day = baseline.windows
-        assert (hour.name, len(hour.durations), day.name, len(day.durations)) == ("1h", 19, "24h", 21)
+        assert (hour.name, len(hour.durations), day.name, len(day.durations)) == ("1h", 15, "24h", 17)
         assert 5 * MS not in hour.durations and list(hour.durations) == sorted(hour.durations)
-        # The median request of the hour (10 ms or 11 ms), read back whole for the diff.
-        assert baseline.typical and baseline.typical[0].duration_ns in (10 * MS, 11 * MS)
+        assert min(hour.durations) == 6 * MS
+        # The median request of the hour (12 ms or 13 ms), read back whole for the diff.
+        assert baseline.typical and baseline.typical[0].duration_ns in (12 * MS, 13 * MS)
+        # A request of 28 hours ago is compared with its own day, not today's traffic.
+        old = store.trace((26).to_bytes(16, "big"))[0]
+        hour, day = read_baseline(store, old, now).windows
+        assert (len(hour.durations), sorted(day.durations)) == (0, [27 * MS, 28 * MS, 29 * MS, 30 * MS])
         assert len(store.recent_requests("shop", "GET /checkout", now - 24 * 3600 * 10**9, 7)) == 7
     finally:
         store.close()

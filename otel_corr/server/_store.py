@@ -1338,9 +1338,12 @@ class Store:
         )
         return [Served(*r) for r in rows]  # the SELECT's columns, in Served's order
 
-    def recent_requests(self, service: str, name: str, since_ns: int, limit: int) -> list[Recent]:
+    def recent_requests(
+        self, service: str, name: str, since_ns: int, limit: int, until_ns: int | None = None
+    ) -> list[Recent]:
         """The newest ``limit`` requests of one endpoint (``service``'s spans named ``name`` that
-        served a request, as :meth:`endpoint_stats` counts them) since ``since_ns``, newest first.
+        served a request, as :meth:`endpoint_stats` counts them) started from ``since_ns`` to
+        ``until_ns`` (no end if None), newest first.
 
         The partial index ``spans_served`` (the served spans only, by endpoint and time), read
         backwards: the latest requests of a rare endpoint of a busy service without walking the
@@ -1350,9 +1353,15 @@ class Store:
             self._read()
             .execute(
                 "SELECT s.trace_id, s.start_ns, s.duration_ns FROM spans s INDEXED BY spans_served"
-                f" WHERE s.service = :service AND s.start_ns >= :since AND s.name = :name AND {_SERVED_SPAN}"
-                " ORDER BY s.start_ns DESC LIMIT :limit",
-                {"service": service, "since": since_ns, "name": name, "limit": limit},
+                f" WHERE s.service = :service AND s.start_ns BETWEEN :since AND :until AND s.name = :name"
+                f" AND {_SERVED_SPAN} ORDER BY s.start_ns DESC LIMIT :limit",
+                {
+                    "service": service,
+                    "since": since_ns,
+                    "until": 2**63 - 1 if until_ns is None else until_ns,
+                    "name": name,
+                    "limit": limit,
+                },
             )
             .fetchall()
         )

@@ -122,13 +122,18 @@ _HOUR_NS = 3600 * 1_000_000_000
 
 
 def _baseline(store: Store, entry: Span, now_ns: int) -> Baseline:
-    """The endpoint's requests of the last hour and day (this one left out) and its median trace."""
+    """The endpoint's requests of the hour and day up to this one's end (this one left out) and its
+    median trace.  Up to the request, not up to now: yesterday's incident is compared with
+    yesterday's traffic, not with this morning's."""
+    until_ns = min(now_ns, entry.start_ns + entry.duration_ns)
     # One more than kept: whether the day held more than the sample.
-    read = store.recent_requests(entry.service, entry.name, now_ns - 24 * _HOUR_NS, _BASELINE_SAMPLE + 2)
+    read = store.recent_requests(
+        entry.service, entry.name, until_ns - 24 * _HOUR_NS, _BASELINE_SAMPLE + 2, until_ns=until_ns
+    )
     recent = [r for r in read if r.trace_id != entry.trace_id]
     sampled = len(recent) > _BASELINE_SAMPLE
     recent = recent[:_BASELINE_SAMPLE]
-    hour = [r for r in recent if r.start_ns >= now_ns - _HOUR_NS]
+    hour = [r for r in recent if r.start_ns >= until_ns - _HOUR_NS]
     windows = [
         Window("1h", sorted(r.duration_ns for r in hour), sampled and len(hour) == len(recent)),
         Window("24h", sorted(r.duration_ns for r in recent), sampled),
