@@ -537,3 +537,48 @@ def test_a_trace_thousands_of_spans_deep_opens_and_folds(seeded: Backend, page: 
     assert root.inner_text() == f"▸ {depth - 1} hidden"
     assert page.locator(".span-row:visible").count() == 1
     assert page.problems == []
+
+
+def test_a_big_trace_comes_without_details_and_a_clicked_span_reads_its_own(seeded: Backend, page: Any) -> None:
+    """Above 2,000 spans the page's read leaves the spans' attributes, events and resource out (a
+    10,000-span trace was 10 MB of JSON): the bars and a client span's URL are drawn, and a click
+    fetches that span's details, its event included."""
+    n, trace, now = 2500, "e" * 32, time.time_ns()
+    spans = [_span(trace, f"{1:016x}", "", "GET /big", "big", now, now + 10 * n, {"http.route": "/big"})]
+    for i in range(2, n + 1):
+        call = i % 2 == 0
+        attrs = {"url.full": f"http://stock/{i}"} if call else {"db.statement": f"SELECT {i}", "marker": f"m{i}"}
+        spans.append(
+            _span(
+                trace, f"{i:016x}", f"{1:016x}", "GET" if call else "SELECT", "big", now + i, now + 2 * i, attrs, kind=3
+            )
+        )
+    spans[-1]["scopeSpans"][0]["spans"][0]["events"] = [
+        {"timeUnixNano": str(now + 2 * n - 1), "name": "retrying", "attributes": []}
+    ]
+    seeded.post("/v1/traces", json.dumps({"resourceSpans": spans}).encode(), "application/json")
+    seeded.wait_trace(trace, spans=n)
+    lean = seeded.get(f"/api/ui/trace/{trace}", lean="1").json()
+    assert lean["lean"] is True and len(lean["spans"]) == n
+    by_id = {s["span_id"]: s for s in lean["spans"]}
+    assert by_id[f"{2:016x}"]["attributes"] == {"url.full": "http://stock/2"}
+    assert by_id[f"{3:016x}"]["attributes"] == {} and "events" not in by_id[f"{n:016x}"]
+    full = seeded.get(f"/api/ui/trace/{trace}").json()  # without lean=1: whole, as before
+    assert (
+        full["lean"] is False and {s["span_id"]: s for s in full["spans"]}[f"{3:016x}"]["attributes"]["marker"] == "m3"
+    )
+    assert seeded.get(f"/api/ui/span/{trace}/{'9' * 16}").status_code == 404
+    assert seeded.get(f"/api/ui/span/{trace}/not-an-id").status_code == 404
+
+    page.goto(seeded.url + "/trace/" + trace)
+    page.wait_for_selector("#trace-summary")
+    assert page.locator(".span-row").count() == n
+    assert "http://stock/2" in page.locator(f'.span-row[data-span="{2:016x}"]').inner_text()
+    page.locator(f'.span-row[data-span="{3:016x}"]').click()
+    page.wait_for_selector("#span-details :text('m3')")
+    assert "SELECT 3" in page.locator("#span-details").inner_text()
+    page.locator(f'.span-row[data-span="{n:016x}"]').click()
+    page.wait_for_selector("#span-details .event")
+    assert "retrying" in page.locator("#span-details .event").inner_text()
+    assert "m3" not in page.locator("#span-details").inner_text()
+    assert page.problems == []

@@ -1085,6 +1085,12 @@ class Store:
         unique = {span.span_id: span for span in spans}
         return spans if len(unique) == len(spans) else [s for s in spans if unique[s.span_id] is s]
 
+    def span(self, trace_id: bytes, span_id: bytes) -> Span | None:
+        """One span of a trace, decoded (its later copy, as :meth:`trace` keeps): the page asks for a
+        span's details when it is clicked in a trace too big to send decoded."""
+        spans = self._spans(f"{_TRACE_ROWS} AND s.span_id = ?2 ORDER BY s.rowid DESC LIMIT 1", (trace_id, span_id))
+        return spans[0] if spans else None
+
     def traces_for_request(self, request_id: str, limit: int = 20) -> list[bytes]:
         """Trace IDs whose spans carry ``request_id``, newest first."""
         rows = (

@@ -9,6 +9,7 @@ script, no inline style attribute, nothing from another origin.
 from __future__ import annotations
 
 import gc
+import re
 import statistics
 import threading
 import time
@@ -24,6 +25,7 @@ from starlette.routing import Route
 from ._analysis import Baseline, Window, analyse, entry_of
 from ._find import Found, Match
 from ._model import KIND_NAMES, LogRecord, Span
+from ._otlp import attribute_text
 from ._query import float_param, int_param, time_range
 from ._search import SearchError, parse
 from ._store import Store
@@ -77,6 +79,28 @@ def _span(span: Span) -> dict[str, Any]:
         "events": [{"time_ns": str(e["t"]), "name": e["n"], "attributes": e["a"]} for e in span.events],
         "resource": span.resource,
         "scope": span.scope,
+    }
+
+
+# Above this many spans the page gets a trace without the spans' details, and asks for a span's
+# when it is clicked: a 10,000-span trace was 10 MB of JSON and 0.8 s of decoding to draw bars.
+_LEAN_ABOVE = 2000
+_TRACE_HEX, _SPAN_HEX = re.compile(r"[0-9a-f]{32}"), re.compile(r"[0-9a-f]{16}")
+
+
+def _lean_span(span: Span, url: str | None) -> dict[str, Any]:
+    """What the waterfall draws: no attributes (but a client span's URL, its label), events, resource."""
+    return {
+        "span_id": span.span_id.hex(),
+        "parent_id": span.parent_id.hex() if span.parent_id else None,
+        "service": span.service,
+        "name": span.name,
+        "kind": KIND_NAMES.get(span.kind, "internal"),
+        "start_ns": str(span.start_ns),
+        "duration_ns": str(span.duration_ns),
+        "status": {0: "unset", 1: "ok", 2: "error"}.get(span.status, "unset"),
+        "request_id": span.request_id,
+        "attributes": {} if url is None else {"url.full": url},
     }
 
 
@@ -272,18 +296,45 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
         )
 
     def trace(request: Request) -> Response:
-        found = find_trace(store, request.path_params["trace_id"])
+        """A trace for the page.  ``?lean=1`` (the page asks so): above ``_LEAN_ABOVE`` spans, the spans
+        come without their details (``"lean": true``) and ``/api/ui/span`` gives one when clicked."""
+        lean = request.query_params.get("lean") == "1"
+        found = find_trace(store, request.path_params["trace_id"], details=not lean)
         if found is None:
             return JSONResponse({"error": "no trace found for that ID"}, status_code=404)
         trace_id, spans = found
+        if lean and len(spans) > _LEAN_ABOVE:
+            spans.sort(key=lambda s: s.start_ns)  # the undecoded read is in stored order
+            shown = []
+            for s in spans:
+                url = None
+                if s.kind == 3 and s.raw:  # a client span's label is its URL: that attribute only
+                    detail = store.unpack_detail(s.raw)
+                    url = attribute_text(detail, "url.full") if b"url.full" in detail else None
+                shown.append(_lean_span(s, url))
+        else:
+            if lean:  # small enough to send whole: decoded as a full read would have
+                spans = store.trace(trace_id)
+            shown = [_span(s) for s in spans]
         return JSONResponse(
             {
                 "trace_id": trace_id.hex(),
                 "request_ids": sorted({s.request_id for s in spans if s.request_id}),
-                "spans": [_span(s) for s in spans],
+                "lean": lean and len(spans) > _LEAN_ABOVE,
+                "spans": shown,
                 "logs": [_log(r) for r in store.logs(trace_id)],
             }
         )
+
+    def span(request: Request) -> Response:
+        """One span's details (attributes, events, resource): what a lean trace left out."""
+        trace_id, span_id = request.path_params["trace_id"], request.path_params["span_id"]
+        found = None
+        if _TRACE_HEX.fullmatch(trace_id) and _SPAN_HEX.fullmatch(span_id):  # as the page got them
+            found = store.span(bytes.fromhex(trace_id), bytes.fromhex(span_id))
+        if found is None:
+            return JSONResponse({"error": "no such span"}, status_code=404)
+        return JSONResponse(_span(found))
 
     def why(request: Request) -> Response:
         """Why the request was slow or failed (``_analysis``): the page's panel and ``otel-corr why``."""
@@ -365,6 +416,7 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
         Route("/static/{name}", static),
         Route("/api/ui/requests", reads(requests)),
         Route("/api/ui/trace/{trace_id:path}", reads(trace)),
+        Route("/api/ui/span/{trace_id}/{span_id}", reads(span)),
         Route("/api/ui/why/{trace_id:path}", reads(why)),
         Route("/api/search", reads(search)),
         Route("/api/ui/endpoints", reads(endpoints)),

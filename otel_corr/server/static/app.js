@@ -366,12 +366,15 @@
     setNav("");
     stopRefresh();
     view.replaceChildren(el("div", { class: "empty", text: "Loading trace…" }));
-    const { ok, body } = await getJSON("/api/ui/trace/" + encodeURIComponent(id));
+    // lean=1: a big trace comes without its spans' details, each fetched when the span is clicked.
+    const { ok, body } = await getJSON("/api/ui/trace/" + encodeURIComponent(id) + "?lean=1");
     if (!ok) {
       view.replaceChildren(el("div", { class: "card notice", text: "No trace found for " + id + "." }));
       return;
     }
     const spans = body.spans;
+    const lean = body.lean === true;
+    if (lean) for (const s of spans) { s.events = []; s.resource = {}; s.status_message = ""; }
     // Nanosecond strings become numbers relative to the trace's start once (BigInt only here),
     // so sorting and layout work on plain numbers.
     const base = spans.reduce((m, s) => { const v = BigInt(s.start_ns); return v < m ? v : m; }, BigInt(spans[0].start_ns));
@@ -537,13 +540,25 @@
       onlyBtn.addEventListener("click", () => { withChildren = false; showLogs(); });
       treeBtn.addEventListener("click", () => { withChildren = true; showLogs(); });
       showLogs();
-      details.replaceChildren(
-        el("h2", {}, span.name),
-        el("div", { class: "details" },
-          el("div", {}, el("h2", { text: "Attributes" }), kv({ "span.kind": span.kind, "status": span.status + (span.status_message ? " — " + span.status_message : ""), "span_id": span.span_id, ...span.attributes })),
-          el("div", {}, el("h2", { text: "Resource" }), kv(span.resource),
-            span.events.length ? el("div", {}, el("h2", { text: "Events" }), ...span.events.map((e) => el("div", { class: "event" + (e.time_ns === event ? " selected" : ""), "data-time": e.time_ns },
-              el("div", { class: "mono", text: clock(e.time_ns) + " " + e.name }), kv(e.attributes)))) : null)),
+      const info = el("div", { class: "details" });
+      const fill = () => info.replaceChildren(
+        el("div", {}, el("h2", { text: "Attributes" }), kv({ "span.kind": span.kind, "status": span.status + (span.status_message ? " — " + span.status_message : ""), "span_id": span.span_id, ...span.attributes })),
+        el("div", {}, el("h2", { text: "Resource" }), kv(span.resource),
+          span.events.length ? el("div", {}, el("h2", { text: "Events" }), ...span.events.map((e) => el("div", { class: "event" + (e.time_ns === event ? " selected" : ""), "data-time": e.time_ns },
+            el("div", { class: "mono", text: clock(e.time_ns) + " " + e.name }), kv(e.attributes)))) : null));
+      if (lean && !span.full) {
+        info.replaceChildren(el("div", { class: "empty", text: "Reading the span's attributes…" }));
+        getJSON("/api/ui/span/" + body.trace_id + "/" + span.span_id).then(({ ok: found, body: full }) => {
+          if (!details.contains(info)) return;  // another span was selected meanwhile
+          if (!found || !full || typeof full !== "object") { info.replaceChildren(el("div", { class: "empty", text: "The span's attributes could not be read." })); return; }
+          span.attributes = asObj(full.attributes); span.events = asList(full.events); span.resource = asObj(full.resource);
+          span.status_message = String(full.status_message ?? ""); span.full = true;
+          fill();
+          const marked = event ? info.querySelector(".event.selected") : null;  // a search result's event
+          if (marked) marked.scrollIntoView({ block: "center" });
+        }, () => { if (details.contains(info)) info.replaceChildren(el("div", { class: "empty", text: "The span's attributes could not be read." })); });
+      } else fill();
+      details.replaceChildren(el("h2", {}, span.name), info,
         el("h2", { text: "Logs" }), el("div", { class: "toggle" }, onlyBtn, treeBtn), logsBox);
     }
   }
