@@ -516,6 +516,7 @@ class Exchange:
         "query",
         "status",
         "_token",
+        "_suspended",
         "_attributes",
         "_client",
         "_user_agent",
@@ -546,6 +547,7 @@ class Exchange:
         self.query = query
         self.status: int | None = None
         self._token: Token[otel_context.Context] | None = token
+        self._suspended: otel_context.Context | None = None
         self._attributes = attributes
         self._client = client
         self._user_agent = user_agent
@@ -631,9 +633,24 @@ class Exchange:
         address, port = self._client
         return address if port is None else f"{address}:{port}"  # wsgiref and some others give no port
 
+    def suspend(self) -> None:
+        """Detach the request's context until :meth:`resume`: while a WSGI server holds the response
+        between body chunks, the caller's thread must not run inside the request (a test client that
+        never closes the response would otherwise make every later request in the thread its child)."""
+        token, self._token = self._token, None
+        if token is not None:
+            self._suspended = otel_context.get_current()
+            otel_context.detach(token)
+
+    def resume(self) -> None:
+        """Attach the context :meth:`suspend` took off again (a no-op if it is attached)."""
+        if self._token is None and self._suspended is not None:
+            self._token = otel_context.attach(self._suspended)
+
     def close(self) -> None:
         """Detach the request's context (in the task or thread that attached it); once."""
         token, self._token = self._token, None
+        self._suspended = None
         if token is not None:
             otel_context.detach(token)
 

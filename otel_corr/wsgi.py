@@ -4,10 +4,11 @@ Everything a request decides (IDs, exclusions, headers dropped and added, error 
 lines) is in ``_request``; this module only reads the environ and wraps ``start_response``.
 
 A WSGI application returns before its body is produced; a streaming response
-is generated while the server iterates.  So the request's context stays
-attached, and its span open, until the server calls ``close()`` on what we
-return (the ``ClosingIterator`` pattern of werkzeug), which every compliant
-server does in the thread that served the request.
+is generated while the server iterates.  So the request's span stays open until
+the server calls ``close()`` on what we return (the ``ClosingIterator`` pattern
+of werkzeug), and its context is attached while the app runs, around each body
+chunk and around ``close()``, and detached in between: a caller that never closes
+the response (werkzeug's test client does not) is not left inside the request.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Unpack
 
 from ._provider import ensure_tracer_provider
-from ._request import Runtime, start_time
+from ._request import Exchange, Runtime, start_time
 from ._settings import Options, check_otel_environment, resolve_settings
 from ._types import Environ, StartResponse, WSGIApp
 from .logging._access import WSGI_SERVER_ERROR_LOGGERS, watch_server_errors
@@ -35,17 +36,26 @@ EXCEPTION_KEY = "otel_corr.exception"
 class _ClosingIterator:
     """Iterate the app's response; finish the request exactly once, on ``close()``."""
 
-    __slots__ = ("_iterable", "_iterator", "_on_close")
+    __slots__ = ("_iterable", "_iterator", "_on_close", "_exchange")
 
-    def __init__(self, iterable: Iterable[bytes], on_close: Callable[[BaseException | None], None]) -> None:
+    def __init__(
+        self, iterable: Iterable[bytes], on_close: Callable[[BaseException | None], None], exchange: Exchange
+    ) -> None:
         self._iterable = iterable
-        self._iterator = iter(iterable)
         self._on_close: Callable[[BaseException | None], None] | None = on_close
+        self._exchange = exchange
+        exchange.resume()
+        try:
+            self._iterator = iter(iterable)
+        finally:
+            exchange.suspend()
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
+        ex = self._exchange
+        ex.resume()  # a generator's body runs inside the request
         try:
             return next(self._iterator)
         except StopIteration:
@@ -53,6 +63,8 @@ class _ClosingIterator:
         except Exception as exc:
             self._finish(exc)
             raise
+        finally:
+            ex.suspend()
 
     def _finish(self, exc: BaseException | None) -> None:
         on_close, self._on_close = self._on_close, None
@@ -60,6 +72,7 @@ class _ClosingIterator:
             on_close(exc)
 
     def close(self) -> None:
+        self._exchange.resume()
         try:
             close = getattr(self._iterable, "close", None)
             if close is not None:
@@ -183,4 +196,5 @@ class CorrelationWSGIMiddleware:
         except BaseException as exc:
             finish(exc)
             raise
-        return _ClosingIterator(iterable, finish)
+        ex.suspend()
+        return _ClosingIterator(iterable, finish, ex)

@@ -139,3 +139,26 @@ def test_a_server_without_remote_port_keeps_the_client_address(capture: Capture)
         logging.getLogger("otel_corr.error").removeHandler(handler)
     assert capture.one().attributes is not None and capture.one().attributes["client.address"] == "10.1.2.3"
     assert [r.request["client"] for r in records] == ["10.1.2.3"]  # type: ignore[attr-defined]
+
+
+def test_flasks_test_client_that_never_closes_leaves_no_request_behind(capture: Capture) -> None:
+    """Werkzeug's test client does not close a response it was not asked to buffer: the request's
+    context used to stay attached in the test's thread, so the next request (another client, even
+    an explicit X-Request-ID) became its child and took its request ID."""
+    app = _flask(capture)
+    client = app.test_client()
+    first = client.get("/users/1", headers={"X-Request-ID": "flask-one"})
+    assert first.json == {"request_id": "flask-one"}
+    assert not otel_corr.current_ids()  # nothing of the request is left in this thread
+    second = client.get("/users/2", headers={"X-Request-ID": "flask-two"})
+    assert second.json == {"request_id": "flask-two"} and second.headers["X-Request-ID"] == "flask-two"
+    streamed = client.get("/stream", headers={"X-Request-ID": "flask-three"})
+    assert streamed.get_data(as_text=True) == "flask-three:0\nflask-three:1\nflask-three:2\n"
+    assert not otel_corr.current_ids()
+    first.close()
+    second.close()
+    streamed.close()
+    spans = capture.spans()
+    assert [s.attributes["request.id"] for s in spans] == ["flask-one", "flask-two", "flask-three"]
+    assert all(s.parent is None for s in spans)
+    assert len({s.context.trace_id for s in spans}) == 3
