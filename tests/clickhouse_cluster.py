@@ -39,7 +39,7 @@ _STARTUP_S = 30.0
 
 
 def find_server() -> str | None:
-    """The ``clickhouse-server`` binary (``$CLICKHOUSE_SERVER``, PATH, /usr/sbin, or the ``clickhouse`` multi-binary)."""
+    """The ``clickhouse-server`` command: ``$CLICKHOUSE_SERVER``, PATH, /usr/sbin, or ``clickhouse server``."""
     explicit = os.environ.get("CLICKHOUSE_SERVER")
     if explicit:
         return explicit if os.access(explicit, os.X_OK) else None

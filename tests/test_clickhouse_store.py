@@ -295,6 +295,14 @@ def test_a_shard_down_is_named_never_half_an_answer(tmp_path: Path) -> None:
             cluster.start_shard(2)
             # Back: the trace answers again, without the refused span (a synchronous insert spools nothing).
             assert [s.span_id for s in store.trace(on_2)] == [s.span_id for s in whole_2]
+
+            # The shard the URL names down: the store still finds shard 2's traces, and names shard 1.
+            cluster.stop_shard(1)
+            assert store.trace(on_2) == whole_2
+            with pytest.raises(ShardUnavailable, match=f"shard 1 \\({cluster.shards[0].address}\\)"):
+                store.trace(on_1)
+            cluster.start_shard(1)
+            assert store.trace(on_1) == whole
         finally:
             store.close()
 
