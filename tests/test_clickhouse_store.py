@@ -99,7 +99,7 @@ def _logs(service: str, trace: bytes, span: int, bodies: list[str]) -> ExportLog
             severity_text="INFO",
             body=AnyValue(string_value=body),
             trace_id=trace,
-            span_id=span.to_bytes(8, "big"),
+            span_id=span.to_bytes(8, "big") if span else b"",
         )
         record.attributes.append(_kv("request.id", "req-1"))
         sl.log_records.append(record)
@@ -117,7 +117,11 @@ BATCHES = [
         version="",
     ),
 ]
-LOGS = [_logs("front", T1, 1, ["started", "charging"]), _logs("back", T1, 3, ["card declined"])]
+LOGS = [
+    _logs("front", T1, 1, ["started", "charging"]),
+    _logs("back", T1, 3, ["card declined"]),
+    _logs("back", b"", 0, ["a line of no trace"]),  # stored (spread by time), in no trace's logs
+]
 
 
 def _submit(store: object, body: bytes) -> None:
@@ -218,6 +222,7 @@ def test_a_trace_from_two_replicas_reads_back_as_sqlite_reads_it(
             for s in replicas[0].shards
         ]
         assert sum(counts) == 3 + 3 + 3  # the retried batch's 3 spans are stored twice
+        assert replicas[0].stats()["logs"] == 4  # the line of no trace too
     finally:
         for replica in replicas:
             replica.close()
@@ -316,3 +321,41 @@ def test_importing_the_server_does_not_need_the_driver() -> None:
         " assert 'clickhouse_driver' not in sys.modules, 'imported eagerly'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_retention_drops_whole_old_days_on_every_shard(cluster: ClickHouseCluster, url: str) -> None:
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    day = 86_400 * 10**9
+    store = ClickHouseStore(url)
+    try:
+        old = [uuid.UUID(int=i).bytes for i in range(1, 21)]  # enough traces to land on both shards
+        new = [uuid.UUID(int=i).bytes for i in range(21, 41)]
+        spans = [_span(t, i + 1, request_id=f"old-{i}") for i, t in enumerate(old)]
+        for span in spans:  # three days before BASE
+            span.start_time_unix_nano -= 3 * day
+            span.end_time_unix_nano -= 3 * day
+        _submit(store, _request("front", spans))
+        _submit(store, _request("front", [_span(t, i + 1, request_id=f"new-{i}") for i, t in enumerate(new)]))
+        records, _, _ = decode_logs(_logs("front", old[0], 1, ["old line"]))
+        for record in records:
+            record.time_ns -= 3 * day
+        store.submit([], [], records).result(timeout=30)
+        database = store.url.database
+        shards_with_old = {
+            s.number
+            for s in store.shards
+            if store._on(s).execute(f"SELECT count() FROM {database}.spans_local WHERE start_ns < {BASE - day}")[0][0]
+        }
+        assert shards_with_old == {1, 2}  # the drop has to happen on each
+
+        # A window of two days: the old day goes, whole, from every shard; today's stays.
+        assert store.prune(max_age_ns=2 * day, now_ns=BASE) == len(old)
+        assert all(store.trace(t) == [] for t in old)
+        assert store.traces_for_request("old-3") == []
+        assert store.logs(old[0]) == []
+        assert all(len(store.trace(t)) == 1 for t in new)
+        assert store.traces_for_request("new-3") == [new[3]]
+        assert store.prune(max_age_ns=2 * day, now_ns=BASE) == 0  # nothing left to drop
+    finally:
+        store.close()

@@ -24,6 +24,7 @@ against a real two-shard cluster (``tests/test_clickhouse_store.py``):
   rule, ``cityHash64(key) % weights``); if that shard does not answer, :class:`ShardUnavailable`
   names it; if another shard is down, the answer is still complete.  The URL's host is only
   where the shard list is read at start: a lookup does not need it afterwards.
+- **Retention by day**: :meth:`ClickHouseStore.prune` drops whole day partitions on every shard.
 
 ``clickhouse-driver`` is imported when a store is opened, never by ``import otel_corr.server``.
 """
@@ -555,6 +556,35 @@ class ClickHouseStore:
                 ],
                 settings=settings,
             )
+
+    def prune(self, *, max_age_ns: int, now_ns: int | None = None) -> int:
+        """Drop every whole day older than ``max_age_ns`` on every shard; returns the spans dropped.
+
+        Retention by partition: a day's parts are unlinked, nothing is rewritten.  A day still
+        partly inside the window is kept whole (retention keeps at least ``max_age_ns``).  Every
+        shard must answer (:class:`ShardUnavailable` otherwise, before anything is dropped): a
+        day dropped on half the cluster would leave half-traces.
+        """
+        down = [s for s in self.health() if not s.up]
+        if down:
+            raise ShardUnavailable(down, "retention skipped this pass (every shard must answer)")
+        cutoff_s = ((time.time_ns() if now_ns is None else now_ns) - max_age_ns) // 1_000_000_000
+        db = self.url.database
+        dropped = 0
+        for shard in self.shards:
+            client = self._on(shard)
+            # A day whose newest row is before the cutoff's day; dropped by partition ID ('20231114'),
+            # which ALTER ... DROP PARTITION ID takes on 18.16 and on current releases alike.
+            parts = client.execute(
+                "SELECT table, partition_id, sum(if(table = 'spans_local', rows, 0)) FROM system.parts"
+                " WHERE active AND database = %(db)s AND table IN ('spans_local', 'request_ids_local', 'logs_local')"
+                " AND max_date < toDate(toDateTime(%(cutoff)s)) GROUP BY table, partition_id",
+                {"db": db, "cutoff": cutoff_s},
+            )
+            for table, partition_id, rows in parts:
+                client.execute(f"ALTER TABLE {db}.{_text(table)} DROP PARTITION ID %(id)s", {"id": _text(partition_id)})
+                dropped += int(rows)
+        return dropped
 
     def close(self) -> None:
         """Finish the queued inserts, stop the writers and disconnect this thread's clients."""
