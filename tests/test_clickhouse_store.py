@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,18 @@ def test_a_trace_from_two_replicas_reads_back_as_sqlite_reads_it(
             for replica in replicas:
                 assert replica.trace(trace) == expected
         assert [s.span_id[-1] for s in replicas[0].trace(T1)] == [1, 2, 3, 4]
+        # What why reads: columns only, each span decoded on demand; the same spans once expanded.
+        for replica in replicas:
+            bare = {s.span_id: s for s in sqlite_store.trace(T1, details=False)}  # fresh: expand changes them
+            spans = replica.trace(T1, details=False)
+            # Equal but for ``raw``, which only the store that read it decodes (SQLite's is compressed).
+            assert {s.span_id: replace(s, raw=b"") for s in spans} == {k: replace(s, raw=b"") for k, s in bare.items()}
+            for span, expected in zip(spans, sorted(bare.values(), key=lambda s: s.start_ns), strict=True):
+                replica.expand(span)
+                sqlite_store.expand(expected)
+                assert span == expected
+                assert span.attributes and span.events
+        assert [r.time_ns for r in replicas[1].trace_logs(T1)] == [r.time_ns for r in sqlite_store.logs(T1)]
         assert replicas[0].trace(T3) == sqlite_store.trace(T3) == []
         expected_logs = sqlite_store.logs(T1)
         assert [r.body for r in expected_logs] == ["started", "charging", "card declined"]

@@ -45,9 +45,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .._ids import trace_id_of
 from ..exceptions import StoreError
-from ._model import LogRecord, Span
+from ._model import LazyLogs, LogRecord, Span
 from ._otlp import expand
-from ._store import StoreFull, _Item
+from ._store import _UNREAD, _UNREAD_LIST, StoreFull, _Item
 
 __all__ = [
     "MIGRATIONS",
@@ -135,6 +135,12 @@ _SPAN_READ = (
     "SELECT trace_id, span_id, parent_id, service, name, kind, start_ns, duration_ns, status, request_id,"
     " scope, detail, resource FROM {table} WHERE trace_id = unhex(%(trace)s)"
     # A batch retried after a failed (partly written) insert is stored twice: read once.
+    " ORDER BY start_ns, span_id LIMIT 1 BY span_id"
+)
+# The columns only (``trace(details=False)``, what ``why`` reads): no scope, no resource.
+_BARE_READ = (
+    "SELECT trace_id, span_id, parent_id, service, name, kind, start_ns, duration_ns, status, request_id,"
+    " detail, http_status FROM {table} WHERE trace_id = unhex(%(trace)s)"
     " ORDER BY start_ns, span_id LIMIT 1 BY span_id"
 )
 _LOG_READ = f"SELECT {_LOG_COLUMNS} FROM {{table}} WHERE trace_id = unhex(%(trace)s) ORDER BY time_ns, span_id, body"
@@ -600,18 +606,44 @@ class ClickHouseStore:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def trace(self, trace_id: bytes) -> list[Span]:
+    def trace(self, trace_id: bytes, *, details: bool = True) -> list[Span]:
         """Every span of one trace, in start order (a span stored twice, once), decoded as the SQLite store does.
 
-        Raises :class:`ShardUnavailable` when the trace's shard does not answer.
+        With ``details`` False, as ``Store.trace(details=False)``: columns only, the detail left in
+        ``raw`` for :meth:`expand`, read-only placeholders for what it holds (``why`` decodes a
+        few spans of a big trace).  Raises :class:`ShardUnavailable` when the trace's shard does
+        not answer.
         """
         rows = self._keyed(
             trace_id,
             f"trace {trace_id.hex()}",
             lambda client, suffix: client.execute(
-                _SPAN_READ.format(table=self._tables["spans"] + suffix), {"trace": trace_id.hex()}
+                (_SPAN_READ if details else _BARE_READ).format(table=self._tables["spans"] + suffix),
+                {"trace": trace_id.hex()},
             ),
         )
+        if not details:
+            return [
+                Span(
+                    trace_id=r[0],
+                    span_id=r[1],
+                    parent_id=r[2] or None,
+                    service=_text(r[3]),
+                    name=_text(r[4]),
+                    kind=r[5],
+                    start_ns=r[6],
+                    duration_ns=r[7],
+                    status=r[8],
+                    request_id=_text(r[9]) or None,
+                    attributes=_UNREAD,
+                    events=_UNREAD_LIST,
+                    links=_UNREAD_LIST,
+                    resource=_UNREAD,
+                    http_status=r[11] or None,
+                    raw=r[10],
+                )
+                for r in rows
+            ]
         resources: dict[bytes, dict[str, Any]] = {}
         spans = []
         for r in rows:
@@ -671,8 +703,19 @@ class ClickHouseStore:
                 newest[own] = max(newest.get(own, 0), int(own_rows[0][0]))
         return sorted(newest, key=lambda t: newest[t], reverse=True)[:limit]
 
+    def expand(self, span: Span) -> None:
+        """Decode a span read with ``details=False``: its attributes, events, links, status message."""
+        if span.raw:
+            raw, span.raw = span.raw, b""
+            expand(span, raw)
+
     def logs(self, trace_id: bytes) -> list[LogRecord]:
         """The log records of one trace, in time order; :class:`ShardUnavailable` when its shard does not answer."""
+        return list(self.trace_logs(trace_id))
+
+    def trace_logs(self, trace_id: bytes) -> LazyLogs:
+        """The log records of one trace, in time order, each decoded when first read (as
+        ``Store.trace_logs``: ``why`` bisects by time and decodes the few it looks at)."""
         rows = self._keyed(
             trace_id,
             f"the logs of trace {trace_id.hex()}",
@@ -680,8 +723,10 @@ class ClickHouseStore:
                 _LOG_READ.format(table=self._tables["logs"] + suffix), {"trace": trace_id.hex()}
             ),
         )
-        return [
-            LogRecord(
+
+        def load(index: int) -> LogRecord:
+            r = rows[index]
+            return LogRecord(
                 trace_id=r[0],
                 span_id=r[1] or None,
                 time_ns=r[2],
@@ -694,8 +739,8 @@ class ClickHouseStore:
                 service=_text(r[9]),
                 resource=json.loads(r[10]),
             )
-            for r in rows
-        ]
+
+        return LazyLogs([r[2] for r in rows], load)
 
     def stats(self) -> dict[str, int]:
         """Spans and log records stored, and the bytes their parts take on disk, over every shard."""
