@@ -223,6 +223,13 @@ def test_a_trace_from_two_replicas_reads_back_as_sqlite_reads_it(
                 sqlite_store.expand(expected)
                 assert span == expected
                 assert span.attributes and span.events
+            # The page's lean read: a client span's URL from its raw detail, and one span read alone.
+            assert {replica.unpack_detail(s.raw) for s in replica.trace(T1, details=False)} == {
+                sqlite_store.unpack_detail(s.raw) for s in sqlite_store.trace(T1, details=False)
+            }
+            three = (3).to_bytes(8, "big")
+            assert replica.span(T1, three) == sqlite_store.span(T1, three) is not None
+            assert replica.span(T1, (42).to_bytes(8, "big")) is sqlite_store.span(T1, (42).to_bytes(8, "big")) is None
         assert [r.time_ns for r in replicas[1].trace_logs(T1)] == [r.time_ns for r in sqlite_store.logs(T1)]
         assert replicas[0].trace(T3) == sqlite_store.trace(T3) == []
         expected_logs = sqlite_store.logs(T1)

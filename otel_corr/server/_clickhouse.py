@@ -133,7 +133,7 @@ _LOG_COLUMNS = (
 )
 _SPAN_READ = (
     "SELECT trace_id, span_id, parent_id, service, name, kind, start_ns, duration_ns, status, request_id,"
-    " scope, detail, resource FROM {table} WHERE trace_id = unhex(%(trace)s)"
+    " scope, detail, resource FROM {table} WHERE trace_id = unhex(%(trace)s){span}"
     # A batch retried after a failed (partly written) insert is stored twice: read once.
     " ORDER BY start_ns, span_id LIMIT 1 BY span_id"
 )
@@ -618,7 +618,7 @@ class ClickHouseStore:
             trace_id,
             f"trace {trace_id.hex()}",
             lambda client, suffix: client.execute(
-                (_SPAN_READ if details else _BARE_READ).format(table=self._tables["spans"] + suffix),
+                (_SPAN_READ if details else _BARE_READ).format(table=self._tables["spans"] + suffix, span=""),
                 {"trace": trace_id.hex()},
             ),
         )
@@ -644,6 +644,23 @@ class ClickHouseStore:
                 )
                 for r in rows
             ]
+        return self._decoded(rows)
+
+    def span(self, trace_id: bytes, span_id: bytes) -> Span | None:
+        """One span of a trace, decoded (the page asks for a span's details when it is clicked in a
+        trace too big to send decoded); :class:`ShardUnavailable` when the trace's shard does not answer."""
+        rows = self._keyed(
+            trace_id,
+            f"span {span_id.hex()} of trace {trace_id.hex()}",
+            lambda client, suffix: client.execute(
+                _SPAN_READ.format(table=self._tables["spans"] + suffix, span=" AND span_id = unhex(%(span)s)"),
+                {"trace": trace_id.hex(), "span": span_id.hex()},
+            ),
+        )
+        spans = self._decoded(rows)
+        return spans[0] if spans else None
+
+    def _decoded(self, rows: list[tuple[Any, ...]]) -> list[Span]:
         resources: dict[bytes, dict[str, Any]] = {}
         spans = []
         for r in rows:
@@ -702,6 +719,10 @@ class ClickHouseStore:
             if own_rows and own_rows[0][1]:
                 newest[own] = max(newest.get(own, 0), int(own_rows[0][0]))
         return sorted(newest, key=lambda t: newest[t], reverse=True)[:limit]
+
+    def unpack_detail(self, detail: bytes) -> bytes:
+        """A span's ``raw`` detail as received: stored uncompressed here (ClickHouse compresses the column)."""
+        return detail
 
     def expand(self, span: Span) -> None:
         """Decode a span read with ``details=False``: its attributes, events, links, status message."""
