@@ -22,8 +22,9 @@ against a real two-shard cluster (``tests/test_clickhouse_store.py``):
   is read once, see :meth:`trace`).
 - **A shard down is never silent**: a lookup runs on its key's shard (the Distributed table's own
   rule, ``cityHash64(key) % weights``); if that shard does not answer, :class:`ShardUnavailable`
-  names it; if another shard is down, the answer is still complete.  The URL's host is only
-  where the shard list is read at start: a lookup does not need it afterwards.
+  names it; if another shard is down, the answer is still complete.  A lookup does not need the
+  URL's shard after start (only the shard list is read there); inserts still do (they go through
+  its Distributed tables: with it down, ingest is refused).
 - **Retention by day**: :meth:`ClickHouseStore.prune` drops whole day partitions on every shard.
 
 ``clickhouse-driver`` is imported when a store is opened, never by ``import otel_corr.server``.
@@ -457,7 +458,7 @@ class ClickHouseStore:
         """A writer: one insert for whatever is queued (group commit, as the SQLite store's writer).
 
         Why: each insert makes a part on every shard it touches, and its cost is mostly per
-        insert, not per row (one sender of 500-span requests: 4-12k spans/s; 5,000-span inserts:
+        insert, not per row (one sender of 500-span requests: 3-16k spans/s; 5,000-span inserts:
         31k/s, see the design note).  Concurrent senders share an insert; a lone one gets its own.
         """
         while True:
