@@ -1,0 +1,381 @@
+"""The ClickHouse store against a real two-shard cluster (Debian's clickhouse-server), compared with SQLite.
+
+The seed of issue 21's contract suite: the same OTLP requests go to the SQLite store and to the
+ClickHouse store (in two batches, through two entry shards, as two replicas would send them), and
+a trace, its logs and a request-ID lookup must read back the same.  Then the faults: a shard
+stopped makes a lookup say which shard is down, never answer half.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as LogMessage
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from otel_corr.exceptions import StoreError
+from otel_corr.server._otlp import decode_logs, parse_spans, span_rows
+from otel_corr.server._store import Store
+
+from .clickhouse_cluster import MISSING, ClickHouseCluster, find_server
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(find_server() is None, reason=MISSING),
+]
+
+BASE = 1_700_000_000_000_000_000
+T1, T2, T3 = bytes(range(1, 17)), bytes(range(2, 18)), bytes(range(3, 19))
+OWN = uuid.UUID(bytes=bytes(range(40, 56)))  # a request ID that names its own trace
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseCluster]:
+    with ClickHouseCluster(tmp_path_factory.mktemp("clickhouse")) as running:
+        yield running
+
+
+@pytest.fixture
+def url(cluster: ClickHouseCluster) -> str:
+    """A database of its own per test, on the shared cluster."""
+    return cluster.url.replace("/otel_corr?", f"/t_{uuid.uuid4().hex[:12]}?")
+
+
+def _kv(key: str, value: str | int) -> KeyValue:
+    any_value = AnyValue(int_value=value) if isinstance(value, int) else AnyValue(string_value=value)
+    return KeyValue(key=key, value=any_value)
+
+
+def _span(
+    trace: bytes, n: int, parent: int = 0, *, kind: int = 1, request_id: str = "", status: int = 0
+) -> SpanMessage:
+    span = SpanMessage(
+        trace_id=trace,
+        span_id=n.to_bytes(8, "big"),
+        parent_span_id=parent.to_bytes(8, "big") if parent else b"",
+        name=f"op-{n}",
+        kind=kind,
+        start_time_unix_nano=BASE + n * 1000,
+        end_time_unix_nano=BASE + n * 1000 + 500,
+        status=Status(code=status, message="boom" if status == 2 else ""),
+    )
+    span.attributes.extend([_kv("http.route", f"/r/{n}"), _kv("attempt", n)])
+    if request_id:
+        span.attributes.append(_kv("request.id", request_id))
+    event = span.events.add(time_unix_nano=BASE + n * 1000 + 10, name="checkpoint")
+    event.attributes.append(_kv("step", n))
+    if parent:
+        span.links.add(trace_id=T3, span_id=(99).to_bytes(8, "big"))
+    return span
+
+
+def _request(service: str, spans: list[SpanMessage], scope: str = "lib", version: str = "1.2") -> bytes:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.extend([_kv("service.name", service), _kv("host.name", "h1")])
+    ss = rs.scope_spans.add()
+    ss.scope.name, ss.scope.version = scope, version
+    ss.spans.extend(spans)
+    return request.SerializeToString()
+
+
+def _logs(service: str, trace: bytes, span: int, bodies: list[str]) -> ExportLogsServiceRequest:
+    request = ExportLogsServiceRequest()
+    rl = request.resource_logs.add()
+    rl.resource.attributes.append(_kv("service.name", service))
+    sl = rl.scope_logs.add()
+    sl.scope.name = "app.logger"
+    for i, body in enumerate(bodies):
+        record = LogMessage(
+            time_unix_nano=BASE + span * 1000 + 100 + i,
+            severity_number=9,
+            severity_text="INFO",
+            body=AnyValue(string_value=body),
+            trace_id=trace,
+            span_id=span.to_bytes(8, "big") if span else b"",
+        )
+        record.attributes.append(_kv("request.id", "req-1"))
+        sl.log_records.append(record)
+    return request
+
+
+# Two "replicas" worth of batches: trace T1's spans arrive in two requests from two services,
+# interleaved with T2; the second request is sent twice (a retry after a lost acknowledgement).
+BATCHES = [
+    _request("front", [_span(T1, 1, kind=2, request_id="req-1"), _span(T2, 7, request_id=str(OWN)), _span(T1, 2, 1)]),
+    _request(
+        "back",
+        [_span(T2, 8, 7), _span(T1, 3, 2, kind=2, request_id="req-1", status=2), _span(T1, 4, 3)],
+        scope="other",
+        version="",
+    ),
+]
+LOGS = [
+    _logs("front", T1, 1, ["started", "charging"]),
+    _logs("back", T1, 3, ["card declined"]),
+    _logs("back", b"", 0, ["a line of no trace"]),  # stored (spread by time), in no trace's logs
+]
+
+
+def _submit(store: object, body: bytes) -> None:
+    batch = span_rows(parse_spans(body, "application/x-protobuf"), store.resource_id)  # type: ignore[attr-defined]
+    store.submit(batch.rows, batch.resources).result(timeout=60)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(tmp_path / "s.db")
+    yield store
+    store.close()
+
+
+def test_schema_creates_on_18_16_and_twice_is_a_no_op(cluster: ClickHouseCluster, url: str) -> None:
+    from otel_corr.server._clickhouse import SCHEMA_VERSION, ClickHouseStore
+
+    store = ClickHouseStore(url)
+    try:
+        assert all(s.up and s.version for s in store.health())
+        database = url.rsplit("/", 1)[1].split("?")[0]
+        expected = {"schema_version", "spans", "spans_local", "request_ids", "request_ids_local", "logs", "logs_local"}
+        for shard in store.shards:  # every shard, not just the entry one: no ON CLUSTER without ZooKeeper
+            tables = store._on(shard).execute(
+                "SELECT name FROM system.tables WHERE database = %(db)s", {"db": database}
+            )
+            assert {t[0].decode() for t in tables} == expected
+        assert store.schema_versions() == {1: [SCHEMA_VERSION], 2: [SCHEMA_VERSION]}
+        # A second start (another replica, or a restart): nothing to do, no second version row.
+        assert store.ensure_schema() == {1: SCHEMA_VERSION, 2: SCHEMA_VERSION}
+        again = ClickHouseStore(url)
+        again.close()
+        assert store.schema_versions() == {1: [SCHEMA_VERSION], 2: [SCHEMA_VERSION]}
+    finally:
+        store.close()
+
+
+def test_the_version_table_refuses_a_newer_schema(cluster: ClickHouseCluster, url: str) -> None:
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    store = ClickHouseStore(url)
+    database = url.rsplit("/", 1)[1].split("?")[0]
+    store._on(store.shards[1]).execute(
+        f"INSERT INTO {database}.schema_version (version, otel_corr, applied_ns) VALUES", [(999, b"future", 0)]
+    )
+    store.close()
+    with pytest.raises(StoreError, match=r"shard 2 .* schema version 999.*upgrade otel-corr"):
+        ClickHouseStore(url)
+
+
+def test_bad_urls_say_what_is_wrong() -> None:
+    from otel_corr.server._clickhouse import parse_url
+
+    parsed = parse_url("clickhouse://ch1:9440/traces?cluster=prod_2x")
+    assert (parsed.host, parsed.port, parsed.database, parsed.cluster) == ("ch1", 9440, "traces", "prod_2x")
+    with pytest.raises(StoreError, match=r"\?cluster=NAME"):
+        parse_url("clickhouse://ch1:9000/traces")
+    with pytest.raises(StoreError, match="letters, digits and _"):
+        parse_url("clickhouse://ch1:9000/x;DROP?cluster=c")
+
+
+def test_a_trace_from_two_replicas_reads_back_as_sqlite_reads_it(
+    cluster: ClickHouseCluster, url: str, sqlite_store: Store
+) -> None:
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    # Two replicas: each enters the cluster through a different shard.
+    replicas = [
+        ClickHouseStore(url),
+        ClickHouseStore(url.replace(cluster.shards[0].address, cluster.shards[1].address)),
+    ]
+    try:
+        _submit(sqlite_store, BATCHES[0])
+        _submit(sqlite_store, BATCHES[1])
+        _submit(sqlite_store, BATCHES[1])
+        _submit(replicas[0], BATCHES[0])
+        _submit(replicas[1], BATCHES[1])
+        _submit(replicas[1], BATCHES[1])  # the retry: stored twice, read once
+        for request in LOGS:
+            records, _, _ = decode_logs(request)
+            sqlite_store.submit([], [], records).result(timeout=30)
+            replicas[1].submit([], [], records).result(timeout=30)
+
+        for trace in (T1, T2):
+            expected = sqlite_store.trace(trace)
+            assert expected  # the comparison means something only with spans in it
+            for replica in replicas:
+                assert replica.trace(trace) == expected
+        assert [s.span_id[-1] for s in replicas[0].trace(T1)] == [1, 2, 3, 4]
+        # What why reads: columns only, each span decoded on demand; the same spans once expanded.
+        for replica in replicas:
+            bare = {s.span_id: s for s in sqlite_store.trace(T1, details=False)}  # fresh: expand changes them
+            spans = replica.trace(T1, details=False)
+            # Equal but for ``raw``, which only the store that read it decodes (SQLite's is compressed).
+            assert {s.span_id: replace(s, raw=b"") for s in spans} == {k: replace(s, raw=b"") for k, s in bare.items()}
+            for span, expected in zip(spans, sorted(bare.values(), key=lambda s: s.start_ns), strict=True):
+                replica.expand(span)
+                sqlite_store.expand(expected)
+                assert span == expected
+                assert span.attributes and span.events
+            # The page's lean read: a client span's URL from its raw detail, and one span read alone.
+            assert {replica.unpack_detail(s.raw) for s in replica.trace(T1, details=False)} == {
+                sqlite_store.unpack_detail(s.raw) for s in sqlite_store.trace(T1, details=False)
+            }
+            three = (3).to_bytes(8, "big")
+            assert replica.span(T1, three) == sqlite_store.span(T1, three) is not None
+            assert replica.span(T1, (42).to_bytes(8, "big")) is sqlite_store.span(T1, (42).to_bytes(8, "big")) is None
+        assert [r.time_ns for r in replicas[1].trace_logs(T1)] == [r.time_ns for r in sqlite_store.logs(T1)]
+        assert replicas[0].trace(T3) == sqlite_store.trace(T3) == []
+        expected_logs = sqlite_store.logs(T1)
+        assert [r.body for r in expected_logs] == ["started", "charging", "card declined"]
+        for replica in replicas:
+            assert replica.logs(T1) == expected_logs
+        # Both shards hold data (the trace sharding spreads), and a trace lives on one shard only.
+        counts = [
+            int(replicas[0]._on(s).execute(f"SELECT count() FROM {replicas[0].url.database}.spans_local")[0][0])
+            for s in replicas[0].shards
+        ]
+        assert sum(counts) == 3 + 3 + 3  # the retried batch's 3 spans are stored twice
+        assert replicas[0].stats()["logs"] == 4  # the line of no trace too
+    finally:
+        for replica in replicas:
+            replica.close()
+
+
+def test_request_id_lookup_answers_as_sqlite_does(cluster: ClickHouseCluster, url: str, sqlite_store: Store) -> None:
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    store = ClickHouseStore(url)
+    try:
+        later = _request("front", [_span(T3, 9, kind=2, request_id="req-1")])  # a later trace, same request ID
+        for body in (*BATCHES, later):
+            _submit(sqlite_store, body)
+            _submit(store, body)
+        for request_id in ("req-1", str(OWN), str(uuid.uuid4()), "nobody"):
+            assert store.traces_for_request(request_id) == sqlite_store.traces_for_request(request_id), request_id
+        assert store.traces_for_request("req-1") == [T3, T1]  # newest first
+        assert store.traces_for_request(str(OWN)) == [T2]  # the trace it names, not indexed
+        assert store.traces_for_request("req-1", limit=1) == [T3]
+    finally:
+        store.close()
+
+
+def _home(store: object, table: str, where: str, params: dict[str, str]) -> int:
+    """The shard number whose local table holds the rows (asked of each shard directly)."""
+    holders = [
+        shard.number
+        for shard in store.shards  # type: ignore[attr-defined]
+        if store._on(shard).execute(  # type: ignore[attr-defined]
+            f"SELECT count() FROM {store.url.database}.{table}_local WHERE {where}",  # type: ignore[attr-defined]
+            params,
+        )[0][0]
+    ]
+    assert len(holders) == 1, holders
+    return holders[0]
+
+
+def test_a_shard_down_is_named_never_half_an_answer(tmp_path: Path) -> None:
+    from otel_corr.server._clickhouse import ClickHouseStore, ShardUnavailable
+
+    # A cluster of its own: stopping a shard must not disturb the other tests.
+    with ClickHouseCluster(tmp_path / "cluster") as cluster:
+        store = ClickHouseStore(cluster.url_via(1))
+        try:
+            traces = [uuid.UUID(int=i).bytes for i in range(1, 40)]
+            _submit(store, _request("front", [_span(t, i + 1, request_id=f"r-{i}") for i, t in enumerate(traces)]))
+            homes = {t: _home(store, "spans", "trace_id = unhex(%(t)s)", {"t": t.hex()}) for t in traces}
+            on_2 = next(t for t in traces if homes[t] == 2)
+            on_1 = next(t for t in traces if homes[t] == 1)
+            whole, whole_2 = store.trace(on_1), store.trace(on_2)
+            request_on_2 = next(
+                f"r-{i}"
+                for i in range(len(traces))
+                if _home(store, "request_ids", "request_id = %(r)s", {"r": f"r-{i}"}) == 2
+            )
+
+            cluster.stop_shard(2)
+            address = cluster.shards[1].address
+            with pytest.raises(ShardUnavailable, match=f"shard 2 \\({address}\\)") as raised:
+                store.trace(on_2)
+            assert [s.number for s in raised.value.shards] == [2]
+            assert store.trace(on_1) == whole  # its shard answers: the whole trace, not an error
+            with pytest.raises(ShardUnavailable, match="shard 2"):
+                store.traces_for_request(request_on_2)
+            assert [(s.number, s.up) for s in store.health()] == [(1, True), (2, False)]
+            # Ingest is refused, never acknowledged, while a shard it writes to is down.
+            batch = span_rows(
+                parse_spans(_request("front", [_span(on_2, 77)]), "application/x-protobuf"), store.resource_id
+            )
+            from clickhouse_driver.errors import Error as DriverError
+
+            with pytest.raises(DriverError):  # the future fails: the sender is not acknowledged
+                store.submit(batch.rows, batch.resources).result(timeout=60)
+
+            cluster.start_shard(2)
+            # Back: the trace answers again, without the refused span (a synchronous insert spools nothing).
+            assert [s.span_id for s in store.trace(on_2)] == [s.span_id for s in whole_2]
+
+            # The shard the URL names down: the store still finds shard 2's traces, and names shard 1.
+            cluster.stop_shard(1)
+            assert store.trace(on_2) == whole_2
+            with pytest.raises(ShardUnavailable, match=f"shard 1 \\({cluster.shards[0].address}\\)"):
+                store.trace(on_1)
+            cluster.start_shard(1)
+            assert store.trace(on_1) == whole
+        finally:
+            store.close()
+
+
+def test_importing_the_server_does_not_need_the_driver() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, otel_corr.server, otel_corr.server._clickhouse;"
+        " assert 'clickhouse_driver' not in sys.modules, 'imported eagerly'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_retention_drops_whole_old_days_on_every_shard(cluster: ClickHouseCluster, url: str) -> None:
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    day = 86_400 * 10**9
+    store = ClickHouseStore(url)
+    try:
+        old = [uuid.UUID(int=i).bytes for i in range(1, 21)]  # enough traces to land on both shards
+        new = [uuid.UUID(int=i).bytes for i in range(21, 41)]
+        spans = [_span(t, i + 1, request_id=f"old-{i}") for i, t in enumerate(old)]
+        for span in spans:  # three days before BASE
+            span.start_time_unix_nano -= 3 * day
+            span.end_time_unix_nano -= 3 * day
+        _submit(store, _request("front", spans))
+        _submit(store, _request("front", [_span(t, i + 1, request_id=f"new-{i}") for i, t in enumerate(new)]))
+        records, _, _ = decode_logs(_logs("front", old[0], 1, ["old line"]))
+        for record in records:
+            record.time_ns -= 3 * day
+        store.submit([], [], records).result(timeout=30)
+        database = store.url.database
+        shards_with_old = {
+            s.number
+            for s in store.shards
+            if store._on(s).execute(f"SELECT count() FROM {database}.spans_local WHERE start_ns < {BASE - day}")[0][0]
+        }
+        assert shards_with_old == {1, 2}  # the drop has to happen on each
+
+        # A window of two days: the old day goes, whole, from every shard; today's stays.
+        assert store.prune(max_age_ns=2 * day, now_ns=BASE) == len(old)
+        assert all(store.trace(t) == [] for t in old)
+        assert store.traces_for_request("old-3") == []
+        assert store.logs(old[0]) == []
+        assert all(len(store.trace(t)) == 1 for t in new)
+        assert store.traces_for_request("new-3") == [new[3]]
+        assert store.prune(max_age_ns=2 * day, now_ns=BASE) == 0  # nothing left to drop
+    finally:
+        store.close()
