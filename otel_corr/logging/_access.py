@@ -59,6 +59,8 @@ _MARK = "_otel_corr_error"
 _MAX_FRAMES = 1000  # a traceback walked further than this is not ours (a recursion error's is long)
 _MAX_HEADERS = 32
 _MAX_VALUE = 256
+# A W3C traceparent as the propagator accepts it (version 00 shape; later versions may append fields).
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[0-9a-zA-Z._-]*)?")
 _access = False
 
 
@@ -115,7 +117,12 @@ def request_summary(
             break
         if name == skip:
             continue
-        shown[name[:64]] = "[REDACTED]" if is_sensitive_header(name, sanitize) else value[:_MAX_VALUE]
+        if is_sensitive_header(name, sanitize):
+            value = "[REDACTED]"
+        elif name == "traceparent" and not _TRACEPARENT.fullmatch(value.strip()):
+            # Rejected by the propagator, so attacker-shaped: its length, as for a rejected request ID.
+            value = f"[not used: {len(value)} characters]"
+        shown[name[:64]] = value[:_MAX_VALUE]
     return {
         "method": method,
         "path": path[:2048],
