@@ -226,7 +226,9 @@ def _driver() -> Any:
     try:
         clickhouse_driver = importlib.import_module("clickhouse_driver")
     except ImportError:
-        raise StoreError("the ClickHouse store needs clickhouse-driver: pip install 'otel-corr[clickhouse]'") from None
+        raise StoreError(
+            "the ClickHouse store needs clickhouse-driver: in a clone of otel-corr, pip install -e '.[clickhouse]'"
+        ) from None
     return clickhouse_driver
 
 
