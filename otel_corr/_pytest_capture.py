@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
@@ -110,7 +111,7 @@ class Keeper(SpanProcessor):
         self.active = True
         self._traces: dict[int, TestRun] = {}  # trace ID -> the test it began in (rule 1)
         self._open: dict[int, tuple[TestRun, Any]] = {}  # span ID -> (owner, span), from on_start to on_end
-        self._providers: list[Any] = []  # the providers this processor was added to
+        self._providers: weakref.WeakSet[Any] = weakref.WeakSet()  # the providers this processor was added to
         self.handler = _Handler(self)
         #: With ``--otel-corr-url``: every span and record also goes to the backend through these.
         self.export: SpanProcessor | None = None
@@ -142,7 +143,8 @@ class Keeper(SpanProcessor):
         if self.running is test:
             self.running = None
         test.release()
-        self._traces = {k: v for k, v in self._traces.items() if v is not test}
+        for trace_id in [k for k, v in list(self._traces.items()) if v is test]:
+            self._traces.pop(trace_id, None)
         for span_id in [k for k, (owner, _) in list(self._open.items()) if owner is test]:
             self._open.pop(span_id, None)
 
@@ -218,14 +220,13 @@ class Keeper(SpanProcessor):
     def watch(self, provider: Any) -> None:
         """Add this processor to ``provider`` if it is an SDK provider we are not on yet."""
         add = getattr(provider, "add_span_processor", None)
-        if add is None or any(p is provider for p in self._providers):
+        if add is None or not self.active or provider in self._providers:
             return
         try:
+            self._providers.add(provider)
             add(self)
         except Exception:
             _log.warning("otel-corr pytest: cannot watch the spans of %r", provider, exc_info=True)
-            return
-        self._providers.append(provider)
 
     def watch_global(self) -> None:
         """Watch the global TracerProvider if one was set since we last looked (an app instrumented)."""
@@ -317,8 +318,14 @@ def _wrap_set_provider(keeper: Keeper) -> Callable[[Any], Any]:
     return make
 
 
+#: The enabled plugin's keeper: ``otel_corr.testing.capture()`` hands it its provider too.
+current_keeper: Keeper | None = None
+
+
 def install(keeper: Keeper) -> None:
     """Make the plugin's process-wide changes, each recorded in otel-corr's registry (undone by :func:`uninstall`)."""
+    global current_keeper
+    current_keeper = keeper
     keeper.watch_global()
     _patches.replace(
         trace,
@@ -344,7 +351,9 @@ def install(keeper: Keeper) -> None:
 
     def stop() -> None:
         # The SDK has no way to take a span processor off a provider: ours stays, and does nothing.
+        global current_keeper
         keeper.active = False
+        current_keeper = None
 
     _patches.record(
         "pytest_plugin span processor",

@@ -22,13 +22,15 @@ from .server._jaeger import v1_trace
 from .server._model import LogRecord, Span
 from .server._otlp import decode_spans, expand
 
-__all__ = ["MAX_LINES", "MAX_SPANS", "MAX_TRACES", "section"]
+__all__ = ["MAX_LINES", "MAX_MESSAGE", "MAX_SPANS", "MAX_TRACES", "section"]
 
 MAX_TRACES = 10
 MAX_SPANS = 200
 MAX_LINES = 50
+MAX_MESSAGE = 1000  # characters of a log message shown
 
 _MISSING = "-"  # what otel-corr's stamp writes outside a request
+_SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}  # OpenTelemetry's names, as otel-corr sends them
 
 
 def _plural(n: int, word: str) -> str:
@@ -76,6 +78,10 @@ def _message(record: logging.LogRecord) -> str:
         return f"{record.msg!r} % {record.args!r}"
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} more characters)"
+
+
 def _log(record: logging.LogRecord, trace_id: int, span_id: int) -> LogRecord:
     attributes: dict[str, Any] = {}
     if record.exc_info and record.exc_info[1] is not None:
@@ -86,8 +92,8 @@ def _log(record: logging.LogRecord, trace_id: int, span_id: int) -> LogRecord:
     return LogRecord(
         time_ns=int(record.created * 1e9),
         severity_number=record.levelno,
-        severity_text=record.levelname,
-        body=_message(record),
+        severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
+        body=_cut(_message(record)),
         service="",
         trace_id=trace_id.to_bytes(16, "big") if trace_id else None,
         span_id=span_id.to_bytes(8, "big") if span_id else None,
@@ -128,7 +134,10 @@ def section(test: TestRun, link: str | None = None, running: list[Any] | None = 
         if key not in seen:  # a span both kept in-process and received (an app pointed at the plugin too)
             seen.add(key)
             by_trace.setdefault(span.trace_id, []).append(span)
-    logs = [_log(*entry) for entry in test.records] + list(test.received_logs)
+    logs = [_log(*entry) for entry in test.records]
+    for received in test.received_logs:
+        received.body = _cut(received.body)
+        logs.append(received)
     logs.sort(key=lambda r: r.time_ns)
     ids = {trace_id: {s.span_id for s in group} for trace_id, group in by_trace.items()}
     in_trace: dict[bytes, list[LogRecord]] = {}
