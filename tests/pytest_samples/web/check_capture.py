@@ -19,7 +19,7 @@ def _app() -> FastAPI:
     return app
 
 
-def test_fixture_captures(otel_corr_capture: Capture) -> None:
+def test_fixture_captures(otel_corr_capture: Capture) -> None:  # noqa: F811 - the fixture imported above
     app = otel_corr.instrument(_app(), tracer_provider=otel_corr_capture.provider)
     TestClient(app).get("/ping", headers={"X-Request-ID": "cap-1"})
     span = otel_corr_capture.server_span("cap-1")
