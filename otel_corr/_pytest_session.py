@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import _pytest_capture
 from ._pytest_capture import Keeper, TestRun, current
-from ._pytest_receiver import Receiver
+
+if TYPE_CHECKING:
+    from ._pytest_receiver import Receiver
 
 __all__ = ["SECTION", "Links", "Session", "backend_otlp"]
 
@@ -123,6 +125,8 @@ class Session:
     def endpoint(self, item: pytest.Item | None) -> tuple[str, dict[str, str]]:
         """(URL, environment) of ``item``'s own endpoint, or the shared one for None; starts the receiver."""
         if self._receiver is None:
+            from ._pytest_receiver import Receiver  # the backend's decoder: imported only when a test asks
+
             token = current.set(None)  # its threads belong to no test
             try:
                 self._receiver = Receiver(self.keeper, self._otlp)
