@@ -8,8 +8,10 @@ Methodology
   asserting the status.  ``log_level = INFO`` in its ini (pytest captures the app's line in both modes);
   ``OTEL_TRACES_EXPORTER=none``/``OTEL_LOGS_EXPORTER=none``: spans and records stay in the process.
 * Each run is ``python -m pytest -q -p no:cacheprovider`` on the suite in a fresh subprocess, timed from
-  start to exit (interpreter start, collection, the tests, teardown): ``off`` (the plugin installed but not
-  enabled: what every user who installs otel-corr runs) against ``on`` (``--otel-corr``).  ``--failing K``
+  start to exit (interpreter start, collection, the tests, teardown): wall time, and the CPU time the
+  process used (user + system, from ``getrusage``: on a shared machine it moves less with the neighbours'
+  load than wall time).  ``off`` (the plugin installed but not enabled: what every user who installs
+  otel-corr runs) against ``on`` (``--otel-corr``).  ``--failing K``
   makes K of the tests fail (default 0) to include the cost of the sections.
 * Rounds are interleaved (``for round: off, on``) so the machine's drift hits both; the table shows every
   round, the medians and minimums, and three ratios to ``off``: of the medians, of the minimums, and the
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import resource
 import statistics
 import subprocess
 import sys
@@ -83,9 +86,11 @@ def generate(root: Path, tests: int, failing: int) -> None:
         (root / f"test_items_{start // 50:03d}.py").write_text(body)
 
 
-def run(root: Path, extra: list[str], expect: str) -> float:
+def run(root: Path, extra: list[str], expect: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the pytest process) of one run."""
     env = child_env()
     env.update(OTEL_TRACES_EXPORTER="none", OTEL_LOGS_EXPORTER="none", PYTHONDONTWRITEBYTECODE="1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra],
@@ -96,11 +101,47 @@ def run(root: Path, extra: list[str], expect: str) -> float:
         timeout=900,
     )
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if expect not in done.stdout:
         raise SystemExit(
             f"unexpected outcome for {extra}: wanted {expect!r}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
         )
-    return elapsed
+    return elapsed, cpu
+
+
+def _table(measured: dict[str, list[float]], rounds: int, tests: int) -> str:
+    base = measured["off"]
+    off = statistics.median(base)
+    rows = []
+    for name, values in measured.items():
+        median = statistics.median(values)
+        # The machine is shared: each round's pair ran back to back, so the median of the per-round
+        # ratios is the steadier figure; the ratio of medians and of minimums are shown beside it.
+        paired = statistics.median(v / o for v, o in zip(values, base, strict=True))
+        rows.append(
+            [
+                name,
+                *(f"{v:.2f}" for v in values),
+                f"{median:.2f}",
+                f"{min(values):.2f}",
+                f"{median / off:.3f}",
+                f"{min(values) / min(base):.3f}",
+                f"{paired:.3f}",
+                f"{(median - off) / tests * 1e3:+.2f}",
+            ]
+        )
+    headers = [
+        "config",
+        *(f"r{i + 1}" for i in range(rounds)),
+        "median",
+        "min",
+        "ratio (medians)",
+        "ratio (mins)",
+        "ratio (paired)",
+        "ms/test",
+    ]
+    return render_table(headers, rows)
 
 
 def main() -> None:
@@ -115,46 +156,23 @@ def main() -> None:
     passed = args.tests - args.failing
     expect = (f"{args.failing} failed, " if args.failing else "") + f"{passed} passed"
     times: dict[str, list[float]] = {name: [] for name in configs}
+    cpus: dict[str, list[float]] = {name: [] for name in configs}
     with tempfile.TemporaryDirectory(prefix="otel-corr-pytest-bench-") as tmp:
         root = Path(tmp)
         generate(root, args.tests, args.failing)
         run(root, [], expect)  # warm the page cache and the bytecode of the libraries
         for _ in range(args.rounds):
             for name, extra in configs.items():
-                times[name].append(run(root, extra, expect))
-    print(f"pytest plugin: {args.tests} TestClient tests ({args.failing} failing), {args.rounds} rounds, wall time (s)")
+                wall, cpu = run(root, extra, expect)
+                times[name].append(wall)
+                cpus[name].append(cpu)
+    print(f"pytest plugin: {args.tests} TestClient tests ({args.failing} failing), {args.rounds} rounds")
     print(source_state())
     print(package_versions(["pytest", "fastapi", "starlette", "opentelemetry-sdk", "logfire"]))
-    off = statistics.median(times["off"])
-    rows = []
-    for name, values in times.items():
-        median = statistics.median(values)
-        # The machine is shared: each round's pair ran back to back, so the median of the per-round
-        # ratios is the steadier figure; the ratio of medians and of minimums are shown beside it.
-        paired = statistics.median(v / o for v, o in zip(values, times["off"], strict=True))
-        rows.append(
-            [
-                name,
-                *(f"{v:.2f}" for v in values),
-                f"{median:.2f}",
-                f"{min(values):.2f}",
-                f"{median / off:.3f}",
-                f"{min(values) / min(times['off']):.3f}",
-                f"{paired:.3f}",
-                f"{(median - off) / args.tests * 1e3:+.2f}",
-            ]
-        )
-    headers = [
-        "config",
-        *(f"r{i + 1}" for i in range(args.rounds)),
-        "median",
-        "min",
-        "ratio (medians)",
-        "ratio (mins)",
-        "ratio (paired)",
-        "ms/test",
-    ]
-    print(render_table(headers, rows))
+    for title, measured in (("wall time (s)", times), ("CPU time of the pytest process, user + system (s)", cpus)):
+        print()
+        print(title)
+        print(_table(measured, args.rounds, args.tests))
     if "logfire (--logfire)" not in configs:
         print("logfire is not installed: its pytest plugin is not compared")
 
