@@ -95,10 +95,6 @@ class TestRun:
 current: ContextVar[TestRun | None] = ContextVar("otel_corr_pytest_test", default=None)
 
 
-def _zero_ids() -> tuple[int, int]:
-    return 0, 0
-
-
 class Keeper(SpanProcessor):
     """A span processor and a logging handler that hand each span and record to its test.
 
@@ -188,9 +184,11 @@ class Keeper(SpanProcessor):
             owner = self._traces.get(context.trace_id) if span.parent is not None else None
             if owner is None:
                 owner = current.get() or self.running
-                if owner is None:
+                if owner is None or owner.done:  # no test, or one already over: not kept
                     return
                 self.claim(context.trace_id, owner)
+            elif owner.done:
+                return
             self._open[context.span_id] = (owner, span)
         except Exception:  # a span we cannot read is left out, never an error in the test
             _log.debug("otel-corr pytest: span not kept", exc_info=True)
@@ -270,9 +268,9 @@ def _ids(record: logging.LogRecord) -> tuple[int, int]:
         try:
             return int(stamped, 16), int(span, 16) if isinstance(span, str) and len(span) == 16 else 0
         except ValueError:
-            return _zero_ids()
+            return 0, 0
     context = trace.get_current_span().get_span_context()
-    return (context.trace_id, context.span_id) if context.is_valid else _zero_ids()
+    return (context.trace_id, context.span_id) if context.is_valid else (0, 0)
 
 
 # -- the process-wide changes, each through otel-corr's registry ------------------------------------
