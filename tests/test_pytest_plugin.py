@@ -195,6 +195,17 @@ def test_a_live_uvicorn_server_the_test_starts_sends_to_the_plugin(tmp_path: Pat
 
 
 @pytest.mark.e2e
+def test_a_server_shared_by_a_module_sends_each_request_to_its_test(tmp_path: Path) -> None:
+    """One uvicorn for the module, on otel_corr_session_endpoint: the failing second test shows its request and
+    log lines, not the first test's request (which began before the second test did)."""
+    result = run_sample(tmp_path, "--otel-corr", "check_live_shared.py")
+    assert "1 failed, 1 passed" in result.stdout, result.stdout[-3000:]
+    section = sections(result.stdout)["test_second_fails"]
+    assert "request shared-two  1 span" in section and "shared-one" not in section
+    assert _under_a_span(section, "WARN  shop: order 0 does not exist")
+
+
+@pytest.mark.e2e
 def test_under_xdist_each_worker_reports_its_own_tests(tmp_path: Path) -> None:
     """``-n 2``: the tests run on two workers and each failing test's section (made on its worker, shown by the
     controller) has its own requests only."""

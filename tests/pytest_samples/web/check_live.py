@@ -24,10 +24,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(otel_corr_endpoint: Endpoint) -> Iterator[str]:
+def serve(endpoint: Endpoint) -> Iterator[str]:
+    """uvicorn serving apps:api with ``endpoint``'s environment, until the generator is closed."""
     port = _free_port()
-    env = {**os.environ, **otel_corr_endpoint.env}
+    env = {**os.environ, **endpoint.env}
     argv = [sys.executable, "-m", "uvicorn", "apps:api", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(argv, cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
@@ -38,9 +38,16 @@ def server(otel_corr_endpoint: Endpoint) -> Iterator[str]:
         except OSError:
             assert proc.poll() is None and time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture
+def server(otel_corr_endpoint: Endpoint) -> Iterator[str]:
+    yield from serve(otel_corr_endpoint)
 
 
 def test_live_server_fails(server: str) -> None:
