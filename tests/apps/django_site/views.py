@@ -13,7 +13,8 @@ log = logging.getLogger("shop.checkout")
 
 def _ids(request: HttpRequest) -> JsonResponse:
     ids = otel_corr.current_ids()
-    return JsonResponse({"trace_id": ids.trace_id, "request_id": ids.request_id, "header": request.headers.get("X-Request-ID")})
+    header = request.headers.get("X-Request-ID")
+    return JsonResponse({"trace_id": ids.trace_id, "request_id": ids.request_id, "header": header})
 
 
 def home(request: HttpRequest) -> JsonResponse:
