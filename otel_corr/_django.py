@@ -20,6 +20,7 @@ process-wide but one signal receiver:
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from . import _patches
 from ._context import current_ids
 from ._redact import OPAQUE_HEADERS, is_sensitive_header
-from .logging._access import log_error, mark_error, request_summary, watch_server_errors
+from .logging._access import ServerDuplicates, log_error, mark_error, request_summary, watch_server_errors
 from .wsgi import EXCEPTION_KEY, ROUTE_KEY
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from ._settings import Settings
     from ._types import Receive, Scope, Send
 
-__all__ = ["SecretHeadersFilter", "install", "route_of", "uninstall", "wrapper_of"]
+__all__ = ["DjangoDuplicates", "Lifespan", "SecretHeadersFilter", "install", "route_of", "uninstall", "wrapper_of"]
 
 _STATE = "_otel_corr_state"
 _SIGNAL_KEY = "django got_request_exception receiver"
@@ -151,7 +152,7 @@ def install(handler: Any, runtime: Runtime) -> Any:
             lambda: got_request_exception.disconnect(dispatch_uid=_SIGNAL_KEY),
         )
     if settings.error_log:
-        watch_server_errors("django.request", "_django (instrument(app))")
+        watch_server_errors("django.request", "_django (instrument(app))", DjangoDuplicates)
     return wrapper
 
 
@@ -205,6 +206,28 @@ def _on_exception(sender: Any, request: Any = None, **_: Any) -> None:
     )
     ids = current_ids()
     log_error(exc, summary, mark_error(exc, ids.trace_id, ids.span_id, ids.request_id), True)
+
+
+class DjangoDuplicates(ServerDuplicates):
+    """The ``django.request`` filter: Django's copy of an error our line was written for.
+
+    Django's default logging gives its ``django`` logger two handlers of its own: ``console``, only
+    when ``DEBUG`` (a ``require_debug_true`` filter), and ``mail_admins``, only when not (and it sends
+    nothing without ``ADMINS``).  A handler that would turn the record away, or mail nobody, is no
+    destination: without this, every 500 was written twice to a root handler (ours, then Django's
+    propagated copy) in a project that left Django's logging as it is.
+    """
+
+    def destinations(self, record: logging.LogRecord) -> set[logging.Handler]:
+        from django.conf import settings as django_settings
+        from django.utils.log import AdminEmailHandler  # type: ignore[import-untyped]
+
+        mails = bool(getattr(django_settings, "ADMINS", None))
+        return {
+            h
+            for h in super().destinations(record)
+            if h.filter(record) and (mails or not isinstance(h, AdminEmailHandler))
+        }
 
 
 class SecretHeadersFilter:

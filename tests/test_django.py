@@ -125,10 +125,25 @@ def test_one_id_and_spans_named_by_route(kind: str, collector: Collector, serve:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("kind", "path"), [("asgi", "/boom/"), ("asgi", "/async-boom/"), ("wsgi", "/boom/")])
-def test_an_exception_goes_through_djangos_500(kind: str, path: str, collector: Collector, serve: Any) -> None:
-    """A view raises: Django answers its 500 (with our IDs), the span records the exception, one error line."""
-    server = serve(kind, collector)
+@pytest.mark.parametrize(
+    ("kind", "path", "logging"),
+    [
+        ("asgi", "/boom/", "root"),
+        ("asgi", "/async-boom/", "root"),
+        ("wsgi", "/boom/", "root"),
+        ("asgi", "/boom/", "defaults"),
+        ("wsgi", "/boom/", "defaults"),
+    ],
+)
+def test_an_exception_goes_through_djangos_500(
+    kind: str, path: str, logging: str, collector: Collector, serve: Any
+) -> None:
+    """A view raises: Django answers its 500 (with our IDs), the span records the exception, one error line.
+
+    ``defaults``: Django's own handlers left on its ``django`` logger (console in DEBUG, mail_admins without
+    ADMINS), as in a project that only added a root handler: they are no destination, our line is the one.
+    """
+    server = serve(kind, collector, DJANGO_LOGGING=logging)
     r = httpx.get(f"{server.url}{path}", headers={"X-Request-ID": "dj-boom-1"})
     assert r.status_code == 500
     assert r.headers["x-request-id"] == "dj-boom-1"

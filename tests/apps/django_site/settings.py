@@ -12,12 +12,15 @@ INSTALLED_APPS: list[str] = []
 MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 USE_TZ = True
 
-# As many projects do: one JSON handler on the root logger, Django's loggers propagate to it.
+# As many projects do: one JSON handler on the root logger.  DJANGO_LOGGING=root sends Django's loggers
+# to it alone; DJANGO_LOGGING=defaults leaves them Django's default handlers too (console, mail_admins).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "otel_corr.logging.JsonFormatter"}},
     "handlers": {"out": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}},
     "root": {"handlers": ["out"], "level": "INFO"},
-    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
+    "loggers": {}
+    if os.environ.get("DJANGO_LOGGING") == "defaults"
+    else {"django": {"handlers": [], "level": "INFO", "propagate": True}},
 }
