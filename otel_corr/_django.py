@@ -181,8 +181,8 @@ def _on_exception(sender: Any, request: Any = None, **_: Any) -> None:
     settings: Settings | None = getattr(request, _REQUEST_ATTR, None)
     exc = sys.exc_info()[1]  # the signal is sent inside Django's except block (asgiref re-raises it in its thread)
     carrier = _carrier(request)
-    if settings is None or exc is None or carrier is None:
-        return  # not a request of an instrumented handler (Django's test client, another handler)
+    if settings is None or exc is None or carrier is None or _ID_KEY not in carrier:
+        return  # not a request of an instrumented handler (Django's test client, another one), or an excluded URL
     carrier[EXCEPTION_KEY] = exc  # recorded on the server span when it ends, like an exception that escaped
     if not settings.error_log:
         return

@@ -249,3 +249,33 @@ def test_uninstrument_puts_the_handler_back(undo: str) -> None:
     assert out.returncode == 0, out.stderr
     (result,) = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     assert result == ("RESULT ['GET shop/<str:region>/articles/<int:year>/'] True False False 0 True 1 0 [] 500 False")
+
+
+EXCLUDED = """
+import logging, os, sys
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.apps.django_site.settings"
+import httpx, otel_corr
+from django.core.wsgi import get_wsgi_application
+
+app = otel_corr.instrument(get_wsgi_application(), excluded_urls=["/boom/"])
+with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://127.0.0.1") as client:
+    r = client.get("/boom/")
+print("RESULT", r.status_code, "x-request-id" in r.headers)
+"""
+
+
+def test_an_excluded_url_is_left_to_django() -> None:
+    """A URL excluded from tracing that raises: no request ID, no span, Django's own error line (not ours)."""
+    out = subprocess.run(
+        [sys.executable, "-c", EXCLUDED],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OTEL_LOGS_EXPORTER": "none", "OTEL_TRACES_EXPORTER": "none"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "RESULT 500 False" in lines
+    errors = [json.loads(line) for line in lines if line.startswith("{") and '"ERROR"' in line]
+    assert [(e["logger"], e["message"]) for e in errors] == [("django.request", "Internal Server Error: /boom/")]
