@@ -3,7 +3,9 @@
 FastAPI and Starlette are instrumented in place, outermost: their
 ``build_middleware_stack`` is wrapped so our middleware sits *outside*
 Starlette's ``ServerErrorMiddleware`` and the 500 it produces still carries
-the IDs.  Flask is instrumented in place by wrapping ``app.wsgi_app``.  Any
+the IDs.  Flask is instrumented in place by wrapping ``app.wsgi_app``.  A Django
+``ASGIHandler``/``WSGIHandler`` is wrapped like any callable and changed in place too
+(``_django``: spans named by the resolved URL pattern).  Any
 other ASGI or WSGI callable is wrapped and the wrapper returned.
 """
 

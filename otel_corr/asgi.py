@@ -165,7 +165,7 @@ class CorrelationMiddleware:
                 if not ex.completed:
                     # An exception the framework answered with its own 500 (Django), set by its glue.
                     handled = scope.get(EXCEPTION_KEY)
-                    ex.complete(_route(scope, root_path), handled, _all_headers(scope) if handled else None)
+                    ex.complete(_route(scope, root_path), handled, _all_headers(scope) if handled is not None else None)
             finally:
                 ex.close()
 
