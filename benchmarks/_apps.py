@@ -91,6 +91,81 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
+def django_app() -> ASGIApp:
+    """Django's ASGI handler: one ``async def`` view under ``articles/<int:year>/`` in a nested ``include()``,
+    logging one line, behind the middleware of ``startproject`` that needs no installed app."""
+    from django.conf import settings
+    from django.http import JsonResponse
+    from django.urls import include, path
+
+    async def hello(request: Any, year: int) -> JsonResponse:
+        _app_log.info("hello")
+        return JsonResponse({"message": "hello"})
+
+    class Urls:  # ROOT_URLCONF may be any object with urlpatterns
+        urlpatterns = [path("shop/", include([path("articles/<int:year>/", hello)]))]
+
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="bench-only",
+        ALLOWED_HOSTS=["127.0.0.1"],
+        ROOT_URLCONF=Urls,
+        INSTALLED_APPS=[],
+        LOGGING_CONFIG=None,
+        MIDDLEWARE=[
+            "django.middleware.security.SecurityMiddleware",
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        ],
+    )
+    from django.core.asgi import get_asgi_application
+
+    return get_asgi_application()  # type: ignore[no-any-return]
+
+
+DJANGO_PATH = "/shop/articles/2024/"
+
+
+def as_server(app: ASGIApp) -> ASGIApp:
+    """What a server does for Django: the scope of ``DJANGO_PATH``, the body once, then ``receive`` waits.
+
+    Django listens for a disconnect while the view runs; the harness's ``receive`` would answer it with
+    another request body.  Outside every middleware, so the bare and the instrumented rows pay it alike.
+    """
+    import asyncio
+
+    async def served(scope: Scope, receive: Receive, send: Send) -> None:
+        first = True
+        if scope["type"] == "http":
+            scope = {**scope, "path": DJANGO_PATH, "raw_path": DJANGO_PATH.encode()}
+
+        async def receive_once() -> Message:
+            nonlocal first
+            if first:
+                first = False
+                return await receive()
+            await asyncio.Event().wait()  # cancelled by Django once the response is sent
+            raise AssertionError("unreachable")
+
+        await app(scope, receive_once, send)
+
+    return served
+
+
+def _bare_django(handler: logging.Handler) -> Bench:
+    return Bench(as_server(django_app()))
+
+
+def _otel_corr_django(handler: logging.Handler) -> Bench:
+    import _tracing
+
+    import otel_corr
+
+    provider, exporter = _tracing.make_provider(set_global=False)
+    return Bench(as_server(otel_corr.instrument(django_app(), tracer_provider=provider)), provider, exporter)
+
+
 def _bare_fastapi(handler: logging.Handler) -> Bench:
     return Bench(fastapi_app())
 
@@ -181,6 +256,8 @@ _BUILDERS: dict[str, Callable[[logging.Handler], Bench]] = {
     "bare-asgi": _bare_asgi,
     "otel-corr-asgi": _otel_corr_asgi,
     "asgi-span-floor": _asgi_span_floor,
+    "bare-django": _bare_django,
+    "otel-corr-django": _otel_corr_django,
 }
 APP_CONFIGS: tuple[str, ...] = tuple(_BUILDERS)
 

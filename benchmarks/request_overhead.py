@@ -75,6 +75,8 @@ CONFIGS = (
     "bare-asgi",
     "otel-corr-asgi",
     "asgi-span-floor",
+    "bare-django",
+    "otel-corr-django",
     FLOOR,
 )
 E2E_CONFIGS = ("bare-fastapi", "otel-corr-fastapi", "stacked-fastapi")
@@ -92,6 +94,7 @@ BASELINE = {
     "fastapi-builtin-span": "bare-fastapi",
     "otel-corr-asgi": "bare-asgi",
     "asgi-span-floor": "bare-asgi",
+    "otel-corr-django": "bare-django",
     **{c: "bare-fastapi" if "fastapi" in c else "bare-asgi" for c in SHORTCUT_CONFIGS},
 }
 SANITY_REQUESTS = 200
@@ -108,8 +111,9 @@ RESULT_HEADERS = (
 )
 LEGEND = """\
 overhead us / dRSS MB: this row's median minus its bare row's (bare-fastapi for the FastAPI rows, bare-asgi
-for otel-corr-asgi and asgi-span-floor); sdk-span-floor shows its own cost.  spans/req, status, X-Req-ID:
-untimed sanity check after the timed loop (200 requests between two force_flush calls, last response)."""
+for otel-corr-asgi and asgi-span-floor, bare-django for otel-corr-django); sdk-span-floor shows its own cost.
+spans/req, status, X-Req-ID: untimed sanity check after the timed loop (200 requests between two force_flush
+calls, last response)."""
 REQUEST_HEADERS = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench/1.0"), (b"accept", b"*/*")]
 PACKAGES = (
     "otel-corr",
@@ -120,6 +124,7 @@ PACKAGES = (
     "opentelemetry-instrumentation-logging",
     "asgi-correlation-id",
     "uvicorn",
+    "django",
 )
 
 
@@ -460,6 +465,9 @@ def run_in_process(configs: Sequence[str], reps: int, n: int, warmup: int) -> No
     s = summarise(collect(configs, reps, n, warmup))
     print(render_table(RESULT_HEADERS, result_rows(s)))
     print(LEGEND)
+    if "bare-django" in s and "otel-corr-django" in s:
+        ratio = s["otel-corr-django"].median / s["bare-django"].median
+        print(f"otel-corr-django / bare-django (time per request): {ratio:.2f}")
     print()
     print(render_checks(checks(s)))
     warn_if_changed(state)

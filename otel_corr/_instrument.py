@@ -3,13 +3,16 @@
 FastAPI and Starlette are instrumented in place, outermost: their
 ``build_middleware_stack`` is wrapped so our middleware sits *outside*
 Starlette's ``ServerErrorMiddleware`` and the 500 it produces still carries
-the IDs.  Flask is instrumented in place by wrapping ``app.wsgi_app``.  Any
+the IDs.  Flask is instrumented in place by wrapping ``app.wsgi_app``.  A Django
+``ASGIHandler``/``WSGIHandler`` is wrapped like any callable and changed in place too
+(``_django``: spans named by the resolved URL pattern).  Any
 other ASGI or WSGI callable is wrapped and the wrapper returned.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
@@ -37,6 +40,12 @@ def _is_flask(app: Any) -> bool:
     return hasattr(app, "wsgi_app") and hasattr(app, "url_map")
 
 
+def _is_django(app: Any) -> bool:
+    """A Django ``ASGIHandler``/``WSGIHandler`` (never imports Django: a handler means it is imported)."""
+    base = sys.modules.get("django.core.handlers.base")
+    return base is not None and isinstance(app, base.BaseHandler)
+
+
 def _is_asgi(app: Any) -> bool:
     return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(getattr(app, "__call__", None))  # noqa: B004
 
@@ -55,17 +64,20 @@ def _is_celery(app: Any) -> bool:
 
 def _framework(app: Any) -> str:
     module = type(app).__module__.split(".")[0]
-    return {"fastapi": "FASTAPI", "starlette": "STARLETTE", "flask": "FLASK"}.get(module, "")
+    return {"fastapi": "FASTAPI", "starlette": "STARLETTE", "flask": "FLASK", "django": "DJANGO"}.get(module, "")
 
 
 def instrument(app: App, **options: Unpack[Options]) -> App:
     """Give every request of ``app`` one server span and one request ID.
 
     ``app`` may be a FastAPI or Starlette application, any ASGI callable, a
-    Flask application or any WSGI callable.  FastAPI, Starlette and Flask are
+    Flask application, any WSGI callable, or Django's ``get_asgi_application()``
+    / ``get_wsgi_application()``.  FastAPI, Starlette and Flask are
     instrumented in place and returned; a bare callable is wrapped and the
     wrapper returned, so both ``instrument(app)`` and ``app = instrument(app)``
-    work.  Calling it twice does nothing more.
+    work.  A Django handler is wrapped and also changed in place (spans named
+    by its URL patterns): serve what is returned.  Calling it twice does
+    nothing more.
 
     Settings come from the arguments, then ``OTEL_CORR_*`` variables, then
     defaults; OpenTelemetry's own come from the standard ``OTEL_*`` variables.
@@ -107,6 +119,10 @@ def instrument(app: App, **options: Unpack[Options]) -> App:
     .. versionadded:: 0.1
     """
     if getattr(app, _STATE, None) is not None or _is_wrapper(app):
+        if _is_django(app):
+            from . import _django
+
+            return _django.wrapper_of(app)  # type: ignore[no-any-return]
         return app
     if inspect.isclass(app) or not (callable(app) or _is_celery(app)):
         raise ConfigError("app", type(app).__name__, "a FastAPI, Starlette or Flask app, or an ASGI/WSGI callable")
@@ -142,6 +158,12 @@ def instrument(app: App, **options: Unpack[Options]) -> App:
         telemetry = "; FastAPI's own tracing off (app._telemetry)" if getattr(app, _STATE) else ""
         _record_app(app, "build_middleware_stack wrapped: our middleware outermost" + telemetry)
         return app
+    if _is_django(app):
+        from . import _django
+
+        wrapper = _django.install(app, runtime)
+        _record_app(app, "resolve_request and get_response wrapped; got_request_exception connected")
+        return wrapper  # type: ignore[no-any-return]
     if _is_flask(app):
         from . import _flask
         from .wsgi import CorrelationWSGIMiddleware
@@ -233,7 +255,12 @@ def uninstrument(app: Any = None) -> Any:
         _patches.undo_all()
         return None
     if _is_wrapper(app):
-        return app.app
+        inner = app.app
+        handler = getattr(inner, "app", None) if type(inner).__module__ == "otel_corr._django" else inner
+        if _is_django(handler):
+            uninstrument(handler)  # the handler was changed in place too
+            return handler
+        return inner
     if getattr(app, _STATE, None) is None:
         return app
     if not _patches.undo(_app_key(app)):
@@ -256,6 +283,10 @@ def _uninstrument_app(app: Any) -> None:
         from . import _flask
 
         _flask.uninstall(app)
+    elif _is_django(app):
+        from . import _django
+
+        _django.uninstall(app)
     elif _is_celery(app):
         from .propagation import _celery
 

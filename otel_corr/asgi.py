@@ -21,6 +21,7 @@ from ._settings import Options, check_otel_environment, resolve_settings
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .logging import stop_queue
 from .logging._access import ASGI_SERVER_ERROR_LOGGERS, watch_server_errors
+from .wsgi import EXCEPTION_KEY, ROUTE_KEY
 
 __all__ = ["CorrelationMiddleware"]
 
@@ -52,6 +53,9 @@ def _all_headers(scope: Scope) -> dict[str, str]:
 
 
 def _route(scope: Scope, root_path: str) -> str | None:
+    named = scope.get(ROUTE_KEY)  # set by framework glue (Django) that knows the matched route
+    if named is not None:
+        return str(named)
     route = scope.get("route")
     path_format = getattr(route, "path_format", None)
     if not isinstance(path_format, str):
@@ -159,7 +163,9 @@ class CorrelationMiddleware:
         finally:
             try:
                 if not ex.completed:
-                    ex.complete(_route(scope, root_path))
+                    # An exception the framework answered with its own 500 (Django), set by its glue.
+                    handled = scope.get(EXCEPTION_KEY)
+                    ex.complete(_route(scope, root_path), handled, _all_headers(scope) if handled is not None else None)
             finally:
                 ex.close()
 

@@ -222,6 +222,10 @@ class ServerDuplicates(logging.Filter):
         super().__init__()
         self.logger = logger
 
+    def destinations(self, record: logging.LogRecord) -> set[logging.Handler]:
+        """The handlers this record would reach (a framework's subclass may know some of them go nowhere)."""
+        return _handlers(self.logger, record.levelno)
+
     def filter(self, record: logging.LogRecord) -> bool:
         exc_info = record.exc_info
         if not exc_info:
@@ -231,7 +235,7 @@ class ServerDuplicates(logging.Filter):
             if mark is None:
                 return True
             # Dropped only where our line went: the handlers that accepted it, not those it could reach.
-            if mark.ours and _handlers(self.logger, record.levelno) <= mark.reached:
+            if mark.ours and self.destinations(record) <= mark.reached:
                 return False
             mark.kept = True
             record.trace_id, record.span_id, record.request_id = mark.trace_id, mark.span_id, mark.request_id
@@ -246,7 +250,7 @@ class ServerDuplicates(logging.Filter):
         return True
 
 
-def watch_server_errors(name: str, by: str) -> None:
+def watch_server_errors(name: str, by: str, kind: type[ServerDuplicates] = ServerDuplicates) -> None:
     """Put :class:`ServerDuplicates` on the logger ``name`` (once; undone by ``otel_corr.uninstrument()``)."""
     from .. import _patches
 
@@ -254,7 +258,7 @@ def watch_server_errors(name: str, by: str) -> None:
     if _patches.active(key):
         return
     logger = logging.getLogger(name)
-    duplicates = ServerDuplicates(logger)
+    duplicates = kind(logger)
     logger.addFilter(duplicates)
     _patches.record(
         key,
