@@ -17,7 +17,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ._admission import Budget, Busy
@@ -37,7 +37,7 @@ from ._otlp import (
 )
 from ._query import INT64_MAX, QueryError, V3Search, go_duration_ns, int_param, rfc3339_ns, tags_param, v3_search
 from ._store import QueryTimeout, Store, StoreFull
-from ._tail import Hub, TailFilter
+from ._tail import Hub, TailFilter, TailResponse
 from ._ui import ui_routes
 
 __all__ = ["build_app", "find_trace"]
@@ -428,10 +428,7 @@ def build_app(
                 else f"{hub.max_subscribers} tails already follow this server; stop one and retry"
             )
             return JSONResponse({"error": reason}, status_code=503, headers={"Retry-After": "5"})
-        # no-store and no buffering by proxies (nginx honours X-Accel-Buffering): each line as it comes.
-        headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
-        hello = {"version": __version__}
-        return StreamingResponse(hub.stream(subscriber, hello), media_type="application/x-ndjson", headers=headers)
+        return TailResponse(hub, subscriber, {"version": __version__})
 
     routes = [
         Route("/api/otel-corr/info", info),

@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
+from starlette.responses import Response
 
 from ._model import LogRecord
 from ._otlp import _attributes, _value
 from ._query import QueryError
 
-__all__ = ["LEVELS", "Hub", "Subscriber", "TailFilter"]
+__all__ = ["LEVELS", "Hub", "Subscriber", "TailFilter", "TailResponse"]
 
 #: Level names as ``--level`` takes them, and the lowest OTLP severity number of each.
 LEVELS = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error": 17, "critical": 21, "fatal": 21}
@@ -140,7 +141,7 @@ def _request_severity(http_status: int, status: int) -> int:
 class Subscriber:
     """One follower: its filter, its bounded queue, what was dropped since it last took."""
 
-    __slots__ = ("_wake", "dropped", "filter", "items", "loop", "queued", "waiting")
+    __slots__ = ("_wake", "dropped", "filter", "gone", "items", "loop", "queued", "waiting")
 
     def __init__(self, tail_filter: TailFilter, loop: asyncio.AbstractEventLoop) -> None:
         self.filter = tail_filter
@@ -149,6 +150,7 @@ class Subscriber:
         self.queued = 0
         self.dropped = 0
         self.waiting = False
+        self.gone = False  # the client went away: the stream ends at once, its queue is let go
         self._wake = asyncio.Event()
 
     def _set(self) -> None:
@@ -236,11 +238,10 @@ class Hub:
         return items, dropped
 
     async def stream(self, subscriber: Subscriber, hello: dict[str, Any]) -> AsyncIterator[bytes]:
-        """The follower's lines, chunk by chunk, until the server stops (the client going away ends
-        it too: the response's write fails, and the generator is closed)."""
+        """The follower's lines, chunk by chunk, until the server stops or the client goes away."""
         try:
             yield _line({"type": "hello", "heartbeat_s": self.heartbeat_s, **hello})
-            while True:
+            while not subscriber.gone:
                 if self.closing:
                     yield _line({"type": "bye", "reason": "otel-corr serve is shutting down"})
                     return
@@ -264,6 +265,46 @@ class Hub:
                     yield _line({"type": "heartbeat"})
         finally:
             self.unsubscribe(subscriber)
+
+
+class TailResponse(Response):
+    """The ASGI response of ``/api/tail``: the hub's stream for one follower, as chunked NDJSON.
+
+    Why not Starlette's ``StreamingResponse``: a follower that goes away must free its place at
+    once, not at the next heartbeat's failed write, and its queue with it; here ``http.disconnect``
+    is watched for the whole stream and ends it.
+    """
+
+    def __init__(self, hub: Hub, subscriber: Subscriber, hello: dict[str, Any]) -> None:
+        super().__init__(media_type="application/x-ndjson")
+        self.hub, self.subscriber, self.hello = hub, subscriber, hello
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        subscriber = self.subscriber
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            subscriber.gone = True
+            subscriber._set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            headers = [
+                (b"content-type", b"application/x-ndjson"),
+                # No caching, and no buffering by a proxy (nginx honours X-Accel-Buffering): each line as it comes.
+                (b"cache-control", b"no-store"),
+                (b"x-accel-buffering", b"no"),
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            async for chunk in self.hub.stream(subscriber, self.hello):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:  # the connection broke mid-write
+            pass
+        finally:
+            watcher.cancel()
+            self.hub.unsubscribe(subscriber)
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
