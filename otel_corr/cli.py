@@ -731,6 +731,10 @@ def _tail(args: argparse.Namespace) -> int:
 _TAIL_TIMEOUT = 35.0
 
 
+#: The events ``--json`` prints: the stream's own (hello, heartbeat, bye) are not.
+_TAIL_PRINTED = (b'{"type":"log"', b'{"type":"request"', b'{"type":"dropped"')
+
+
 def _tail_retry(lost: int, reason: str) -> int:
     """Say the stream was lost (once per loss), wait a little longer each time (at most 5 s); the new count."""
     import time
@@ -759,6 +763,10 @@ def _tail_follow(response: Any, as_json: bool, colour: bool, event_lines: Any) -
         printed: list[str] = []
         reason = ""
         for raw_line in lines:
+            if as_json and raw_line.startswith(_TAIL_PRINTED) and b"\x7f" not in raw_line:
+                # The server's lines are ASCII JSON, every control character escaped but DEL: printed as they are.
+                printed.append(raw_line.decode("ascii", "backslashreplace"))
+                continue
             try:
                 event = json.loads(raw_line)
             except ValueError:

@@ -307,13 +307,13 @@ class TailResponse(Response):
             self.hub.unsubscribe(subscriber)
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def _line(event: dict[str, Any]) -> bytes:
-    # ensure_ascii=False keeps text readable; JSON escapes every control character below U+0020 (and
-    # the client escapes the rest before printing), so one event is always one line.
-    return (_encode(event) + "\n").encode("utf-8", "backslashreplace")
+    # ASCII: JSON escapes every control character below U+0020 and everything past ASCII (C1 controls
+    # and bidi overrides included), so one event is one line, and ``tail --json`` can print it as it is.
+    return (_encode(event) + "\n").encode("ascii")
 
 
 def _exception(attributes: Mapping[str, Any]) -> dict[str, str] | None:
