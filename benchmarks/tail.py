@@ -117,7 +117,12 @@ class Reader:
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGCONT)
         self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(30)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            print(f"(tail did not stop on SIGINT within 30 s; killed; it had shown {self.lines:,} lines)")
+            self.proc.kill()
+            self.proc.wait(10)
         self.thread.join(10)
 
 

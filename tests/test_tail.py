@@ -313,7 +313,8 @@ def test_a_terminal_gets_each_service_in_the_pages_colour_and_hostile_text_escap
     coloured = Tail(stack.url, on_pty=True)
     plain = Tail(stack.url, on_pty=True, NO_COLOR="1")
     piped = Tail(stack.url)
-    tails.extend([coloured, plain, piped])
+    as_json = Tail(stack.url, "--json", "--request", "t4-evil")
+    tails.extend([coloured, plain, piped, as_json])
     stack.get(stack.api, "/orders/8", "t4-api")
     stack.get(stack.web, "/hello/bo", "t4-web")
     stack.get(stack.api, "/hostile", "t4-evil")
@@ -325,6 +326,12 @@ def test_a_terminal_gets_each_service_in_the_pages_colour_and_hostile_text_escap
         assert f"\x1b[38;2;{r};{g};{b}m{name}" in coloured.text()
     assert service_colour("tail-api") != service_colour("tail-web")  # else the test shows nothing
     assert "\x1b" not in plain.text() and "\x1b" not in piped.text()
+    # --json: ASCII, every control character escaped by JSON, the message whole once parsed.
+    as_json.wait(lambda _: any(e["type"] == "log" for e in as_json.events()), "the hostile log record as JSON")
+    assert as_json.text().isascii() and "\x1b" not in as_json.text() and "\x7f" not in as_json.text()
+    message = next(e["message"] for e in as_json.events() if e["type"] == "log")
+    assert message == "evil \x1b]0;pwned\x07 \x1b[31mred\nforged line \x9b2J bidi \u202e"
+    assert as_json.stop() == 0
     for tail in (coloured, plain, piped):
         text = tail.text()
         # The app's escapes arrive as text: no title set, no colour, no forged line, no C1 CSI, no bidi override.
