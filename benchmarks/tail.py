@@ -75,7 +75,7 @@ class Serve:
             wait_for_port(port, self.proc)
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
+        self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -116,11 +116,12 @@ class Reader:
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGCONT)
-        self.proc.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: started from a shell's background job, this script and its children ignore SIGINT.
+        self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
-            print(f"(tail did not stop on SIGINT within 30 s; killed; it had shown {self.lines:,} lines)")
+            print(f"(tail did not stop on SIGTERM within 30 s; killed; it had shown {self.lines:,} lines)")
             self.proc.kill()
             self.proc.wait(10)
         self.thread.join(10)

@@ -688,7 +688,7 @@ def _tail(args: argparse.Namespace) -> int:
                 if exc.code == 400 and reason:
                     print(f"otel-corr tail: {reason}", file=sys.stderr)
                     return EXIT_USAGE
-                if exc.code == 503 and reason and (connected_once or "tails already" in reason):
+                if exc.code == 503 and reason:  # too many followers, or the server stopping
                     if not connected_once:
                         print(f"otel-corr tail: {base} answered 503: {reason}", file=sys.stderr)
                         return EXIT_UNREACHABLE

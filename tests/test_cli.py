@@ -58,7 +58,8 @@ def test_no_command_prints_the_help() -> None:
             assert f"\n    {command} " in out.stdout
         assert (
             "exit statuses:" in out.stdout
-            and "  3    trace, find, why, tail: the backend cannot be reached (or answered with a server error)" in out.stdout
+            and "  3    trace, find, why, tail: the backend cannot be reached (or answered with a server error)"
+            in out.stdout
         )
 
 
