@@ -9,6 +9,7 @@ Parts:
 
 - ``latency``: p50/p95/p99 from the log call to the line read from the tail's stdout at 5,000 lines/s, with
   the SDK's default export delay (``OTEL_BLRP_SCHEDULE_DELAY`` 1000 ms) and with shorter ones.
+- ``path``: the same, posting OTLP batches straight to serve (no app, no export batching): serve + tail alone.
 - ``loss``: 10,000 lines/s for 60 s: lines logged vs lines the tail printed vs drops it was told about.
 - ``ingest``: OTLP/HTTP log batches (512 records, protobuf) posted back to back, records/s acknowledged with no
   follower, one follower reading, and one stopped follower (SIGSTOP: a terminal that does not read).
@@ -30,6 +31,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -209,13 +211,47 @@ def loss(tmp: Path, rate: float, seconds: float, delay: str) -> list[str]:
     ]
 
 
-def _batch(records: int) -> bytes:
+def backend_path(tmp: Path, rate: float, seconds: float, per_batch: int) -> list[str]:
+    """Batches posted straight to OTLP/HTTP at ``rate`` records/s, each record carrying its post time: the
+    latency of serve + tail alone, without the app's export batching."""
+    serve = Serve(tmp)
+    reader = Reader(serve.url, "--service", "bench")
+    sent = 0
+    try:
+        start = time.monotonic()
+        interval = per_batch / rate
+        while time.monotonic() - start < seconds:
+            body = _batch(per_batch, "bench", lambda i, base=sent: f"bench {base + i} {time.time_ns()}")
+            req = urllib.request.Request(
+                f"{serve.otlp}/v1/logs", data=body, headers={"content-type": "application/x-protobuf"}
+            )
+            with urllib.request.urlopen(req, timeout=60):
+                pass
+            sent += per_batch
+            time.sleep(max(0.0, start + sent / rate - time.monotonic()))
+        _settle(reader, sent)
+        lat = reader.latencies_ms[int(len(reader.latencies_ms) * 0.1) :]
+        return [
+            f"{per_batch} records every {interval * 1000:.0f} ms",
+            f"{rate:,.0f}",
+            f"{sent:,}",
+            f"{reader.lines:,}",
+            f"{_pct(lat, 50):.0f}",
+            f"{_pct(lat, 95):.0f}",
+            f"{_pct(lat, 99):.0f}",
+        ]
+    finally:
+        reader.stop()
+        serve.stop()
+
+
+def _batch(records: int, service: str = "ingest", body: Any = None) -> bytes:
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
     request = ExportLogsServiceRequest()
     rl = request.resource_logs.add()
     kv = rl.resource.attributes.add()
-    kv.key, kv.value.string_value = "service.name", "ingest"
+    kv.key, kv.value.string_value = "service.name", service
     sl = rl.scope_logs.add()
     sl.scope.name = "bench"
     now = time.time_ns()
@@ -223,7 +259,7 @@ def _batch(records: int) -> bytes:
         r = sl.log_records.add()
         r.time_unix_nano = now + i
         r.severity_number, r.severity_text = 9, "INFO"
-        r.body.string_value = f"ingest line {i} with some words to index like an app's message"
+        r.body.string_value = body(i) if body else f"ingest line {i} with some words to index like an app's message"
     return request.SerializeToString()  # type: ignore[no-any-return]
 
 
@@ -259,7 +295,7 @@ def ingest(tmp: Path, batches: int) -> list[list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
-    parser.add_argument("--parts", default="latency,loss,ingest", help="which parts, comma-separated")
+    parser.add_argument("--parts", default="latency,path,loss,ingest", help="which parts, comma-separated")
     args = parser.parse_args()
     seconds = 5.0 if args.quick else 20.0
     loss_seconds = 10.0 if args.quick else 60.0
@@ -274,6 +310,10 @@ def main() -> None:
             rows = latency(tmp, 5000, seconds, ["default", "200", "100", "100/128"])
             headers = ["OTEL_BLRP_ delay, batch", "lines/s", "sent", "shown", "p50", "p95", "p99", "p95<=250"]
             print(render_table(headers, rows))
+        if "path" in parts:
+            print(f"\npath: OTLP/HTTP post -> line read from `otel-corr tail --json`, {seconds:.0f} s per row (ms)")
+            rows = [backend_path(tmp, 5000, seconds, n) for n in (512, 100)]
+            print(render_table(["posted", "lines/s", "sent", "shown", "p50", "p95", "p99"], rows))
         if "loss" in parts:
             print(f"\nloss: 10,000 lines/s for {loss_seconds:.0f} s, count in vs count out")
             rows = [loss(tmp, 10000, loss_seconds, "100")]
