@@ -190,18 +190,19 @@ def latency(tmp: Path, rate: float, seconds: float, delays: list[str]) -> list[l
     return rows
 
 
-def loss(tmp: Path, rate: float, seconds: float, delay: str) -> list[str]:
+def loss(tmp: Path, rate: float, seconds: float, delay: str, queue: str) -> list[str]:
     serve = Serve(tmp)
     reader = Reader(serve.url, "--service", "bench")
+    env = {"OTEL_BLRP_SCHEDULE_DELAY": delay} | ({"OTEL_BLRP_MAX_QUEUE_SIZE": queue} if queue != "2048" else {})
     try:
-        sent = _load(serve, rate, seconds, OTEL_BLRP_SCHEDULE_DELAY=delay)
+        sent = _load(serve, rate, seconds, **env)
         _settle(reader, sent, quiet_s=5.0)
     finally:
         reader.stop()
         serve.stop()
     stored = serve.stored_logs()  # the load generator's lines, and a few lines of its own start-up
     return [
-        f"{rate:,.0f}/s x {seconds:.0f} s (delay {delay} ms)",
+        f"{rate:,.0f}/s x {seconds:.0f} s (delay {delay} ms, queue {queue})",
         f"{sent:,}",
         f"{stored:,}",
         f"{reader.lines:,}",
@@ -295,6 +296,11 @@ def ingest(tmp: Path, batches: int) -> list[list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
+    parser.add_argument(
+        "--loss-queues",
+        default="2048,16384",
+        help="the app's OTEL_BLRP_MAX_QUEUE_SIZE per loss row",
+    )
     parser.add_argument("--parts", default="latency,path,loss,ingest", help="which parts, comma-separated")
     args = parser.parse_args()
     seconds = 5.0 if args.quick else 20.0
@@ -316,7 +322,7 @@ def main() -> None:
             print(render_table(["posted", "lines/s", "sent", "shown", "p50", "p95", "p99"], rows))
         if "loss" in parts:
             print(f"\nloss: 10,000 lines/s for {loss_seconds:.0f} s, count in vs count out")
-            rows = [loss(tmp, 10000, loss_seconds, "100")]
+            rows = [loss(tmp, 10000, loss_seconds, "100", queue) for queue in args.loss_queues.split(",")]
             headers = ["load", "logged", "stored", "shown", "dropped (told)", "missing", "nothing lost"]
             print(render_table(headers, rows))
         if "ingest" in parts:
