@@ -668,6 +668,11 @@ def _tail(args: argparse.Namespace) -> int:
     from ._tail_render import event_lines
 
     base = _url("--url / OTEL_CORR_URL", args.url).rstrip("/")
+    # Checked here as the server checks them (server/_tail.py), so a typo is a usage error even with no server.
+    if args.level and args.level.strip().lower() not in _TAIL_LEVELS:
+        raise ConfigError("--level", args.level, f"one of {', '.join(_TAIL_LEVELS)}")
+    if args.status and not re.fullmatch(r"[1-5][0-9x]{2}", args.status.strip().lower()):
+        raise ConfigError("--status", args.status, "a status such as 500 or 5xx")
     params = {k: v for k in ("service", "route", "status", "request", "level") if (v := getattr(args, k))}
     url = f"{base}/api/tail" + (f"?{urllib.parse.urlencode(params)}" if params else "")
     colour = colour_wanted(sys.stdout)
@@ -731,6 +736,7 @@ def _tail(args: argparse.Namespace) -> int:
 _TAIL_TIMEOUT = 35.0
 
 
+_TAIL_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical", "fatal")
 #: The events ``--json`` prints: the stream's own (hello, heartbeat, bye) are not.
 _TAIL_PRINTED = (b'{"type":"log"', b'{"type":"request"', b'{"type":"dropped"')
 

@@ -449,11 +449,16 @@ def test_bad_arguments_unreachable_and_not_otel_corr_exit_as_the_other_commands(
 
 
 def test_a_bad_filter_is_a_usage_error_naming_it(stack: Stack) -> None:
-    out = run_cli("tail", "--url", stack.url, "--level", "loud")
+    # Checked before connecting (no server needed), as the server checks them for any other client.
+    out = run_cli("tail", "--url", "http://127.0.0.1:9", "--level", "loud")
     assert out.returncode == 2
-    assert out.stderr.startswith("otel-corr tail: level: 'loud' is not one of trace, debug, info")
+    assert out.stderr.startswith("otel-corr: --level='loud' is not valid: expected one of trace, debug, info")
     out = run_cli("tail", "--url", stack.url, "--status", "5x")
-    assert out.returncode == 2 and "status: '5x' is not a status such as 500 or 5xx" in out.stderr
+    assert out.returncode == 2 and "--status='5x' is not valid: expected a status such as 500 or 5xx" in out.stderr
+    r = httpx.get(f"{stack.url}/api/tail", params={"level": "loud"}, timeout=10)
+    assert r.status_code == 400 and r.json()["error"].startswith("level: 'loud' is not one of trace, debug, info")
+    r = httpx.get(f"{stack.url}/api/tail", params={"status": "5x"}, timeout=10)
+    assert r.status_code == 400 and r.json() == {"error": "status: '5x' is not a status such as 500 or 5xx"}
 
 
 def test_a_page_elsewhere_cannot_read_the_stream(stack: Stack) -> None:
