@@ -1,4 +1,4 @@
-"""The ``otel-corr`` command: ``serve``, ``trace``, ``find``, ``why``, ``demo`` and ``doctor``.
+"""The ``otel-corr`` command: ``serve``, ``trace``, ``find``, ``why``, ``tail``, ``demo`` and ``doctor``.
 
 Every ``serve`` flag has an ``OTEL_CORR_*`` variable; a flag given wins.  Exit statuses: see ``EXIT_STATUSES``.
 """
@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import urllib.error
 import urllib.parse
@@ -31,13 +32,13 @@ __all__ = ["main"]
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_OURS = 0, 1, 2, 3, 4
 EXIT_SERVICE_FAILED, EXIT_INTERRUPTED = 5, 130
 EXIT_STATUSES = {
-    EXIT_OK: "success; serve and demo stopped by Ctrl-C or SIGTERM (how they are meant to end)",
+    EXIT_OK: "success; serve, tail and demo stopped by Ctrl-C or SIGTERM (how they are meant to end)",
     EXIT_NOT_FOUND: "trace, why: no trace has that ID; find: no request matches",
     EXIT_USAGE: "a usage or configuration error (a bad flag, variable or argument; a port in use; an extra "
     "missing; find: a query the server cannot read)",
-    EXIT_UNREACHABLE: "trace, find, why: the backend cannot be reached (or answered with a server error)",
-    EXIT_NOT_OURS: "trace, find, why: the URL answers, but not as an otel-corr serve (or, with --jaeger, a Jaeger "
-    "query API)",
+    EXIT_UNREACHABLE: "trace, find, why, tail: the backend cannot be reached (or answered with a server error)",
+    EXIT_NOT_OURS: "trace, find, why, tail: the URL answers, but not as an otel-corr serve (or, with --jaeger, a "
+    "Jaeger query API)",
     EXIT_SERVICE_FAILED: "demo: a service it started failed to start or stopped (its log is kept)",
     EXIT_INTERRUPTED: "trace, find, why, doctor: interrupted (Ctrl-C)",
 }
@@ -130,7 +131,8 @@ def _serve_epilog() -> str:
 def _top_epilog() -> str:
     rows = "\n".join(f"  {code:<3}  {meaning}" for code, meaning in EXIT_STATUSES.items())
     return (
-        "Try `otel-corr demo` to see it work, then `otel-corr serve` for your own app.\n"
+        "Try `otel-corr demo` to see it work, then `otel-corr serve` for your own app, and\n"
+        "`otel-corr tail` to follow the log lines and requests of every service as they arrive.\n"
         "`otel-corr COMMAND --help` describes each command.\n\n"
         f"exit statuses:\n{rows}"
     )
@@ -267,6 +269,39 @@ def _parser() -> argparse.ArgumentParser:
     why.add_argument("id", help="request ID or trace ID (UUID with dashes, hex, any case)")
     why.add_argument("--json", action="store_true", help="print the server's answer as JSON (for scripts)")
     why.add_argument(
+        "--url",
+        default=_settings.env_text("OTEL_CORR_URL") or "http://127.0.0.1:16686",
+        help="otel-corr serve (default http://127.0.0.1:16686, or OTEL_CORR_URL)",
+    )
+
+    tail = sub.add_parser(
+        "tail",
+        help="follow the log lines and finished requests of every service, live",
+        description="Print each log record and each finished request as otel-corr serve stores it, across "
+        "services: time, service, level, request ID, message; a finished request as one line (method, "
+        "route, status, duration); an error with its first lines.  Ctrl-C stops it.",
+        epilog="examples:\n"
+        "  otel-corr tail\n"
+        "  otel-corr tail --service checkout --level warning\n"
+        "  otel-corr tail --status 5xx          # failed requests only (then: otel-corr why ID)\n"
+        "  otel-corr tail --route '/orders/*'\n"
+        "  otel-corr tail --request order-1003.web\n"
+        "  otel-corr tail --json | jq .message\n\n"
+        "--route and --status select finished requests (log records have neither): with either, only\n"
+        "request lines are printed.  When the terminal cannot keep up, lines are dropped and counted\n"
+        "(the store keeps them all).  A lost connection is retried until Ctrl-C.\n\n"
+        "environment variables:\n  OTEL_CORR_URL  the default for --url",
+        formatter_class=raw,
+    )
+    tail.add_argument("--service", metavar="S", help="only service S")
+    tail.add_argument("--route", metavar="R", help="only requests to route R (as the app names it; * matches any)")
+    tail.add_argument("--status", metavar="CODE", help="only requests answered CODE: 500, 5xx, 4xx, ...")
+    tail.add_argument("--request", metavar="ID", help="only request ID")
+    tail.add_argument(
+        "--level", metavar="LEVEL", help="only this level and above: debug, info, warning, error, critical"
+    )
+    tail.add_argument("--json", action="store_true", help="print each event as one JSON line (for scripts)")
+    tail.add_argument(
         "--url",
         default=_settings.env_text("OTEL_CORR_URL") or "http://127.0.0.1:16686",
         help="otel-corr serve (default http://127.0.0.1:16686, or OTEL_CORR_URL)",
@@ -628,6 +663,138 @@ def _why(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return EXIT_NOT_OURS
 
 
+def _tail(args: argparse.Namespace) -> int:
+    from ._results import colour_wanted
+    from ._tail_render import event_lines
+
+    base = _url("--url / OTEL_CORR_URL", args.url).rstrip("/")
+    # Checked here as the server checks them (server/_tail.py), so a typo is a usage error even with no server.
+    if args.level and args.level.strip().lower() not in _TAIL_LEVELS:
+        raise ConfigError("--level", args.level, f"one of {', '.join(_TAIL_LEVELS)}")
+    if args.status and not re.fullmatch(r"[1-5][0-9x]{2}", args.status.strip().lower()):
+        raise ConfigError("--status", args.status, "a status such as 500 or 5xx")
+    params = {k: v for k in ("service", "route", "status", "request", "level") if (v := getattr(args, k))}
+    url = f"{base}/api/tail" + (f"?{urllib.parse.urlencode(params)}" if params else "")
+    colour = colour_wanted(sys.stdout)
+    connected_once = False
+    # SIGTERM ends it as Ctrl-C does: quietly, status 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    lost = 0
+    try:
+        while True:
+            try:
+                response = urllib.request.urlopen(url, timeout=_TAIL_TIMEOUT)
+            except urllib.error.HTTPError as exc:
+                body = exc.read()
+                try:
+                    reason = visible(_error_text(json.loads(body))[:500])
+                except ValueError:
+                    reason = ""
+                if exc.code == 400 and reason:
+                    print(f"otel-corr tail: {reason}", file=sys.stderr)
+                    return EXIT_USAGE
+                if exc.code == 503 and reason:  # too many followers, or the server stopping
+                    if not connected_once:
+                        print(f"otel-corr tail: {base} answered 503: {reason}", file=sys.stderr)
+                        return EXIT_UNREACHABLE
+                    lost = _tail_retry(lost, reason)
+                    continue
+                ours, answer = _is_otel_corr(base)
+                if ours:
+                    answer = f"GET /api/tail answered {exc.code}; is it an older otel-corr?"
+                print(f"otel-corr tail: {base} is not otel-corr serve with tail ({answer})", file=sys.stderr)
+                return EXIT_NOT_OURS
+            except OSError as exc:
+                if not connected_once:
+                    return _unreachable("tail", base, exc)
+                lost = _tail_retry(lost, str(getattr(exc, "reason", exc)))
+                continue
+            with response:
+                first = response.readline()
+                try:
+                    hello = json.loads(first)
+                except ValueError:
+                    hello = None
+                if not (isinstance(hello, dict) and hello.get("type") == "hello"):
+                    print(f"otel-corr tail: {base} is not otel-corr serve with tail (GET /api/tail)", file=sys.stderr)
+                    return EXIT_NOT_OURS
+                if lost or not connected_once:
+                    again = " again" if lost else " (Ctrl-C stops it)"
+                    print(f"otel-corr tail: following {base}{again}", file=sys.stderr, flush=True)
+                connected_once, lost = True, 0
+                reason = _tail_follow(response, args.json, colour, event_lines)
+            lost = _tail_retry(lost, reason)
+    except KeyboardInterrupt:
+        return EXIT_OK  # how a tail is meant to end: quietly
+    except BrokenPipeError:  # `otel-corr tail | head`
+        # The interpreter's flush of stdout at exit would fail again and print a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+#: Seconds without a byte (the server sends a heartbeat every 10) before the connection is taken for lost.
+_TAIL_TIMEOUT = 35.0
+
+
+_TAIL_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical", "fatal")
+#: The events ``--json`` prints: the stream's own (hello, heartbeat, bye) are not.
+_TAIL_PRINTED = (b'{"type":"log"', b'{"type":"request"', b'{"type":"dropped"')
+
+
+def _tail_retry(lost: int, reason: str) -> int:
+    """Say the stream was lost (once per loss), wait a little longer each time (at most 5 s); the new count."""
+    import time
+
+    if lost == 0:
+        print(f"otel-corr tail: connection lost ({visible(reason[:200])}); reconnecting…", file=sys.stderr, flush=True)
+    time.sleep(min(5.0, 0.25 * 2**lost))
+    return lost + 1
+
+
+def _tail_follow(response: Any, as_json: bool, colour: bool, event_lines: Any) -> str:
+    """Print the stream's events until it ends; the reason it ended."""
+    out = sys.stdout
+    pending = b""
+    while True:
+        try:
+            data = response.read1(65536)
+        except OSError as exc:  # a timeout (no heartbeat), a reset
+            return str(exc) or type(exc).__name__
+        except Exception as exc:  # http.client.IncompleteRead and its kin: the server went away mid-chunk
+            return type(exc).__name__
+        if not data:
+            return "the server closed the stream"
+        lines = (pending + data).split(b"\n")
+        pending = lines.pop()
+        printed: list[str] = []
+        reason = ""
+        for raw_line in lines:
+            if as_json and raw_line.startswith(_TAIL_PRINTED) and b"\x7f" not in raw_line:
+                # The server's lines are ASCII JSON, every control character escaped but DEL: printed as they are.
+                printed.append(raw_line.decode("ascii", "backslashreplace"))
+                continue
+            try:
+                event = json.loads(raw_line)
+            except ValueError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            kind = event.get("type")
+            if kind == "bye":
+                reason = visible(str(event.get("reason") or "the server said goodbye")[:200])
+                continue
+            if as_json:
+                if kind in ("log", "request", "dropped"):
+                    printed.append(json.dumps(event))  # ASCII: no raw control character, C1 included
+            else:
+                printed.extend(event_lines(event, colour=colour))
+        if printed:
+            out.write("\n".join(printed) + "\n")
+            out.flush()
+        if reason:
+            return reason
+
+
 def _load_app(spec: str) -> Any:
     import importlib
 
@@ -740,6 +907,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _find(args, command)
         if args.command == "why":
             return _why(args, command)
+        if args.command == "tail":
+            return _tail(args)
         if args.command == "doctor":
             return _doctor(args)
         from ._demo import run_demo

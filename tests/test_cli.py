@@ -54,11 +54,12 @@ def test_no_command_prints_the_help() -> None:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert out.returncode == 0 and out.stderr == "", out.stderr
         assert out.stdout.startswith("usage: otel-corr") and "error:" not in out.stdout
-        for command in ("serve", "trace", "find", "why", "demo", "doctor"):
+        for command in ("serve", "trace", "find", "why", "tail", "demo", "doctor"):
             assert f"\n    {command} " in out.stdout
         assert (
             "exit statuses:" in out.stdout
-            and "  3    trace, find, why: the backend cannot be reached (or answered with a server error)" in out.stdout
+            and "  3    trace, find, why, tail: the backend cannot be reached (or answered with a server error)"
+            in out.stdout
         )
 
 

@@ -161,7 +161,7 @@ def test_unreachable_exits_3_and_not_otel_corr_exits_4(tmp_path: Path) -> None:
 def test_help_lists_find_with_examples() -> None:
     """`otel-corr --help` lists find; `find --help` shows the language by example and what --json prints."""
     top = subprocess.run([sys.executable, "-m", "otel_corr", "--help"], capture_output=True, text=True, cwd=ROOT)
-    assert "\n    find " in top.stdout and "trace, find, why: the backend cannot be reached" in top.stdout
+    assert "\n    find " in top.stdout and "trace, find, why, tail: the backend cannot be reached" in top.stdout
     out = _find("--help")
     assert out.returncode == 0
     for example in ("GatewayError", "'\"payment declined\"'", "user.id=42 status:5xx", "--json", "OTEL_CORR_URL"):

@@ -37,6 +37,7 @@ from ._otlp import (
 )
 from ._query import INT64_MAX, QueryError, V3Search, go_duration_ns, int_param, rfc3339_ns, tags_param, v3_search
 from ._store import QueryTimeout, Store, StoreFull
+from ._tail import Hub, TailFilter, TailResponse
 from ._ui import ui_routes
 
 __all__ = ["build_app", "find_trace"]
@@ -181,6 +182,7 @@ def build_app(
     max_items: int = MAX_ITEMS,
     budget: Budget | None = None,
     query_budget: float = 5.0,
+    tail_hub: Hub | None = None,
 ) -> Starlette:
     """The Starlette app with every route; run it with :func:`otel_corr.server.serve`.
 
@@ -188,8 +190,14 @@ def build_app(
     server on its query port (``otel-corr demo`` sends its spans there).  ``budget`` is the
     decoding memory OTLP requests share (with gRPC's: pass the same one); by default, enough
     for one body at both limits (``max_body`` bytes, ``max_items`` spans or log records).
+    ``tail_hub`` feeds ``/api/tail`` (by default one of its own, fed by ``store``; ``serve`` passes
+    its own to close it when it stops).
     """
     budget = budget or Budget(max_decode_cost(max_body, max_items))
+    if tail_hub is None:
+        tail_hub = Hub()
+        store.on_committed = tail_hub.publish
+    hub = tail_hub
     reads = off_the_loop(store, query_budget)
 
     async def ingest(request: Request, kind: str) -> Response:
@@ -405,8 +413,26 @@ def build_app(
         http_port, grpc_port = otlp_ports or (None, None)
         return JSONResponse({"version": __version__, "otlp_http": http_port, "otlp_grpc": grpc_port})
 
+    async def tail(request: Request) -> Response:
+        from .._version import __version__
+
+        try:
+            wanted = TailFilter.from_query(request.query_params)
+        except QueryError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        subscriber = hub.subscribe(wanted)
+        if subscriber is None:
+            reason = (
+                "otel-corr serve is shutting down"
+                if hub.closing
+                else f"{hub.max_subscribers} tails already follow this server; stop one and retry"
+            )
+            return JSONResponse({"error": reason}, status_code=503, headers={"Retry-After": "5"})
+        return TailResponse(hub, subscriber, {"version": __version__})
+
     routes = [
         Route("/api/otel-corr/info", info),
+        Route("/api/tail", tail),
         Route("/v1/traces", v1_traces_post, methods=["POST"]),
         Route("/v1/logs", v1_logs_post, methods=["POST"]),
         Route("/api/services", reads(api_services)),

@@ -147,6 +147,7 @@ def run(config: ServeConfig) -> None:
     from ._guard import Guard
     from ._otlp import max_decode_cost
     from ._store import Store
+    from ._tail import Hub
 
     config.check()
     # The writer thread runs Python between SQLite calls, and a query's thread takes the GIL back
@@ -161,6 +162,8 @@ def run(config: ServeConfig) -> None:
     # The store first: a second server on the same file is refused naming the first (see _storefile).
     store = Store(config.db, owner=f"pid {os.getpid()}, http://{config.host}:{config.port}")
     store.on_new_service = _note_service
+    tail_hub = Hub()
+    store.on_committed = tail_hub.publish
     try:
         sockets = [_socket(config.host, config.port), _socket(config.host, config.otlp_http_port)]
         # Probed with a socket of ours first: grpcio's own failure to bind prints a C++ log line first.
@@ -171,7 +174,12 @@ def run(config: ServeConfig) -> None:
         raise
     otlp_ports = (config.otlp_http_port, config.otlp_grpc_port)
     routes = build_app(
-        store, max_body=config.max_body, otlp_ports=otlp_ports, budget=budget, query_budget=config.query_budget
+        store,
+        max_body=config.max_body,
+        otlp_ports=otlp_ports,
+        budget=budget,
+        query_budget=config.query_budget,
+        tail_hub=tail_hub,
     )
     app = Guard(
         dispatch_by_port(routes, config.otlp_http_port),
@@ -208,8 +216,15 @@ def run(config: ServeConfig) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Before uvicorn waits for open connections: the tails say goodbye and end theirs, so a
+            # graceful shutdown never waits out its timeout on a stream that would never end.
+            tail_hub.close()
+            await super().shutdown(sockets)
+
     open_files = raise_open_file_limit()
-    server = uvicorn.Server(
+    server = Server(
         uvicorn.Config(
             lifespan_app,
             log_level="warning",

@@ -485,6 +485,9 @@ class Store:
         self._writer_conn = writer
         #: Called on the writer thread with a service's name once its first spans are stored (``serve`` notes it).
         self.on_new_service: Callable[[str], None] | None = None
+        #: Called on the writer thread with each committed request's span rows and log records, after
+        #: its sender was acknowledged (``otel-corr tail``'s hub: see ``_tail.Hub.publish``).
+        self.on_committed: Callable[[list[tuple[Any, ...]], list[LogRecord]], None] | None = None
         self._services_seen: set[str] = set()
         self._closed = False
         self._closing = threading.Event()
@@ -659,6 +662,12 @@ class Store:
                     done.done.set_result(None)
                 else:
                     done.done.set_exception(error)
+            if error is None and self.on_committed is not None:
+                for done in batch:
+                    try:
+                        self.on_committed(done.rows, done.logs)
+                    except Exception:  # a follower's failure never stops the writer
+                        _log.exception("otel-corr serve: could not hand a batch to otel-corr tail")
             if stop:
                 return
 

@@ -186,6 +186,10 @@ CLI_ROWS = [
     Row("find --json", "", "", how="cli"),  # a flag
     Row("why --url", "", "http:// or https:// URL", how="cli", argv=("why", "x", "--url", "ftp://h")),
     Row("why --json", "", "", how="cli"),  # a flag
+    Row("tail --url", "", "http:// or https:// URL", how="cli", argv=("tail", "--url", "ftp://h")),
+    Row("tail --level", "", "one of trace, debug, info", how="cli", argv=("tail", "--level", "loud")),
+    Row("tail --status", "", "a status such as 500 or 5xx", how="cli", argv=("tail", "--status", "5x")),
+    Row("tail --json", "", "", how="cli"),  # a flag
     Row("demo --port", "", "TCP port", how="cli", argv=("demo", "--port", "0"), named="--port"),
     Row("demo --dir", "", "a directory that exists or can be created", how="cli", argv=("demo", "--dir", "/dev/null")),
     Row("demo --json", "", "", how="cli"),  # a flag
@@ -197,6 +201,9 @@ NO_WRONG_VALUE = {
     "OTEL_SERVICE_NAME": "any string names the service (the SDK's own rule)",
     "OTEL_CORR_NO_SHORTCUTS": "a diagnostic switch read at import: a value it does not name leaves the shortcuts on",
     "find --service": "any service name (one that sent nothing finds nothing: status 1)",
+    "tail --service": "any service name (one that sends nothing shows nothing)",
+    "tail --route": "any route, * matching any characters (one no request has shows nothing)",
+    "tail --request": "any request ID (one no request has shows nothing)",
 }
 #: Known gaps: the setting is accepted at start-up and fails later.  Each is a strict-xfail
 #: ``pytest.param(Row(...), marks=pytest.mark.xfail(strict=True, reason=...), id=...)``, so fixing one
