@@ -710,7 +710,7 @@ def _tail(args: argparse.Namespace) -> int:
                 lost = _tail_retry(lost, str(getattr(exc, "reason", exc)))
                 continue
             with response:
-                first = response.readline()
+                first = response.readline(_TAIL_MAX_LINE)
                 try:
                     hello = json.loads(first)
                 except ValueError:
@@ -732,6 +732,9 @@ def _tail(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+_TAIL_UNPRINTABLE = re.compile(rb"[^\x20-\x7e]")
+#: The longest stream line read (otel-corr's are at most ~45 KiB: message and stack trace are cut).
+_TAIL_MAX_LINE = 1 << 20
 #: Seconds without a byte (the server sends a heartbeat every 10) before the connection is taken for lost.
 _TAIL_TIMEOUT = 35.0
 
@@ -766,12 +769,15 @@ def _tail_follow(response: Any, as_json: bool, colour: bool, event_lines: Any) -
             return "the server closed the stream"
         lines = (pending + data).split(b"\n")
         pending = lines.pop()
+        if len(pending) > _TAIL_MAX_LINE:  # no line of otel-corr's is this long: not ours, or broken
+            return "a line longer than 1 MiB"
         printed: list[str] = []
         reason = ""
         for raw_line in lines:
-            if as_json and raw_line.startswith(_TAIL_PRINTED) and b"\x7f" not in raw_line:
-                # The server's lines are ASCII JSON, every control character escaped but DEL: printed as they are.
-                printed.append(raw_line.decode("ascii", "backslashreplace"))
+            if as_json and raw_line.startswith(_TAIL_PRINTED) and not _TAIL_UNPRINTABLE.search(raw_line):
+                # otel-corr's lines are ASCII JSON with every control character escaped: printed as they
+                # are.  Anything else (a server at --url that is not otel-corr) is parsed and re-encoded.
+                printed.append(raw_line.decode("ascii"))
                 continue
             try:
                 event = json.loads(raw_line)

@@ -466,6 +466,10 @@ def test_a_page_elsewhere_cannot_read_the_stream(stack: Stack) -> None:
     assert r.status_code == 403
     r = httpx.get(f"{stack.url}/api/tail", headers={"Host": "evil.example"}, timeout=10)
     assert r.status_code == 403
+    # A page elsewhere loading it as an image or frame sends no Origin, but the browser says cross-site.
+    for site in ("cross-site", "same-site"):
+        r = httpx.get(f"{stack.url}/api/tail", headers={"Sec-Fetch-Site": site}, timeout=10)
+        assert r.status_code == 403 and "other sites" in r.json()["error"]
 
 
 def test_server_shutdown_with_an_open_tail_ends_the_stream_and_the_tail_reconnects(
@@ -485,3 +489,75 @@ def test_server_shutdown_with_an_open_tail_ends_the_stream_and_the_tail_reconnec
         assert b"Traceback" not in tail.err
     finally:
         backend.stop()
+
+
+async def test_a_follower_is_bounded_in_bytes_and_its_route_is_filtered_before_it_is_queued() -> None:
+    """A follower that stops reading holds at most max_queued_bytes (64 KiB bodies held 20,000 deep were
+    1.3 GB per follower), the rest counted as dropped; a request of another route is never queued (it
+    was decoded on the event loop for each follower, and counted as dropped when the queue was full)."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
+
+    from otel_corr.server._model import LogRecord
+    from otel_corr.server._tail import Hub, TailFilter
+
+    hub = Hub(max_queued_bytes=1 << 20)
+    everything = hub.subscribe(TailFilter())
+    routed = hub.subscribe(TailFilter(route="/orders/*"))
+    assert everything is not None and routed is not None
+    hub.publish([], [LogRecord(i, 9, "INFO", "x" * 65536, "shop") for i in range(100)])
+    assert everything.queued == 15 and everything.dropped == 85 and everything.queued_bytes <= 1 << 20
+
+    def row(route: str) -> tuple[Any, ...]:
+        detail = SpanMessage(attributes=[KeyValue(key="http.route", value=AnyValue(string_value=route))])
+        return (
+            b"t" * 16,
+            b"s" * 8,
+            None,
+            0,
+            "shop",
+            "GET " + route,
+            2,
+            1,
+            2,
+            0,
+            "rid",
+            0,
+            detail.SerializeToString(),
+            200,
+        )
+
+    hub.publish([row("/health"), row("/orders/{id}")], [])
+    assert routed.queued == 1 and routed.dropped == 0
+    lines = []
+    async for chunk in hub.stream(routed, {}):
+        lines += [json.loads(line) for line in chunk.splitlines()]
+        if len(lines) == 2:
+            break
+    assert [line["type"] for line in lines] == ["hello", "request"]
+    assert lines[1]["route"] == "/orders/{id}" and "_size" not in lines[1]
+
+
+def test_json_output_never_passes_a_raw_control_character_from_a_foreign_server(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--json` printed a line as it came when it looked like one of ours: a program at --url that is not
+    otel-corr could send ESC and BEL (a terminal title, a cleared screen) straight to the terminal."""
+    from otel_corr import cli
+
+    class Stream:
+        def __init__(self, *chunks: bytes) -> None:
+            self.chunks = list(chunks)
+
+        def read1(self, n: int) -> bytes:
+            return self.chunks.pop(0) if self.chunks else b""
+
+    hostile = b'{"type":"log","message":"\x1b]0;pwned\x07\x1b[2J hi"}\n'  # not even JSON: left out
+    c1 = '{"type":"log","message":"\x7f\x9b31m hi"}\n'.encode()  # DEL and a C1 CSI: JSON, printed re-encoded
+    assert cli._tail_follow(Stream(hostile, c1), True, False, None) == "the server closed the stream"
+    out = capsys.readouterr().out
+    assert out.isascii() and "\x1b" not in out and "\x7f" not in out and "\x9b" not in out
+    assert json.loads(out)["message"] == "\x7f\x9b31m hi"
+    assert (
+        cli._tail_follow(Stream(b'{"type":"log"' + b"x" * (2 << 20)), True, False, None) == "a line longer than 1 MiB"
+    )

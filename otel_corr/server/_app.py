@@ -416,6 +416,10 @@ def build_app(
     async def tail(request: Request) -> Response:
         from .._version import __version__
 
+        if request.headers.get("sec-fetch-site", "none") not in ("none", "same-origin"):
+            # A page elsewhere loading the stream as an image or a frame sends no Origin for the
+            # guard to refuse; browsers do send this.  The CLI sends neither.
+            return JSONResponse({"error": "the stream is not for other sites' pages"}, status_code=403)
         try:
             wanted = TailFilter.from_query(request.query_params)
         except QueryError as exc:

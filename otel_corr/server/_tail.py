@@ -8,10 +8,11 @@ on shutdown, ``bye`` lines.
 
 The :class:`Hub` is fed by the store's writer thread right after a commit (``Store.on_committed``),
 so a line a follower sees is already in the store.  Publishing never blocks and never waits for a
-follower: each has one bounded queue; what does not fit is dropped, counted and said in-band
-(``{"type": "dropped", "count": N}``).  The cheap filters (service, request, level, status) run
-at publish, so the queue holds only what the follower asked for and the drop count is of lines it
-would have seen; the route (in the span's detail) is checked on the way out.
+follower: each has one queue bounded in lines and in bytes; what does not fit is dropped, counted
+and said in-band (``{"type": "dropped", "count": N}``).  Every filter runs at publish, on the
+writer thread (a finished request's span detail decoded once per batch, whatever the number of
+followers), so the queue holds only what the follower asked for, the drop count is of lines it
+would have seen, and the event loop only encodes.
 """
 
 from __future__ import annotations
@@ -141,13 +142,14 @@ def _request_severity(http_status: int, status: int) -> int:
 class Subscriber:
     """One follower: its filter, its bounded queue, what was dropped since it last took."""
 
-    __slots__ = ("_wake", "dropped", "filter", "gone", "items", "loop", "queued", "waiting")
+    __slots__ = ("_wake", "dropped", "filter", "gone", "items", "loop", "queued", "queued_bytes", "waiting")
 
     def __init__(self, tail_filter: TailFilter, loop: asyncio.AbstractEventLoop) -> None:
         self.filter = tail_filter
         self.loop = loop
         self.items: deque[Any] = deque()
         self.queued = 0
+        self.queued_bytes = 0  # roughly: what the queued lines hold alive (a log body can be 16 MiB)
         self.dropped = 0
         self.waiting = False
         self.gone = False  # the client went away: the stream ends at once, its queue is let go
@@ -163,9 +165,17 @@ class Hub:
     ``publish`` is called on the store's writer thread; everything else on the event loop.
     """
 
-    def __init__(self, *, max_subscribers: int = 16, max_queued: int = 20_000, heartbeat_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_subscribers: int = 16,
+        max_queued: int = 20_000,
+        max_queued_bytes: int = 32 << 20,
+        heartbeat_s: float = 10.0,
+    ) -> None:
         self.max_subscribers = max_subscribers
         self.max_queued = max_queued
+        self.max_queued_bytes = max_queued_bytes
         self.heartbeat_s = heartbeat_s
         self.closing = False
         self._subscribers: list[Subscriber] = []
@@ -192,24 +202,37 @@ class Hub:
         """Hand one committed batch to every follower whose filter it passes; never blocks on one.
 
         The records are shared, not copied: a queue holds references.  A follower whose queue is
-        full has the rest of the batch counted as dropped.
+        full (in lines or in bytes) has the rest of the batch counted as dropped.
         """
         subscribers = self._subscribers
         if not subscribers:
             return
+        requests: dict[int, dict[str, Any]] = {}  # a row's request line, decoded once for every follower
         for subscriber in subscribers:
             f = subscriber.filter
-            chosen: list[Any] = [r for r in logs if f.log_passes(r)]
-            chosen.extend(("span", row) for row in rows if f.span_passes(row))
+            chosen: list[tuple[Any, int]] = [(r, len(r.body) + _OVERHEAD) for r in logs if f.log_passes(r)]
+            for row in rows:
+                if not f.span_passes(row):
+                    continue
+                event = requests.get(id(row))
+                if event is None:
+                    event = requests[id(row)] = _request_event(row)
+                if f.route_passes(event["route"] or event["name"]):
+                    chosen.append((event, event["_size"]))
             if not chosen:
                 continue
             with self._lock:
-                room = self.max_queued - subscriber.queued
-                if room < len(chosen):
-                    subscriber.dropped += len(chosen) - max(room, 0)
-                    chosen = chosen[: max(room, 0)]
-                subscriber.items.extend(chosen)
-                subscriber.queued += len(chosen)
+                room, room_bytes, kept = self.max_queued - subscriber.queued, self.max_queued_bytes, 0
+                room_bytes -= subscriber.queued_bytes
+                for item, size in chosen:
+                    if kept >= room or size > room_bytes:
+                        break
+                    subscriber.items.append(item)
+                    room_bytes -= size
+                    kept += 1
+                subscriber.dropped += len(chosen) - kept
+                subscriber.queued += kept
+                subscriber.queued_bytes = self.max_queued_bytes - room_bytes
                 wake = subscriber.waiting
                 subscriber.waiting = False
             if wake:
@@ -231,6 +254,9 @@ class Hub:
             n = min(most, len(subscriber.items))
             items = [subscriber.items.popleft() for _ in range(n)]
             subscriber.queued -= n
+            subscriber.queued_bytes -= sum(
+                len(i.body) + _OVERHEAD if isinstance(i, LogRecord) else i["_size"] for i in items
+            )
             dropped, subscriber.dropped = subscriber.dropped, 0
             if not items and not dropped:
                 subscriber.waiting = True
@@ -247,16 +273,13 @@ class Hub:
                     return
                 items, dropped = self._take(subscriber, 512)
                 out = [_line({"type": "dropped", "count": dropped})] if dropped else []
-                route_filter = subscriber.filter
-                for item in items:
-                    event = _request_event(item[1], route_filter) if isinstance(item, tuple) else _log_event(item)
-                    if event is not None:
-                        out.append(_line(event))
+                out.extend(_line(_log_event(i) if isinstance(i, LogRecord) else _public(i)) for i in items)
                 if out:
                     yield b"".join(out)
+                    # uvicorn's send returns at once while the socket takes data: a backlog drained
+                    # in one go would hold the loop (ingest, queries) for as long as it lasts.
+                    await asyncio.sleep(0)
                     continue
-                if items:
-                    continue  # all filtered out by route: look again before waiting
                 try:
                     await asyncio.wait_for(subscriber._wake.wait(), self.heartbeat_s)
                 except TimeoutError:
@@ -342,13 +365,20 @@ def _log_event(record: LogRecord) -> dict[str, Any]:
     return event
 
 
-def _request_event(row: Sequence[Any], tail_filter: TailFilter) -> dict[str, Any] | None:
-    """A finished request's line from its stored row (the route and method from its detail)."""
+# A queued line's size beyond its text (the event's other fields, the queue's own reference).
+_OVERHEAD = 200
+
+
+def _public(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k != "_size"}
+
+
+def _request_event(row: Sequence[Any]) -> dict[str, Any]:
+    """A finished request's line from its stored row (the route and method from its detail), with its
+    approximate size in ``_size`` (for the follower's byte bound; not sent)."""
     detail = SpanMessage.FromString(bytes(row[_DETAIL]))
     attributes = _attributes(detail.attributes)
     route = str(attributes.get("http.route") or "")
-    if not tail_filter.route_passes(route or row[_NAME]):
-        return None
     method = attributes.get("http.request.method") or attributes.get("http.method") or ""
     exception = None
     for e in detail.events:
@@ -372,4 +402,5 @@ def _request_event(row: Sequence[Any], tail_filter: TailFilter) -> dict[str, Any
     }
     if exception:
         event["exception"] = exception
+    event["_size"] = _OVERHEAD + len(route) + len(row[_NAME]) + sum(len(v) for v in (exception or {}).values())
     return event
