@@ -16,6 +16,7 @@ import pytest
 
 from . import _pytest_capture
 from ._pytest_capture import Keeper, TestRun, current
+from ._terminal import visible
 
 if TYPE_CHECKING:
     from ._pytest_receiver import Receiver
@@ -32,10 +33,14 @@ _SHOWN = pytest.StashKey[bool]()
 
 def backend_otlp(url: str) -> tuple[str | None, str]:
     """The OTLP/HTTP base URL of the otel-corr serve whose page is at ``url``, or None and why not."""
+    from http.client import HTTPException
+
     from .cli import otel_corr_info
 
     try:
         port, status = otel_corr_info(url, timeout=5)
+    except (ValueError, HTTPException) as exc:  # http.client.InvalidURL, urllib's ValueError: not a URL
+        return None, f"{visible(url[:200])} is not a URL ({visible(str(exc)[:200])})"
     except OSError as exc:
         reason = getattr(exc, "reason", exc)
         return None, f"cannot reach {url} ({getattr(reason, 'strerror', None) or reason})"
@@ -67,15 +72,15 @@ class Links:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.problem:
             terminalreporter.section("otel-corr")
-            terminalreporter.line(f"traces not sent: {self.problem}")
+            terminalreporter.line(f"traces not sent: {visible(self.problem)}")
             return
         if not self.failed:
             return
         terminalreporter.section("otel-corr: the failing tests' traces")
         for nodeid, links in self.failed:
-            terminalreporter.line(nodeid)
+            terminalreporter.line(visible(nodeid))
             for link in links:
-                terminalreporter.line(f"  {link}")
+                terminalreporter.line(f"  {visible(link)}")
 
 
 class Session:
@@ -175,7 +180,7 @@ class Session:
 
                 text = section(test, self.link, self.keeper.open_spans(test))
             except Exception as exc:  # the plugin's failure never hides the test's own
-                text = f"otel-corr could not show this test's spans: {type(exc).__name__}: {exc}\n"
+                text = f"otel-corr could not show this test's spans: {type(exc).__name__}: {visible(str(exc)[:500])}\n"
             if text:
                 report.sections.append((SECTION, text))
         return report

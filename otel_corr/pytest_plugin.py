@@ -69,7 +69,9 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = hasattr(config, "workerinput")
     if not worker:  # the process that prints the summary: xdist's controller, or the only one
         config.pluginmanager.register(Links(url, problem), "otel-corr-links")
-        if config.getoption("dist", "no") != "no":
+        # xdist distributes only with workers to send to (-n or --tx): `addopts = --dist loadscope`
+        # without -n runs every test here, and the plugin must too.
+        if config.getoption("dist", "no") != "no" and config.getoption("tx", None):
             return  # xdist's controller runs no test: its workers keep their own
     session = Session(url, otlp)
     config.stash[_SESSION] = session

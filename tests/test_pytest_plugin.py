@@ -266,3 +266,25 @@ def test_otel_corr_url_at_something_else_says_so_and_runs_the_tests(tmp_path: Pa
     assert "traces not sent: cannot reach http://127.0.0.1:9" in result.stdout
     assert "request req-zero" in sections(result.stdout)["test_missing_order_fails"]
     assert "open http" not in result.stdout
+
+
+def test_a_long_test_keeps_its_last_spans_and_lines_not_its_first(tmp_path: Path) -> None:
+    """5,100 spans then the error: past the 5,000 kept, the oldest go (the first 5,000 were kept, and the
+    span and line that explain the failure were the ones lost)."""
+    section = sections(run_sample(tmp_path, "--otel-corr", "check_many.py").stdout)["test_the_last_step_fails"]
+    assert "shop: step-5099" in section and "step-4999 " not in section
+    assert "THE REAL ERROR after step 5099" in section
+
+
+def test_dist_without_workers_still_shows_each_failure(tmp_path: Path) -> None:
+    """`addopts = --dist loadscope` with -n only in CI: without -n xdist runs every test in this process,
+    and the plugin turned itself off as if a controller."""
+    found = sections(run_sample(tmp_path, "--otel-corr", "--dist", "loadfile", "check_fastapi.py").stdout)
+    assert "request req-zero" in found["test_missing_order_fails"]
+
+
+def test_a_url_that_is_not_a_url_is_said_and_the_tests_run(tmp_path: Path) -> None:
+    """`--otel-corr-url http://127.0.0.1:abc` was an INTERNALERROR: pytest ran nothing."""
+    result = run_sample(tmp_path, "--otel-corr-url", "http://127.0.0.1:abc", "check_fastapi.py")
+    assert "2 failed, 1 passed" in result.stdout and "INTERNALERROR" not in result.stdout + result.stderr
+    assert "traces not sent: http://127.0.0.1:abc is not a URL" in result.stdout
