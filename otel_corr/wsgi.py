@@ -47,6 +47,14 @@ class _ClosingIterator:
         exchange.resume()
         try:
             self._iterator = iter(iterable)
+        except Exception as exc:  # an iterable that fails at once: the request still ends, with it
+            try:
+                close = getattr(iterable, "close", None)
+                if close is not None:
+                    close()
+            finally:
+                self._finish(exc)
+            raise
         finally:
             exchange.suspend()
 
@@ -73,12 +81,16 @@ class _ClosingIterator:
 
     def close(self) -> None:
         self._exchange.resume()
+        failed: BaseException | None = None
         try:
             close = getattr(self._iterable, "close", None)
             if close is not None:
                 close()
+        except Exception as exc:  # a generator whose cleanup raised: the request failed
+            failed = exc
+            raise
         finally:
-            self._finish(None)
+            self._finish(failed)
 
 
 def _all_headers(environ: Environ) -> dict[str, str]:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 from flask import Flask, Response, abort
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -162,3 +163,38 @@ def test_flasks_test_client_that_never_closes_leaves_no_request_behind(capture: 
     assert [s.attributes["request.id"] for s in spans] == ["flask-one", "flask-two", "flask-three"]
     assert all(s.parent is None for s in spans)
     assert len({s.context.trace_id for s in spans}) == 3
+
+
+def test_a_body_that_fails_at_once_or_on_close_still_ends_its_request(capture: Capture) -> None:
+    """An iterable whose iter() raises left the span open and wrote no error line; a generator whose
+    cleanup raised was recorded as a success.  Either way nothing of the request stays attached."""
+
+    class FailsAtOnce:
+        def __iter__(self) -> Iterator[bytes]:
+            raise RuntimeError("iter failed")
+
+    def fails_on_close() -> Iterator[bytes]:
+        try:
+            yield b"a"
+            yield b"b"
+        except GeneratorExit:
+            raise RuntimeError("cleanup failed") from None
+
+    bodies = {"/at-once": FailsAtOnce, "/on-close": fails_on_close}
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return bodies[environ["PATH_INFO"]]()
+
+    wrapped = otel_corr.instrument(app, tracer_provider=capture.provider)
+    environ = {"REQUEST_METHOD": "GET", "SERVER_NAME": "h", "SERVER_PORT": "80", "wsgi.url_scheme": "http"}
+    with pytest.raises(RuntimeError, match="iter failed"):
+        wrapped({**environ, "PATH_INFO": "/at-once"}, lambda *a: None)
+    body = wrapped({**environ, "PATH_INFO": "/on-close"}, lambda *a: None)
+    assert next(iter(body)) == b"a" and not otel_corr.current_ids()
+    with pytest.raises(RuntimeError, match="cleanup failed"):
+        body.close()  # type: ignore[attr-defined]
+    assert not otel_corr.current_ids()
+    at_once, on_close = capture.spans()
+    assert at_once.status.status_code is StatusCode.ERROR and at_once.attributes["error.type"] == "RuntimeError"
+    assert on_close.status.status_code is StatusCode.ERROR and on_close.attributes["error.type"] == "RuntimeError"
