@@ -113,23 +113,26 @@ def install(handler: Any, runtime: Runtime) -> Any:
 
         wrapper = CorrelationWSGIMiddleware(handler, runtime=runtime)
     saved = {name: vars(handler).get(name) for name in ("resolve_request", "get_response", "get_response_async")}
-    resolve = handler.resolve_request
+    # BaseHandler.resolve_request (Django 3.2+) gives the route as soon as the URL resolves, before a
+    # view's exception is written up; it is not documented, so a Django without it still gets the route
+    # from the documented request.resolver_match once the response is made (before its body is sent).
+    resolve = getattr(handler, "resolve_request", None)
+    if callable(resolve):
 
-    def resolve_request(request: Any) -> Any:
-        match = resolve(request)  # Resolver404 (no route) goes on to Django's 404
-        route = route_of(match)
-        carrier = _carrier(request)
-        if route is not None and carrier is not None:
-            carrier[ROUTE_KEY] = route
-        return match
+        def resolve_request(request: Any) -> Any:
+            match = resolve(request)  # Resolver404 (no route) goes on to Django's 404
+            _note_route(request, match)
+            return match
 
-    handler.resolve_request = resolve_request
+        handler.resolve_request = resolve_request
     if _is_asgi(handler):
         get_response_async = handler.get_response_async
 
         async def tagged_async(request: Any) -> Any:
             _tag(request, settings)
-            return await get_response_async(request)
+            response = await get_response_async(request)
+            _note_route(request, getattr(request, "resolver_match", None))
+            return response
 
         handler.get_response_async = tagged_async
     else:
@@ -137,7 +140,9 @@ def install(handler: Any, runtime: Runtime) -> Any:
 
         def tagged(request: Any) -> Any:
             _tag(request, settings)
-            return get_response(request)
+            response = get_response(request)
+            _note_route(request, getattr(request, "resolver_match", None))
+            return response
 
         handler.get_response = tagged
     setattr(handler, _STATE, {"wrapper": wrapper, "saved": saved})
@@ -170,6 +175,16 @@ def uninstall(handler: Any) -> None:
         _patches.undo("logger 'django.request' filter")
 
 
+def _note_route(request: Any, match: Any) -> None:
+    """Put the matched URL pattern where the middleware names the span from (once: the first wins)."""
+    carrier = _carrier(request)
+    if match is None or carrier is None or ROUTE_KEY in carrier:
+        return
+    route = route_of(match)
+    if route is not None:
+        carrier[ROUTE_KEY] = route
+
+
 def _tag(request: Any, settings: Settings) -> None:
     setattr(request, _REQUEST_ATTR, settings)
     # Per request, as Django allows; a middleware or view that sets its own filter later replaces this one.
@@ -177,7 +192,17 @@ def _tag(request: Any, settings: Settings) -> None:
 
 
 def _on_exception(sender: Any, request: Any = None, **_: Any) -> None:
-    """``got_request_exception``: Django is about to answer an exception with its 500 (and log it)."""
+    """``got_request_exception``: Django is about to answer an exception with its 500 (and log it).
+
+    Django sends it with ``send``, not ``send_robust``: an exception out of here would replace Django's
+    own 500 handling (handler500, the DEBUG page, mail_admins).  So none leaves."""
+    try:
+        _record_exception(request)
+    except Exception:
+        logging.getLogger("otel_corr").debug("otel-corr: could not record a Django exception", exc_info=True)
+
+
+def _record_exception(request: Any) -> None:
     settings: Settings | None = getattr(request, _REQUEST_ATTR, None)
     exc = sys.exc_info()[1]  # the signal is sent inside Django's except block (asgiref re-raises it in its thread)
     carrier = _carrier(request)

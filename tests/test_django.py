@@ -279,3 +279,51 @@ def test_an_excluded_url_is_left_to_django() -> None:
     assert "RESULT 500 False" in lines
     errors = [json.loads(line) for line in lines if line.startswith("{") and '"ERROR"' in line]
     assert [(e["logger"], e["message"]) for e in errors] == [("django.request", "Internal Server Error: /boom/")]
+
+
+_WITHOUT_RESOLVE_REQUEST = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+os.environ["DJANGO_SETTINGS_MODULE"] = "django_site.settings"
+import httpx
+from django.core.wsgi import get_wsgi_application
+import otel_corr
+from otel_corr import _django
+from otel_corr.testing import capture
+
+handler = get_wsgi_application()
+resolve = handler.resolve_request
+handler.resolve_request = None  # instrument() meets a Django without the undocumented resolve_request
+def broken(request):
+    raise RuntimeError("a receiver bug")
+_django._record_exception = broken  # a failure in our got_request_exception receiver
+with capture() as cap:
+    app = otel_corr.instrument(handler, tracer_provider=cap.provider)
+    handler.resolve_request = resolve  # and Django resolves its own way, unwrapped
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://127.0.0.1") as c:
+        ok = c.get("/shop/eu/articles/2024/")
+        boom = c.get("/boom/")
+    print(json.dumps({"names": [s.name for s in cap.spans()], "codes": [ok.status_code, boom.status_code],
+                      "boom": boom.text[:200]}))
+"""
+
+
+def test_the_route_without_resolve_request_and_djangos_500_despite_a_receiver_failure() -> None:
+    """The route also comes from the documented request.resolver_match (resolve_request is Django's
+    internal); and an exception in our signal receiver never replaces Django's own 500 handling (Django
+    sends got_request_exception with send, not send_robust)."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_RESOLVE_REQUEST, os.path.join(os.path.dirname(__file__), "apps")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"},
+    ).stdout
+    answer = json.loads(out.splitlines()[-1])
+    assert answer["names"] == ["GET shop/<str:region>/articles/<int:year>/", "GET boom/"]
+    assert answer["codes"] == [200, 500]
