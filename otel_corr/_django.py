@@ -85,6 +85,19 @@ class Lifespan:
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
+        received = False
+
+        async def receive_once_seen() -> Any:
+            nonlocal received
+            received = True
+            return await receive()
+
+        try:  # a Django that handles lifespan itself (its startup and shutdown hooks) keeps it
+            await self.app(scope, receive_once_seen, send)
+            return
+        except ValueError:  # "Django can only handle ASGI/HTTP connections, not lifespan."
+            if received:
+                raise
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":

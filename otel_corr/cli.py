@@ -685,7 +685,7 @@ def _tail(args: argparse.Namespace) -> int:
             try:
                 response = urllib.request.urlopen(url, timeout=_TAIL_TIMEOUT)
             except urllib.error.HTTPError as exc:
-                body = exc.read()
+                body = exc.read(_TAIL_MAX_LINE)
                 try:
                     reason = visible(_error_text(json.loads(body))[:500])
                 except ValueError:
@@ -700,6 +700,9 @@ def _tail(args: argparse.Namespace) -> int:
                     lost = _tail_retry(lost, reason)
                     continue
                 ours, answer = _is_otel_corr(base)
+                if ours and exc.code >= 500:  # otel-corr, failing: as every command says a server error
+                    print(f"otel-corr tail: {base} answered {exc.code}: {reason or 'a server error'}", file=sys.stderr)
+                    return EXIT_UNREACHABLE
                 if ours:
                     answer = f"GET /api/tail answered {exc.code}; is it an older otel-corr?"
                 print(f"otel-corr tail: {base} is not otel-corr serve with tail ({answer})", file=sys.stderr)

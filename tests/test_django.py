@@ -327,3 +327,36 @@ def test_the_route_without_resolve_request_and_djangos_500_despite_a_receiver_fa
     answer = json.loads(out.splitlines()[-1])
     assert answer["names"] == ["GET shop/<str:region>/articles/<int:year>/", "GET boom/"]
     assert answer["codes"] == [200, 500]
+
+
+async def test_lifespan_is_answered_for_a_django_that_refuses_it_and_left_to_one_that_handles_it() -> None:
+    """Django's ASGIHandler refuses lifespan (so uvicorn never told the middleware to flush at SIGTERM):
+    the shim answers it.  A Django that handles lifespan itself keeps it, its hooks run."""
+    from otel_corr._django import Lifespan
+
+    async def refuses(scope: Any, receive: Any, send: Any) -> None:
+        raise ValueError("Django can only handle ASGI/HTTP connections, not lifespan.")
+
+    hooks: list[str] = []
+
+    async def handles(scope: Any, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            hooks.append(message["type"])
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+
+    for app in (refuses, handles):
+        inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+        sent: list[str] = []
+
+        async def receive(inbox: list[dict[str, str]] = inbox) -> dict[str, str]:
+            return inbox.pop(0)
+
+        async def send(message: dict[str, str], sent: list[str] = sent) -> None:
+            sent.append(message["type"])
+
+        await Lifespan(app)({"type": "lifespan"}, receive, send)
+        assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert hooks == ["lifespan.startup", "lifespan.shutdown"]
