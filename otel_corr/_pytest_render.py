@@ -161,11 +161,21 @@ def section(test: TestRun, link: str | None = None, running: list[Any] | None = 
     for group in traces:
         group.sort(key=lambda s: s.start_ns)
         shown = group[:MAX_SPANS]
-        trace = v1_trace(shown, in_trace.get(group[0].trace_id, []))
+        kept_ids = {s.span_id for s in shown}
+        # Only the lines of spans shown, at most MAX_LINES of them (the last): a trace of 5,000 lines
+        # would otherwise print them all, and the lines of spans left out went silently.
+        under = [r for r in in_trace.get(group[0].trace_id, []) if r.span_id in kept_ids]
+        hidden_lines = len(in_trace.get(group[0].trace_id, [])) - len(under)
+        if len(under) > MAX_LINES:
+            hidden_lines += len(under) - MAX_LINES
+            under = under[-MAX_LINES:]
+        trace = v1_trace(shown, under)
         lines.append("")
         lines.extend(line.head + line.text for line in _lines(trace, _WIDTH))
         if len(group) > MAX_SPANS:
             lines.append(f"({_plural(len(group) - MAX_SPANS, 'later span')} of this trace left out)")
+        if hidden_lines:
+            lines.append(f"({_plural(hidden_lines, 'log line')} of this trace left out)")
         if link:
             lines.append(f"open {visible(link)}/trace/{trace['traceID']}")
     if loose:

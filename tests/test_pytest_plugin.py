@@ -271,9 +271,14 @@ def test_otel_corr_url_at_something_else_says_so_and_runs_the_tests(tmp_path: Pa
 def test_a_long_test_keeps_its_last_spans_and_lines_not_its_first(tmp_path: Path) -> None:
     """5,100 spans then the error: past the 5,000 kept, the oldest go (the first 5,000 were kept, and the
     span and line that explain the failure were the ones lost)."""
-    section = sections(run_sample(tmp_path, "--otel-corr", "check_many.py").stdout)["test_the_last_step_fails"]
+    found = sections(run_sample(tmp_path, "--otel-corr", "check_many.py").stdout)
+    section = found["test_the_last_step_fails"]
     assert "shop: step-5099" in section and "step-4999 " not in section
     assert "THE REAL ERROR after step 5099" in section
+    # One request's 200 lines: its last 50 under it, and the rest said (they were all printed).
+    chatty = found["test_a_chatty_request_fails"]
+    assert "chatty line 199" in chatty and "chatty line 149" not in chatty
+    assert "(150 log lines of this trace left out)" in chatty
 
 
 def test_dist_without_workers_still_shows_each_failure(tmp_path: Path) -> None:

@@ -15,3 +15,11 @@ def test_the_last_step_fails() -> None:
             pass
     logging.getLogger("shop").error("THE REAL ERROR after step %d", 5099)
     raise AssertionError("the last step failed")
+
+
+def test_a_chatty_request_fails() -> None:
+    tracer = trace.get_tracer("steps")
+    with tracer.start_as_current_span("chatty"):
+        for i in range(200):
+            logging.getLogger("shop").info("chatty line %d", i)
+    raise AssertionError("too chatty")
