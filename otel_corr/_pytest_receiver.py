@@ -37,6 +37,7 @@ class Receiver:
         self._forward_to = forward_to  # the backend's OTLP base URL: every body is passed on as it came
         self._tokens: dict[str, TestRun] = {}
         self.last_receipt = 0.0  # time.monotonic() of the last body received
+        self.last_receipt_ns = 0  # and time.time_ns(), to compare with a test's start
         self.forward_failures = 0
         receiver = self
 
@@ -84,8 +85,12 @@ class Receiver:
         for token in [t for t, owner in list(self._tokens.items()) if owner is test]:
             self._tokens.pop(token, None)
 
-    def wait_quiet(self, quiet: float = 0.4, limit: float = 3.0) -> None:
-        """Wait until nothing has arrived for ``quiet`` seconds (at most ``limit``): a live server's last batch."""
+    def wait_quiet(self, test: TestRun, quiet: float = 0.4, limit: float = 3.0) -> None:
+        """Wait until nothing has arrived for ``quiet`` seconds (at most ``limit``): a live server's last
+        batch.  Only for a test that has a server sending (it asked for an endpoint, or something
+        arrived while it ran): every other failing test would pay ``quiet`` for nothing."""
+        if test not in self._tokens.values() and self.last_receipt_ns < test.start_ns:
+            return
         start = time.monotonic()
         while True:
             now = time.monotonic()
@@ -119,6 +124,7 @@ class Receiver:
         ctype = request.headers.get("content-type", "")
         encoding = request.headers.get("content-encoding", "")
         self.last_receipt = time.monotonic()
+        self.last_receipt_ns = time.time_ns()
         try:
             self._ingest(kind, test, decompress(raw, encoding, _MAX_BODY), ctype)
         except (BadRequest, TooLarge) as exc:

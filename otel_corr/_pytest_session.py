@@ -175,7 +175,7 @@ class Session:
             item.stash[_SHOWN] = True
             try:
                 if self._receiver is not None:
-                    self._receiver.wait_quiet()  # a live server's last batch
+                    self._receiver.wait_quiet(test)  # a live server's last batch
                 from ._pytest_render import section
 
                 text = section(test, self.link, self.keeper.open_spans(test))
