@@ -101,14 +101,16 @@ def test_the_demo_checkout_points_at_the_time_nobody_traced(shop: Demo) -> None:
     lines = out.stdout.splitlines()
     _assert_lines_follow_the_answer(lines, answer)
     assert lines[1].startswith("shop  GET /checkout/{order_id}  ") and f"request {CHECKOUT_RID}" in lines[1]
-    # The stretch after the log line: first, or (a slow connect on a loaded machine) behind the wait
-    # in the call; either way an untraced cause with its brackets on the line after it.
+    # The stretch after the log line: first, or behind a stall a loaded machine put elsewhere in this
+    # first request (the connect wait in the call; once, in CI's lowest job, two other untraced
+    # stretches); either way an untraced cause with its brackets on the line after it.  Which cause
+    # leads is the analysis's to prove (tests/test_analysis.py, the corpus); this test is the CLI's.
     rank = next(
         i + 1
         for i, c in enumerate(answer["causes"])
         if c.get("gap", {}).get("before", {}).get("text") == "checking out order 1001"
     )
-    assert answer["causes"][rank - 1]["kind"] == "untraced" and rank <= 2, answer["causes"]
+    assert answer["causes"][rank - 1]["kind"] == "untraced" and rank <= 3, answer["causes"]
     at = next(i for i, line in enumerate(lines) if line.startswith(f"  {rank}.  untraced "))
     clock = r"\d\d:\d\d:\d\d\.\d{3}"
     gap = f'      between {clock} log "checking out order 1001" and {clock} start of GET /stock/sku-0'
