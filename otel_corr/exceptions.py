@@ -4,7 +4,8 @@
 
     OtelCorrError            base class: catch this to catch anything of ours
      ├── ConfigError         a setting (argument or environment variable) has a bad value
-     └── StoreError          otel-corr serve's store file cannot be used
+     └── StoreError          otel-corr serve's store cannot be used
+          └── StoreUnavailable  a part of the store (a ClickHouse shard) does not answer
 
 The request path never raises any of these: a bad *header* is replaced, not
 raised.  They are raised at start-up, inside :func:`otel_corr.instrument`, so a
@@ -13,7 +14,7 @@ misconfigured service fails before it takes traffic.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "OtelCorrError", "StoreError"]
+__all__ = ["ConfigError", "OtelCorrError", "StoreError", "StoreUnavailable"]
 
 
 class OtelCorrError(Exception):
@@ -45,3 +46,9 @@ class ConfigError(OtelCorrError, ValueError):
 
 class StoreError(OtelCorrError):
     """The store file of ``otel-corr serve`` cannot be used; the message says why and what to do."""
+
+
+class StoreUnavailable(StoreError):
+    """A part of the store that holds (or may hold) an answer does not answer, so a write was not
+    stored or a read cannot be whole: ``serve`` answers 503 / ``UNAVAILABLE`` with this message,
+    which names the part (for a ClickHouse shard: its number, address and error)."""

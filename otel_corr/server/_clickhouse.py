@@ -38,17 +38,22 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .._ids import trace_id_of
-from ..exceptions import StoreError
+from ..exceptions import StoreError, StoreUnavailable
 from ._model import LazyLogs, LogRecord, Span
 from ._otlp import expand
-from ._store import _UNREAD, _UNREAD_LIST, StoreFull, _Item
+from ._store import _UNREAD, _UNREAD_LIST, QueryTimeout, Recent, Served, StoreFull, _Item
+
+if TYPE_CHECKING:
+    from ._find import FindResult
+    from ._search import Query
 
 __all__ = [
     "MIGRATIONS",
@@ -68,6 +73,8 @@ Client = Any
 #: Seconds to wait for a shard to accept a connection: a down shard on a LAN refuses at once; a
 #: host that vanished would otherwise hold every lookup for the driver's default 10 s.
 CONNECT_TIMEOUT_S = 2.0
+#: ClickHouse's error code for a query stopped by ``max_execution_time``.
+_TIMEOUT_EXCEEDED = 159
 #: Seconds a query may take before the driver gives up on the shard.
 QUERY_TIMEOUT_S = 30.0
 
@@ -147,7 +154,7 @@ _BARE_READ = (
 _LOG_READ = f"SELECT {_LOG_COLUMNS} FROM {{table}} WHERE trace_id = unhex(%(trace)s) ORDER BY time_ns, span_id, body"
 
 
-class ShardUnavailable(StoreError):
+class ShardUnavailable(StoreUnavailable):
     """A shard that holds (or may hold) the answer does not answer: the answer would be partial.
 
     ``shards`` names each one (number, address, the driver's error), so every face can say which.
@@ -252,6 +259,11 @@ class ClickHouseStore:
         self._queued_spans = 0
         self._pending = 0
         self._idle = threading.Condition()
+        #: As ``Store``'s: called on a writer thread with each service this replica stores for the
+        #: first time, and with each batch once the cluster has it (``otel-corr tail``).
+        self.on_new_service: Callable[[str], None] | None = None
+        self.on_committed: Callable[[list[tuple[Any, ...]], list[LogRecord]], None] | None = None
+        self._services_seen: set[str] = set()
         #: Settings of every insert.  Synchronous: the insert returns once each shard has its part
         #: (what "acknowledged means stored" rests on); the benchmark sets 0 to compare.
         self.insert_settings: dict[str, Any] = {"insert_distributed_sync": 1}
@@ -304,6 +316,12 @@ class ClickHouseStore:
 
     def _entry(self) -> Client:
         return self._client(self.url.host, self.url.port)
+
+    def _drop_entry(self) -> None:
+        clients: dict[tuple[str, int], Client] = getattr(self._local, "clients", {})
+        client = clients.pop((self.url.host, self.url.port), None)
+        if client is not None:
+            client.disconnect()
 
     def _on(self, shard: _Shard) -> Client:
         return self._client(shard.host, shard.port)
@@ -485,6 +503,14 @@ class ClickHouseStore:
                     [r for b in batch for r in b.resources],
                     [r for b in batch for r in b.logs],
                 )
+            except self._unavailable() as exc:
+                # Not stored (or only in part): the senders get 503 / UNAVAILABLE and retry.
+                self._drop_entry()
+                _log.warning("otel-corr serve: a ClickHouse insert failed: %s", _reason(exc))
+                error = ShardUnavailable(
+                    [ShardState(0, f"{self.url.host}:{self.url.port}", False, _reason(exc))],
+                    "the batch was not stored: the cluster did not take it",
+                )
             except Exception as exc:  # the senders are told; the writer carries on
                 _log.warning("otel-corr serve: a ClickHouse insert failed: %s", _reason(exc))
                 error = exc
@@ -497,6 +523,23 @@ class ClickHouseStore:
                     done.done.set_result(None)
                 else:
                     done.done.set_exception(error)
+            if error is None:
+                self._after_commit(batch)
+
+    def _after_commit(self, batch: list[_Item]) -> None:
+        """The callbacks ``serve`` hangs on a stored batch; a failing one never stops the writer."""
+        try:
+            if self.on_new_service is not None:
+                for item in batch:
+                    for _, service, _, _ in item.resources:
+                        if service not in self._services_seen:
+                            self._services_seen.add(service)
+                            self.on_new_service(service)
+            if self.on_committed is not None:
+                for item in batch:
+                    self.on_committed(item.rows, item.logs)
+        except Exception:
+            _log.exception("otel-corr serve: a callback on a stored ClickHouse batch failed")
 
     def _insert(
         self, rows: list[tuple[Any, ...]], resources: list[tuple[int, str, str, str]], logs: list[LogRecord]
@@ -566,7 +609,7 @@ class ClickHouseStore:
                 settings=settings,
             )
 
-    def prune(self, *, max_age_ns: int, now_ns: int | None = None) -> int:
+    def prune(self, *, max_age_ns: int | None = None, max_spans: int | None = None, now_ns: int | None = None) -> int:
         """Drop every whole day older than ``max_age_ns`` on every shard; returns the spans dropped.
 
         Retention by partition: a day's parts are unlinked, nothing is rewritten.  A day still
@@ -574,6 +617,8 @@ class ClickHouseStore:
         shard must answer (:class:`ShardUnavailable` otherwise, before anything is dropped): a
         day dropped on half the cluster would leave half-traces.
         """
+        if max_age_ns is None:
+            return 0  # max_spans: refused at start-up (``serve`` names --max-spans); age only here
         down = [s for s in self.health() if not s.up]
         if down:
             raise ShardUnavailable(down, "retention skipped this pass (every shard must answer)")
@@ -765,6 +810,89 @@ class ClickHouseStore:
             )
 
         return LazyLogs([r[2] for r in rows], load)
+
+    # --- query budget ----------------------------------------------------------------------
+
+    @contextmanager
+    def budget(self, deadline: float) -> Iterator[None]:
+        """As ``Store.budget``: the block's queries stop at ``deadline`` (:class:`QueryTimeout`).
+
+        Each query is sent with ``max_execution_time`` set to what is left; a server that stops
+        one for it (or a query past the deadline on return) raises :class:`QueryTimeout`.
+        """
+        if time.monotonic() > deadline:
+            raise QueryTimeout
+        self._local.deadline = deadline
+        try:
+            yield
+        except self._driver.errors.ServerException as exc:
+            if time.monotonic() > deadline or getattr(exc, "code", 0) == _TIMEOUT_EXCEEDED:
+                raise QueryTimeout from None
+            raise
+        finally:
+            self._local.deadline = None
+
+    def past_budget(self) -> bool:
+        """Whether this thread's query ran past its :meth:`budget`."""
+        deadline: float | None = getattr(self._local, "deadline", None)
+        return deadline is not None and time.monotonic() > deadline
+
+    def query_settings(self) -> dict[str, Any]:
+        """Settings for a read on this thread: the time left of its budget, if any."""
+        deadline: float | None = getattr(self._local, "deadline", None)
+        if deadline is None:
+            return {}
+        return {"max_execution_time": max(1, int(deadline - time.monotonic() + 0.999))}
+
+    # --- reads across shards (chsearch / chfind fill these) --------------------------------
+
+    def services(self) -> list[str]:
+        raise NotImplementedError
+
+    def operations(self, service: str, kind: int | None = None) -> list[tuple[str, int]]:
+        raise NotImplementedError
+
+    def search(
+        self,
+        *,
+        service: str | None = None,
+        operation: str | None = None,
+        tags: dict[str, str] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        min_duration_ns: int | None = None,
+        max_duration_ns: int | None = None,
+        limit: int = 20,
+    ) -> list[bytes]:
+        raise NotImplementedError
+
+    def find(self, query: Query, *, limit: int = 20) -> FindResult:
+        raise NotImplementedError
+
+    def dependencies(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int]]:
+        raise NotImplementedError
+
+    def entries(
+        self,
+        *,
+        service: str | None = None,
+        name_like: str | None = None,
+        errors_only: bool = False,
+        min_duration_ns: int | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        status_range: tuple[int, int] | None = None,
+        limit: int = 50,
+    ) -> list[Span]:
+        raise NotImplementedError
+
+    def endpoint_stats(self, since_ns: int) -> list[Served]:
+        raise NotImplementedError
+
+    def recent_requests(
+        self, service: str, name: str, since_ns: int, limit: int, until_ns: int | None = None
+    ) -> list[Recent]:
+        raise NotImplementedError
 
     def stats(self) -> dict[str, int]:
         """Spans and log records stored, and the bytes their parts take on disk, over every shard."""
