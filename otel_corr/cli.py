@@ -51,6 +51,7 @@ SERVE_VARIABLES: dict[str, tuple[str, str]] = {
     "--otlp-http-port": ("OTEL_CORR_OTLP_HTTP_PORT", "a TCP port, 1-65535 (default 4318)"),
     "--otlp-grpc-port": ("OTEL_CORR_OTLP_GRPC_PORT", "a TCP port, 1-65535 (default 4317)"),
     "--db": ("OTEL_CORR_DB", "a file path (default: $XDG_DATA_HOME/otel-corr/traces.db)"),
+    "--store": ("OTEL_CORR_STORE", "clickhouse://host:9000[,host2:9000]/db?cluster=NAME instead of --db"),
     "--retention": ("OTEL_CORR_RETENTION", "an age such as 7d, 12h, 30m, 2w; 0 keeps everything (default 7d)"),
     "--max-spans": ("OTEL_CORR_MAX_SPANS", "a whole number of spans; 0 for no limit (default 0)"),
     "--max-body": ("OTEL_CORR_MAX_BODY", "bytes after decompression, 1024 or more (default 16 MiB)"),
@@ -165,6 +166,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--otlp-grpc-port", type=int, default=None, help="OTLP/gRPC (default 4317)")
     serve.add_argument(
         "--db", default=_settings.env_text(_var("--db")), help="the store file (default: per-user data dir)"
+    )
+    serve.add_argument(
+        "--store",
+        default=_settings.env_text(_var("--store")),
+        help="a ClickHouse cluster instead of the file: clickhouse://host:9000/db?cluster=NAME (docs/production.md)",
     )
     serve.add_argument(
         "--retention", default=_settings.env_text(_var("--retention")) or "7d", help="e.g. 7d, 12h; 0 keeps all"
@@ -378,11 +384,17 @@ def _serve_config(args: argparse.Namespace) -> ServeConfig:
     }
     max_spans = _number("--max-spans", args.max_spans, 0, 0, 2**62, "a whole number of spans, 0 for no limit")
     max_body = _number("--max-body", args.max_body, mib16, 1024, 2**31, "a number of bytes, 1024 or more")
-    db = Path(args.db) if args.db else default_db_path()
+    store = (args.store or "").strip()
+    if store and args.db:
+        raise ConfigError(_both("--store"), "(with --db)", "one store: --db FILE or --store clickhouse://..., not both")
+    db = Path(args.db) if args.db else Path() if store else default_db_path()
     try:
-        if db.is_dir():
+        if store:
+            pass  # no file: the cluster is checked when serve opens it
+        elif db.is_dir():
             raise IsADirectoryError(21, "is a directory")
-        db.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            db.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(_both("--db"), str(db), f"a file path in a usable directory ({exc.strerror})") from None
     config = ServeConfig(
@@ -393,6 +405,7 @@ def _serve_config(args: argparse.Namespace) -> ServeConfig:
         host=args.host,
         **ports,
         db=db,
+        store=store,
         retention_ns=_retention_ns(args.retention),
         max_spans=max_spans or None,
         max_body=max_body,
@@ -537,6 +550,13 @@ def _ask(command: str, base: str, url: str) -> tuple[int, Any, str] | int:
     return status, body, reason
 
 
+def _warn_partial(command: str, body: Any) -> None:
+    """A line on stderr when the answer is partial (a ClickHouse shard did not answer: ``warning``)."""
+    warning = body.get("warning") if isinstance(body, dict) else None
+    if isinstance(warning, str) and warning:
+        print(f"otel-corr {command}: warning: {visible(warning[:500])}", file=sys.stderr)
+
+
 def _error_text(body: Any) -> str:
     """The reason in an error answer: ``{"error": ...}`` (the page's API) or Jaeger's ``errors[0].msg``."""
     if not isinstance(body, dict):
@@ -612,6 +632,7 @@ def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"otel-corr find: {base} is not otel-corr serve with search ({answer})", file=sys.stderr)
         return EXIT_NOT_OURS
     opened = body.get("opened")
+    _warn_partial("find", body)
     if args.json:
         json.dump(body, sys.stdout, indent=2)
         print()
@@ -645,6 +666,7 @@ def _why(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return answered
     status, body, reason = answered
     if status == 200 and isinstance(body, dict) and isinstance(body.get("verdict"), dict):
+        _warn_partial("why", body)
         if args.json:
             json.dump(body, sys.stdout, indent=2)
             print()

@@ -111,7 +111,7 @@ def test_serve_help_lists_its_variables_and_how_to_stop() -> None:
     out = _cli("serve", "--help")
     assert out.returncode == 0
     listed = set(re.findall(r"^  (OTEL_CORR_[A-Z_]+) +\S", out.stdout, re.M))
-    assert listed == {var for var, _ in cli.SERVE_VARIABLES.values()} and len(listed) == 13
+    assert listed == {var for var, _ in cli.SERVE_VARIABLES.values()} and len(listed) == 14
     assert "  OTEL_CORR_RETENTION       an age such as 7d, 12h, 30m, 2w; 0 keeps everything" in out.stdout
     assert "Ctrl-C" in out.stdout
     # Every variable serve reads in cli.py goes through the table (no name read beside it).

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..exceptions import StoreUnavailable
 from ._admission import Budget, Busy
 from ._ids import parse_trace_id
 from ._jaeger import transform_otlp, v1_envelope, v1_error, v1_trace, v3_resource_spans, v3_trace_summary
@@ -36,7 +37,8 @@ from ._otlp import (
     span_row_steps,
 )
 from ._query import INT64_MAX, QueryError, V3Search, go_duration_ns, int_param, rfc3339_ns, tags_param, v3_search
-from ._store import QueryTimeout, Store, StoreFull
+from ._store import QueryTimeout, StoreFull
+from ._store_api import TraceStore, missing, missing_header, missing_text, partial_answers
 from ._tail import Hub, TailFilter, TailResponse
 from ._ui import ui_routes
 
@@ -58,6 +60,9 @@ _READERS = max(1, min(4, _CORES - 1))
 #: Epoch microseconds / milliseconds whose nanoseconds still fit the store's int64.
 _MAX_US, _MAX_MS = INT64_MAX // 1000, INT64_MAX // 1_000_000
 
+#: The response header naming shards a partial answer lacks (a ClickHouse store with a shard down).
+MISSING_HEADER = "X-Otel-Corr-Missing"
+
 Handler = Callable[[Request], Response]
 Endpoint = Callable[[Request], Awaitable[Response]]
 #: The largest OTLP/JSON body ``/api/transform`` converts: parsed into dicts and messages, JSON
@@ -65,7 +70,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 _MAX_TRANSFORM_BODY = 8 * 1024 * 1024
 
 
-def find_trace(store: Store, text: str, *, details: bool = True) -> tuple[bytes, list[Span]] | None:
+def find_trace(store: TraceStore, text: str, *, details: bool = True) -> tuple[bytes, list[Span]] | None:
     """A trace by trace ID in any accepted form, else by request ID (its spans undecoded with
     ``details`` False: see ``Store.trace``)."""
     trace_id = parse_trace_id(text)
@@ -80,7 +85,7 @@ def find_trace(store: Store, text: str, *, details: bool = True) -> tuple[bytes,
     return None
 
 
-def _v3_found(store: Store, search: V3Search) -> list[list[Span]]:
+def _v3_found(store: TraceStore, search: V3Search) -> list[list[Span]]:
     """The traces an api_v3 search finds, newest first: what runs off the event loop."""
     found_ids = store.search(
         service=search.service,
@@ -95,7 +100,7 @@ def _v3_found(store: Store, search: V3Search) -> list[list[Span]]:
     return [spans for spans in map(store.trace, found_ids) if spans]
 
 
-def _v3_operations(store: Store, service: str | None, kind: int | None) -> list[dict[str, str]]:
+def _v3_operations(store: TraceStore, service: str | None, kind: int | None) -> list[dict[str, str]]:
     """A service's operations, or every service's (as Jaeger lists them when no service is given)."""
     services = [service] if service else store.services()
     found = {(name, k) for s in services for name, k in store.operations(s, kind)}
@@ -144,7 +149,7 @@ def query_error(request: Request, status: int, message: str) -> Response:
     return JSONResponse(v1_error(status, message), status_code=status)
 
 
-def off_the_loop(store: Store, budget_s: float) -> Callable[[Handler], Endpoint]:
+def off_the_loop(store: TraceStore, budget_s: float) -> Callable[[Handler], Endpoint]:
     """Wrap a blocking query handler: it runs on a reader thread within ``budget_s`` seconds.
 
     The budget starts when the request arrives (time spent waiting for a reader counts): past
@@ -155,13 +160,22 @@ def off_the_loop(store: Store, budget_s: float) -> Callable[[Handler], Endpoint]
     too_long = f"the query ran over its {budget_s:g} s budget; narrow the time range or name a service"
 
     def run(handler: Handler, request: Request, deadline: float) -> Response:
-        try:
-            with store.budget(deadline):
-                return handler(request)
-        except QueryError as exc:
-            return query_error(request, 400, str(exc))
-        except QueryTimeout:
-            return query_error(request, 503, too_long)
+        # One scope per query: the shards its reads could not reach are noted in it (``_store_api``).
+        with partial_answers() as shortfalls:
+            try:
+                with store.budget(deadline):
+                    response = handler(request)
+            except QueryError as exc:
+                return query_error(request, 400, str(exc))
+            except QueryTimeout:
+                return query_error(request, 503, too_long)
+            except StoreUnavailable as exc:  # the shard holding a looked-up key does not answer
+                return query_error(request, 503, str(exc)[:2000])
+            if shortfalls:
+                # Every face's answer says so in a header (api_v3 has no field for it); v1's envelope
+                # and the page's JSON carry it in their body too (see ``missing``).
+                response.headers[MISSING_HEADER] = missing_header(shortfalls)
+            return response
 
     def wrap(handler: Handler) -> Endpoint:
         async def endpoint(request: Request) -> Response:
@@ -175,7 +189,7 @@ def off_the_loop(store: Store, budget_s: float) -> Callable[[Handler], Endpoint]
 
 
 def build_app(
-    store: Store,
+    store: TraceStore,
     *,
     max_body: int = 16 * 1024 * 1024,
     otlp_ports: tuple[int, int] | None = None,
@@ -241,6 +255,8 @@ def build_app(
             # then: the rows waiting for the writer are memory too.
             try:
                 await asyncio.wrap_future(committed)
+            except StoreUnavailable as exc:  # a ClickHouse shard down: the sender retries, told why
+                return Response(f"not stored, retry: {exc}"[:2000], status_code=503, headers={"Retry-After": "5"})
             except Exception:
                 return _busy()  # logged by the writer; the batch is not stored, so the sender should retry
             return _otlp_response(request, kind, rejected, reason)
@@ -254,6 +270,10 @@ def build_app(
     # --- Jaeger v1 --------------------------------------------------------------------------
 
     def v1_json(data: Any, status: int = 200) -> JSONResponse:
+        shortfalls = missing()
+        if shortfalls and isinstance(data, dict) and "errors" in data:
+            # Jaeger's envelope has room for it: the UI shows these messages over the results.
+            data["errors"] = [*(data["errors"] or []), {"code": 206, "msg": missing_text(shortfalls)}]
         return JSONResponse(data, status_code=status)
 
     def api_services(request: Request) -> Response:

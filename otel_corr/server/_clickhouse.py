@@ -179,7 +179,11 @@ class ShardState:
 
 @dataclass(frozen=True, slots=True)
 class ClickHouseURL:
-    """A parsed ``clickhouse://host:port/db?cluster=NAME`` (``user``/``password`` optional)."""
+    """A parsed ``clickhouse://host:port[,host2:port2...]/db?cluster=NAME`` (``user``/``password`` optional).
+
+    Several hosts: where the store may enter the cluster (read its shard list, insert through its
+    ``Distributed`` tables), in order; the shards the cluster lists are tried after them.
+    """
 
     host: str
     port: int
@@ -187,32 +191,58 @@ class ClickHouseURL:
     cluster: str
     user: str = "default"
     password: str = ""
+    hosts: tuple[tuple[str, int], ...] = ()
+
+    def redacted(self) -> str:
+        """The URL without its password, for status lines and messages."""
+        names = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.hosts or ((self.host, self.port),))
+        user = f"{self.user}@" if self.user != "default" else ""
+        return f"clickhouse://{user}{names}/{self.database}?cluster={self.cluster}"
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """One ``host[:port]`` (``[v6]:port`` too) of a store URL."""
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise StoreError(f"bad host in the ClickHouse store URL: {text!r}")
+        host, port_text = text[1:end], text[end + 1 :].removeprefix(":")
+    elif ":" in text:
+        host, port_text = text.rsplit(":", 1)
+    if not host or any(c in host for c in "/?#@ "):
+        raise StoreError(f"bad host in the ClickHouse store URL: {text!r}")
+    if not port_text:
+        return host, 9000
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise StoreError(f"bad port in the ClickHouse store URL: {text!r} (a TCP port, 1-65535)")
+    return host, int(port_text)
 
 
 def parse_url(url: str) -> ClickHouseURL:
     """Parse a store URL; raise :class:`StoreError` saying what is wrong with it."""
     parts = urlsplit(url)
     if parts.scheme != "clickhouse":
-        raise StoreError(f"not a ClickHouse store URL (clickhouse://host:9000/db?cluster=NAME): {url!r}")
+        raise StoreError("not a ClickHouse store URL (clickhouse://host:9000/db?cluster=NAME)")
     database = parts.path.strip("/") or "otel_corr"
     cluster = (parse_qs(parts.query).get("cluster") or [""])[0]
     if not cluster:
-        raise StoreError(f"the ClickHouse store URL needs ?cluster=NAME (a cluster of remote_servers): {url!r}")
+        raise StoreError("the ClickHouse store URL needs ?cluster=NAME (a cluster of remote_servers)")
     for name, value in (("database", database), ("cluster", cluster)):
         # Both go into DDL as identifiers: letters, digits and underscores only.
         if not value.replace("_", "").isalnum() or not value.isascii():
-            raise StoreError(f"the ClickHouse {name} name may hold letters, digits and _ only: {value!r}")
-    try:
-        port = parts.port or 9000
-    except ValueError:
-        raise StoreError(f"bad port in the ClickHouse store URL: {url!r}") from None
+            raise StoreError(f"the ClickHouse {name} name may hold letters, digits and _ only: {value[:80]!r}")
+    userinfo, _, netloc = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    hosts = tuple(_host_port(h.strip()) for h in netloc.split(",") if h.strip()) or (("127.0.0.1", 9000),)
     return ClickHouseURL(
-        host=parts.hostname or "127.0.0.1",
-        port=port,
+        host=hosts[0][0],
+        port=hosts[0][1],
         database=database,
         cluster=cluster,
-        user=unquote(parts.username or "default"),
-        password=unquote(parts.password or ""),
+        user=unquote(user or "default"),
+        password=unquote(password),
+        hosts=hosts,
     )
 
 
@@ -268,19 +298,26 @@ class ClickHouseStore:
         #: (what "acknowledged means stored" rests on); the benchmark sets 0 to compare.
         self.insert_settings: dict[str, Any] = {"insert_distributed_sync": 1}
         db, cluster = self.url.database, self.url.cluster
-        try:
-            rows = self._entry().execute(
-                "SELECT shard_num, host_address, port, shard_weight FROM system.clusters"
-                " WHERE cluster = %(cluster)s AND replica_num = 1 ORDER BY shard_num",
-                {"cluster": cluster},
-            )
-        except self._errors() as exc:
-            raise StoreError(f"cannot reach ClickHouse at {self.url.host}:{self.url.port}: {exc}") from None
+        #: Where inserts enter the cluster: the URL's hosts, then every shard; the first that answers.
+        self._entries: list[tuple[str, int]] = list(self.url.hosts or ((self.url.host, self.url.port),))
+        self._entry_at = 0
+        rows, failures = None, []
+        for host, port in self._entries:
+            try:
+                rows = self._client(host, port).execute(
+                    "SELECT shard_num, host_address, port, shard_weight FROM system.clusters"
+                    " WHERE cluster = %(cluster)s AND replica_num = 1 ORDER BY shard_num",
+                    {"cluster": cluster},
+                )
+                break
+            except self._errors() as exc:
+                failures.append(f"{host}:{port}: {_reason(exc)}")
+        if rows is None:
+            raise StoreError(f"cannot reach ClickHouse at {self.url.redacted()}: {'; '.join(failures)}")
         if not rows:
-            raise StoreError(
-                f"ClickHouse at {self.url.host}:{self.url.port} has no cluster {cluster!r} in remote_servers"
-            )
+            raise StoreError(f"ClickHouse at {self.url.redacted()} has no cluster {cluster!r} in remote_servers")
         self.shards = tuple(_Shard(int(n), _text(h), int(p), int(w)) for n, h, p, w in rows)
+        self._entries += [(s.host, s.port) for s in self.shards if (s.host, s.port) not in self._entries]
         self._tables = {"spans": f"{db}.spans", "request_ids": f"{db}.request_ids", "logs": f"{db}.logs"}
         self.ensure_schema()
         self._writers = [
@@ -315,13 +352,18 @@ class ClickHouseStore:
         return client
 
     def _entry(self) -> Client:
-        return self._client(self.url.host, self.url.port)
+        """The client inserts go through: the current entry host (see :meth:`_next_entry`)."""
+        return self._client(*self._entries[self._entry_at % len(self._entries)])
 
-    def _drop_entry(self) -> None:
+    def _next_entry(self) -> str:
+        """Forget the entry host that failed and move on to the next; returns the failed one's address."""
+        host, port = self._entries[self._entry_at % len(self._entries)]
         clients: dict[tuple[str, int], Client] = getattr(self._local, "clients", {})
-        client = clients.pop((self.url.host, self.url.port), None)
+        client = clients.pop((host, port), None)
         if client is not None:
             client.disconnect()
+        self._entry_at += 1  # a race between writers only skips a host: each is tried again later
+        return f"{host}:{port}"
 
     def _on(self, shard: _Shard) -> Client:
         return self._client(shard.host, shard.port)
@@ -497,23 +539,23 @@ class ClickHouseStore:
                 batch.append(more)
                 size += more.size
             error: BaseException | None = None
+            rows = [row for b in batch for row in b.rows]
+            resources = [r for b in batch for r in b.resources]
+            logs = [r for b in batch for r in b.logs]
             try:
-                self._insert(
-                    [row for b in batch for row in b.rows],
-                    [r for b in batch for r in b.resources],
-                    [r for b in batch for r in b.logs],
-                )
-            except self._unavailable() as exc:
-                # Not stored (or only in part): the senders get 503 / UNAVAILABLE and retry.
-                self._drop_entry()
+                try:
+                    self._insert(rows, resources, logs)
+                except self._unavailable():
+                    # The entry host does not answer: once more through the next one (a part it
+                    # took before failing is stored twice and read once).
+                    self._next_entry()
+                    self._insert(rows, resources, logs)
+            except Exception as exc:  # the senders are told (503 / UNAVAILABLE: retry); the writer carries on
+                if isinstance(exc, self._unavailable()):
+                    self._next_entry()
                 _log.warning("otel-corr serve: a ClickHouse insert failed: %s", _reason(exc))
-                error = ShardUnavailable(
-                    [ShardState(0, f"{self.url.host}:{self.url.port}", False, _reason(exc))],
-                    "the batch was not stored: the cluster did not take it",
-                )
-            except Exception as exc:  # the senders are told; the writer carries on
-                _log.warning("otel-corr serve: a ClickHouse insert failed: %s", _reason(exc))
-                error = exc
+                # Not acknowledged: a synchronous insert that failed may have stored some shards' part.
+                error = StoreUnavailable(f"the batch was not stored: ClickHouse refused the insert: {_reason(exc)}")
             with self._idle:
                 self._pending -= len(batch)
                 self._queued_spans -= size

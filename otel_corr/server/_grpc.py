@@ -9,9 +9,11 @@ import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from ..exceptions import StoreUnavailable
 from ._admission import Budget, Busy
 from ._otlp import BadRequest, TooLarge, decode_logs, parse_logs, parse_spans, span_rows
-from ._store import Store, StoreFull
+from ._store import StoreFull
+from ._store_api import TraceStore
 
 __all__ = ["start_grpc"]
 
@@ -25,6 +27,8 @@ def _committed(done: Future[None], context: Any) -> None:
     """OK only once committed (this handler runs on grpcio's pool, so it may wait); else UNAVAILABLE."""
     try:
         done.result(timeout=60)
+    except StoreUnavailable as exc:  # a ClickHouse shard down: the reason names it
+        context.abort(grpc.StatusCode.UNAVAILABLE, f"not stored, retry: {exc}"[:1000])
     except Exception:
         context.abort(grpc.StatusCode.UNAVAILABLE, "store could not commit, retry")
 
@@ -32,7 +36,7 @@ def _committed(done: Future[None], context: Any) -> None:
 class _Export:
     """TraceService.Export and LogsService.Export on the request's bytes (see :func:`start_grpc`)."""
 
-    def __init__(self, store: Store, budget: Budget, max_items: int) -> None:
+    def __init__(self, store: TraceStore, budget: Budget, max_items: int) -> None:
         self.store, self.budget, self.max_items = store, budget, max_items
 
     def traces(self, body: bytes, context: Any) -> Any:
@@ -66,7 +70,7 @@ class _Export:
         return logs_service_pb2.ExportLogsServiceResponse()
 
 
-def start_grpc(store: Store, host: str, port: int, max_body: int, budget: Budget, max_items: int) -> grpc.Server:
+def start_grpc(store: TraceStore, host: str, port: int, max_body: int, budget: Budget, max_items: int) -> grpc.Server:
     """Start the OTLP/gRPC server; returns it (call ``stop(grace)`` at shutdown)."""
     server = grpc.server(
         ThreadPoolExecutor(max_workers=4, thread_name_prefix="otel-corr-grpc"),

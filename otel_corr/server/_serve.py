@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import _settings
 from .._terminal import visible
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, StoreError, StoreUnavailable
 
 __all__ = ["ServeConfig", "default_db_path", "run"]
 
@@ -35,6 +35,8 @@ class ServeConfig:
     otlp_http_port: int = 4318
     otlp_grpc_port: int = 4317
     db: Path = Path()
+    #: A ClickHouse store URL (``clickhouse://host:9000/db?cluster=NAME``) instead of the ``db`` file.
+    store: str = ""
     retention_ns: int | None = 7 * 86_400 * 1_000_000_000
     max_spans: int | None = None
     max_body: int = 16 * 1024 * 1024
@@ -74,6 +76,15 @@ class ServeConfig:
             raise ConfigError("--header-timeout", self.header_timeout, "seconds, more than 0 and at most 3600")
         if not 0 < self.query_budget <= 3600:
             raise ConfigError("--query-timeout", self.query_budget, "seconds, more than 0 and at most 3600")
+        if self.store:
+            from ._clickhouse import parse_url
+
+            try:
+                parse_url(self.store)
+            except StoreError as exc:
+                raise ConfigError("--store", "(not shown: it may hold a password)", str(exc)) from None
+            if self.max_spans:
+                raise ConfigError("--max-spans", self.max_spans, "0 with a ClickHouse store (it keeps by --retention)")
         ports = [self.port, self.otlp_http_port, self.otlp_grpc_port]
         if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
             raise ConfigError("ports", ports, "three different ports between 1 and 65535")
@@ -106,10 +117,16 @@ def _socket(host: str, port: int) -> socket.socket:
 async def _retention(store: Any, config: ServeConfig) -> None:
     while True:
         await asyncio.sleep(60)
-        try:
-            await asyncio.to_thread(store.prune, max_age_ns=config.retention_ns, max_spans=config.max_spans)
-        except Exception:
-            _log.exception("otel-corr serve: retention failed")
+        await _prune(store, config)
+
+
+async def _prune(store: Any, config: ServeConfig) -> None:
+    try:
+        await asyncio.to_thread(store.prune, max_age_ns=config.retention_ns, max_spans=config.max_spans)
+    except StoreUnavailable as exc:  # a shard down: nothing dropped anywhere; the next pass tries again
+        _log.warning("otel-corr serve: %s", exc)
+    except Exception:
+        _log.exception("otel-corr serve: retention failed")
 
 
 def _say(line: str) -> None:
@@ -136,6 +153,14 @@ def _note_service(service: str) -> None:
         _say(f"otel-corr serve: more than {_NOTED_SERVICES} services; no more are listed here")
 
 
+def _store_name(config: ServeConfig) -> str:
+    if not config.store:
+        return str(config.db)
+    from ._clickhouse import parse_url
+
+    return parse_url(config.store).redacted()
+
+
 def run(config: ServeConfig) -> None:
     """Serve until SIGINT/SIGTERM; the store is flushed and closed on the way out."""
     import uvicorn
@@ -147,6 +172,7 @@ def run(config: ServeConfig) -> None:
     from ._guard import Guard
     from ._otlp import max_decode_cost
     from ._store import Store
+    from ._store_api import TraceStore, open_store
     from ._tail import Hub
 
     config.check()
@@ -160,7 +186,8 @@ def run(config: ServeConfig) -> None:
     # One memory budget for decoding, shared by OTLP/HTTP and OTLP/gRPC (see _admission).
     budget = Budget(max_decode_cost(config.max_body, MAX_ITEMS))
     # The store first: a second server on the same file is refused naming the first (see _storefile).
-    store = Store(config.db, owner=f"pid {os.getpid()}, http://{config.host}:{config.port}")
+    owner = f"pid {os.getpid()}, http://{config.host}:{config.port}"
+    store: TraceStore = open_store(config.store, owner=owner) if config.store else Store(config.db, owner=owner)
     store.on_new_service = _note_service
     tail_hub = Hub()
     store.on_committed = tail_hub.publish
@@ -197,12 +224,12 @@ def run(config: ServeConfig) -> None:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 retention_task = asyncio.create_task(_retention(store, config))
-                await asyncio.to_thread(store.prune, max_age_ns=config.retention_ns, max_spans=config.max_spans)
+                await _prune(store, config)
                 await send({"type": "lifespan.startup.complete"})
                 _say(
                     f"otel-corr serve: UI and Jaeger API http://{config.host}:{config.port}  "
                     f"OTLP/HTTP http://{config.host}:{config.otlp_http_port}  "
-                    f"OTLP/gRPC {config.host}:{config.otlp_grpc_port}  store {config.db}"
+                    f"OTLP/gRPC {config.host}:{config.otlp_grpc_port}  store {_store_name(config)}"
                 )
                 _say(
                     "otel-corr serve: waiting for spans (point OTEL_EXPORTER_OTLP_ENDPOINT at the OTLP/HTTP URL);"

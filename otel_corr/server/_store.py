@@ -1072,7 +1072,8 @@ class Store:
 
     def entry_span(self, trace_id: bytes) -> Span | None:
         """The span a trace is listed by: its root (the earliest, if several), else its earliest span."""
-        spans = self._spans(f"{_TRACE_ROWS} ORDER BY s.parent_id IS NOT NULL, s.start_ns, s.rowid LIMIT 1", (trace_id,))
+        order = "s.parent_id IS NOT NULL, s.start_ns, s.span_id, s.rowid"
+        spans = self._spans(f"{_TRACE_ROWS} ORDER BY {order} LIMIT 1", (trace_id,))
         return spans[0] if spans else None
 
     def find(self, query: Query, *, limit: int = 20) -> FindResult:
@@ -1087,7 +1088,8 @@ class Store:
         ``details`` False, undecoded and in stored order (see :meth:`_spans`)."""
         # Undecoded reads are for analysis, which orders what it needs itself: row order is the
         # range scan's own (no sort), and a duplicate's later copy is still the later row.
-        order = "s.start_ns, s.rowid" if details else "s.rowid"
+        # Equal start times by span ID, as the ClickHouse store orders them (the same answer on both).
+        order = "s.start_ns, s.span_id, s.rowid" if details else "s.rowid"
         spans = self._spans(f"{_TRACE_ROWS} ORDER BY {order}", (trace_id,), details=details)
         # Rows are not unique by span ID (no unique index to maintain on ingest): a batch retried
         # after a lost acknowledgement is stored twice, and read back once, the later copy.

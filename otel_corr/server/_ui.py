@@ -28,7 +28,7 @@ from ._model import KIND_NAMES, LogRecord, Span
 from ._otlp import attribute_text
 from ._query import float_param, int_param, time_range
 from ._search import SearchError, parse
-from ._store import Store
+from ._store_api import TraceStore, missing, missing_text
 
 __all__ = ["ui_routes"]
 
@@ -138,7 +138,7 @@ _BASELINE_SAMPLE = 2000
 _HOUR_NS = 3600 * 1_000_000_000
 
 
-def _baseline(store: Store, entry: Span, now_ns: int) -> Baseline:
+def _baseline(store: TraceStore, entry: Span, now_ns: int) -> Baseline:
     """The endpoint's requests of the hour and day up to this one's end (this one left out) and its
     median trace.  Up to the request, not up to now: yesterday's incident is compared with
     yesterday's traffic, not with this morning's."""
@@ -209,7 +209,7 @@ class _CollectorPause:
 _collector_paused = _CollectorPause()
 
 
-def _opened(store: Store, text: str) -> bytes | None:
+def _opened(store: TraceStore, text: str) -> bytes | None:
     """The trace a lone ID opens in the search (a span ID, a base64 form ``find_trace`` does not
     take), so ``why`` answers every ID the search box does."""
     try:
@@ -221,7 +221,17 @@ def _opened(store: Store, text: str) -> bytes | None:
     return store.find(query, limit=1).opened
 
 
-def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
+def _answer(data: dict[str, Any]) -> JSONResponse:
+    """A page API answer; when a shard did not answer, ``missing`` names it and ``warning`` says so
+    in one line (the page's banner, ``otel-corr find``/``why``'s warning on stderr)."""
+    shortfalls = missing()
+    if shortfalls:
+        data["missing"] = [s._asdict() for s in shortfalls]
+        data["warning"] = missing_text(shortfalls)
+    return JSONResponse(data)
+
+
+def ui_routes(store: TraceStore, find_trace: Any, reads: Any) -> list[Route]:
     """Routes of the page and its API (mounted on the query port); ``reads`` runs a query handler off the loop."""
 
     async def page(request: Request) -> Response:
@@ -268,7 +278,7 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
             limit=limit,
         )
         rows = [_row(span) for span in spans]
-        return JSONResponse({"rows": rows, "services": store.services()})
+        return _answer({"rows": rows, "services": store.services()})
 
     def search(request: Request) -> Response:
         """The one search (``_search``'s language): the page's box, ``otel-corr find``, scripts."""
@@ -279,7 +289,7 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
             query = query._replace(until_ns=until_ns)
         limit = max(1, min(int_param("limit", q["limit"], 0, 2**31) if q.get("limit") else 20, 200))
         result = store.find(query, limit=limit)
-        return JSONResponse(
+        return _answer(
             {
                 "query": query.text,
                 "opened": result.opened.hex() if result.opened else None,
@@ -348,7 +358,7 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
         # Undecoded (details=False): the analysis decodes the few spans whose attributes or events
         # it reads.
         baseline = _baseline(store, entry_of(spans), time.time_ns())
-        return JSONResponse(analyse(spans, store.trace_logs(trace_id), baseline, expand_span=store.expand))
+        return _answer(analyse(spans, store.trace_logs(trace_id), baseline, expand_span=store.expand))
 
     def endpoints(request: Request) -> Response:
         window = request.query_params.get("window")
@@ -392,7 +402,7 @@ def ui_routes(store: Store, find_trace: Any, reads: Any) -> list[Route]:
         out.sort(key=lambda e: (-e["count"], e["service"], e["name"]))
         # Where each of the `buckets` points of a series starts, and how long it lasts (the page's
         # sparkline tooltips show the bucket's time range).
-        return JSONResponse(
+        return _answer(
             {
                 "window_s": window_s,
                 "bucket_start_ms": since // 1_000_000,

@@ -56,7 +56,15 @@
   async function getJSON(url) {
     const response = await fetch(url, { headers: { accept: "application/json" } });
     const body = await response.json().catch(() => ({}));
+    partial(body && typeof body.warning === "string" ? body.warning : "");
     return { ok: response.ok, status: response.status, body };
+  }
+  // A ClickHouse shard that did not answer: the banner says results may be missing until an answer is whole.
+  function partial(warning) {
+    const banner = document.getElementById("partial");
+    if (!banner) return;
+    banner.textContent = warning ? "Partial results: " + bounded(warning, 400) : "";
+    banner.hidden = !warning;
   }
   function go(path) { history.pushState(null, "", path); render(); }
   function link(path, ...children) { return linkWith(path, {}, ...children); }
