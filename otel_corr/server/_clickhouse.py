@@ -366,7 +366,14 @@ class ClickHouseStore:
         return f"{host}:{port}"
 
     def _on(self, shard: _Shard) -> Client:
-        return self._client(shard.host, shard.port)
+        """This thread's client for ``shard``, its queries bounded by the thread's :meth:`budget` if any."""
+        client = self._client(shard.host, shard.port)
+        deadline: float | None = getattr(self._local, "deadline", None)
+        if deadline is None:
+            client.settings.pop("max_execution_time", None)
+        else:  # the driver merges these into every query's settings
+            client.settings["max_execution_time"] = max(1, int(deadline - time.monotonic() + 0.999))
+        return client
 
     # --- schema ----------------------------------------------------------------------------
 
