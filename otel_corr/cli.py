@@ -746,6 +746,9 @@ def _tail(args: argparse.Namespace) -> int:
                 if lost or not connected_once:
                     again = " again" if lost else " (Ctrl-C stops it)"
                     print(f"otel-corr tail: following {base}{again}", file=sys.stderr, flush=True)
+                    note = hello.get("note")
+                    if isinstance(note, str) and note and not lost:  # a replica of several: say what is seen
+                        print(f"otel-corr tail: note: {visible(note[:500])}", file=sys.stderr, flush=True)
                 connected_once, lost = True, 0
                 reason = _tail_follow(response, args.json, colour, event_lines)
             lost = _tail_retry(lost, reason)

@@ -452,7 +452,13 @@ def build_app(
                 else f"{hub.max_subscribers} tails already follow this server; stop one and retry"
             )
             return JSONResponse({"error": reason}, status_code=503, headers={"Retry-After": "5"})
-        return TailResponse(hub, subscriber, {"version": __version__})
+        hello: dict[str, Any] = {"version": __version__}
+        if store.shared:  # never silent: a tail of one replica is not the cluster's
+            hello["note"] = (
+                "this serve shares its store with other replicas: the stream holds what this one receives;"
+                " follow each replica (or send the stream's senders to one) to see everything"
+            )
+        return TailResponse(hub, subscriber, hello)
 
     routes = [
         Route("/api/otel-corr/info", info),

@@ -279,6 +279,9 @@ class ClickHouseStore:
     """A ClickHouse cluster as otel-corr's store: writer threads insert (group commit), queries run on
     per-thread clients, lookups by key on the key's shard."""
 
+    #: Several ``serve`` replicas write one cluster: each sees only what it ingests itself.
+    shared = True
+
     def __init__(self, url: str, *, writers: int = 2, group_spans: int = 16384, max_queued_spans: int = 65536) -> None:
         self.url = parse_url(url)
         self._driver = _driver()

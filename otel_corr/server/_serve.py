@@ -82,7 +82,9 @@ class ServeConfig:
             try:
                 parse_url(self.store)
             except StoreError as exc:
-                raise ConfigError("--store", "(not shown: it may hold a password)", str(exc)) from None
+                raise ConfigError(
+                    "--store", "(not shown: it may hold a password)", f"clickhouse://host:9000/db?cluster=NAME: {exc}"
+                ) from None
             if self.max_spans:
                 raise ConfigError("--max-spans", self.max_spans, "0 with a ClickHouse store (it keeps by --retention)")
         ports = [self.port, self.otlp_http_port, self.otlp_grpc_port]

@@ -380,6 +380,9 @@ class _Item:
 class Store:
     """One SQLite file; ``submit`` never blocks on disk, queries run on per-thread read connections."""
 
+    #: One process writes the file (``_storefile`` refuses a second): it sees everything ingested.
+    shared = False
+
     def __init__(
         self,
         path: str | Path,

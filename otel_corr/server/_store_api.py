@@ -95,6 +95,9 @@ def missing_header(shortfalls: Iterable[Shortfall]) -> str:
 class TraceStore(Protocol):
     """The store every face of ``serve`` uses (see the module's note on partial answers)."""
 
+    #: Whether other ``serve`` processes may write to the same store (a ClickHouse cluster): then what
+    #: this process sees being ingested (``otel-corr tail``) is only its own part.
+    shared: bool
     #: Called on the writer thread with each service name the store sees for the first time.
     on_new_service: Callable[[str], None] | None
     #: Called on the writer thread after each commit with what it stored (``otel-corr tail``).
