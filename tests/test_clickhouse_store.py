@@ -24,6 +24,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from otel_corr.exceptions import StoreError, StoreUnavailable
 from otel_corr.server._otlp import decode_logs, parse_spans, span_rows
 from otel_corr.server._store import Store
+from otel_corr.server._store_api import partial_answers
 
 from .clickhouse_cluster import MISSING, ClickHouseCluster, find_server
 
@@ -303,8 +304,42 @@ def test_a_shard_down_is_named_never_half_an_answer(tmp_path: Path) -> None:
                 if _home(store, "request_ids", "request_id = %(r)s", {"r": f"r-{i}"}) == 2
             )
 
+            # The reads across shards, whole, to compare with what they answer with shard 2 down.
+            reads = {
+                "search": lambda: store.search(service="front", limit=100),
+                "entries": lambda: [(s.trace_id, s.span_id) for s in store.entries(limit=100)],
+                "endpoints": lambda: sorted(store.endpoint_stats(0)),
+                "recent": lambda: store.recent_requests("front", "op-5", 0, 10),
+                "services": store.services,
+                "operations": lambda: store.operations("front"),
+                "dependencies": lambda: store.dependencies(0, 2**63),
+            }
+            whole_reads = {name: read() for name, read in reads.items()}
+            assert {t for t, _ in whole_reads["entries"]} == set(traces)
+            assert whole_reads["recent"] and whole_reads["services"] == ["front"]
+            on_shard_1 = {
+                "search": [t for t in whole_reads["search"] if homes[t] == 1],
+                "entries": [e for e in whole_reads["entries"] if homes[e[0]] == 1],
+                "endpoints": [
+                    r
+                    for r in whole_reads["endpoints"]
+                    if r.name in {f"op-{i + 1}" for i, t in enumerate(traces) if homes[t] == 1}
+                ],
+                "recent": [r for r in whole_reads["recent"] if homes[r.trace_id] == 1],
+                "services": ["front"],  # both shards know it
+                "operations": [o for o in whole_reads["operations"] if homes[traces[int(o[0][3:]) - 1]] == 1],
+                "dependencies": [],
+            }
+            assert 0 < len(on_shard_1["search"]) < len(traces)
+
             cluster.stop_shard(2)
             address = cluster.shards[1].address
+            # A read across shards answers with shard 1's part and says that shard 2 did not answer.
+            for name, read in reads.items():
+                with partial_answers() as missing:
+                    assert read() == on_shard_1[name], name
+                assert [(m.shard, m.address) for m in missing] == [(2, address)], name
+                assert missing[0].error, name  # the driver's reason
             with pytest.raises(ShardUnavailable, match=f"shard 2 \\({address}\\)") as raised:
                 store.trace(on_2)
             assert [s.number for s in raised.value.shards] == [2]
@@ -327,6 +362,9 @@ def test_a_shard_down_is_named_never_half_an_answer(tmp_path: Path) -> None:
             # The shard the URL names down: the store still finds shard 2's traces, and names shard 1.
             cluster.stop_shard(1)
             assert store.trace(on_2) == whole_2
+            with partial_answers() as missing:  # reads across shards no longer need the URL's shard
+                assert store.search(service="front", limit=100) == [t for t in whole_reads["search"] if homes[t] == 2]
+            assert [m.shard for m in missing] == [1]
             with pytest.raises(ShardUnavailable, match=f"shard 1 \\({cluster.shards[0].address}\\)"):
                 store.trace(on_1)
             # Ingest is refused even for a trace shard 2 holds: on 18.16 a synchronous distributed insert
@@ -482,7 +520,10 @@ def both(tmp_path_factory: pytest.TempPathFactory, cluster: ClickHouseCluster) -
 
     sqlite = Store(tmp_path_factory.mktemp("sqlite") / "s.db")
     url = cluster.url.replace("/otel_corr?", "/t_reads?")
-    replicas = [ClickHouseStore(url), ClickHouseStore(url.replace(cluster.shards[0].address, cluster.shards[1].address))]
+    replicas = [
+        ClickHouseStore(url),
+        ClickHouseStore(url.replace(cluster.shards[0].address, cluster.shards[1].address)),
+    ]
     try:
         corpus = _corpus()
         for i, body in enumerate(corpus):
@@ -505,7 +546,12 @@ def test_services_and_operations_answer_as_sqlite(both: tuple[Store, object]) ->
     for service in (*SERVICES, "mailer", "nobody"):
         for kind in (None, 2, 3, 5):
             assert clickhouse.operations(service, kind) == sqlite.operations(service, kind), (service, kind)  # type: ignore[attr-defined]
-    assert clickhouse.operations("front") == [("GET /orders/0", 2), ("GET /orders/1", 2), ("GET /orders/2", 2), ("GET back", 3)]  # type: ignore[attr-defined]
+    assert clickhouse.operations("front") == [
+        ("GET /orders/0", 2),
+        ("GET /orders/1", 2),
+        ("GET /orders/2", 2),
+        ("GET back", 3),
+    ]  # type: ignore[attr-defined]
 
 
 SEARCHES: list[dict[str, object]] = [
@@ -565,13 +611,22 @@ def test_the_searches_compared_find_something(both: tuple[Store, object]) -> Non
     every = clickhouse.search(limit=1000)  # type: ignore[attr-defined]
     assert len(every) == 48
     per_shard = [
-        int(clickhouse._on(s).execute(f"SELECT uniqExact(trace_id) FROM {clickhouse.url.database}.spans_search_local")[0][0])  # type: ignore[attr-defined]
+        int(
+            clickhouse._on(s).execute(f"SELECT uniqExact(trace_id) FROM {clickhouse.url.database}.spans_search_local")[
+                0
+            ][0]
+        )  # type: ignore[attr-defined]
         for s in clickhouse.shards  # type: ignore[attr-defined]
     ]
     assert sum(per_shard) == 48 and min(per_shard) > 0, per_shard
 
 
-WINDOWS = [(BASE, BASE + 40 * HOUR), (BASE + 2 * HOUR, BASE + 9 * HOUR), (BASE + 50 * HOUR, BASE + 60 * HOUR), (BASE + 9 * HOUR, BASE)]
+WINDOWS = [
+    (BASE, BASE + 40 * HOUR),
+    (BASE + 2 * HOUR, BASE + 9 * HOUR),
+    (BASE + 50 * HOUR, BASE + 60 * HOUR),
+    (BASE + 9 * HOUR, BASE),
+]
 
 
 @pytest.mark.parametrize("window", WINDOWS)
@@ -642,3 +697,67 @@ def test_recent_requests_answer_as_sqlite(
     sqlite, clickhouse = both
     expected = sqlite.recent_requests(service, name, since, limit, until_ns=until)
     assert clickhouse.recent_requests(service, name, since, limit, until_ns=until) == expected  # type: ignore[attr-defined]
+
+
+def test_a_v1_store_upgrades_to_v2_and_its_spans_stay_readable(
+    cluster: ClickHouseCluster, url: str, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_corr.server import _clickhouse
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    corpus = _corpus()
+    old, new = corpus[:20], corpus[20:]
+    # A store made by a release that knew schema version 1 only, and its writer (spans straight into
+    # the Distributed ``spans`` table, no search copy).
+    with monkeypatch.context() as patch:
+        patch.setattr(_clickhouse, "MIGRATIONS", _clickhouse.MIGRATIONS[:1])
+        patch.setattr(_clickhouse, "SCHEMA_VERSION", 1)
+        v1 = ClickHouseStore(url)
+    try:
+        assert v1.schema_versions() == {1: [1], 2: [1]}
+        for body in old:
+            _submit(sqlite_store, body)
+            batch = span_rows(parse_spans(body, "application/x-protobuf"), v1.resource_id)
+            resources = {rid: text.encode() for rid, _, _, text in batch.resources}
+            v1._entry().execute(
+                f"INSERT INTO {v1.url.database}.spans ({_clickhouse._V1_SPAN_COLUMNS}) VALUES",
+                [
+                    (bytes(r[0]), bytes(r[1]), bytes(r[2]), r[3], r[4].encode(), r[5].encode(), r[6], r[7], r[8])
+                    + (r[9], r[10].encode(), r[11].encode(), bytes(r[12]), r[13], resources[r[3]])
+                    for r in batch.rows
+                ],
+                settings={"insert_distributed_sync": 1},
+            )
+    finally:
+        v1.close()
+
+    store = ClickHouseStore(url)  # this release: upgrades every shard
+    try:
+        assert store.schema_versions() == {1: [1, 2], 2: [1, 2]}
+        assert store.ensure_schema() == {1: 2, 2: 2}  # done once
+        for body in new:
+            _submit(sqlite_store, body)
+            _submit(store, body)
+        # Spans stored under v1 read as SQLite reads them: by key, and across shards by every criterion
+        # but attributes (their attribute arrays could not be made from SQL); later spans by all.
+        first = sqlite_store.search(end_ns=BASE + 4 * HOUR, limit=100)
+        assert first and all(store.trace(t) == sqlite_store.trace(t) for t in first)
+        assert store.services() == sqlite_store.services()
+        assert store.operations("back") == sqlite_store.operations("back")
+        for criteria in (
+            {"limit": 100},
+            {"service": "back", "end_ns": BASE + 4 * HOUR},
+            {"tags": {"error": "true"}},
+            {"tags": {"http.status_code": "404"}},
+            {"tags": {"request.id": "req-0"}},
+            {"tags": {"user": "u2"}, "start_ns": BASE + 5 * HOUR},  # after the upgrade
+        ):
+            assert store.search(**criteria) == sqlite_store.search(**criteria), criteria  # type: ignore[arg-type]
+        assert store.entries(limit=100) == sqlite_store.entries(limit=100)
+        assert store.dependencies(BASE, BASE + 40 * HOUR) == sqlite_store.dependencies(BASE, BASE + 40 * HOUR)
+        assert sorted(store.endpoint_stats(BASE)) == sorted(sqlite_store.endpoint_stats(BASE))
+        assert store.recent_requests("front", "GET /orders/1", BASE, 50) == sqlite_store.recent_requests(
+            "front", "GET /orders/1", BASE, 50
+        )
+    finally:
+        store.close()
