@@ -154,12 +154,19 @@ def main() -> None:
         with ClickHouseCluster(root / "cluster") as cluster:
             store = ClickHouseStore(cluster.url)
             count = 0
-            for body in bodies:
+            pending: list[Any] = []
+            for i, body in enumerate(bodies):
                 sqlite_batch = span_rows(parse_spans(body, "application/x-protobuf"), sqlite.resource_id)
                 ch_batch = span_rows(parse_spans(body, "application/x-protobuf"), store.resource_id)
-                sqlite.submit(sqlite_batch.rows, sqlite_batch.resources)
-                store.submit(ch_batch.rows, ch_batch.resources)
+                pending.append(sqlite.submit(sqlite_batch.rows, sqlite_batch.resources))
+                pending.append(store.submit(ch_batch.rows, ch_batch.resources))
                 count += len(ch_batch.rows)
+                if i % 20 == 19:  # within both queues' bounds; inserts of ~6k spans (group commit)
+                    for future in pending:
+                        future.result(timeout=300)
+                    pending.clear()
+            for future in pending:
+                future.result(timeout=300)
             sqlite.flush(300)
             store.flush(300)
             mismatches = sum(1 for s in searches[:50] if store.search(**s) != sqlite.search(**s))  # type: ignore[arg-type]

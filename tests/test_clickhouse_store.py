@@ -416,11 +416,14 @@ def test_retention_drops_whole_old_days_on_every_shard(cluster: ClickHouseCluste
             if store._on(s).execute(f"SELECT count() FROM {database}.spans_local WHERE start_ns < {BASE - day}")[0][0]
         }
         assert shards_with_old == {1, 2}  # the drop has to happen on each
+        assert store.search(tags={"request.id": "old-3"}) == [old[3]]
 
         # A window of two days: the old day goes, whole, from every shard; today's stays.
         assert store.prune(max_age_ns=2 * day, now_ns=BASE) == len(old)
         assert all(store.trace(t) == [] for t in old)
         assert store.traces_for_request("old-3") == []
+        assert store.search(tags={"request.id": "old-3"}) == []  # the search copy's old day too
+        assert store.search(limit=100) == list(reversed(new))
         assert store.logs(old[0]) == []
         assert all(len(store.trace(t)) == 1 for t in new)
         assert store.traces_for_request("new-3") == [new[3]]
@@ -465,13 +468,13 @@ def _corpus() -> list[bytes]:
 
         def span(number: int, parent: int, kind: int, offset: int, duration: int, name: str) -> SpanMessage:
             return SpanMessage(
-                trace_id=trace,
-                span_id=(n + number).to_bytes(8, "big"),
-                parent_span_id=(n + parent).to_bytes(8, "big") if parent else b"",
+                trace_id=trace,  # noqa: B023 (called in this iteration only)
+                span_id=(n + number).to_bytes(8, "big"),  # noqa: B023
+                parent_span_id=(n + parent).to_bytes(8, "big") if parent else b"",  # noqa: B023
                 name=name,
                 kind=kind,
-                start_time_unix_nano=start + offset,
-                end_time_unix_nano=start + offset + duration,
+                start_time_unix_nano=start + offset,  # noqa: B023
+                end_time_unix_nano=start + offset + duration,  # noqa: B023
             )
 
         # Every fourth trace came in from a caller outside (its parent is not stored).

@@ -1,4 +1,4 @@
-"""The ClickHouse store (groundwork for issue 21): schema, ingest, trace and request-ID lookup, shard health.
+"""The ClickHouse store (issue 21): schema, ingest, lookups by key, reads across shards, shard health.
 
 Not wired into ``otel-corr serve`` yet: the page, the CLI, Jaeger, search and ``why`` still call
 the SQLite :class:`._store.Store` directly; ``docs/design/clickhouse-store.md`` lists what they use
@@ -26,6 +26,11 @@ against a real two-shard cluster (``tests/test_clickhouse_store.py``):
   URL's shard after start (only the shard list is read there); inserts still do (they go through
   its Distributed tables: with it down, ingest is refused).
 - **Retention by day**: :meth:`ClickHouseStore.prune` drops whole day partitions on every shard.
+- **Reads across shards** (schema v2: services, operations, Jaeger's search, dependencies, the
+  page's list, endpoint stats, ``why``'s baseline) run on every shard's local tables at once and
+  merge here, from a second copy of spans ordered by service and time (attributes as serialized
+  KeyValues, compared exactly as the SQLite store compares a tag's text).  A shard that does not
+  answer is left out and named (``_store_api.note_missing``): the answer is partial, never an error.
 
 ``clickhouse-driver`` is imported when a store is opened, never by ``import otel_corr.server``.
 """
@@ -65,6 +70,9 @@ __all__ = [
     "ClickHouseURL",
     "ShardState",
     "ShardUnavailable",
+    "exact_only",
+    "key_prefix",
+    "kv_candidates",
     "parse_url",
 ]
 
@@ -773,7 +781,8 @@ class ClickHouseStore:
             # which ALTER ... DROP PARTITION ID takes on 18.16 and on current releases alike.
             parts = client.execute(
                 "SELECT table, partition_id, sum(if(table = 'spans_local', rows, 0)) FROM system.parts"
-                " WHERE active AND database = %(db)s AND table IN ('spans_local', 'request_ids_local', 'logs_local')"
+                " WHERE active AND database = %(db)s"
+                " AND table IN ('spans_local', 'request_ids_local', 'logs_local', 'spans_search_local')"
                 " AND max_date < toDate(toDateTime(%(cutoff)s)) GROUP BY table, partition_id",
                 {"db": db, "cutoff": cutoff_s},
             )
@@ -793,6 +802,8 @@ class ClickHouseStore:
         for client in clients.values():
             client.disconnect()
         clients.clear()
+        if self._reader_pool is not None:
+            self._reader_pool.shutdown(wait=False)
 
     # --- reading ---------------------------------------------------------------------------
 
