@@ -662,6 +662,7 @@ ENTRIES: list[dict[str, object]] = [
     {"status_range": (0, 200)},
     {"service": "back", "status_range": (500, 600), "since_ns": BASE},
     {"service": "pay", "limit": 100},
+    {"service": "queue", "status_range": (0, 300)},  # no HTTP status: in no range
 ]
 
 
