@@ -1254,8 +1254,10 @@ class ClickHouseStore:
         read = (
             f"SELECT trace_id, span_id, parent_id, service, name, kind, start_ns, duration_ns, status, request_id,"
             f" scope, detail, resource FROM {db}.spans_local"
-            " WHERE trace_id IN (SELECT toFixedString(unhex(arrayJoin(%(traces)s)), 16))"
-            " AND span_id IN (SELECT toFixedString(unhex(arrayJoin(%(spans)s)), 8)) LIMIT 1 BY trace_id, span_id"
+            # PREWHERE: the few granules of those traces are found first, and only theirs read whole
+            # (the detail of every span otherwise: 2x the time at 100k spans).
+            " PREWHERE trace_id IN (SELECT toFixedString(unhex(arrayJoin(%(traces)s)), 16))"
+            " WHERE span_id IN (SELECT toFixedString(unhex(arrayJoin(%(spans)s)), 8)) LIMIT 1 BY trace_id, span_id"
         )
         keys: dict[int, set[tuple[bytes, bytes]]] = {}
         for _, span_id, trace_id, shard in chosen:
