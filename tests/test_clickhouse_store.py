@@ -8,6 +8,7 @@ stopped makes a lookup say which shard is down, never answer half.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -763,5 +764,22 @@ def test_a_v1_store_upgrades_to_v2_and_its_spans_stay_readable(
         assert store.recent_requests("front", "GET /orders/1", BASE, 50) == sqlite_store.recent_requests(
             "front", "GET /orders/1", BASE, 50
         )
+    finally:
+        store.close()
+
+
+def test_serve_is_told_each_new_service_by_name(cluster: ClickHouseCluster, url: str) -> None:
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    store = ClickHouseStore(url)
+    seen: list[str] = []
+    store.on_new_service = seen.append
+    try:
+        for body in (*BATCHES, BATCHES[0]):
+            _submit(store, body)
+        deadline = time.monotonic() + 30  # the callback runs on the writer after the acknowledgement
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen == ["front", "back"]  # "first spans from service ...": names, once each
     finally:
         store.close()

@@ -677,7 +677,7 @@ class ClickHouseStore:
         try:
             if self.on_new_service is not None:
                 for item in batch:
-                    for _, service, _, _ in item.resources:
+                    for _, _, service, _ in item.resources:  # (id, digest, service, attributes)
                         if service not in self._services_seen:
                             self._services_seen.add(service)
                             self.on_new_service(service)
