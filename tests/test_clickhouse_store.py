@@ -743,8 +743,8 @@ def test_a_v1_store_upgrades_to_v2_and_its_spans_stay_readable(
         for body in new:
             _submit(sqlite_store, body)
             _submit(store, body)
-        # Spans stored under v1 read as SQLite reads them: by key, and across shards by every criterion
-        # but attributes (their attribute arrays could not be made from SQL); later spans by all.
+        # Spans stored under v1 read as SQLite reads them: by key, and across shards by every criterion,
+        # attributes included (copied into the search copy at the upgrade, decoded from their details).
         first = sqlite_store.search(end_ns=BASE + 4 * HOUR, limit=100)
         assert first and all(store.trace(t) == sqlite_store.trace(t) for t in first)
         assert store.services() == sqlite_store.services()
@@ -756,8 +756,12 @@ def test_a_v1_store_upgrades_to_v2_and_its_spans_stay_readable(
             {"tags": {"http.status_code": "404"}},
             {"tags": {"request.id": "req-0"}},
             {"tags": {"user": "u2"}, "start_ns": BASE + 5 * HOUR},  # after the upgrade
+            {"tags": {"user": "u2"}, "end_ns": BASE + 4 * HOUR},  # before it
+            {"tags": {"tags": "[1, 0]"}, "end_ns": BASE + 4 * HOUR},
+            {"tags": {"cached": "true"}, "limit": 100},
         ):
-            assert store.search(**criteria) == sqlite_store.search(**criteria), criteria  # type: ignore[arg-type]
+            expected = sqlite_store.search(**criteria)  # type: ignore[arg-type]
+            assert expected and store.search(**criteria) == expected, criteria  # type: ignore[arg-type]
         assert store.entries(limit=100) == sqlite_store.entries(limit=100)
         assert store.dependencies(BASE, BASE + 40 * HOUR) == sqlite_store.dependencies(BASE, BASE + 40 * HOUR)
         assert sorted(store.endpoint_stats(BASE)) == sorted(sqlite_store.endpoint_stats(BASE))

@@ -103,12 +103,6 @@ _SEARCH_COLUMNS = (
     "service, start_ns, trace_id, span_id, parent_id, name, kind, duration_ns, status, http_status, request_id,"
     " attr_kv, texts, resource_keys, resource_values, day"
 )
-# A span stored before v2 as a search row: what SQL cannot decode from its detail left empty.
-_V1_AS_SEARCH = _SEARCH_COLUMNS.replace(
-    "attr_kv, texts, resource_keys, resource_values",
-    "CAST([] AS Array(String)), '', CAST([] AS Array(String)), CAST([] AS Array(String))",
-)
-
 #: Each migration: its version and its statements (``{db}`` and ``{cluster}`` filled in), run on
 #: every shard.  Idempotent by construction (``IF NOT EXISTS``): a migration interrupted on one
 #: shard is run again, whole, on the next start.  Append; never edit a released one.
@@ -205,10 +199,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             " AS SELECT DISTINCT service FROM {db}.spans_in_local",
             "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.log_services_mv TO {db}.services_local"
             " AS SELECT DISTINCT service FROM {db}.logs_local",
-            # A v1 store's spans and log records: into the new tables, without what SQL cannot take
-            # from a stored detail (attributes, texts: found by every criterion but attributes and
-            # words).  Run again if the migration was interrupted: a span copied twice is read once.
-            f"INSERT INTO {{db}}.spans_search_local ({_SEARCH_COLUMNS}) SELECT {_V1_AS_SEARCH} FROM {{db}}.spans_local",
+            # A v1 store's operations and services (its spans go into the search copy after these
+            # statements, decoded in Python: ``ClickHouseStore._backfill_search``).  Run again if
+            # the migration was interrupted: rows repeat until merged, and are read with DISTINCT.
             "INSERT INTO {db}.operations_local (service, name, kind) SELECT DISTINCT service, name, kind"
             " FROM {db}.spans_local",
             "INSERT INTO {db}.services_local (service) SELECT DISTINCT service FROM {db}.spans_local",
@@ -501,11 +494,54 @@ class ClickHouseStore:
                     continue
                 for statement in statements:
                     client.execute(statement.format(db=db, cluster=cluster))
+                if number == 2 and version:  # a store made before v2: its spans into the search copy
+                    self._backfill_search(shard)
                 client.execute(
                     f"INSERT INTO {db}.schema_version (version, otel_corr, applied_ns) VALUES",
                     [(number, _version().encode(), time.time_ns())],
                 )
         return before
+
+    def _backfill_search(self, shard: _Shard) -> None:
+        """Copy a v1 store's spans (on ``shard``) into the search copy, attributes and texts decoded
+        from their details as the writer does (SQL cannot): found afterwards as if stored by v2.
+
+        Streamed (a second connection reads while this thread's inserts), 20,000 rows an insert.
+        Run again if the upgrade was interrupted: a span copied twice is read once.
+        """
+        db = self.url.database
+        reader = self._driver.Client(
+            shard.host,
+            port=shard.port,
+            user=self.url.user,
+            password=self.url.password,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            send_receive_timeout=QUERY_TIMEOUT_S,
+            settings={"strings_as_bytes": True},
+        )
+        writer = self._on(shard)
+        insert = f"INSERT INTO {db}.spans_search_local ({_SEARCH_COLUMNS}) VALUES"
+        resources: dict[bytes, tuple[list[bytes], list[bytes]]] = {}
+        chunk: list[tuple[Any, ...]] = []
+        try:
+            for *head, detail, resource, day in reader.execute_iter(
+                "SELECT service, start_ns, trace_id, span_id, parent_id, name, kind, duration_ns, status,"
+                f" http_status, request_id, detail, resource, day FROM {db}.spans_local",
+                settings={"max_block_size": 8192},
+            ):
+                pairs = resources.get(resource)
+                if pairs is None:
+                    pairs = _resource_arrays(_text(resource))
+                    if len(resources) < 10_000:
+                        resources[resource] = pairs
+                chunk.append((*head, *_search_fields(detail), *pairs, day))
+                if len(chunk) >= 20_000:
+                    writer.execute(insert, chunk)
+                    chunk.clear()
+            if chunk:
+                writer.execute(insert, chunk)
+        finally:
+            reader.disconnect()
 
     def schema_versions(self) -> dict[int, list[int]]:
         """Each shard's applied schema versions, in order (what the version table holds)."""
