@@ -8,6 +8,7 @@ stopped makes a lookup say which shard is down, never answer half.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -24,6 +25,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from otel_corr.exceptions import StoreError, StoreUnavailable
 from otel_corr.server._otlp import decode_logs, parse_spans, span_rows
 from otel_corr.server._store import Store
+from otel_corr.server._store_api import partial_answers
 
 from .clickhouse_cluster import MISSING, ClickHouseCluster, find_server
 
@@ -145,17 +147,21 @@ def test_schema_creates_on_18_16_and_twice_is_a_no_op(cluster: ClickHouseCluster
         assert all(s.up and s.version for s in store.health())
         database = url.rsplit("/", 1)[1].split("?")[0]
         expected = {"schema_version", "spans", "spans_local", "request_ids", "request_ids_local", "logs", "logs_local"}
+        expected |= {"spans_in", "spans_in_local", "spans_search", "spans_search_local", "services", "services_local"}
+        expected |= {"operations", "operations_local", "spans_local_mv", "spans_search_mv", "operations_mv"}
+        expected |= {"services_mv", "log_services_mv"}
         for shard in store.shards:  # every shard, not just the entry one: no ON CLUSTER without ZooKeeper
             tables = store._on(shard).execute(
                 "SELECT name FROM system.tables WHERE database = %(db)s", {"db": database}
             )
             assert {t[0].decode() for t in tables} == expected
-        assert store.schema_versions() == {1: [SCHEMA_VERSION], 2: [SCHEMA_VERSION]}
+        applied = list(range(1, SCHEMA_VERSION + 1))  # a row per migration run
+        assert store.schema_versions() == {1: applied, 2: applied}
         # A second start (another replica, or a restart): nothing to do, no second version row.
         assert store.ensure_schema() == {1: SCHEMA_VERSION, 2: SCHEMA_VERSION}
         again = ClickHouseStore(url)
         again.close()
-        assert store.schema_versions() == {1: [SCHEMA_VERSION], 2: [SCHEMA_VERSION]}
+        assert store.schema_versions() == {1: applied, 2: applied}
     finally:
         store.close()
 
@@ -299,8 +305,42 @@ def test_a_shard_down_is_named_never_half_an_answer(tmp_path: Path) -> None:
                 if _home(store, "request_ids", "request_id = %(r)s", {"r": f"r-{i}"}) == 2
             )
 
+            # The reads across shards, whole, to compare with what they answer with shard 2 down.
+            reads = {
+                "search": lambda: store.search(service="front", limit=100),
+                "entries": lambda: [(s.trace_id, s.span_id) for s in store.entries(limit=100)],
+                "endpoints": lambda: sorted(store.endpoint_stats(0)),
+                "recent": lambda: store.recent_requests("front", "op-5", 0, 10),
+                "services": store.services,
+                "operations": lambda: store.operations("front"),
+                "dependencies": lambda: store.dependencies(0, 2**63),
+            }
+            whole_reads = {name: read() for name, read in reads.items()}
+            assert {t for t, _ in whole_reads["entries"]} == set(traces)
+            assert whole_reads["recent"] and whole_reads["services"] == ["front"]
+            on_shard_1 = {
+                "search": [t for t in whole_reads["search"] if homes[t] == 1],
+                "entries": [e for e in whole_reads["entries"] if homes[e[0]] == 1],
+                "endpoints": [
+                    r
+                    for r in whole_reads["endpoints"]
+                    if r.name in {f"op-{i + 1}" for i, t in enumerate(traces) if homes[t] == 1}
+                ],
+                "recent": [r for r in whole_reads["recent"] if homes[r.trace_id] == 1],
+                "services": ["front"],  # both shards know it
+                "operations": [o for o in whole_reads["operations"] if homes[traces[int(o[0][3:]) - 1]] == 1],
+                "dependencies": [],
+            }
+            assert 0 < len(on_shard_1["search"]) < len(traces)
+
             cluster.stop_shard(2)
             address = cluster.shards[1].address
+            # A read across shards answers with shard 1's part and says that shard 2 did not answer.
+            for name, read in reads.items():
+                with partial_answers() as missing:
+                    assert read() == on_shard_1[name], name
+                assert [(m.shard, m.address) for m in missing] == [(2, address)], name
+                assert missing[0].error, name  # the driver's reason
             with pytest.raises(ShardUnavailable, match=f"shard 2 \\({address}\\)") as raised:
                 store.trace(on_2)
             assert [s.number for s in raised.value.shards] == [2]
@@ -323,6 +363,9 @@ def test_a_shard_down_is_named_never_half_an_answer(tmp_path: Path) -> None:
             # The shard the URL names down: the store still finds shard 2's traces, and names shard 1.
             cluster.stop_shard(1)
             assert store.trace(on_2) == whole_2
+            with partial_answers() as missing:  # reads across shards no longer need the URL's shard
+                assert store.search(service="front", limit=100) == [t for t in whole_reads["search"] if homes[t] == 2]
+            assert [m.shard for m in missing] == [1]
             with pytest.raises(ShardUnavailable, match=f"shard 1 \\({cluster.shards[0].address}\\)"):
                 store.trace(on_1)
             # Ingest is refused even for a trace shard 2 holds: on 18.16 a synchronous distributed insert
@@ -374,14 +417,373 @@ def test_retention_drops_whole_old_days_on_every_shard(cluster: ClickHouseCluste
             if store._on(s).execute(f"SELECT count() FROM {database}.spans_local WHERE start_ns < {BASE - day}")[0][0]
         }
         assert shards_with_old == {1, 2}  # the drop has to happen on each
+        assert store.search(tags={"request.id": "old-3"}) == [old[3]]
 
         # A window of two days: the old day goes, whole, from every shard; today's stays.
         assert store.prune(max_age_ns=2 * day, now_ns=BASE) == len(old)
         assert all(store.trace(t) == [] for t in old)
         assert store.traces_for_request("old-3") == []
+        assert store.search(tags={"request.id": "old-3"}) == []  # the search copy's old day too
+        assert store.search(limit=100) == list(reversed(new))
         assert store.logs(old[0]) == []
         assert all(len(store.trace(t)) == 1 for t in new)
         assert store.traces_for_request("new-3") == [new[3]]
         assert store.prune(max_age_ns=2 * day, now_ns=BASE) == 0  # nothing left to drop
+    finally:
+        store.close()
+
+
+# --- reads across shards: the same answers as SQLite -------------------------------------------------
+
+MINUTE = 60 * 10**9
+HOUR = 60 * MINUTE
+SERVICES = ("front", "back", "pay", "queue")
+
+
+def _value(value: object) -> AnyValue:
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, bytes):
+        return AnyValue(bytes_value=value)
+    if isinstance(value, list):
+        any_value = AnyValue()
+        any_value.array_value.values.extend(_value(v) for v in value)
+        return any_value
+    return AnyValue(string_value=str(value))
+
+
+def _corpus() -> list[bytes]:
+    """Traces over 30 hours (two days): each enters at ``front`` (a root, or a SERVER span whose caller
+    is outside), calls ``back`` (a SERVER span with a stored parent: no entry), some ``pay`` and a
+    ``queue`` consumer; attributes of every type, errors, HTTP statuses, request IDs.  One request per
+    service and batch, as SDKs send them; every start time distinct (equal starts order differently)."""
+    requests: list[bytes] = []
+    for t in range(48):
+        trace = uuid.UUID(int=(t + 1) * 0x9E3779B97F4A7C15).bytes
+        start = BASE + t * 37 * MINUTE
+        n = t * 16
+
+        def span(number: int, parent: int, kind: int, offset: int, duration: int, name: str) -> SpanMessage:
+            return SpanMessage(
+                trace_id=trace,  # noqa: B023 (called in this iteration only)
+                span_id=(n + number).to_bytes(8, "big"),  # noqa: B023
+                parent_span_id=(n + parent).to_bytes(8, "big") if parent else b"",  # noqa: B023
+                name=name,
+                kind=kind,
+                start_time_unix_nano=start + offset,  # noqa: B023
+                end_time_unix_nano=start + offset + duration,  # noqa: B023
+            )
+
+        # Every fourth trace came in from a caller outside (its parent is not stored).
+        root = span(1, 0, 2, 0, (t % 7 + 1) * 10**7, f"GET /orders/{t % 3}")
+        if t % 4 == 3:
+            root.parent_span_id = (0xFFFF0000 + t).to_bytes(8, "big")
+        status = (200, 404, 500, 201)[t % 4]
+        root.attributes.extend(
+            [
+                KeyValue(key="http.response.status_code", value=_value(status)),
+                KeyValue(key="user", value=_value(f"u{t % 5}")),
+                KeyValue(key="attempt", value=_value(t % 3)),
+                KeyValue(key="ratio", value=_value(t % 4 / 2)),
+                KeyValue(key="cached", value=_value(t % 2 == 0)),
+                KeyValue(key="tags", value=_value([1, t % 2])),
+                KeyValue(key="blob", value=_value(bytes([1, t % 3]))),
+            ]
+        )
+        if t % 3 == 0:
+            root.attributes.append(KeyValue(key="request.id", value=_value(f"req-{t % 6}")))
+        if status == 500:
+            root.status.code = 2
+            root.status.message = "upstream failed"
+            event = root.events.add(time_unix_nano=start + 5, name="exception")
+            event.attributes.append(KeyValue(key="exception.type", value=_value("GatewayError")))
+        client = span(2, 1, 3, 1000, 5 * 10**6, "GET back")
+        client.attributes.append(KeyValue(key="peer.service", value=_value("back")))
+        server = span(3, 2, 2, 2000, 4 * 10**6, "GET /stock")
+        server.attributes.append(KeyValue(key="http.status_code", value=_value(status)))
+        inner = span(4, 3, 1, 3000, 10**6, "SELECT stock")
+        inner.attributes.append(KeyValue(key="db.rows", value=_value(t)))
+        by_service = {"front": [root, client], "back": [server, inner]}
+        if t % 2 == 0:
+            by_service["pay"] = [span(5, 3, 2, 4000, 2 * 10**6, "POST /charge")]
+        if t % 3 == 1:
+            by_service["queue"] = [span(6, 1, 5, 5000, 10**6, "orders process")]
+        for service, spans in by_service.items():
+            requests.append(_request(service, spans))
+    return requests
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory, cluster: ClickHouseCluster) -> Iterator[tuple[Store, object]]:
+    """The corpus in a SQLite store and on the cluster (through two entry shards, a batch sent twice)."""
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    sqlite = Store(tmp_path_factory.mktemp("sqlite") / "s.db")
+    url = cluster.url.replace("/otel_corr?", "/t_reads?")
+    replicas = [
+        ClickHouseStore(url),
+        ClickHouseStore(url.replace(cluster.shards[0].address, cluster.shards[1].address)),
+    ]
+    try:
+        corpus = _corpus()
+        for i, body in enumerate(corpus):
+            _submit(sqlite, body)
+            _submit(replicas[i % 2], body)
+        _submit(replicas[1], corpus[5])  # a retry after a lost acknowledgement: stored twice, read once
+        records, _, _ = decode_logs(_logs("mailer", b"", 0, ["a service that only logs"]))
+        sqlite.submit([], [], records).result(timeout=30)
+        replicas[0].submit([], [], records).result(timeout=30)
+        yield sqlite, replicas[0]
+    finally:
+        sqlite.close()
+        for replica in replicas:
+            replica.close()
+
+
+def test_services_and_operations_answer_as_sqlite(both: tuple[Store, object]) -> None:
+    sqlite, clickhouse = both
+    assert clickhouse.services() == sqlite.services() == ["back", "front", "mailer", "pay", "queue"]  # type: ignore[attr-defined]
+    for service in (*SERVICES, "mailer", "nobody"):
+        for kind in (None, 2, 3, 5):
+            assert clickhouse.operations(service, kind) == sqlite.operations(service, kind), (service, kind)  # type: ignore[attr-defined]
+    assert clickhouse.operations("front") == [
+        ("GET /orders/0", 2),
+        ("GET /orders/1", 2),
+        ("GET /orders/2", 2),
+        ("GET back", 3),
+    ]  # type: ignore[attr-defined]
+
+
+SEARCHES: list[dict[str, object]] = [
+    {},
+    {"limit": 5},
+    {"limit": 0},
+    {"service": "front"},
+    {"service": "back", "operation": "GET /stock"},
+    {"service": "front", "operation": "GET /orders/1", "limit": 3},
+    {"service": "pay", "start_ns": BASE + 5 * HOUR, "end_ns": BASE + 20 * HOUR},
+    {"start_ns": BASE + 10 * HOUR},
+    {"end_ns": BASE + 3 * HOUR},
+    {"end_ns": -1},
+    {"min_duration_ns": 5 * 10**7},
+    {"service": "front", "max_duration_ns": 3 * 10**7},
+    {"tags": {"error": "true"}},
+    {"tags": {"error": "false"}},
+    {"tags": {"http.response.status_code": "500"}},
+    {"tags": {"http.status_code": "404"}, "service": "back"},
+    {"tags": {"http.status_code": "0404"}},
+    {"tags": {"http.status_code": "0"}},
+    {"tags": {"request.id": "req-3"}},
+    {"tags": {"request_id": "req-0"}, "service": "back"},
+    {"tags": {"user": "u2"}},
+    {"tags": {"user": "u2", "attempt": "1"}},
+    {"tags": {"attempt": "2"}},
+    {"tags": {"attempt": "2.0"}},
+    {"tags": {"attempt": "02"}},
+    {"tags": {"ratio": "1.5"}},
+    {"tags": {"ratio": "0.0"}},
+    {"tags": {"ratio": "0"}},
+    {"tags": {"cached": "true"}, "service": "front", "limit": 4},
+    {"tags": {"cached": "True"}},
+    {"tags": {"tags": "[1, 1]"}},
+    {"tags": {"tags": "[1,1]"}},
+    {"tags": {"blob": "AQI="}},
+    {"tags": {"db.rows": "17"}, "start_ns": BASE, "end_ns": BASE + 30 * HOUR},
+    {"tags": {"peer.service": "back"}, "limit": 100},
+    {"tags": {"user": ""}},
+    {"tags": {"nobody": "u1"}},
+    {"tags": {"service.name": "front"}},  # a resource attribute: SQLite's search matches span attributes only
+]
+
+
+@pytest.mark.parametrize("criteria", SEARCHES, ids=[repr(c) for c in SEARCHES])
+def test_search_answers_as_sqlite(both: tuple[Store, object], criteria: dict[str, object]) -> None:
+    sqlite, clickhouse = both
+    expected = sqlite.search(**criteria)  # type: ignore[arg-type]
+    assert clickhouse.search(**criteria) == expected  # type: ignore[attr-defined]
+
+
+def test_the_searches_compared_find_something(both: tuple[Store, object]) -> None:
+    """The comparisons above mean something: most find traces, on both shards."""
+    sqlite, clickhouse = both
+    found = [sqlite.search(**criteria) for criteria in SEARCHES]  # type: ignore[arg-type]
+    assert sum(1 for traces in found if traces) >= len(SEARCHES) - 12, found  # 12 ask for what is not there
+    every = clickhouse.search(limit=1000)  # type: ignore[attr-defined]
+    assert len(every) == 48
+    per_shard = [
+        int(
+            clickhouse._on(s).execute(f"SELECT uniqExact(trace_id) FROM {clickhouse.url.database}.spans_search_local")[
+                0
+            ][0]
+        )  # type: ignore[attr-defined]
+        for s in clickhouse.shards  # type: ignore[attr-defined]
+    ]
+    assert sum(per_shard) == 48 and min(per_shard) > 0, per_shard
+
+
+WINDOWS = [
+    (BASE, BASE + 40 * HOUR),
+    (BASE + 2 * HOUR, BASE + 9 * HOUR),
+    (BASE + 50 * HOUR, BASE + 60 * HOUR),
+    (BASE + 9 * HOUR, BASE),
+]
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+def test_dependencies_answer_as_sqlite(both: tuple[Store, object], window: tuple[int, int]) -> None:
+    sqlite, clickhouse = both
+    assert clickhouse.dependencies(*window) == sqlite.dependencies(*window)  # type: ignore[attr-defined]
+    if window == WINDOWS[0]:
+        assert clickhouse.dependencies(*window) == [  # type: ignore[attr-defined]
+            ("back", "pay", 24),
+            ("front", "back", 48),
+            ("front", "queue", 16),
+        ]
+
+
+ENTRIES: list[dict[str, object]] = [
+    {},
+    {"limit": 7},
+    {"service": "back"},
+    {"service": "queue"},
+    {"service": "front", "limit": 5},
+    {"name_like": "orders/1"},
+    {"name_like": "ORDERS"},
+    {"name_like": "%"},
+    {"name_like": "_"},
+    {"errors_only": True},
+    {"min_duration_ns": 4 * 10**7},
+    {"since_ns": BASE + 12 * HOUR},
+    {"since_ns": BASE + 2 * HOUR, "until_ns": BASE + 8 * HOUR},
+    {"status_range": (400, 500)},
+    {"status_range": (0, 200)},
+    {"service": "back", "status_range": (500, 600), "since_ns": BASE},
+    {"service": "pay", "limit": 100},
+    {"service": "queue", "status_range": (0, 300)},  # no HTTP status: in no range
+]
+
+
+@pytest.mark.parametrize("filters", ENTRIES, ids=[repr(f) for f in ENTRIES])
+def test_entries_answer_as_sqlite(both: tuple[Store, object], filters: dict[str, object]) -> None:
+    sqlite, clickhouse = both
+    expected = sqlite.entries(**filters)  # type: ignore[arg-type]
+    assert clickhouse.entries(**filters) == expected  # type: ignore[attr-defined]
+    if not filters:  # the page's list: roots, and SERVER spans called from outside; never back's
+        assert len(expected) == 48 and {s.service for s in expected} == {"front"}
+
+
+@pytest.mark.parametrize("since", [BASE, BASE + 20 * HOUR, BASE + 100 * HOUR])
+def test_endpoint_stats_answer_as_sqlite(both: tuple[Store, object], since: int) -> None:
+    sqlite, clickhouse = both
+    got = clickhouse.endpoint_stats(since)  # type: ignore[attr-defined]
+    assert sorted(got) == sorted(sqlite.endpoint_stats(since))
+    assert [r.start_ns for r in got] == sorted(r.start_ns for r in got)
+    if since == BASE:
+        assert len(got) == 48 * 2 + 24 + 16  # front and back each request, pay's, queue's; the retry read once
+
+
+@pytest.mark.parametrize(
+    ("service", "name", "since", "limit", "until"),
+    [
+        ("front", "GET /orders/1", BASE, 5, None),
+        ("front", "GET /orders/1", BASE, 100, BASE + 10 * HOUR),
+        ("back", "GET /stock", BASE + 3 * HOUR, 4, None),
+        ("queue", "orders process", BASE, 50, None),
+        ("front", "GET back", BASE, 10, None),  # a CLIENT span serves no request
+    ],
+)
+def test_recent_requests_answer_as_sqlite(
+    both: tuple[Store, object], service: str, name: str, since: int, limit: int, until: int | None
+) -> None:
+    sqlite, clickhouse = both
+    expected = sqlite.recent_requests(service, name, since, limit, until_ns=until)
+    assert clickhouse.recent_requests(service, name, since, limit, until_ns=until) == expected  # type: ignore[attr-defined]
+
+
+def test_a_v1_store_upgrades_to_v2_and_its_spans_stay_readable(
+    cluster: ClickHouseCluster, url: str, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_corr.server import _clickhouse
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    corpus = _corpus()
+    old, new = corpus[:20], corpus[20:]
+    # A store made by a release that knew schema version 1 only, and its writer (spans straight into
+    # the Distributed ``spans`` table, no search copy).
+    with monkeypatch.context() as patch:
+        patch.setattr(_clickhouse, "MIGRATIONS", _clickhouse.MIGRATIONS[:1])
+        patch.setattr(_clickhouse, "SCHEMA_VERSION", 1)
+        v1 = ClickHouseStore(url)
+    try:
+        assert v1.schema_versions() == {1: [1], 2: [1]}
+        for body in old:
+            _submit(sqlite_store, body)
+            batch = span_rows(parse_spans(body, "application/x-protobuf"), v1.resource_id)
+            resources = {rid: text.encode() for rid, _, _, text in batch.resources}
+            v1._entry().execute(
+                f"INSERT INTO {v1.url.database}.spans ({_clickhouse._V1_SPAN_COLUMNS}) VALUES",
+                [
+                    (bytes(r[0]), bytes(r[1]), bytes(r[2]), r[3], r[4].encode(), r[5].encode(), r[6], r[7], r[8])
+                    + (r[9], r[10].encode(), r[11].encode(), bytes(r[12]), r[13], resources[r[3]])
+                    for r in batch.rows
+                ],
+                settings={"insert_distributed_sync": 1},
+            )
+    finally:
+        v1.close()
+
+    store = ClickHouseStore(url)  # this release: upgrades every shard
+    try:
+        assert store.schema_versions() == {1: [1, 2], 2: [1, 2]}
+        assert store.ensure_schema() == {1: 2, 2: 2}  # done once
+        for body in new:
+            _submit(sqlite_store, body)
+            _submit(store, body)
+        # Spans stored under v1 read as SQLite reads them: by key, and across shards by every criterion,
+        # attributes included (copied into the search copy at the upgrade, decoded from their details).
+        first = sqlite_store.search(end_ns=BASE + 4 * HOUR, limit=100)
+        assert first and all(store.trace(t) == sqlite_store.trace(t) for t in first)
+        assert store.services() == sqlite_store.services()
+        assert store.operations("back") == sqlite_store.operations("back")
+        for criteria in (
+            {"limit": 100},
+            {"service": "back", "end_ns": BASE + 4 * HOUR},
+            {"tags": {"error": "true"}},
+            {"tags": {"http.status_code": "404"}},
+            {"tags": {"request.id": "req-0"}},
+            {"tags": {"user": "u2"}, "start_ns": BASE + 5 * HOUR},  # after the upgrade
+            {"tags": {"user": "u2"}, "end_ns": BASE + 4 * HOUR},  # before it
+            {"tags": {"tags": "[1, 0]"}, "end_ns": BASE + 4 * HOUR},
+            {"tags": {"cached": "true"}, "limit": 100},
+        ):
+            expected = sqlite_store.search(**criteria)  # type: ignore[arg-type]
+            assert expected and store.search(**criteria) == expected, criteria  # type: ignore[arg-type]
+        assert store.entries(limit=100) == sqlite_store.entries(limit=100)
+        assert store.dependencies(BASE, BASE + 40 * HOUR) == sqlite_store.dependencies(BASE, BASE + 40 * HOUR)
+        assert sorted(store.endpoint_stats(BASE)) == sorted(sqlite_store.endpoint_stats(BASE))
+        assert store.recent_requests("front", "GET /orders/1", BASE, 50) == sqlite_store.recent_requests(
+            "front", "GET /orders/1", BASE, 50
+        )
+    finally:
+        store.close()
+
+
+def test_serve_is_told_each_new_service_by_name(cluster: ClickHouseCluster, url: str) -> None:
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    store = ClickHouseStore(url)
+    seen: list[str] = []
+    store.on_new_service = seen.append
+    try:
+        for body in (*BATCHES, BATCHES[0]):
+            _submit(store, body)
+        deadline = time.monotonic() + 30  # the callback runs on the writer after the acknowledgement
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen == ["front", "back"]  # "first spans from service ...": names, once each
     finally:
         store.close()

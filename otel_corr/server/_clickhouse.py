@@ -1,4 +1,4 @@
-"""The ClickHouse store (groundwork for issue 21): schema, ingest, trace and request-ID lookup, shard health.
+"""The ClickHouse store (issue 21): schema, ingest, lookups by key, reads across shards, shard health.
 
 Not wired into ``otel-corr serve`` yet: the page, the CLI, Jaeger, search and ``why`` still call
 the SQLite :class:`._store.Store` directly; ``docs/design/clickhouse-store.md`` lists what they use
@@ -26,12 +26,18 @@ against a real two-shard cluster (``tests/test_clickhouse_store.py``):
   URL's shard after start (only the shard list is read there); inserts still do (they go through
   its Distributed tables: with it down, ingest is refused).
 - **Retention by day**: :meth:`ClickHouseStore.prune` drops whole day partitions on every shard.
+- **Reads across shards** (schema v2: services, operations, Jaeger's search, dependencies, the
+  page's list, endpoint stats, ``why``'s baseline) run on every shard's local tables at once and
+  merge here, from a second copy of spans ordered by service and time (attributes as serialized
+  KeyValues, compared exactly as the SQLite store compares a tag's text).  A shard that does not
+  answer is left out and named (``_store_api.note_missing``): the answer is partial, never an error.
 
 ``clickhouse-driver`` is imported when a store is opened, never by ``import otel_corr.server``.
 """
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import logging
@@ -39,7 +45,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -47,9 +53,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .._ids import trace_id_of
 from ..exceptions import StoreError, StoreUnavailable
+from ._index import _BASE64, _event_rows, _kv, _View
 from ._model import LazyLogs, LogRecord, Span
-from ._otlp import expand
+from ._otlp import attribute_text, expand
 from ._store import _UNREAD, _UNREAD_LIST, QueryTimeout, Recent, Served, StoreFull, _Item
+from ._store_api import Shortfall, note_missing
 
 if TYPE_CHECKING:
     from ._find import FindResult
@@ -62,6 +70,9 @@ __all__ = [
     "ClickHouseURL",
     "ShardState",
     "ShardUnavailable",
+    "exact_only",
+    "key_prefix",
+    "kv_candidates",
     "parse_url",
 ]
 
@@ -83,6 +94,15 @@ QUERY_TIMEOUT_S = 30.0
 _DAY = "Date DEFAULT toDate(toDateTime(intDiv({column}, 1000000000)))"
 _ZERO_TRACE = bytes(16)
 
+_V1_SPAN_COLUMNS = (
+    "trace_id, span_id, parent_id, resource_id, service, name, kind, start_ns, duration_ns, status, request_id,"
+    " scope, detail, http_status, resource"
+)
+#: The search copy's columns (v2), in its order.
+_SEARCH_COLUMNS = (
+    "service, start_ns, trace_id, span_id, parent_id, name, kind, duration_ns, status, http_status, request_id,"
+    " attr_kv, texts, resource_keys, resource_values, day"
+)
 #: Each migration: its version and its statements (``{db}`` and ``{cluster}`` filled in), run on
 #: every shard.  Idempotent by construction (``IF NOT EXISTS``): a migration interrupted on one
 #: shard is run again, whole, on the next start.  Append; never edit a released one.
@@ -126,16 +146,76 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             " time_ns, cityHash64(trace_id)))",
         ),
     ),
+    (
+        2,
+        (
+            # The search copy of spans, ordered by service and time (one sort key cannot serve both a
+            # trace lookup and "service X in the last hour"): the columns the reads across shards
+            # filter on, no detail and no resource JSON (those stay in spans_local, read by key).
+            # Attributes as each KeyValue's serialized bytes (no value formatted at ingest; a tag
+            # search compares the bytes of the few types its text can be, see ``kv_candidates``);
+            # ``texts``: the span's event names, exceptions and status message (the page's word
+            # search); the resource's attributes as text.  Same sharding as spans: a trace's search
+            # rows sit beside its spans, so a read can join the two on one shard.
+            """CREATE TABLE IF NOT EXISTS {db}.spans_search_local (
+                service String, start_ns UInt64, trace_id FixedString(16), span_id FixedString(8), parent_id String,
+                name String, kind UInt8, duration_ns UInt64, status UInt8, http_status UInt16, request_id String,
+                attr_kv Array(String), texts String, resource_keys Array(String), resource_values Array(String),
+                day Date) ENGINE = MergeTree() PARTITION BY day ORDER BY (service, start_ns)""",
+            "CREATE TABLE IF NOT EXISTS {db}.spans_search AS {db}.spans_search_local"
+            " ENGINE = Distributed({cluster}, {db}, spans_search_local, cityHash64(trace_id))",
+            # Services (of spans and of log records, as the SQLite store's resources) and operations:
+            # tiny tables read whole.  Rows repeat until merged: read with DISTINCT.
+            "CREATE TABLE IF NOT EXISTS {db}.services_local (service String)"
+            " ENGINE = ReplacingMergeTree() ORDER BY service",
+            "CREATE TABLE IF NOT EXISTS {db}.services AS {db}.services_local"
+            " ENGINE = Distributed({cluster}, {db}, services_local, cityHash64(service))",
+            """CREATE TABLE IF NOT EXISTS {db}.operations_local (service String, name String, kind UInt8)
+                ENGINE = ReplacingMergeTree() ORDER BY (service, name, kind)""",
+            "CREATE TABLE IF NOT EXISTS {db}.operations AS {db}.operations_local"
+            " ENGINE = Distributed({cluster}, {db}, operations_local, cityHash64(service))",
+            # Where the writer inserts spans from v2 on: a Null table (stores nothing) whose
+            # materialized views write spans_local, the search copy and the operations.  Why not
+            # a view on spans_local: the attribute arrays would then be stored there too (and
+            # 18.16 has no ALTER ... ADD COLUMN IF NOT EXISTS).  No alias in a view's SELECT: on
+            # 18.16 an alias equal to a source column fails.
+            """CREATE TABLE IF NOT EXISTS {db}.spans_in_local (
+                trace_id FixedString(16), span_id FixedString(8), parent_id String, resource_id UInt64,
+                service String, name String, kind UInt8, start_ns UInt64, duration_ns UInt64, status UInt8,
+                request_id String, scope String, detail String, http_status UInt16, resource String,
+                attr_kv Array(String), texts String, resource_keys Array(String), resource_values Array(String),
+                day """
+            + _DAY.format(column="start_ns")
+            + ") ENGINE = Null",
+            "CREATE TABLE IF NOT EXISTS {db}.spans_in AS {db}.spans_in_local"
+            " ENGINE = Distributed({cluster}, {db}, spans_in_local, cityHash64(trace_id))",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.spans_local_mv TO {{db}}.spans_local"
+            f" AS SELECT {_V1_SPAN_COLUMNS}, day FROM {{db}}.spans_in_local",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.spans_search_mv TO {{db}}.spans_search_local"
+            f" AS SELECT {_SEARCH_COLUMNS} FROM {{db}}.spans_in_local",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.operations_mv TO {db}.operations_local"
+            " AS SELECT DISTINCT service, name, kind FROM {db}.spans_in_local",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.services_mv TO {db}.services_local"
+            " AS SELECT DISTINCT service FROM {db}.spans_in_local",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.log_services_mv TO {db}.services_local"
+            " AS SELECT DISTINCT service FROM {db}.logs_local",
+            # A v1 store's operations and services (its spans go into the search copy after these
+            # statements, decoded in Python: ``ClickHouseStore._backfill_search``).  Run again if
+            # the migration was interrupted: rows repeat until merged, and are read with DISTINCT.
+            "INSERT INTO {db}.operations_local (service, name, kind) SELECT DISTINCT service, name, kind"
+            " FROM {db}.spans_local",
+            "INSERT INTO {db}.services_local (service) SELECT DISTINCT service FROM {db}.spans_local",
+            "INSERT INTO {db}.services_local (service) SELECT DISTINCT service FROM {db}.logs_local",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS {db}.schema_version (
     version UInt32, otel_corr String, applied_ns UInt64) ENGINE = MergeTree() ORDER BY version"""
 
-_SPAN_COLUMNS = (
-    "trace_id, span_id, parent_id, resource_id, service, name, kind, start_ns, duration_ns, status, request_id,"
-    " scope, detail, http_status, resource"
-)
+#: What the writer inserts into ``spans_in`` (v2): the v1 columns and the search copy's own.
+_SPAN_COLUMNS = _V1_SPAN_COLUMNS + ", attr_kv, texts, resource_keys, resource_values"
 _LOG_COLUMNS = (
     "trace_id, span_id, time_ns, severity, severity_text, body, logger, request_id, attributes, service, resource"
 )
@@ -297,6 +377,8 @@ class ClickHouseStore:
         self.on_new_service: Callable[[str], None] | None = None
         self.on_committed: Callable[[list[tuple[Any, ...]], list[LogRecord]], None] | None = None
         self._services_seen: set[str] = set()
+        self._reader_pool: ThreadPoolExecutor | None = None
+        self._readers_lock = threading.Lock()
         #: Settings of every insert.  Synchronous: the insert returns once each shard has its part
         #: (what "acknowledged means stored" rests on); the benchmark sets 0 to compare.
         self.insert_settings: dict[str, Any] = {"insert_distributed_sync": 1}
@@ -321,7 +403,12 @@ class ClickHouseStore:
             raise StoreError(f"ClickHouse at {self.url.redacted()} has no cluster {cluster!r} in remote_servers")
         self.shards = tuple(_Shard(int(n), _text(h), int(p), int(w)) for n, h, p, w in rows)
         self._entries += [(s.host, s.port) for s in self.shards if (s.host, s.port) not in self._entries]
-        self._tables = {"spans": f"{db}.spans", "request_ids": f"{db}.request_ids", "logs": f"{db}.logs"}
+        self._tables = {
+            "spans": f"{db}.spans",
+            "spans_in": f"{db}.spans_in",  # v2: spans_local and the search copy, through views
+            "request_ids": f"{db}.request_ids",
+            "logs": f"{db}.logs",
+        }
         self.ensure_schema()
         self._writers = [
             threading.Thread(target=self._run, name=f"otel-corr-clickhouse-{i}", daemon=True) for i in range(writers)
@@ -407,11 +494,54 @@ class ClickHouseStore:
                     continue
                 for statement in statements:
                     client.execute(statement.format(db=db, cluster=cluster))
+                if number == 2 and version:  # a store made before v2: its spans into the search copy
+                    self._backfill_search(shard)
                 client.execute(
                     f"INSERT INTO {db}.schema_version (version, otel_corr, applied_ns) VALUES",
                     [(number, _version().encode(), time.time_ns())],
                 )
         return before
+
+    def _backfill_search(self, shard: _Shard) -> None:
+        """Copy a v1 store's spans (on ``shard``) into the search copy, attributes and texts decoded
+        from their details as the writer does (SQL cannot): found afterwards as if stored by v2.
+
+        Streamed (a second connection reads while this thread's inserts), 20,000 rows an insert.
+        Run again if the upgrade was interrupted: a span copied twice is read once.
+        """
+        db = self.url.database
+        reader = self._driver.Client(
+            shard.host,
+            port=shard.port,
+            user=self.url.user,
+            password=self.url.password,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            send_receive_timeout=QUERY_TIMEOUT_S,
+            settings={"strings_as_bytes": True},
+        )
+        writer = self._on(shard)
+        insert = f"INSERT INTO {db}.spans_search_local ({_SEARCH_COLUMNS}) VALUES"
+        resources: dict[bytes, tuple[list[bytes], list[bytes]]] = {}
+        chunk: list[tuple[Any, ...]] = []
+        try:
+            for *head, detail, resource, day in reader.execute_iter(
+                "SELECT service, start_ns, trace_id, span_id, parent_id, name, kind, duration_ns, status,"
+                f" http_status, request_id, detail, resource, day FROM {db}.spans_local",
+                settings={"max_block_size": 8192},
+            ):
+                pairs = resources.get(resource)
+                if pairs is None:
+                    pairs = _resource_arrays(_text(resource))
+                    if len(resources) < 10_000:
+                        resources[resource] = pairs
+                chunk.append((*head, *_search_fields(detail), *pairs, day))
+                if len(chunk) >= 20_000:
+                    writer.execute(insert, chunk)
+                    chunk.clear()
+            if chunk:
+                writer.execute(insert, chunk)
+        finally:
+            reader.disconnect()
 
     def schema_versions(self) -> dict[int, list[int]]:
         """Each shard's applied schema versions, in order (what the version table holds)."""
@@ -583,7 +713,7 @@ class ClickHouseStore:
         try:
             if self.on_new_service is not None:
                 for item in batch:
-                    for _, service, _, _ in item.resources:
+                    for _, _, service, _ in item.resources:  # (id, digest, service, attributes)
                         if service not in self._services_seen:
                             self._services_seen.add(service)
                             self.on_new_service(service)
@@ -599,8 +729,10 @@ class ClickHouseStore:
         client = self._entry()
         settings = self.insert_settings
         texts = {rid: text.encode() for rid, _, _, text in resources}
+        # The search copy's resource arrays, once per resource (v2).
+        resource_pairs = {rid: _resource_arrays(text) for rid, _, _, text in resources}
         if rows:
-            columns: list[list[Any]] = [[] for _ in range(15)]
+            columns: list[list[Any]] = [[] for _ in range(19)]
             index: dict[tuple[bytes, str], int] = {}  # (trace, request ID) -> latest start, for the index
             for row in rows:
                 trace_id = bytes(row[0])
@@ -621,6 +753,8 @@ class ClickHouseStore:
                     bytes(row[12]),
                     row[13],
                     texts.get(row[3], b"{}"),
+                    *_search_fields(bytes(row[12])),
+                    *resource_pairs.get(row[3], ([], [])),
                 )
                 for column, value in zip(columns, values, strict=True):
                     column.append(value)
@@ -628,7 +762,7 @@ class ClickHouseStore:
                     key = (trace_id, request_id)
                     index[key] = max(index.get(key, 0), row[7])
             client.execute(
-                f"INSERT INTO {self._tables['spans']} ({_SPAN_COLUMNS}) VALUES",
+                f"INSERT INTO {self._tables['spans_in']} ({_SPAN_COLUMNS}) VALUES",
                 columns,
                 columnar=True,
                 settings=settings,
@@ -683,7 +817,8 @@ class ClickHouseStore:
             # which ALTER ... DROP PARTITION ID takes on 18.16 and on current releases alike.
             parts = client.execute(
                 "SELECT table, partition_id, sum(if(table = 'spans_local', rows, 0)) FROM system.parts"
-                " WHERE active AND database = %(db)s AND table IN ('spans_local', 'request_ids_local', 'logs_local')"
+                " WHERE active AND database = %(db)s"
+                " AND table IN ('spans_local', 'request_ids_local', 'logs_local', 'spans_search_local')"
                 " AND max_date < toDate(toDateTime(%(cutoff)s)) GROUP BY table, partition_id",
                 {"db": db, "cutoff": cutoff_s},
             )
@@ -703,6 +838,8 @@ class ClickHouseStore:
         for client in clients.values():
             client.disconnect()
         clients.clear()
+        if self._reader_pool is not None:
+            self._reader_pool.shutdown(wait=False)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -896,13 +1033,75 @@ class ClickHouseStore:
             return {}
         return {"max_execution_time": max(1, int(deadline - time.monotonic() + 0.999))}
 
-    # --- reads across shards (chsearch / chfind fill these) --------------------------------
+    # --- reads across shards ---------------------------------------------------------------
+    #
+    # Each runs on every shard's local tables at once (``_fan_out``) and merges the answers here:
+    # a trace lives on one shard (spans, search copy and logs share the sharding key), so a join
+    # or a parent probe within a trace is exact on its shard, and a shard that does not answer
+    # is known by its own error (no second health round trip) and noted with ``note_missing``.
+
+    def _readers(self) -> ThreadPoolExecutor:
+        with self._readers_lock:
+            if self._reader_pool is None:
+                self._reader_pool = ThreadPoolExecutor(
+                    max_workers=max(4, 4 * len(self.shards)), thread_name_prefix="otel-corr-clickhouse-read"
+                )
+            return self._reader_pool
+
+    def _fan_out(
+        self, query: Callable[[_Shard, Client, dict[str, Any]], _T], shards: Sequence[_Shard] | None = None
+    ) -> list[tuple[_Shard, _T]]:
+        """``query(shard, client, settings)`` on each shard (every shard by default) at once: the answers of
+        those that answered.  A shard that does not answer is left out and noted (``note_missing``):
+        the face says the answer may be partial; a read across shards never raises for it.
+
+        Why not the Distributed tables with ``skip_unavailable_shards``: they leave a shard out
+        silently (a second round of ``health()`` would be needed to say which), and a join inside
+        a trace would need ``GLOBAL`` or the local table names anyway.  The first shard runs on
+        the calling thread (its budget's settings are read here, on that thread).
+        """
+        chosen = list(self.shards if shards is None else shards)
+        if not chosen:
+            return []
+        settings = self.query_settings()
+
+        def run(shard: _Shard) -> tuple[_Shard, _T | None, Shortfall | None]:
+            try:
+                return shard, query(shard, self._on(shard), settings), None
+            except self._unavailable() as exc:
+                self._drop(shard)
+                return shard, None, Shortfall(shard.number, shard.address, _reason(exc))
+
+        others = [self._readers().submit(run, shard) for shard in chosen[1:]]
+        results = [run(chosen[0]), *(future.result() for future in others)]
+        missing = [shortfall for _, _, shortfall in results if shortfall is not None]
+        if missing:
+            note_missing(missing)
+        return [(shard, value) for shard, value, shortfall in results if shortfall is None]  # type: ignore[misc]
 
     def services(self) -> list[str]:
-        raise NotImplementedError
+        """Every service that sent spans or log records, by name (``Store.services``)."""
+        db = self.url.database
+        found: set[bytes] = set()
+        for _, rows in self._fan_out(
+            lambda _, client, settings: client.execute(
+                f"SELECT DISTINCT service FROM {db}.services_local", settings=settings
+            )
+        ):
+            found.update(r[0] for r in rows)
+        return [_text(s) for s in sorted(found)]
 
     def operations(self, service: str, kind: int | None = None) -> list[tuple[str, int]]:
-        raise NotImplementedError
+        """(name, kind) of every operation of ``service`` (of one kind if given), by name (``Store.operations``)."""
+        sql = f"SELECT DISTINCT name, kind FROM {self.url.database}.operations_local WHERE service = %(service)s"
+        params: dict[str, Any] = {"service": service}
+        if kind is not None:
+            sql += " AND kind = %(kind)s"
+            params["kind"] = kind
+        found: set[tuple[bytes, int]] = set()
+        for _, rows in self._fan_out(lambda _, client, settings: client.execute(sql, params, settings=settings)):
+            found.update((r[0], int(r[1])) for r in rows)
+        return [(_text(name), k) for name, k in sorted(found)]
 
     def search(
         self,
@@ -916,13 +1115,103 @@ class ClickHouseStore:
         max_duration_ns: int | None = None,
         limit: int = 20,
     ) -> list[bytes]:
-        raise NotImplementedError
+        """Trace IDs with a span matching every criterion, newest first (by their newest such span).
+
+        As ``Store.search`` (Jaeger's search): ``tags`` compare an attribute's value as text
+        (``error=true`` is the span status, ``http.status_code`` the HTTP status column,
+        ``request.id`` the request-ID column), on the search copy ordered by service and time.
+        """
+        params: dict[str, Any] = {}
+        where = _window(start_ns, end_ns, params)
+        for clause, name, value in (
+            ("service = %(service)s", "service", service or None),
+            ("name = %(operation)s", "operation", operation or None),
+            ("duration_ns >= %(min_duration)s", "min_duration", _u64(min_duration_ns)),
+            ("duration_ns <= %(max_duration)s", "max_duration", _u64(max_duration_ns)),
+        ):
+            if value is not None:
+                where.append(clause)
+                params[name] = value
+        if max_duration_ns is not None and max_duration_ns < 0:
+            where.append("0")
+        decoded: list[tuple[str, str]] = []  # tags matched by decoding their values
+        for i, (key, value) in enumerate((tags or {}).items()):
+            if key == "error" and value == "true":
+                where.append("status = 2")
+            elif key in ("request.id", "request_id"):
+                where.append(f"request_id = %(tag{i})s")
+                params[f"tag{i}"] = value
+            elif key in ("http.response.status_code", "http.status_code") and value.isascii() and value.isdigit():
+                code = int(value)  # a column (0 = none): the search users run most, kept cheap
+                where.append(f"http_status = {code}" if 0 < code <= 0xFFFF else "0")
+            elif exact_only(value):
+                where.append(f"arrayExists(x -> startsWith(x, unhex(%(key{i})s)), attr_kv)")
+                params[f"key{i}"] = key_prefix(key).hex()
+                decoded.append((key, value))
+            else:
+                where.append(f"hasAny(attr_kv, arrayMap(x -> unhex(x), %(kv{i})s))")
+                params[f"kv{i}"] = [kv.hex() for kv in kv_candidates(key, value)]
+        wanted = max(1, limit)  # as Store.search: the first trace found is always kept
+        table = f"{self.url.database}.spans_search_local"
+        condition = " AND ".join(where) or "1"
+
+        def query(_: _Shard, client: Client, settings: dict[str, Any]) -> list[tuple[bytes, int]]:
+            if not decoded:
+                rows = client.execute(
+                    f"SELECT trace_id, max(start_ns) AS newest FROM {table} WHERE {condition}"
+                    f" GROUP BY trace_id ORDER BY newest DESC, trace_id DESC LIMIT {wanted}",
+                    params,
+                    settings=settings,
+                )
+                return [(r[0], int(r[1])) for r in rows]
+            # An array, a map or NaN has no single serialized form: the spans carrying the key are
+            # read newest first and their value formatted, as SQLite's search does for every tag.
+            found: dict[bytes, int] = {}
+            rows = client.execute(
+                f"SELECT trace_id, start_ns, attr_kv FROM {table} WHERE {condition}"
+                " ORDER BY start_ns DESC, trace_id DESC",
+                params,
+                settings=settings,
+            )
+            for trace_id, start, kvs in rows:
+                if trace_id in found:
+                    continue
+                detail = b"".join(b"\x4a" + _varint(len(kv)) + kv for kv in kvs)  # a span of those attributes
+                if all(attribute_text(detail, key) == value for key, value in decoded):
+                    found[trace_id] = int(start)
+                    if len(found) >= wanted:
+                        break
+            return list(found.items())
+
+        hits = [hit for _, rows in self._fan_out(query) for hit in rows]
+        hits.sort(key=lambda hit: (hit[1], hit[0]), reverse=True)
+        return [trace_id for trace_id, _ in hits[:wanted]]
 
     def find(self, query: Query, *, limit: int = 20) -> FindResult:
         raise NotImplementedError
 
     def dependencies(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int]]:
-        raise NotImplementedError
+        """(parent service, child service, calls) for parent/child spans of different services whose child
+        started in [``start_ns``, ``end_ns``] (``Store.dependencies``).  A parent is found in its trace,
+        on the trace's shard, wherever its own start is."""
+        params: dict[str, Any] = {}
+        window = " AND ".join([*_window(start_ns, end_ns, params), "parent_id != ''"])
+        db = self.url.database
+        sql = (
+            "SELECT p_service, c_service, count() FROM ("
+            f" SELECT trace_id, parent_id AS p_id, service AS c_service FROM {db}.spans_search_local"
+            f" WHERE {window} LIMIT 1 BY trace_id, span_id"
+            ") AS c ALL INNER JOIN ("
+            f" SELECT trace_id, toString(span_id) AS p_id, service AS p_service FROM {db}.spans_local"
+            f" WHERE trace_id IN (SELECT trace_id FROM {db}.spans_search_local WHERE {window})"
+            " LIMIT 1 BY trace_id, span_id"
+            ") AS p USING (trace_id, p_id) WHERE p_service != c_service GROUP BY p_service, c_service"
+        )
+        calls: dict[tuple[bytes, bytes], int] = {}
+        for _, rows in self._fan_out(lambda _, client, settings: client.execute(sql, params, settings=settings)):
+            for parent, child, count in rows:
+                calls[(parent, child)] = calls.get((parent, child), 0) + int(count)
+        return [(_text(parent), _text(child), calls[(parent, child)]) for parent, child in sorted(calls)]
 
     def entries(
         self,
@@ -936,15 +1225,136 @@ class ClickHouseStore:
         status_range: tuple[int, int] | None = None,
         limit: int = 50,
     ) -> list[Span]:
-        raise NotImplementedError
+        """The spans where requests entered the system, newest first, decoded (``Store.entries``).
+
+        A root span, or a SERVER span whose parent is not stored; filtered by ``service``, that
+        service's SERVER, CONSUMER and root spans.  The newest candidates of each shard are
+        taken from the search copy, the SERVER ones probed for a stored parent in their trace
+        (on the same shard); the chosen spans are then read whole from ``spans_local``.
+        """
+        if limit <= 0:
+            return []
+        params: dict[str, Any] = {}
+        where = _window(since_ns, until_ns, params)
+        if service:
+            where += ["service = %(service)s", "(parent_id = '' OR kind IN (2, 5))"]
+            params["service"] = service
+        else:
+            where.append("(parent_id = '' OR kind = 2)")
+        if name_like:
+            # SQLite's LIKE: a substring, ASCII letters in either case (lower() folds ASCII only).
+            where.append("position(lower(name), lower(%(name_like)s)) > 0")
+            params["name_like"] = name_like
+        if errors_only:
+            where.append("status = 2")
+        if min_duration_ns is not None:
+            where.append("duration_ns >= %(min_duration)s")
+            params["min_duration"] = _u64(min_duration_ns)
+        if status_range is not None:
+            # http_status 0 is "none" (SQLite's NULL), in no range.
+            where.append("http_status != 0 AND http_status >= %(status_low)s AND http_status < %(status_high)s")
+            params["status_low"], params["status_high"] = status_range
+        db = self.url.database
+        candidates = (
+            f"SELECT trace_id, span_id, start_ns, parent_id, kind FROM {db}.spans_search_local"
+            f" WHERE {' AND '.join(where)} ORDER BY start_ns DESC, span_id DESC, trace_id DESC"
+            " LIMIT 1 BY trace_id, span_id LIMIT {window}"
+        )
+        if service:
+            probe = "1"
+        else:
+            # A SERVER span with a parent is an entry only if that parent is not stored (in its trace).
+            probe = (
+                f"parent_id = '' OR kind != 2 OR concat(trace_id, parent_id) NOT IN ("
+                f"SELECT concat(trace_id, span_id) FROM {db}.spans_local WHERE trace_id IN ("
+                f"SELECT trace_id FROM ({candidates}) WHERE parent_id != '' AND kind = 2))"
+            )
+        sql = f"SELECT trace_id, span_id, start_ns, {probe} AS entry FROM ({candidates})"
+
+        def query(_: _Shard, client: Client, settings: dict[str, Any]) -> list[tuple[int, bytes, bytes]]:
+            # Most candidates are entries; when too few are, look further back (fewer than asked
+            # for means the shard has no more candidates).
+            window = max(64, 4 * limit)
+            while True:
+                rows = client.execute(sql.replace("{window}", str(window)), params, settings=settings)
+                found = [(int(r[2]), r[1], r[0]) for r in rows if r[3]]
+                if len(found) >= limit or len(rows) < window:
+                    return found[:limit]
+                window *= 4
+
+        chosen: list[tuple[int, bytes, bytes, _Shard]] = [
+            (*key, shard) for shard, found in self._fan_out(query) for key in found
+        ]
+        chosen.sort(key=lambda c: c[:3], reverse=True)
+        chosen = chosen[:limit]
+        read = (
+            f"SELECT trace_id, span_id, parent_id, service, name, kind, start_ns, duration_ns, status, request_id,"
+            f" scope, detail, resource FROM {db}.spans_local"
+            # PREWHERE: the few granules of those traces are found first, and only theirs read whole
+            # (the detail of every span otherwise: 2x the time at 100k spans).
+            " PREWHERE trace_id IN (SELECT toFixedString(unhex(arrayJoin(%(traces)s)), 16))"
+            " WHERE span_id IN (SELECT toFixedString(unhex(arrayJoin(%(spans)s)), 8)) LIMIT 1 BY trace_id, span_id"
+        )
+        keys: dict[int, set[tuple[bytes, bytes]]] = {}
+        for _, span_id, trace_id, shard in chosen:
+            keys.setdefault(shard.number, set()).add((trace_id, span_id))
+
+        def fetch(shard: _Shard, client: Client, settings: dict[str, Any]) -> list[Span]:
+            mine = keys[shard.number]
+            wanted = {
+                "traces": sorted({trace_id.hex() for trace_id, _ in mine}),
+                "spans": sorted({span_id.hex() for _, span_id in mine}),
+            }
+            rows = client.execute(read, wanted, settings=settings)
+            return self._decoded([r for r in rows if (r[0], r[1]) in mine])
+
+        shards = [s for s in self.shards if s.number in keys]
+        spans = {(span.trace_id, span.span_id): span for _, part in self._fan_out(fetch, shards) for span in part}
+        return [spans[(t, s)] for _, s, t, _ in chosen if (t, s) in spans]
 
     def endpoint_stats(self, since_ns: int) -> list[Served]:
-        raise NotImplementedError
+        """Every span that served a request (SERVER, CONSUMER or root) since ``since_ns``, in start order
+        (``Store.endpoint_stats``; the page groups them by endpoint)."""
+        params: dict[str, Any] = {}
+        where = " AND ".join([*_window(since_ns, None, params), "(parent_id = '' OR kind IN (2, 5))"])
+        sql = (
+            "SELECT service, name, start_ns, duration_ns, status FROM"
+            f" {self.url.database}.spans_search_local WHERE {where} LIMIT 1 BY trace_id, span_id"
+        )
+        rows = [
+            row
+            for _, part in self._fan_out(lambda _, c, settings: c.execute(sql, params, settings=settings))
+            for row in part
+        ]
+        rows.sort(key=lambda r: r[2])
+        return [Served(_text(r[0]), _text(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
 
     def recent_requests(
         self, service: str, name: str, since_ns: int, limit: int, until_ns: int | None = None
     ) -> list[Recent]:
-        raise NotImplementedError
+        """The newest ``limit`` requests of one endpoint (``service``'s served spans named ``name``) started
+        from ``since_ns`` to ``until_ns`` (no end if None), newest first (``Store.recent_requests``)."""
+        if limit <= 0:
+            return []
+        params: dict[str, Any] = {"service": service, "name": name}
+        where = " AND ".join(
+            [
+                *_window(since_ns, until_ns, params),
+                "service = %(service)s AND name = %(name)s AND (parent_id = '' OR kind IN (2, 5))",
+            ]
+        )
+        sql = (
+            f"SELECT trace_id, span_id, start_ns, duration_ns FROM {self.url.database}.spans_search_local"
+            f" WHERE {where} ORDER BY start_ns DESC, span_id DESC, trace_id DESC"
+            f" LIMIT 1 BY trace_id, span_id LIMIT {int(limit)}"
+        )
+        rows = [
+            row
+            for _, part in self._fan_out(lambda _, c, settings: c.execute(sql, params, settings=settings))
+            for row in part
+        ]
+        rows.sort(key=lambda r: (r[2], r[1], r[0]), reverse=True)
+        return [Recent(trace_id=r[0], start_ns=int(r[2]), duration_ns=int(r[3])) for r in rows[:limit]]
 
     def stats(self) -> dict[str, int]:
         """Spans and log records stored, and the bytes their parts take on disk, over every shard."""
@@ -960,6 +1370,31 @@ class ClickHouseStore:
                 )[0][0]
             )
         return {"spans": spans, "logs": logs, "bytes": size}
+
+
+_U64_MAX = 2**64 - 1
+
+
+def _u64(value: int | None) -> int | None:
+    """A bound as the UInt64 columns take it (a bad one must not fail the query)."""
+    return None if value is None else min(max(int(value), 0), _U64_MAX)
+
+
+def _window(since_ns: int | None, until_ns: int | None, params: dict[str, Any]) -> list[str]:
+    """Conditions for ``since_ns <= start_ns <= until_ns`` (either bound optional), with the days they
+    cover so that ClickHouse skips other days' partitions (it cannot derive ``day`` from ``start_ns``)."""
+    where: list[str] = []
+    for name, bound, op, day_op in (("since", since_ns, ">=", ">="), ("until", until_ns, "<=", "<=")):
+        if bound is None:
+            continue
+        if bound < 0 and op == "<=":
+            where.append("0")  # before any span
+            continue
+        params[name] = _u64(bound)
+        where.append(f"start_ns {op} %({name})s")
+        if params[name] // 1_000_000_000 < 4_000_000_000:  # DateTime is 32-bit: beyond, no day bound
+            where.append(f"day {day_op} toDate(toDateTime(intDiv(%({name})s, 1000000000)))")
+    return where
 
 
 def _text(value: bytes | str) -> str:
@@ -982,3 +1417,106 @@ def _version() -> str:
         return version("otel-corr")
     except PackageNotFoundError:
         return "unknown"
+
+
+# --- the search copy's columns (schema v2) ------------------------------------------------------
+
+
+def _search_fields(detail: bytes) -> tuple[list[bytes], bytes]:
+    """A span's ``attr_kv`` (each attribute's KeyValue bytes, as stored) and ``texts`` (its events'
+    names and exceptions, its status message; "\n" between them) for the search copy.
+
+    One C-level parse of three fields (``_index``'s view): no attribute value is formatted here,
+    which is what keeps this to a few µs a span on the writer thread.
+    """
+    view = _View.FromString(detail)
+    attributes: list[bytes] = list(view.attributes)
+    if not (view.events or view.status):
+        return attributes, b""
+    words = [column for _, row in _event_rows(view) for column in row if column]
+    return attributes, "\n".join(words).encode()
+
+
+def _resource_arrays(text: str) -> tuple[list[bytes], list[bytes]]:
+    """A resource's attribute keys and values (as ``attribute_text`` writes a value) for the search copy."""
+    try:
+        attributes = json.loads(text)
+    except ValueError:
+        return [], []
+    if not isinstance(attributes, dict):
+        return [], []
+    keys, values = [], []
+    for key, value in attributes.items():
+        shown = _value_text(value)
+        if shown is not None:
+            keys.append(str(key).encode())
+            values.append(shown.encode())
+    return keys, values
+
+
+def _value_text(value: Any) -> str | None:
+    """A decoded attribute value as text, as ``_otlp.attribute_text`` gives it (what a tag equals)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return None
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, number = number & 0x7F, number >> 7
+        if number:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def key_prefix(key: str) -> bytes:
+    """How every serialized KeyValue of ``key`` starts (field 1, its length, the key): "has the key"."""
+    raw = key.encode()
+    return b"\x0a" + _varint(len(raw)) + raw
+
+
+def kv_candidates(key: str, text: str) -> list[bytes]:
+    """The serialized KeyValues an attribute ``key`` whose value reads as ``text`` can have.
+
+    One per type the text can be (string, int, double, bool, bytes as base64), kept only if that
+    value reads back as exactly ``text`` (as ``_otlp.attribute_text`` formats it): ``42`` is the
+    string and the int, not the double (``42.0``).  Serialized by protobuf, as every SDK sends
+    them.  Arrays, maps and NaN have no single form: :func:`exact_only` says which texts need
+    the spans' values decoded instead.
+    """
+    values: list[tuple[str, Any]] = [("string_value", text)]
+    if text in ("true", "false"):
+        values.append(("bool_value", text == "true"))
+    try:
+        number = int(text)
+    except ValueError:
+        pass
+    else:
+        if -(2**63) <= number < 2**63 and str(number) == text:
+            values.append(("int_value", number))
+    try:
+        double = float(text)
+    except (ValueError, OverflowError):
+        pass
+    else:
+        if str(double) == text:
+            values.append(("double_value", double))
+    if _BASE64.fullmatch(text):
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except ValueError:
+            pass
+        else:
+            if base64.b64encode(raw).decode() == text:
+                values.append(("bytes_value", raw))
+    return [_kv(key, which, value) for which, value in values]
+
+
+def exact_only(text: str) -> bool:
+    """Whether ``text`` can only be matched by decoding values (an array, a map, NaN): see :func:`kv_candidates`."""
+    return text[:1] in ("[", "{") or text == "nan"
