@@ -1188,7 +1188,10 @@ class ClickHouseStore:
         return [trace_id for trace_id, _ in hits[:wanted]]
 
     def find(self, query: Query, *, limit: int = 20) -> FindResult:
-        raise NotImplementedError
+        """The traces a search finds, newest first (see ``_clickhouse_find``); run it inside :meth:`budget`."""
+        from ._clickhouse_find import find
+
+        return find(self, query, limit)
 
     def dependencies(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int]]:
         """(parent service, child service, calls) for parent/child spans of different services whose child

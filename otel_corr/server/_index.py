@@ -33,6 +33,7 @@ from zlib import crc32
 
 __all__ = [
     "span_docs",
+    "attribute_encodings",
     "attribute_tokens",
     "EVENT_SLOTS",
     "TextRow",
@@ -175,8 +176,9 @@ def indexed(text: str) -> bool:
     return text[:1] not in ("[", "{") and text.strip().lower().lstrip("+-") not in ("nan", "inf", "infinity")
 
 
-def attribute_tokens(key: str, text: str) -> list[str]:
-    """The tokens of ``key`` = ``text`` read every way a value can be written: string, int, bool, double."""
+def attribute_encodings(key: str, text: str) -> list[bytes]:
+    """The ``KeyValue`` bytes of ``key`` = ``text`` read every way a value can be written: string, int, bool,
+    double, bytes (a store without the token index looks for these bytes in the stored span)."""
     kvs = [_kv(key, "string_value", text)]
     stripped = text.strip()
     if re.fullmatch(r"[+-]?\d{1,19}", stripped):
@@ -193,7 +195,12 @@ def attribute_tokens(key: str, text: str) -> list[str]:
         kvs.append(_kv(key, "bool_value", text == "true"))
     if _BASE64.fullmatch(text):  # a bytes value reads as its base64 (as the store decodes it)
         kvs.append(_kv(key, "bytes_value", base64.b64decode(text)))
-    return sorted({_kv_token(kv) for kv in kvs})
+    return list(dict.fromkeys(kvs))
+
+
+def attribute_tokens(key: str, text: str) -> list[str]:
+    """The tokens of ``key`` = ``text`` read every way a value can be written: string, int, bool, double."""
+    return sorted({_kv_token(kv) for kv in attribute_encodings(key, text)})
 
 
 def value_matches(value: Any, text: str) -> bool:
