@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -149,4 +150,60 @@ def test_tail_on_a_replica_follows_and_says_it_sees_its_own_part(cluster: ClickH
     finally:
         tail.terminate()
         tail.wait(10)
+        replica.stop()
+
+
+def _span_body(trace_id: str, span_id: str, route: str) -> bytes:
+    now = time.time_ns()
+    span = {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "name": f"GET {route}",
+        "kind": 2,
+        "startTimeUnixNano": str(now - 5_000_000),
+        "endTimeUnixNano": str(now),
+        "attributes": [{"key": "http.route", "value": {"stringValue": route}}],
+    }
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]}
+    body = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": [span]}]}]}
+    return json.dumps(body).encode()
+
+
+def test_the_page_shows_a_banner_while_a_shard_is_down(cluster: ClickHouseCluster, tmp_path: Path) -> None:
+    """Last in the module: it stops shard 2 (and starts it again)."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if shutil.which("chromium") is None:
+        pytest.skip("needs Debian's chromium (.ci/run installs it)")
+    from .test_page_browser import CHROMIUM_ARGS
+
+    replica = Replica(cluster.url, tmp_path)
+    try:
+        for n in range(1, 21):  # traces on both shards
+            posted = httpx.post(
+                f"http://127.0.0.1:{replica.http}/v1/traces",
+                content=_span_body(f"{n:032x}", f"{n:016x}", f"/orders/{n}"),
+                headers={"content-type": "application/json"},
+                timeout=30,
+            )
+            assert posted.status_code == 200, posted.text
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(replica.url + "/")
+                page.wait_for_selector("#requests tbody tr")
+                assert page.locator("#partial").is_hidden()  # whole: no banner
+                whole = page.locator("#requests tbody tr").count()
+                cluster.stop_shard(2)
+                page.goto(replica.url + "/")
+                page.wait_for_selector("#partial:not([hidden])")
+                banner = page.locator("#partial").inner_text()
+                assert banner.startswith("Partial results: shard 2 (") and "did not answer" in banner, banner
+                # The live shard's part is listed: fewer rows than whole, and not none.
+                page.wait_for_selector("#requests tbody tr")
+                assert 0 < page.locator("#requests tbody tr").count() < whole
+            finally:
+                browser.close()
+    finally:
+        cluster.start_shard(2)
         replica.stop()
