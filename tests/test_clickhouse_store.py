@@ -787,3 +787,28 @@ def test_serve_is_told_each_new_service_by_name(cluster: ClickHouseCluster, url:
         assert seen == ["front", "back"]  # "first spans from service ...": names, once each
     finally:
         store.close()
+
+
+def test_out_of_range_values_never_refuse_a_batch_or_its_neighbours(cluster: ClickHouseCluster, url: str) -> None:
+    """OTLP enums are open and a status attribute is any int: an insert into UInt8/UInt16 columns would
+    be refused whole (and with it every batch grouped into the same insert, on every retry)."""
+    from otel_corr.server._clickhouse import ClickHouseStore
+    from otel_corr.server._model import LogRecord
+
+    store = ClickHouseStore(url)
+    try:
+        odd = _span(T1, 1, kind=300, status=999)
+        odd.attributes.append(_kv("http.response.status_code", 70000))
+        bodies = [_request("front", [_span(T2, 2)]), _request("front", [odd]), _request("front", [_span(T3, 3)])]
+        batches = [span_rows(parse_spans(b, "application/x-protobuf"), store.resource_id) for b in bodies]
+        log = LogRecord(
+            trace_id=T1, span_id=None, time_ns=BASE, severity_number=300, severity_text="?", body="odd",
+            logger="l", request_id=None, attributes={}, service="front", resource={},
+        )  # fmt: skip
+        futures = [store.submit(b.rows, b.resources) for b in batches] + [store.submit([], [], [log])]
+        for future in futures:
+            future.result(timeout=60)  # each stored: none raises
+        assert [len(store.trace(t)) for t in (T1, T2, T3)] == [1, 1, 1]
+        assert [r.body for r in store.logs(T1)] == ["odd"]
+    finally:
+        store.close()

@@ -682,31 +682,46 @@ class ClickHouseStore:
             rows = [row for b in batch for row in b.rows]
             resources = [r for b in batch for r in b.resources]
             logs = [r for b in batch for r in b.logs]
-            try:
-                try:
-                    self._insert(rows, resources, logs)
-                except self._unavailable():
-                    # The entry host does not answer: once more through the next one (a part it
-                    # took before failing is stored twice and read once).
-                    self._next_entry()
-                    self._insert(rows, resources, logs)
-            except Exception as exc:  # the senders are told (503 / UNAVAILABLE: retry); the writer carries on
-                if isinstance(exc, self._unavailable()):
-                    self._next_entry()
-                _log.warning("otel-corr serve: a ClickHouse insert failed: %s", _reason(exc))
-                # Not acknowledged: a synchronous insert that failed may have stored some shards' part.
-                error = StoreUnavailable(f"the batch was not stored: ClickHouse refused the insert: {_reason(exc)}")
+            error = self._insert_group(rows, resources, logs)
+            errors: list[BaseException | None] = [error] * len(batch)
+            if error is not None and len(batch) > 1 and not isinstance(error, _Unreachable):
+                # Not the cluster's fault: one batch's data may be what it refused.  Each alone, so
+                # one sender's bad batch never takes the others' with it.
+                errors = [self._insert_group(b.rows, b.resources, b.logs) for b in batch]
             with self._idle:
                 self._pending -= len(batch)
                 self._queued_spans -= size
                 self._idle.notify_all()
-            for done in batch:
-                if error is None:
+            for done, failed in zip(batch, errors, strict=True):
+                if failed is None:
                     done.done.set_result(None)
                 else:
-                    done.done.set_exception(error)
-            if error is None:
-                self._after_commit(batch)
+                    done.done.set_exception(failed)
+            stored = [b for b, failed in zip(batch, errors, strict=True) if failed is None]
+            if stored:
+                self._after_commit(stored)
+
+    def _insert_group(
+        self, rows: list[tuple[Any, ...]], resources: list[tuple[int, str, str, str]], logs: list[LogRecord]
+    ) -> StoreUnavailable | None:
+        """Insert; None when stored, else the error its senders get (503 / UNAVAILABLE: retry)."""
+        try:
+            try:
+                self._insert(rows, resources, logs)
+            except self._unavailable():
+                # The entry host does not answer: once more through the next one (a part it
+                # took before failing is stored twice and read once).
+                self._next_entry()
+                self._insert(rows, resources, logs)
+        except Exception as exc:  # the writer carries on
+            unreachable = isinstance(exc, self._unavailable())
+            if unreachable:
+                self._next_entry()
+            _log.warning("otel-corr serve: a ClickHouse insert failed: %s", _reason(exc))
+            # Not acknowledged: a synchronous insert that failed may have stored some shards' part.
+            kind = _Unreachable if unreachable or _is_network(exc) else StoreUnavailable
+            return kind(f"the batch was not stored: ClickHouse refused the insert: {_reason(exc)}")
+        return None
 
     def _after_commit(self, batch: list[_Item]) -> None:
         """The callbacks ``serve`` hangs on a stored batch; a failing one never stops the writer."""
@@ -744,14 +759,14 @@ class ClickHouseStore:
                     row[3],
                     row[4].encode(),
                     row[5].encode(),
-                    row[6],
+                    _u8(row[6]),
                     row[7],
                     row[8],
-                    row[9],
+                    _u8(row[9]),
                     request_id.encode(),
                     row[11].encode(),
                     bytes(row[12]),
-                    row[13],
+                    row[13] if 0 < row[13] < 65536 else 0,  # any other "status" is none (a UInt16 column)
                     texts.get(row[3], b"{}"),
                     *_search_fields(bytes(row[12])),
                     *resource_pairs.get(row[3], ([], [])),
@@ -781,7 +796,7 @@ class ClickHouseStore:
                         r.trace_id or _ZERO_TRACE,
                         r.span_id or b"",
                         r.time_ns,
-                        r.severity_number,
+                        _u8(r.severity_number),
                         r.severity_text.encode(),
                         r.body.encode(),
                         r.logger.encode(),
@@ -1398,6 +1413,25 @@ def _window(since_ns: int | None, until_ns: int | None, params: dict[str, Any]) 
         if params[name] // 1_000_000_000 < 4_000_000_000:  # DateTime is 32-bit: beyond, no day bound
             where.append(f"day {day_op} toDate(toDateTime(intDiv(%({name})s, 1000000000)))")
     return where
+
+
+class _Unreachable(StoreUnavailable):
+    """An insert failed because a server did not answer (not because of the batch's data)."""
+
+
+def _is_network(exc: BaseException) -> bool:
+    """A server's error that means another server did not answer (a shard down behind the entry)."""
+    return getattr(exc, "code", None) in _NETWORK_CODES
+
+
+#: ClickHouse error codes for "a server did not answer": NETWORK_ERROR, SOCKET_TIMEOUT,
+#: ALL_CONNECTION_TRIES_FAILED, CANNOT_READ_FROM_SOCKET, CANNOT_WRITE_TO_SOCKET, TIMEOUT_EXCEEDED.
+_NETWORK_CODES = frozenset({209, 210, 279, 95, 96, 159})
+
+
+def _u8(value: int) -> int:
+    """An OTLP enum (kind, status code, severity) in its UInt8 column: an unknown one is 0 (unset)."""
+    return value if 0 <= value < 256 else 0
 
 
 def _text(value: bytes | str) -> str:
