@@ -55,6 +55,10 @@ def _serve(*argv: str, env: dict[str, str] | None = None) -> subprocess.Complete
         (["--store", "clickhouse://u:s3cret@ch1:9000/traces"], {}, ["--store / OTEL_CORR_STORE", "?cluster=NAME"]),
         ([], {"OTEL_CORR_STORE": "clickhouse://u:s3cret@ch1:99999/t?cluster=c"}, ["OTEL_CORR_STORE", "bad port"]),
         (["--store", "clickhouse://ch1/t;DROP?cluster=c"], {}, ["letters, digits and _"]),
+        # A password pasted unescaped, with "/", "?", "#" or "@" in it, is never echoed in part.
+        (["--store", "clickhouse://alice:s3cret/x@ch1:9000/db"], {}, ["?cluster=NAME"]),
+        (["--store", "clickhouse://alice:s3cret?#@ch1:9000/d-b?cluster=c"], {}, ["letters, digits and _"]),
+        (["--store", "clickhouse://alice:s3cret@x@ch1:90000/db?cluster=c"], {}, ["bad port of host number 1"]),
         (["--store", "clickhouse://ch1/t?cluster=c", "--db", "x.db"], {}, ["not both"]),
         (["--store", "clickhouse://ch1/t?cluster=c", "--max-spans", "5"], {}, ["--max-spans", "--retention"]),
     ],

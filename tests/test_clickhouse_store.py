@@ -188,6 +188,10 @@ def test_bad_urls_say_what_is_wrong() -> None:
         parse_url("clickhouse://ch1:9000/traces")
     with pytest.raises(StoreError, match="letters, digits and _"):
         parse_url("clickhouse://ch1:9000/x;DROP?cluster=c")
+    tricky = parse_url("clickhouse://al%40ice:s3/cr?e#t@ch1:9440,[::1]:9001,ch3/traces?cluster=prod_2x")
+    assert (tricky.user, tricky.password, tricky.database) == ("al@ice", "s3/cr?e#t", "traces")
+    assert tricky.hosts == (("ch1", 9440), ("::1", 9001), ("ch3", 9000))
+    assert "s3/cr" not in repr(tricky) and "s3/cr" not in tricky.redacted()
 
 
 def test_a_trace_from_two_replicas_reads_back_as_sqlite_reads_it(

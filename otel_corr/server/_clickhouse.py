@@ -47,9 +47,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 from .._ids import trace_id_of
 from ..exceptions import StoreError, StoreUnavailable
@@ -270,7 +270,7 @@ class ClickHouseURL:
     database: str
     cluster: str
     user: str = "default"
-    password: str = ""
+    password: str = field(default="", repr=False)
     hosts: tuple[tuple[str, int], ...] = ()
 
     def redacted(self) -> str:
@@ -280,49 +280,59 @@ class ClickHouseURL:
         return f"clickhouse://{user}{names}/{self.database}?cluster={self.cluster}"
 
 
-def _host_port(text: str) -> tuple[str, int]:
-    """One ``host[:port]`` (``[v6]:port`` too) of a store URL."""
+def _host_port(text: str, number: int) -> tuple[str, int]:
+    """One ``host[:port]`` (``[v6]:port`` too) of a store URL; errors say which, never its text."""
     host, port_text = text, ""
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise StoreError(f"bad host in the ClickHouse store URL: {text!r}")
+            raise StoreError(f"bad host number {number} in the ClickHouse store URL (an unclosed [)")
         host, port_text = text[1:end], text[end + 1 :].removeprefix(":")
     elif ":" in text:
         host, port_text = text.rsplit(":", 1)
-    if not host or any(c in host for c in "/?#@ "):
-        raise StoreError(f"bad host in the ClickHouse store URL: {text!r}")
+    if not host or any(c in host for c in "/?#@ :") and not text.startswith("["):
+        raise StoreError(f"bad host number {number} in the ClickHouse store URL")
     if not port_text:
         return host, 9000
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise StoreError(f"bad port in the ClickHouse store URL: {text!r} (a TCP port, 1-65535)")
+        raise StoreError(f"bad port of host number {number} in the ClickHouse store URL (a TCP port, 1-65535)")
     return host, int(port_text)
 
 
 def parse_url(url: str) -> ClickHouseURL:
-    """Parse a store URL; raise :class:`StoreError` saying what is wrong with it."""
-    parts = urlsplit(url)
-    if parts.scheme != "clickhouse":
+    """Parse a store URL; raise :class:`StoreError` saying what is wrong with it.
+
+    Split by hand, not by ``urlsplit``: a password holding ``/``, ``?`` or ``#`` (pasted unescaped)
+    would end its netloc early and land in a message.  No message quotes any part of the URL.
+    """
+    scheme, sep, rest = url.strip().partition("://")
+    if scheme != "clickhouse" or not sep:
         raise StoreError("not a ClickHouse store URL (clickhouse://host:9000/db?cluster=NAME)")
-    database = parts.path.strip("/") or "otel_corr"
-    cluster = (parse_qs(parts.query).get("cluster") or [""])[0]
+    # The credentials end at the last "@" (database and cluster names hold no "@").
+    userinfo, at, rest = rest.rpartition("@")
+    if not at:
+        userinfo = ""
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    path, _, query = tail.partition("?")
+    database = path.strip("/") or "otel_corr"
+    cluster = (parse_qs(query).get("cluster") or [""])[0]
     if not cluster:
         raise StoreError("the ClickHouse store URL needs ?cluster=NAME (a cluster of remote_servers)")
     for name, value in (("database", database), ("cluster", cluster)):
         # Both go into DDL as identifiers: letters, digits and underscores only.
         if not value.replace("_", "").isalnum() or not value.isascii():
-            raise StoreError(f"the ClickHouse {name} name may hold letters, digits and _ only: {value[:80]!r}")
-    userinfo, _, netloc = parts.netloc.rpartition("@")
+            raise StoreError(f"the ClickHouse {name} name may hold letters, digits and _ only")
     user, _, password = userinfo.partition(":")
-    hosts = tuple(_host_port(h.strip()) for h in netloc.split(",") if h.strip()) or (("127.0.0.1", 9000),)
+    hosts = tuple(_host_port(h.strip(), n) for n, h in enumerate(netloc.split(","), 1) if h.strip())
     return ClickHouseURL(
-        host=hosts[0][0],
-        port=hosts[0][1],
+        host=hosts[0][0] if hosts else "127.0.0.1",
+        port=hosts[0][1] if hosts else 9000,
         database=database,
         cluster=cluster,
         user=unquote(user or "default"),
         password=unquote(password),
-        hosts=hosts,
+        hosts=hosts or (("127.0.0.1", 9000),),
     )
 
 
