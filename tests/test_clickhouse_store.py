@@ -816,3 +816,27 @@ def test_out_of_range_values_never_refuse_a_batch_or_its_neighbours(cluster: Cli
         assert [r.body for r in store.logs(T1)] == ["odd"]
     finally:
         store.close()
+
+
+def test_a_search_decoding_values_reads_in_pages_and_still_finds_an_old_match(
+    cluster: ClickHouseCluster, url: str
+) -> None:
+    """An array tag has no single stored form: its spans are read and formatted, a page at a time
+    (not every span carrying the key at once); the one match sits behind 1,200 newer spans."""
+    from opentelemetry.proto.common.v1.common_pb2 import ArrayValue
+
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    def tagged(n: int, values: list[int]) -> SpanMessage:
+        span = _span(uuid.UUID(int=n).bytes, n)
+        array = ArrayValue(values=[AnyValue(int_value=v) for v in values])
+        span.attributes.append(KeyValue(key="k", value=AnyValue(array_value=array)))
+        return span
+
+    store = ClickHouseStore(url)
+    try:
+        _submit(store, _request("front", [tagged(1, [1, 2])] + [tagged(n, [9]) for n in range(2, 1202)]))
+        assert store.search(service="front", tags={"k": "[1, 2]"}, limit=1) == [uuid.UUID(int=1).bytes]
+        assert len(store.search(service="front", tags={"k": "[9]"}, limit=3)) == 3
+    finally:
+        store.close()

@@ -1191,22 +1191,36 @@ class ClickHouseStore:
                 return [(r[0], int(r[1])) for r in rows]
             # An array, a map or NaN has no single serialized form: the spans carrying the key are
             # read newest first and their value formatted, as SQLite's search does for every tag.
+            # In pages (keyset: newest first, then below the last row read), so a common key never
+            # brings every span carrying it into memory to find ``wanted`` traces.
             found: dict[bytes, int] = {}
-            rows = client.execute(
-                f"SELECT trace_id, start_ns, attr_kv FROM {table} WHERE {condition}"
-                " ORDER BY start_ns DESC, trace_id DESC",
-                params,
-                settings=settings,
-            )
-            for trace_id, start, kvs in rows:
-                if trace_id in found:
-                    continue
-                detail = b"".join(b"\x4a" + _varint(len(kv)) + kv for kv in kvs)  # a span of those attributes
-                if all(attribute_text(detail, key) == value for key, value in decoded):
-                    found[trace_id] = int(start)
-                    if len(found) >= wanted:
-                        break
-            return list(found.items())
+            page, after, below = 512, "", dict(params)
+            while True:
+                rows = client.execute(
+                    f"SELECT trace_id, start_ns, attr_kv FROM {table} WHERE {condition}{after}"
+                    f" ORDER BY start_ns DESC, trace_id DESC LIMIT {page}",
+                    below,
+                    settings=settings,
+                )
+                for trace_id, start, kvs in rows:
+                    if trace_id in found:
+                        continue
+                    detail = b"".join(b"\x4a" + _varint(len(kv)) + kv for kv in kvs)  # a span of those attributes
+                    if all(attribute_text(detail, key) == value for key, value in decoded):
+                        found[trace_id] = int(start)
+                        if len(found) >= wanted:
+                            return list(found.items())
+                if len(rows) < page:
+                    return list(found.items())
+                if self.past_budget():
+                    raise QueryTimeout
+                last_trace, last_start = rows[-1][0], int(rows[-1][1])
+                after = (
+                    " AND (start_ns < %(last_start)s OR (start_ns = %(last_start)s"
+                    " AND trace_id < unhex(%(last_trace)s)))"
+                )
+                below = {**params, "last_start": last_start, "last_trace": bytes(last_trace).hex()}
+                page = min(page * 2, 8192)
 
         hits = [hit for _, rows in self._fan_out(query) for hit in rows]
         hits.sort(key=lambda hit: (hit[1], hit[0]), reverse=True)
