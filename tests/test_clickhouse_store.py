@@ -840,3 +840,24 @@ def test_a_search_decoding_values_reads_in_pages_and_still_finds_an_old_match(
         assert len(store.search(service="front", tags={"k": "[9]"}, limit=3)) == 3
     finally:
         store.close()
+
+
+def test_no_query_starts_past_the_budget(cluster: ClickHouseCluster, url: str) -> None:
+    """A handler that reads trace after trace stops at its budget, as on SQLite (503, not an answer
+    after 18 times the budget)."""
+    import time
+
+    from otel_corr.server._clickhouse import ClickHouseStore
+    from otel_corr.server._store import QueryTimeout
+
+    store = ClickHouseStore(url)
+    try:
+        _submit(store, _request("front", [_span(T1, 1)]))
+        with store.budget(time.monotonic() + 30):
+            assert store.trace(T1)  # within the budget: answered
+        gave_up = time.monotonic() + 30  # a hung test's deadline, not a speed
+        with pytest.raises(QueryTimeout), store.budget(time.monotonic() + 0.2):
+            while time.monotonic() < gave_up:  # one lookup after another, as Jaeger's search reads
+                store.trace(T1)
+    finally:
+        store.close()

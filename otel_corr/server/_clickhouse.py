@@ -471,6 +471,10 @@ class ClickHouseStore:
         deadline: float | None = getattr(self._local, "deadline", None)
         if deadline is None:
             client.settings.pop("max_execution_time", None)
+        elif time.monotonic() > deadline:
+            # A handler making one query after another (a search reading each trace it found):
+            # none starts past the budget, as SQLite's progress handler stops the next statement.
+            raise QueryTimeout
         else:  # the driver merges these into every query's settings
             client.settings["max_execution_time"] = max(1, int(deadline - time.monotonic() + 0.999))
         return client
