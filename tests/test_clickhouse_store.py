@@ -359,6 +359,15 @@ def test_a_shard_down_is_named_never_half_an_answer(tmp_path: Path) -> None:
             # The future fails, saying why: the sender is not acknowledged (serve answers 503 / UNAVAILABLE).
             with pytest.raises(StoreUnavailable, match="the batch was not stored: .*Code: 210"):
                 store.submit(batch.rows, batch.resources).result(timeout=60)
+            # A replica (re)started during the outage opens the current schema and answers shard 1's part.
+            restarted = ClickHouseStore(cluster.url_via(1))
+            try:
+                assert restarted.trace(on_1) == whole
+            finally:
+                restarted.close()
+            # ... but a new database cannot be made on half the cluster.
+            with pytest.raises(ShardUnavailable, match="every shard must answer"):
+                ClickHouseStore(cluster.url_via(1).replace("/otel_corr?", "/fresh?"))
 
             cluster.start_shard(2)
             # Back: the trace answers again, without the refused span (a synchronous insert spools nothing).

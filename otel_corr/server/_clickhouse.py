@@ -484,13 +484,23 @@ class ClickHouseStore:
     def ensure_schema(self) -> dict[int, int]:
         """Create or upgrade the schema on every shard; returns each shard's version before (0: new).
 
-        Every shard must answer: a schema made on half the cluster would fail later, on some
-        inserts only.  Refuses a shard whose schema is newer than this otel-corr knows.
+        Every shard must answer when there is something to create or upgrade: a schema made on
+        half the cluster would fail later, on some inserts only.  When every shard that answers is
+        already current, a replica starts with a shard down (a restart during an outage serves the
+        live shards' part, as the running replicas do), saying so in a warning.  Refuses a shard
+        whose schema is newer than this otel-corr knows.
         """
+        db, cluster = self.url.database, self.url.cluster
         down = [s for s in self.health() if not s.up]
         if down:
-            raise ShardUnavailable(down, "cannot create the ClickHouse schema: every shard must answer")
-        db, cluster = self.url.database, self.url.cluster
+            live = [shard for shard in self.shards if all(d.number != shard.number for d in down)]
+            if not live or any(self._applied(shard) != SCHEMA_VERSION for shard in live):
+                raise ShardUnavailable(down, "cannot create the ClickHouse schema: every shard must answer")
+            _log.warning(
+                "otel-corr serve: starting with a ClickHouse shard down (answers say what they lack): %s",
+                ", ".join(f"shard {d.number} ({d.address}): {d.error}" for d in down),
+            )
+            return {shard.number: SCHEMA_VERSION for shard in live}
         before: dict[int, int] = {}
         for shard in self.shards:
             client = self._on(shard)
@@ -515,6 +525,17 @@ class ClickHouseStore:
                     [(number, _version().encode(), time.time_ns())],
                 )
         return before
+
+    def _applied(self, shard: _Shard) -> int:
+        """The newest schema version ``shard`` holds (0: none)."""
+        client = self._on(shard)
+        exists = client.execute(
+            "SELECT count() FROM system.tables WHERE database = %(db)s AND name = 'schema_version'",
+            {"db": self.url.database},
+        )[0][0]
+        if not exists:
+            return 0
+        return int(client.execute(f"SELECT max(version) FROM {self.url.database}.schema_version")[0][0])
 
     def _backfill_search(self, shard: _Shard) -> None:
         """Copy a v1 store's spans (on ``shard``) into the search copy, attributes and texts decoded
