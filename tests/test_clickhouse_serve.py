@@ -206,6 +206,10 @@ def test_the_page_shows_a_banner_while_a_shard_is_down(cluster: ClickHouseCluste
                 # The live shard's part is listed: fewer rows than whole, and not none.
                 page.wait_for_selector("#requests tbody tr")
                 assert 0 < page.locator("#requests tbody tr").count() < whole
+                # The service map (Jaeger's /api/dependencies: the header, no "warning" field) says so too.
+                page.goto(replica.url + "/map")
+                page.wait_for_selector("#partial:not([hidden])")
+                assert "shard 2" in page.locator("#partial").inner_text()
             finally:
                 browser.close()
     finally:

@@ -53,10 +53,14 @@
   function count(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
   function ms(value) { return value >= 1000 ? (value / 1000).toFixed(2) + " s" : value.toFixed(value < 10 ? 2 : 1) + " ms"; }
   function statusClass(code) { return code ? "status s" + String(code)[0] : "status"; }
-  async function getJSON(url) {
+  // `primary`: the view's own read across shards (its list, search, endpoints, map): a whole answer
+  // clears the banner.  Any answer that lacks a shard (the header every face sends) raises it.
+  async function getJSON(url, primary = false) {
     const response = await fetch(url, { headers: { accept: "application/json" } });
     const body = await response.json().catch(() => ({}));
-    partial(body && typeof body.warning === "string" ? body.warning : "");
+    const warning = response.headers.get("x-otel-corr-missing") || (body && typeof body.warning === "string" ? body.warning : "");
+    if (warning) partial(warning);
+    else if (primary) partial("");
     return { ok: response.ok, status: response.status, body };
   }
   // A ClickHouse shard that did not answer: the banner says results may be missing until an answer is whole.
@@ -155,7 +159,7 @@
     async function load() {
       const q = new URLSearchParams(location.search);
       if (query) return loadResults(q);
-      const { ok, body } = await getJSON("/api/ui/requests?" + q);
+      const { ok, body } = await getJSON("/api/ui/requests?" + q, true);
       if (!ok) {
         note.textContent = body.error || "Could not load requests.";
         tbody.replaceChildren();
@@ -201,7 +205,7 @@
       const asked = location.href;
       let answer;
       try {
-        answer = await getJSON("/api/search?" + api);
+        answer = await getJSON("/api/search?" + api, true);
       } catch (err) {
         answer = { ok: false, status: 0, body: { error: "the server did not answer (" + err.message + ")" } };
       }
@@ -698,7 +702,7 @@
     view.replaceChildren(el("div", { class: "filters card" }, el("label", {}, "Window", windowSel)),
       el("div", { class: "card" }, el("div", { class: "table-scroll" }, el("table", { id: "endpoints" }, el("thead", {}, el("tr", {}, ...["Service", "Endpoint", "Requests/min", "Errors", "p50", "p95", "p99", "Requests", "p95 over time"].map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))), tbody)), note));
     async function load() {
-      const { ok, body } = await getJSON("/api/ui/endpoints?window=" + windowSel.value);
+      const { ok, body } = await getJSON("/api/ui/endpoints?window=" + windowSel.value, true);
       if (!ok) { note.textContent = body.error || "Could not load endpoints."; return; }
       if (sparkTip) sparkTip.hidden = true;
       const buckets = { start: body.bucket_start_ms, width: body.bucket_ms, withDate: body.window_s > 86400, withSeconds: body.bucket_ms < 60000 };
@@ -800,7 +804,7 @@
       const label = MAP_RANGES.find(([v]) => v === rangeSel.value)[1];
       let answer;
       try {
-        answer = await getJSON("/api/dependencies?endTs=" + Date.now() + "&lookback=" + Number(rangeSel.value) * 1000);
+        answer = await getJSON("/api/dependencies?endTs=" + Date.now() + "&lookback=" + Number(rangeSel.value) * 1000, true);
       } catch (err) {
         answer = { ok: false, body: { errors: [{ msg: "the server did not answer (" + err.message + ")" }] } };
       }
@@ -920,6 +924,7 @@
   function render() {
     if (sparkTip) sparkTip.hidden = true;  // its sparkline is gone, and with it the mouseleave that hides it
     searchMessage("");
+    partial("");  // a new view: its own reads say whether it is partial
     const path = location.pathname;
     if (path.startsWith("/trace/")) return traceView(decodeURIComponent(path.slice(7)));
     if (path === "/endpoints") return endpointsView();
