@@ -370,6 +370,24 @@ def test_a_shard_down_gives_the_live_shards_answer_and_names_the_missing_one(
         with partial_answers():  # an ID among other words: the rest is searched
             assert _run(store, f"declined {on_2[0].hex()}").found == []
             assert [s.shard for s in missing()] == [2]
+        # Shard 2 stops *during* a search (its first look at the shards saw both up): the Distributed
+        # reads skip it without a word, so the search looks again at the end and names it.
+        real_health, calls = store.health, []
+
+        def stale_first() -> list:  # type: ignore[type-arg]
+            calls.append(1)
+            states = real_health()
+            return (
+                [s.__class__(s.number, s.address, True, "", s.version) for s in states] if len(calls) == 1 else states
+            )
+
+        store.health = stale_first  # type: ignore[method-assign]
+        try:
+            with partial_answers():
+                assert [f.trace_id for f in _run(store, "declined", limit=100).found] == on_1
+                assert [s.shard for s in missing()] == [2]
+        finally:
+            store.health = real_health  # type: ignore[method-assign]
     finally:
         cluster.start_shard(2)
         both.close()

@@ -385,12 +385,17 @@ class _Run:
         return []  # unreachable: the loop returns or raises
 
     def _connect(self) -> None:
+        states = self.note_down()
+        live = [s for s in self.store.shards if any(t.number == s.number and t.up for t in states)]
+        self._client = self.store._on(live[0]) if live else None
+
+    def note_down(self) -> list[Any]:
+        """Ask every shard whether it answers; note the down ones (their rows are missing)."""
         states = self.store.health()
         down = [Shortfall(s.number, s.address, s.error) for s in states if not s.up]
         if down:
             note_missing(down)
-        live = [s for s in self.store.shards if any(t.number == s.number and t.up for t in states)]
-        self._client = self.store._on(live[0]) if live else None
+        return states
 
     def table(self, name: str) -> str:
         return f"{self.db}.{name}"
@@ -797,6 +802,10 @@ def find(store: ClickHouseStore, query: Query, limit: int) -> FindResult:
     run = _Run(store, query, max(1, limit))
     try:
         opened = run.run()
+        if run._client is not None:
+            # Once more at the end: a shard that stopped answering during the search was skipped by
+            # skip_unavailable_shards without a word; it is noted if it is still down now.
+            run.note_down()
     except _Stop:
         return FindResult(run.found, None, False)
     except store._driver.errors.ServerException as exc:
