@@ -384,7 +384,7 @@ def test_a_shard_down_gives_the_live_shards_answer_and_names_the_missing_one(
         store.health = stale_first  # type: ignore[method-assign]
         try:
             with partial_answers():
-                assert [f.trace_id for f in _run(store, "declined", limit=100).found] == on_1
+                assert [f.trace_id for f in _run(store, "payment declined", limit=100).found] == on_1
                 assert [s.shard for s in missing()] == [2]
         finally:
             store.health = real_health  # type: ignore[method-assign]
