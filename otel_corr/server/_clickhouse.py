@@ -1,16 +1,19 @@
 """The ClickHouse store (issue 21): schema, ingest, lookups by key, reads across shards, shard health.
 
-Not wired into ``otel-corr serve`` yet: the page, the CLI, Jaeger, search and ``why`` still call
-the SQLite :class:`._store.Store` directly; ``docs/design/clickhouse-store.md`` lists what they use
-and the interface both stores are to share.  What is here is what that interface rests on, tested
-against a real two-shard cluster (``tests/test_clickhouse_store.py``):
+``otel-corr serve --store clickhouse://...`` (``OTEL_CORR_STORE``): several ``serve`` replicas in front
+of one cluster, every face (page, CLI, Jaeger v1/v3, search, ``why``) on the ``_store_api.TraceStore``
+interface the SQLite store implements too.  Tested against a real two-shard cluster
+(``tests/test_clickhouse_store.py``, ``test_clickhouse_find.py``, ``test_store_contract.py``):
 
-- **One URL**: ``clickhouse://host:9000/db?cluster=NAME``.  ``host`` is any shard; the shards of
-  ``NAME`` come from its ``system.clusters`` (the server's ``remote_servers``).
+- **One URL**: ``clickhouse://host:9000[,host2:9000]/db?cluster=NAME``.  Each host is a way in;
+  the shards of ``NAME`` come from ``system.clusters`` (the server's ``remote_servers``) and are
+  tried after the URL's hosts.
 - **Schema per shard, versioned**: ClickHouse 18.16 (Debian's) runs ``ON CLUSTER`` DDL only with
   ZooKeeper, so the DDL goes to every shard in turn.  Each shard's ``schema_version`` table says
   which migrations it has; every statement is ``IF NOT EXISTS``, so a start interrupted halfway,
-  or two replicas starting at once, just run them again.
+  or two replicas starting at once, just run them again.  Never change the shards or weights of
+  ``NAME`` in place: a key's shard is ``cityHash64(key) % weights``, so existing traces would be
+  looked up on the wrong shard (make a new cluster and database instead).
 - **Same rows as SQLite**: :meth:`ClickHouseStore.submit` takes what ``_otlp.span_rows`` and
   ``_otlp.decode_logs`` build for the SQLite store; :meth:`resource_id` is the resource digest
   itself (as a number), so every replica gives a resource the same ID without sharing memory.
@@ -22,9 +25,9 @@ against a real two-shard cluster (``tests/test_clickhouse_store.py``):
   is read once, see :meth:`trace`).
 - **A shard down is never silent**: a lookup runs on its key's shard (the Distributed table's own
   rule, ``cityHash64(key) % weights``); if that shard does not answer, :class:`ShardUnavailable`
-  names it; if another shard is down, the answer is still complete.  A lookup does not need the
-  URL's shard after start (only the shard list is read there); inserts still do (they go through
-  its Distributed tables: with it down, ingest is refused).
+  names it; if another shard is down, the answer is still complete.  On 18.16 a synchronous
+  distributed insert opens every shard, so while any shard is down every insert is refused (503 /
+  ``UNAVAILABLE``: senders keep their batches and retry).
 - **Retention by day**: :meth:`ClickHouseStore.prune` drops whole day partitions on every shard.
 - **Reads across shards** (schema v2: services, operations, Jaeger's search, dependencies, the
   page's list, endpoint stats, ``why``'s baseline) run on every shard's local tables at once and

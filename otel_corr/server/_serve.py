@@ -188,6 +188,10 @@ def run(config: ServeConfig) -> None:
     # One memory budget for decoding, shared by OTLP/HTTP and OTLP/gRPC (see _admission).
     budget = Budget(max_decode_cost(config.max_body, MAX_ITEMS))
     # The store first: a second server on the same file is refused naming the first (see _storefile).
+    if config.store:
+        # The driver logs each failed connection with its traceback; the store names a down shard
+        # itself, once per answer (the face's warning, a 503), so only its errors are kept.
+        logging.getLogger("clickhouse_driver").setLevel(logging.ERROR)
     owner = f"pid {os.getpid()}, http://{config.host}:{config.port}"
     store: TraceStore = open_store(config.store, owner=owner) if config.store else Store(config.db, owner=owner)
     store.on_new_service = _note_service

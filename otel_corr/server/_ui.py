@@ -22,13 +22,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..exceptions import StoreUnavailable
 from ._analysis import Baseline, Window, analyse, entry_of
 from ._find import Found, Match
 from ._model import KIND_NAMES, LogRecord, Span
 from ._otlp import attribute_text
 from ._query import float_param, int_param, time_range
 from ._search import SearchError, parse
-from ._store_api import TraceStore, missing, missing_text
+from ._store_api import Shortfall, TraceStore, missing, missing_text, note_missing
 
 __all__ = ["ui_routes"]
 
@@ -160,7 +161,11 @@ def _baseline(store: TraceStore, entry: Span, now_ns: int) -> Baseline:
     if pool:
         median = sorted(r.duration_ns for r in pool)[len(pool) // 2]
         chosen = min(pool, key=lambda r: (abs(r.duration_ns - median), -r.start_ns))
-        typical = store.trace(chosen.trace_id, details=False)
+        try:
+            typical = store.trace(chosen.trace_id, details=False)
+        except StoreUnavailable as exc:  # the typical trace's shard is down: the answer, without it
+            # ShardUnavailable names its shards; the baseline says it lacks one, the request still answers.
+            note_missing(Shortfall(s.number, s.address, s.error) for s in getattr(exc, "shards", ()))
     return Baseline(entry.service, entry.name, windows, typical)
 
 
