@@ -2670,6 +2670,78 @@ def run_compare(args: argparse.Namespace) -> None:
         print(f"\nwarning: otel_corr/server changed during the run (started at '{state}', now '{now}')")
 
 
+def profile_clickhouse(args: argparse.Namespace) -> None:
+    """``--profile --store clickhouse[://...]``: a replica's ingest path in-process, on a cluster.
+
+    protobuf parse, ``span_rows``, ``ClickHouseStore._insert`` (the writer's own method, on this
+    thread, ``--profile-group`` bodies per insert as group commit makes them), each timed alone, the
+    ClickHouse servers' CPU over the inserts (own cluster), then a cProfile of the three.
+    """
+    from _cluster import Cluster
+
+    from otel_corr.server._clickhouse import ClickHouseStore
+    from otel_corr.server._otlp import parse_spans, span_rows
+
+    n, group = args.profile_bodies, args.profile_group
+    workload = Workload(n * SPANS_PER_BODY, 1, min(args.pool, n))
+    bodies = [workload.body(i).data for i in range(n)]
+    spans_total = n * SPANS_PER_BODY
+    with tempfile.TemporaryDirectory(prefix="otel-corr-prof-ch-") as tmp:
+        cluster = Cluster(None if args.store == "clickhouse" else args.store, Path(tmp))
+        try:
+            cluster.drop_database()
+            store = ClickHouseStore(cluster.url)
+            t0 = time.perf_counter()
+            parsed = [parse_spans(b, "application/x-protobuf") for b in bodies]
+            t1 = time.perf_counter()
+            decoded = [span_rows(p, store.resource_id) for p in parsed]
+            t2 = time.perf_counter()
+            cpu0, ch0 = time.process_time(), cluster.cpu_seconds()
+            for k in range(0, n, group):
+                part = decoded[k : k + group]
+                store._insert([r for d in part for r in d.rows], [r for d in part for r in d.resources], [])
+            t3 = time.perf_counter()
+            cpu_insert, ch_insert = time.process_time() - cpu0, cluster.cpu_seconds()
+            prof = cProfile.Profile()
+            prof.enable()
+            for k in range(0, n, group):
+                part = [
+                    span_rows(parse_spans(b, "application/x-protobuf"), store.resource_id)
+                    for b in bodies[k : k + group]
+                ]
+                store._insert([r for d in part for r in d.rows], [r for d in part for r in d.resources], [])
+            prof.disable()
+            store.close()
+        finally:
+            cluster.close()
+    ch = None if ch_insert is None or ch0 is None else ch_insert - ch0
+    print(
+        f"in-process ingest path of one replica on ClickHouse {cluster.version}, {spans_total:,} spans ({n} bodies,"
+        f" {group} per insert); load average {loadavg()}"
+    )
+    print(
+        render_table(
+            ["step", "wall µs/span", "spans/s if alone"],
+            [
+                ["parse_spans", f"{(t1 - t0) / spans_total * 1e6:.2f}", f"{spans_total / (t1 - t0):,.0f}"],
+                ["span_rows", f"{(t2 - t1) / spans_total * 1e6:.2f}", f"{spans_total / (t2 - t1):,.0f}"],
+                [
+                    f"ClickHouseStore._insert ({group} bodies each, synchronous)",
+                    f"{(t3 - t2) / spans_total * 1e6:.2f}",
+                    f"{spans_total / (t3 - t2):,.0f}",
+                ],
+                ["  of which this process's CPU", f"{cpu_insert / spans_total * 1e6:.2f}", "-"],
+                ["  ClickHouse servers' CPU", "-" if ch is None else f"{ch / spans_total * 1e6:.2f}", "-"],
+            ],
+        )
+    )
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(22)
+    print()
+    print("cProfile of parse + decode + insert (by own time)")
+    print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:7000])
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -2705,6 +2777,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " this checkout's first start on it (the format upgrade)",
     )
     p.add_argument("--profile-bodies", type=int, default=40, help="bodies for --profile (default 40)")
+    p.add_argument(
+        "--profile-group", type=int, default=16, help="bodies per insert for --profile --store clickhouse (default 16)"
+    )
     p.add_argument(
         "--mixed",
         action="store_true",
@@ -2786,7 +2861,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.profile:
-        profile(args)
+        profile(args) if args.store == "sqlite" else profile_clickhouse(args)
     elif args.upgrade_from:
         upgrade_time(args)
     elif args.ack_cost:
