@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,7 +118,29 @@ class Cluster:
             self.own.stop()
 
 
-class Committed:
+class Markers:
+    """Waiting until marker spans (or log records) are visible; ``has``/``has_log`` are the store's."""
+
+    def has(self, marker: tuple[bytes, bytes]) -> bool:
+        raise NotImplementedError
+
+    def has_log(self, marker: tuple[bytes, bytes]) -> bool:
+        raise NotImplementedError
+
+    def wait(
+        self, markers: Iterable[tuple[bytes, bytes]], backend: Any, timeout: float = 600, logs: bool = False
+    ) -> None:
+        """Until each marker is there; ``backend.alive()`` raises if a server died meanwhile."""
+        deadline = time.monotonic() + timeout
+        for marker in markers:
+            while not (self.has_log(marker) if logs else self.has(marker)):
+                backend.alive()
+                if time.monotonic() > deadline:
+                    raise SystemExit("spans not committed in time")
+                time.sleep(0.002)
+
+
+class Committed(Markers):
     """Whether a marker span / log record is stored, through the ``Distributed`` tables (as any reader sees it)."""
 
     def __init__(self, cluster: Cluster) -> None:
