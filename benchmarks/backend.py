@@ -2677,7 +2677,7 @@ def run_compare(args: argparse.Namespace) -> None:
         base = measure_store(args, workload, Path(tmp) / "sqlite", None, total_bodies) if args.baseline else None
         cluster = Cluster(None if args.store == "clickhouse" else args.store, Path(tmp))
         try:
-            print(f"  cluster: {cluster.url} ({len(cluster.shards)} shards, {cluster.version})", file=sys.stderr)
+            print(f"cluster: {cluster.url} ({len(cluster.shards)} shards, {cluster.version}; {cluster.priority})")
             ch = measure_store(args, workload, Path(tmp) / "ch", cluster, total_bodies)
         finally:
             cluster.close()
