@@ -218,3 +218,41 @@ def parts(cluster: Cluster) -> Parts:
     spans = by_table.get("spans_local", [0, 0, 0])[1]
     logs = by_table.get("logs_local", [0, 0, 0])[1]
     return Parts(spans, logs, [(t, b, r, c) for t, b, r, c in tables])
+
+
+def lookup_breakdown(cluster: Cluster, refs: list[Any], n: int) -> list[tuple[str, list[float]]]:
+    """Where a lookup's time goes: the store's own calls timed in this process (no HTTP, no serve).
+
+    ``refs``: samples with ``trace_id`` and ``request_id``.  Each row: ms per call.  A call the store
+    does not implement at this commit is left out.
+    """
+    import random
+
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    rng = random.Random(23)
+    picks = [rng.choice(refs) for _ in range(n)]
+    store = ClickHouseStore(cluster.url)
+    shard = cluster.shard_clients[0]
+    rows: list[tuple[str, Any]] = [
+        ("driver round trip: SELECT 1 on a shard", lambda r: shard.execute("SELECT 1")),
+        ("the key's shard (cityHash64 asked of a shard)", lambda r: store._home(r.trace_id, "trace")),
+        ("store.trace(trace_id): hash + read", lambda r: store.trace(r.trace_id)),
+        ("store.logs(trace_id): hash + read", lambda r: store.logs(r.trace_id)),
+        ("store.traces_for_request(request_id)", lambda r: store.traces_for_request(r.request_id, limit=1)),
+    ]
+    out = []
+    try:
+        for label, call in rows:
+            times = []
+            try:
+                for ref in picks:
+                    t0 = time.perf_counter()
+                    call(ref)
+                    times.append((time.perf_counter() - t0) * 1000)
+            except NotImplementedError:
+                continue
+            out.append((label, times))
+    finally:
+        store.close()
+    return out

@@ -186,7 +186,7 @@ from pathlib import Path
 from typing import Any
 
 from _cluster import Committed as CHCommitted
-from _cluster import Markers
+from _cluster import Markers, lookup_breakdown
 from _cluster import parts as ch_parts
 from _common import child_env, package_versions, render_table
 from _search_workload import (
@@ -2335,6 +2335,7 @@ class StoreRun:
     rss_kb: int
     loads: dict[str, str]
     version: str = ""
+    breakdown: list[tuple[str, list[float]]] = field(default_factory=list)  # in-process ms per store call
 
 
 def compare_search(
@@ -2437,6 +2438,7 @@ def measure_store(
         )
         failed.update(failed_search)
         rss = servers.status().get("VmRSS", 0)
+        breakdown: list[tuple[str, list[float]]] = []
         if cluster is None:
             disk = storage(servers.backends[0], workload, samples)
             spans, logs = disk.spans, disk.logs
@@ -2451,13 +2453,28 @@ def measure_store(
             without = total - found.of("logs")
             objects = [(t, size, f"{rows:,} rows, {count} parts") for t, size, rows, count in found.tables]
             version = f"ClickHouse {cluster.version}"
+            breakdown = lookup_breakdown(cluster, samples.short, min(args.queries, 100))
         servers.alive()
     finally:
         committed.close() if isinstance(committed, CHCommitted) else committed.conn.close()
         servers.stop()
     loads["end"] = loadavg()
     return StoreRun(
-        name, replicas, results, latencies, searches, failed, spans, logs, total, without, objects, rss, loads, version
+        name,
+        replicas,
+        results,
+        latencies,
+        searches,
+        failed,
+        spans,
+        logs,
+        total,
+        without,
+        objects,
+        rss,
+        loads,
+        version,
+        breakdown,
     )
 
 
@@ -2546,6 +2563,14 @@ def print_store_run(run: StoreRun) -> None:
         f" = {run.bytes_total / max(run.spans, 1):,.0f} B/span; serve RSS after queries {run.rss_kb / 1024:,.0f} MB"
         f" ({run.replicas} process{'es' if run.replicas > 1 else ''})"
     )
+    if run.breakdown:
+        print("where a lookup's time goes: the store's calls in the benchmark's process (no HTTP), ms")
+        print(
+            render_table(
+                ["call", "n", "p50", "p90", "p99"],
+                [[label, str(len(ms)), *(f"{_pct(ms, q):.1f}" for q in (50, 90, 99))] for label, ms in run.breakdown],
+            )
+        )
     print(
         render_table(
             ["table / index", "MB", "B/span", "detail"],
