@@ -2432,7 +2432,9 @@ def measure_store(
         latencies = run_queries(servers, workload, samples, args.queries, args.wide_queries, args.warmup, failed)
         loads["search"] = loadavg()
         searches, failed_search = (
-            compare_search(servers, samples, workload, args.queries, args.warmup, args.logs_per_span > 0)
+            compare_search(
+                servers, samples, workload, args.search_queries or args.queries, args.warmup, args.logs_per_span > 0
+            )
             if args.search
             else ([], {})
         )
@@ -2580,95 +2582,83 @@ def print_store_run(run: StoreRun) -> None:
     print()
 
 
-def print_summary(base: StoreRun | None, ch: StoreRun) -> None:
-    """Issue 21's targets: the ClickHouse figure, the SQLite one, their ratio, PASS/MISS."""
+LOOKUPS = (  # (summary row, query label in run_queries, target)
+    ("p99 trace by ID ms (/api/traces/<hex>)", "trace ID (/api/traces/<32 hex>)", CH_TARGET_LOOKUP_P99),
+    ("p99 request ID ms (/api/traces/req_...)", "request ID, short (/api/traces/req_...)", CH_TARGET_LOOKUP_P99),
+    ("(extra) p99 request ID, UUID ms", "(extra) request ID, UUID (/api/traces/<uuid>)", None),
+    (
+        "p99 attribute search ms: service + 1 h + status=500",
+        "search service+tag, 1 h window, limit 20",
+        CH_TARGET_SEARCH_P99,
+    ),
+)
+BYTES_ALL = "bytes per span, every copy, index and the logs"
+BYTES_SPANS = "bytes per span, spans' copies and indexes (logs' tables left out)"
 
-    def cell(value: float | None, fmt: str) -> str:
-        return "-" if value is None else format(value, fmt)
 
-    def ratio(a: float | None, b: float | None) -> str:
-        return "-" if a is None or b is None or not b else f"{a / b:.2f}"
+def summary_figures(run: StoreRun) -> dict[str, float | None]:
+    """The summary's figures of one store, by row (what ``--save-figures`` writes)."""
+    out: dict[str, float | None] = {}
+    for prefix, name in (("fresh", "fresh store"), ("at ", "full store")):
+        for what, noun in (("spans", "spans"), ("logs", "log records")):
+            r = _ingest(run, prefix, what)
+            out[f"ingest {noun}/s per replica, {name}"] = r.rate / run.replicas if r else None
+    for label, key, _ in LOOKUPS:
+        out[label] = None if key in run.failed else _p99(run.latencies, key)
+    for k in run.searches:
+        out[f"p99 {k.label} ms"] = None if k.label in run.failed else _p99(run.searches, k.label)
+    out[BYTES_ALL] = run.bytes_total / max(run.spans, 1)
+    out[BYTES_SPANS] = None if run.bytes_without_logs is None else run.bytes_without_logs / max(run.spans, 1)
+    return out
 
-    rows: list[list[str]] = []
 
-    def row(label: str, c: float | None, s: float | None, fmt: str, target: float | None, higher: bool) -> None:
+def _target(label: str) -> tuple[float | None, bool]:
+    """Issue 21's target for a summary row, and whether higher is better."""
+    if label.startswith("ingest spans/s"):
+        return CH_TARGET_INGEST, True
+    if label.startswith("ingest"):
+        return None, True
+    if label.startswith("bytes"):
+        return CH_TARGET_BYTES, False
+    for row, _, target in LOOKUPS:
+        if row == label:
+            return target, False
+    if label.startswith("p99 text "):
+        return CH_TARGET_TEXT_P99, False
+    if label.startswith("p99 Jaeger"):
+        return CH_TARGET_SEARCH_P99, False
+    return None, False
+
+
+def print_summary(base: dict[str, Any] | None, ch: StoreRun, senders: int) -> None:
+    """Issue 21's targets: the ClickHouse figure, the SQLite one, their ratio, PASS/MISS.
+
+    ``base``: the SQLite run's ``{"name", "figures", ...}`` (this run's, or ``--baseline-figures``).
+    """
+    figures = summary_figures(ch)
+    theirs: dict[str, float | None] = base["figures"] if base else {}
+    rows = []
+    for label, c in figures.items():
+        s = theirs.get(label)
+        target, higher = _target(label)
+        fmt = ",.0f" if label.startswith(("ingest", "bytes")) else ".1f"
         ok = None if c is None or target is None else (c >= target if higher else c <= target)
         rows.append(
             [
-                label,
-                cell(c, fmt),
-                cell(s, fmt),
-                ratio(c, s),
+                label + ("" if target is not None or label.startswith(("(extra)", "ingest")) else " (extra)"),
+                "-" if c is None else format(c, fmt),
+                "-" if s is None else format(s, fmt),
+                "-" if c is None or not s else f"{c / s:.2f}",
                 "-" if target is None else f"{'>=' if higher else '<='} {target:{fmt}}",
-                verdict(ok) if target is not None else "-",
+                verdict(ok),
             ]
         )
-
-    for prefix, name in (("fresh", "fresh store"), ("at ", "full store")):
-        c, s = _ingest(ch, prefix, "spans"), _ingest(base, prefix, "spans") if base else None
-        row(
-            f"ingest spans/s per replica, {name} ({c.threads // ch.replicas if c else '?'} senders each)",
-            c.rate / ch.replicas if c else None,
-            s.rate if s else None,
-            ",.0f",
-            CH_TARGET_INGEST,
-            True,
-        )
-        c, s = _ingest(ch, prefix, "logs"), _ingest(base, prefix, "logs") if base else None
-        if c is not None:
-            row(
-                f"ingest log records/s per replica, {name}",
-                c.rate / ch.replicas,
-                s.rate if s else None,
-                ",.0f",
-                None,
-                True,
-            )
-    lookups = (
-        ("p99 trace by ID ms (/api/traces/<hex>)", "trace ID (/api/traces/<32 hex>)", CH_TARGET_LOOKUP_P99),
-        ("p99 request ID ms (/api/traces/req_...)", "request ID, short (/api/traces/req_...)", CH_TARGET_LOOKUP_P99),
-        ("(extra) p99 request ID, UUID ms", "(extra) request ID, UUID (/api/traces/<uuid>)", None),
-        (
-            "p99 attribute search ms: service + 1 h + status=500",
-            "search service+tag, 1 h window, limit 20",
-            CH_TARGET_SEARCH_P99,
-        ),
-    )
-    for label, key, target in lookups:
-        row(label, _p99(ch.latencies, key), _p99(base.latencies, key) if base else None, ".1f", target, False)
-    labels = [k.label for k in ch.searches]
-    for key in labels:
-        target = (
-            CH_TARGET_TEXT_P99
-            if key.startswith("text ")
-            else CH_TARGET_SEARCH_P99
-            if key.startswith("Jaeger")
-            else None
-        )
-        c = None if key in ch.failed else _p99(ch.searches, key)
-        s = _p99(base.searches, key) if base else None
-        row(f"p99 {key} ms" + ("" if target else " (extra)"), c, s, ".1f", target, False)
-    row(
-        "bytes per span, every copy, index and the logs",
-        ch.bytes_total / max(ch.spans, 1),
-        base.bytes_total / max(base.spans, 1) if base else None,
-        ",.0f",
-        CH_TARGET_BYTES,
-        False,
-    )
-    if ch.bytes_without_logs is not None:
-        row(
-            "bytes per span, spans' copies and indexes (logs' tables left out)",
-            ch.bytes_without_logs / max(ch.spans, 1),
-            None,
-            ",.0f",
-            CH_TARGET_BYTES,
-            False,
-        )
     print(
-        f"Issue 21 targets: {ch.name} vs {base.name if base else '(no baseline)'}, same workload"
-        f" ({ch.spans:,} spans, {ch.logs:,} log records)"
+        f"Issue 21 targets: {ch.name} vs {base['name'] if base else '(no baseline)'}, same workload"
+        f" ({ch.spans:,} spans, {ch.logs:,} log records; ingest with {senders} senders per serve)"
     )
+    if base and base.get("source"):
+        print(f"SQLite figures from {base['source']} (load average {base.get('loads')})")
     print(render_table(["measure", "ClickHouse", "SQLite", "CH / SQLite", "target (ClickHouse)", "result"], rows))
     if ch.failed:
         print("not timed on ClickHouse (a read that failed at this commit): " + "; ".join(ch.failed))
@@ -2699,22 +2689,36 @@ def run_compare(args: argparse.Namespace) -> None:
     )
     check_copy(workload, workload.body(len(workload.templates) + 3), len(workload.templates) + 3)
     with tempfile.TemporaryDirectory(prefix="otel-corr-bench-ch-") as tmp:
-        base = measure_store(args, workload, Path(tmp) / "sqlite", None, total_bodies) if args.baseline else None
+        base_run = (
+            measure_store(args, workload, Path(tmp) / "sqlite", None, total_bodies)
+            if args.baseline and not args.baseline_figures
+            else None
+        )
         cluster = Cluster(None if args.store == "clickhouse" else args.store, Path(tmp))
         try:
             print(f"cluster: {cluster.url} ({len(cluster.shards)} shards, {cluster.version}; {cluster.priority})")
             ch = measure_store(args, workload, Path(tmp) / "ch", cluster, total_bodies)
         finally:
             cluster.close()
+    base: dict[str, Any] | None = None
+    if base_run is not None:
+        base = {"name": base_run.name, "figures": summary_figures(base_run), "loads": base_run.loads, "source": ""}
+    elif args.baseline_figures:
+        base = json.loads(args.baseline_figures.read_text())["sqlite"]
+    if args.save_figures:
+        saved = {"clickhouse": {"name": ch.name, "figures": summary_figures(ch), "loads": ch.loads, "source": state}}
+        if base_run is not None and base is not None:
+            saved["sqlite"] = {**base, "source": state}
+        args.save_figures.write_text(json.dumps(saved, indent=1))
     print()
-    print_summary(base, ch)
+    print_summary(base, ch, args.senders)
     print(
         "ingest: spans/s = spans / (first POST -> last body stored and readable), all replicas' senders together,"
         " divided by the replicas (SQLite: one serve);\nqueries: client-side wall ms per HTTP request incl. JSON,"
         " one keep-alive connection per replica, requests alternating between replicas."
     )
     print()
-    for run in (base, ch):
+    for run in (base_run, ch):
         if run is not None:
             print_store_run(run)
     print(f"total {time.perf_counter() - t_start:.0f} s; load average at end {loadavg()}")
@@ -2875,6 +2879,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="with --store clickhouse: the SQLite store on the same workload first, for the ratios (default on)",
+    )
+    p.add_argument(
+        "--search-queries",
+        type=int,
+        default=None,
+        help="with --store clickhouse: timed /api/search requests of each kind (default --queries)",
+    )
+    p.add_argument(
+        "--save-figures", type=Path, default=None, help="with --store clickhouse: write the summary's figures as JSON"
+    )
+    p.add_argument(
+        "--baseline-figures",
+        type=Path,
+        default=None,
+        help="with --store clickhouse: the SQLite figures of an earlier run's --save-figures (same workload)"
+        " instead of running the SQLite store again",
     )
     p.add_argument(
         "--multi-host",
