@@ -228,7 +228,7 @@ def lookup_breakdown(cluster: Cluster, refs: list[Any], n: int) -> list[tuple[st
     """
     import random
 
-    from otel_corr.server._clickhouse import ClickHouseStore
+    from otel_corr.server._clickhouse import _SPAN_READ, ClickHouseStore
 
     rng = random.Random(23)
     picks = [rng.choice(refs) for _ in range(n)]
@@ -243,6 +243,20 @@ def lookup_breakdown(cluster: Cluster, refs: list[Any], n: int) -> list[tuple[st
     ]
     out = []
     try:
+        # What one trace read makes the shard read (the driver's progress packets): rows and bytes.
+        read = []
+        for ref in picks[:20]:
+            home = store._home(ref.trace_id, "trace")
+            client = cluster.shard_clients[[f"{h}:{p}" for h, p in cluster.shards].index(home.address)]
+            client.execute(
+                _SPAN_READ.format(table=f"{cluster.target.database}.spans_local", span=""),
+                {"trace": ref.trace_id.hex()},
+            )
+            read.append((client.last_query.progress.rows, client.last_query.progress.bytes))
+        if read:
+            rows_read = sorted(r for r, _ in read)[len(read) // 2]
+            bytes_read = sorted(b for _, b in read)[len(read) // 2]
+            out.append((f"(a trace read on its shard reads {rows_read:,} rows, {bytes_read / 1e6:.1f} MB: median)", []))
         for label, call in rows:
             times = []
             try:

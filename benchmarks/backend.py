@@ -2570,7 +2570,10 @@ def print_store_run(run: StoreRun) -> None:
         print(
             render_table(
                 ["call", "n", "p50", "p90", "p99"],
-                [[label, str(len(ms)), *(f"{_pct(ms, q):.1f}" for q in (50, 90, 99))] for label, ms in run.breakdown],
+                [
+                    [label, str(len(ms)), *(f"{_pct(ms, q):.1f}" if ms else "-" for q in (50, 90, 99))]
+                    for label, ms in run.breakdown
+                ],
             )
         )
     print(
