@@ -2339,12 +2339,14 @@ class StoreRun:
 
 
 def compare_search(
-    servers: Replicas, samples: Samples, workload: Workload, n: int, warmup: int, logs: bool
+    servers: Replicas, samples: Samples, workload: Workload, n: int, warmup: int, logs: bool, budget_s: float = 0
 ) -> tuple[list[Any], dict[str, str]]:
     """The log-text kinds over 24 h and the attribute searches of ``search_kinds``, round-robin over the replicas.
 
     A kind whose request fails (HTTP 5xx other than the budget's 503: a read not implemented yet) is
-    named and left out, so the figures that exist are still measured.
+    named and left out, so the figures that exist are still measured.  ``budget_s`` (0: none): no new
+    round of requests (one of each kind) after that many seconds of timed requests (the table's n says
+    how many were made).
     """
     from _search_workload import search_kinds, timed_search
 
@@ -2359,8 +2361,13 @@ def compare_search(
     conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=300) for port in servers.ports]
     failed: dict[str, str] = {}
     turn = 0
+    started = time.monotonic()
     try:
         for i in range(warmup + n):
+            if i == warmup:
+                started = time.monotonic()
+            elif budget_s and i > warmup and time.monotonic() - started > budget_s:
+                break
             for kind in kinds:
                 if kind.label in failed:
                     continue
@@ -2433,7 +2440,13 @@ def measure_store(
         loads["search"] = loadavg()
         searches, failed_search = (
             compare_search(
-                servers, samples, workload, args.search_queries or args.queries, args.warmup, args.logs_per_span > 0
+                servers,
+                samples,
+                workload,
+                args.search_queries or args.queries,
+                args.warmup,
+                args.logs_per_span > 0,
+                args.search_budget,
             )
             if args.search
             else ([], {})
@@ -2888,6 +2901,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="with --store clickhouse: timed /api/search requests of each kind (default --queries)",
+    )
+    p.add_argument(
+        "--search-budget",
+        type=float,
+        default=0,
+        help="with --store clickhouse: stop the /api/search rounds after this many seconds (default 0: none)",
     )
     p.add_argument(
         "--save-figures", type=Path, default=None, help="with --store clickhouse: write the summary's figures as JSON"
