@@ -2696,7 +2696,9 @@ def run_compare(args: argparse.Namespace) -> None:
         f"{total_bodies * SPANS_PER_BODY:,} spans in {total_bodies} bodies of {SPANS_PER_BODY} spans over "
         f"{args.hours:g} h, {args.logs_per_span:g} log records per span; {args.replicas} serve replicas x "
         f"{args.senders} senders each (SQLite: 1 serve x {args.senders}); {args.queries} queries of each kind"
-        f" (+{args.warmup} warm-up), round-robin over the replicas; load average at start {loadavg()}"
+        f" (+{args.warmup} warm-up; /api/search {args.search_queries or args.queries} each"
+        f"{f', at most {args.search_budget:g} s' if args.search_budget else ''}), round-robin over the replicas;"
+        f" load average at start {loadavg()}"
     )
     print(flush=True)
     t_start = time.perf_counter()
