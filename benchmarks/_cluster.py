@@ -220,11 +220,14 @@ def parts(cluster: Cluster) -> Parts:
     return Parts(spans, logs, [(t, b, r, c) for t, b, r, c in tables])
 
 
-def lookup_breakdown(cluster: Cluster, refs: list[Any], n: int) -> list[tuple[str, list[float]]]:
+def lookup_breakdown(
+    cluster: Cluster, refs: list[Any], n: int, window: tuple[int, int] = (0, 0)
+) -> list[tuple[str, list[float]]]:
     """Where a lookup's time goes: the store's own calls timed in this process (no HTTP, no serve).
 
-    ``refs``: samples with ``trace_id`` and ``request_id``.  Each row: ms per call.  A call the store
-    does not implement at this commit is left out.
+    ``refs``: samples with ``trace_id``, ``request_id`` and ``start_ns``; ``window``: the data's time
+    range (for the searches).  Each row: ms per call.  A call the store does not implement at this
+    commit is left out.  The searches return IDs only: the HTTP routes then read each trace found.
     """
     import random
 
@@ -232,14 +235,31 @@ def lookup_breakdown(cluster: Cluster, refs: list[Any], n: int) -> list[tuple[st
 
     rng = random.Random(23)
     picks = [rng.choice(refs) for _ in range(n)]
+    from otel_corr.server._search import parse
+
     store = ClickHouseStore(cluster.url)
     shard = cluster.shard_clients[0]
+    cache = parse("cache")
     rows: list[tuple[str, Any]] = [
         ("driver round trip: SELECT 1 on a shard", lambda r: shard.execute("SELECT 1")),
         ("the key's shard (cityHash64 asked of a shard)", lambda r: store._home(r.trace_id, "trace")),
         ("store.trace(trace_id): hash + read", lambda r: store.trace(r.trace_id)),
         ("store.logs(trace_id): hash + read", lambda r: store.logs(r.trace_id)),
         ("store.traces_for_request(request_id)", lambda r: store.traces_for_request(r.request_id, limit=1)),
+        (
+            "store.search(web-frontend, 1 h, status=500): IDs only",
+            lambda r: store.search(
+                service="web-frontend",
+                tags={"http.response.status_code": "500"},
+                start_ns=max(window[0], r.start_ns - 1_800_000_000_000),
+                end_ns=max(window[0], r.start_ns - 1_800_000_000_000) + 3_600_000_000_000,
+                limit=20,
+            ),
+        ),
+        (
+            "store.find('cache', 24 h): results without their traces",
+            lambda r: _in_budget(store, lambda: store.find(cache, limit=20)),
+        ),
     ]
     out = []
     try:
@@ -260,7 +280,7 @@ def lookup_breakdown(cluster: Cluster, refs: list[Any], n: int) -> list[tuple[st
         for label, call in rows:
             times = []
             try:
-                for ref in picks:
+                for ref in picks if "search" not in label and "find" not in label else picks[: max(1, n // 5)]:
                     t0 = time.perf_counter()
                     call(ref)
                     times.append((time.perf_counter() - t0) * 1000)
@@ -270,3 +290,9 @@ def lookup_breakdown(cluster: Cluster, refs: list[Any], n: int) -> list[tuple[st
     finally:
         store.close()
     return out
+
+
+def _in_budget(store: Any, call: Any) -> Any:
+    """``call()`` inside the store's query budget (60 s), as serve runs every read."""
+    with store.budget(time.monotonic() + 60):
+        return call()

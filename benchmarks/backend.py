@@ -2468,7 +2468,9 @@ def measure_store(
             without = total - found.of("logs")
             objects = [(t, size, f"{rows:,} rows, {count} parts") for t, size, rows, count in found.tables]
             version = f"ClickHouse {cluster.version}"
-            breakdown = lookup_breakdown(cluster, samples.short, min(args.queries, 100))
+            breakdown = lookup_breakdown(
+                cluster, samples.short, min(args.queries, 100), (workload.begin_ns, workload.end_ns)
+            )
         servers.alive()
     finally:
         committed.close() if isinstance(committed, CHCommitted) else committed.conn.close()
