@@ -113,10 +113,19 @@ class Cluster:
             auth = f"{self.target.user}:{self.target.password}@"
         return f"clickhouse://{auth}{netloc}/{self.target.database}?cluster={self.target.cluster}"
 
-    def drop_database(self) -> None:
-        """A fresh store: the benchmark's database dropped on every shard (the replicas create the schema)."""
+    def fresh_database(self) -> None:
+        """A fresh store for the replicas to create: on a cluster started here, the database dropped on every
+        shard; on a given one, refused unless the URL's database holds no spans (never drops a user's data)."""
+        db = self.target.database
         for client in self.shard_clients:
-            client.execute(f"DROP DATABASE IF EXISTS {self.target.database}")
+            if self.own is not None:
+                client.execute(f"DROP DATABASE IF EXISTS {db}")
+                continue
+            exists = client.execute(
+                "SELECT count() FROM system.tables WHERE database = %(db)s AND name = 'spans_local'", {"db": db}
+            )[0][0]
+            if exists and client.execute(f"SELECT count() FROM {db}.spans_local")[0][0]:
+                raise SystemExit(f"--store: database {db} already holds spans; the benchmark needs an empty one")
 
     def cpu_seconds(self) -> float | None:
         """CPU seconds of the shard processes this benchmark started (None for a given cluster)."""

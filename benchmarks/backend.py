@@ -2414,7 +2414,7 @@ def measure_store(
         committed = Committed(servers.backends[0].db)
         name = "SQLite, 1 serve"
     else:
-        cluster.drop_database()
+        cluster.fresh_database()
         servers = Replicas(
             [Backend(tmp, name=f"serve{i + 1}", store=cluster.replica_url(i, args.multi_host)) for i in range(replicas)]
         )
@@ -2766,7 +2766,7 @@ def profile_clickhouse(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="otel-corr-prof-ch-") as tmp:
         cluster = Cluster(None if args.store == "clickhouse" else args.store, Path(tmp))
         try:
-            cluster.drop_database()
+            cluster.fresh_database()
             store = ClickHouseStore(cluster.url)
             t0 = time.perf_counter()
             parsed = [parse_spans(b, "application/x-protobuf") for b in bodies]
