@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--spans-per-trace", type=int, default=10)
     parser.add_argument("--lookups", type=int, default=300)
     parser.add_argument("--senders", type=int, default=8, help="concurrent senders for the second ingest run")
+    parser.add_argument("--writers", type=int, default=None, help="the store's writer threads (default: its own)")
     args = parser.parse_args()
     # The driver logs each refused connection with a traceback: expected once shard 2 is stopped.
     logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
@@ -132,13 +133,13 @@ def main() -> None:
         sqlite_bytes = sum(p.stat().st_size for p in root.glob("s.db*"))
 
         with ClickHouseCluster(root / "cluster") as cluster:
-            store = ClickHouseStore(cluster.url)
+            store = ClickHouseStore(cluster.url, **({"writers": args.writers} if args.writers else {}))
             ch_rate, _ = _ingest(store, bodies[:half])
             ch_many, _ = _ingest(store, bodies[half:], args.senders)
             ch_trace = _latency(store.trace, [traces[i] for i in picks])
             entry = store._entry()
             distributed = _latency(
-                lambda t: entry.execute(_SPAN_READ.format(table="otel_corr.spans"), {"trace": t.hex()}),
+                lambda t: entry.execute(_SPAN_READ.format(table="otel_corr.spans", span=""), {"trace": t.hex()}),
                 [traces[i] for i in picks],
             )
             ch_request = _latency(store.traces_for_request, [request_ids[i] for i in picks])
