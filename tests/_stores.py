@@ -479,3 +479,35 @@ def shard_of(url_host_port: str, database: str, trace: bytes) -> bool:
     finally:
         client.disconnect()
     return bool(rows[0][0])
+
+
+def small_trace(name: str, service: str = "shop") -> tuple[bytes, bytes, bytes]:
+    """A request of its own trace: a server span, its client call and a log line under it.
+
+    Returns (trace ID, the OTLP traces body, the OTLP logs body); the request ID is ``req-`` + ``name``."""
+    trace = trace_id(name)
+    root, call = span_id(f"{name}-root"), span_id(f"{name}-call")
+    spans = [
+        _server(service, trace, root, None, "GET", "/items/{id}", f"/items/{name}", 200, 1000, 30, f"req-{name}"),
+        _client(service, trace, call, root, "GET", "http://stock:8000/stock", 200, 1005, 20),
+        _S(service, trace, span_id(f"{name}-work"), root, "render", INTERNAL, 1026, 3),
+    ]
+    logs = [_L(service, trace, root, 1001, "INFO", f"item {name} looked up", f"req-{name}")]
+    return trace, traces_request(spans), logs_request(logs)
+
+
+def crossing_trace(name: str) -> tuple[bytes, bytes, bytes, bytes]:
+    """A request that crosses two hosts: ``front`` calls ``back``, each host exporting its own spans (as two
+    nodes' agents forward them), ``back`` logging a line under its span.
+
+    Returns (trace ID, the front host's OTLP traces body, the back host's traces body, its logs body);
+    the request ID is ``req-`` + ``name``."""
+    trace = trace_id(name)
+    root, call, served = span_id(f"{name}-root"), span_id(f"{name}-call"), span_id(f"{name}-served")
+    front = [
+        _server("front", trace, root, None, "GET", "/cart", "/cart", 200, 2000, 50, f"req-{name}"),
+        _client("front", trace, call, root, "GET", "http://back:8000/prices", 200, 2005, 40),
+    ]
+    back = [_server("back", trace, served, call, "GET", "/prices", "/prices", 200, 2010, 30, f"req-{name}")]
+    logs = [_L("back", trace, served, 2011, "INFO", f"prices for {name} read", f"req-{name}")]
+    return trace, traces_request(front), traces_request(back), logs_request(logs)
