@@ -13,6 +13,7 @@ only what must differ (named where it is done, with the reason); a difference an
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
+from otel_corr.cli import EXIT_NOT_FOUND, EXIT_OK
 
 from ._stores import (
     BASE,
@@ -286,7 +289,7 @@ CLI = [
     ("trace-uuid", ["trace", str(OWN)]),
     ("trace-unknown", ["trace", "req-nobody-sent"]),
     ("find", ["find", "GatewayError"]),
-    ("find-words", ["find", "customer", "42", "-slow"]),
+    ("find-words", ["find", "gateway", "-slow"]),
     ("find-json", ["find", "--json", "service:checkout"]),
     ("find-opens-trace", ["find", RETRY_RID]),
     ("why", ["why", PAY_RID]),
@@ -301,7 +304,7 @@ def test_the_cli_prints_what_it_prints_for_sqlite(stores: Stores, argv: list[str
         return done.returncode, _cli(serve, done.stdout), _cli(serve, done.stderr)
 
     code, out, err = _same(stores, answer)
-    assert code == (4 if argv[1] == "req-nobody-sent" else 0), err
+    assert code == (EXIT_NOT_FOUND if argv[1] == "req-nobody-sent" else EXIT_OK), err
     assert out or err
 
 
@@ -327,3 +330,15 @@ def test_a_span_sent_twice_is_read_once(stores: Stores) -> None:
         assert len(trace["spans"]) == 1, serve.name
         rows = serve.get("/api/ui/requests", service="web", route="health").json()["rows"]
         assert [r["trace_id"] for r in rows] == [HEALTH.hex()], serve.name
+
+
+def test_each_replica_says_which_services_it_stored(stores: Stores) -> None:
+    """``serve`` prints a line for each service whose first spans it stored: each replica for what it
+    stored, together the services SQLite names (spans only: worker sent log lines alone)."""
+
+    def noted(serve: Serve) -> set[str]:
+        return set(re.findall(r'first spans from service "([^"]*)"', serve.output()))
+
+    assert noted(stores.sqlite) == {"checkout", "inventory", "payments", "web"}
+    assert noted(stores.replicas[0]) == {"web"}
+    assert noted(stores.replicas[1]) == {"checkout", "inventory", "payments", "web"}
