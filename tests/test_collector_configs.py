@@ -696,7 +696,7 @@ def test_rotel_agents_forward_to_otel_corr_replicas_on_a_clickhouse_cluster(tmp_
                 send(name)
             # Refused while the shard is down (a trace on it cannot be stored): the agents say so and retry.
             deadline = time.monotonic() + 30
-            while not any("navailable" in a.output() or "503" in a.output() for a in agents):
+            while not any("Unavailable" in a.output() and "not stored" in a.output() for a in agents):
                 assert time.monotonic() < deadline, agents[0].output()[-2000:] + agents[1].output()[-2000:]
                 time.sleep(0.2)
             cluster.start_shard(2)
