@@ -12,6 +12,7 @@ only what must differ (named where it is done, with the reason); a difference an
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -86,12 +87,33 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
                 serve.stop()
 
 
+def _differences(got: Any, want: Any, path: str = "") -> Iterator[str]:
+    """Where two JSON-like values differ, as ``path: got != want`` lines (the first few are enough)."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        for key in [*want, *(k for k in got if k not in want)]:
+            if key not in got or key not in want:
+                yield f"{path}.{key}: {'missing' if key not in got else 'extra'}"
+            else:
+                yield from _differences(got[key], want[key], f"{path}.{key}")
+    elif isinstance(got, list | tuple) and isinstance(want, list | tuple):
+        if len(got) != len(want):
+            yield f"{path}: {len(got)} items != {len(want)}"
+        for i, (g, w) in enumerate(zip(got, want, strict=False)):
+            yield from _differences(g, w, f"{path}[{i}]")
+    elif got != want:
+        yield f"{path}: {str(got)[:200]!r} != {str(want)[:200]!r}"
+
+
 def _same(stores: Stores, answer: Callable[[Serve], Any]) -> Any:
     """Each replica's answer equals SQLite's; returns SQLite's."""
     want = answer(stores.sqlite)
     for replica in stores.replicas:
         got = answer(replica)
-        assert got == want, f"{replica.name} answers otherwise than SQLite (left: {replica.name}, right: sqlite)"
+        if got != want:
+            lines = list(itertools.islice(_differences(got, want), 12))
+            pytest.fail(
+                f"{replica.name} answers otherwise than SQLite ({replica.name} != sqlite):\n" + "\n".join(lines)
+            )
     return want
 
 
