@@ -179,7 +179,7 @@ def _tags(**tags: str) -> str:
 JAEGER_V1 = [
     Case("services", "/api/services"),
     # worker only logs: no operations, answered alike.
-    *[Case(f"operations-{s}", f"/api/services/{s}/operations", empty=s == "worker") for s in SERVICES],
+    *[Case(f"service-operations-{s}", f"/api/services/{s}/operations", empty=s == "worker") for s in SERVICES],
     Case("operations-web", "/api/operations", {"service": "web"}),
     Case("operations-web-server", "/api/operations", {"service": "web", "spanKind": "server"}),
     Case("operations-checkout-client", "/api/operations", {"service": "checkout", "spanKind": "client"}),
