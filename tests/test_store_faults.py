@@ -66,9 +66,10 @@ def test_a_shard_down_refuses_what_it_should_hold_and_a_retry_is_stored_once(
     serve = replicas[0]  # enters the cluster through shard 1, which stays up
     cluster.stop_shard(2)
     acknowledged: list[bytes] = []
-    refused: list[tuple[bytes, bytes, bytes]] = []
+    refused: list[tuple[str, bytes, bytes, bytes]] = []
     for i in range(12):
-        trace, spans, logs = small_trace(f"ingest-{i}")
+        name = f"ingest-{i}"
+        trace, spans, logs = small_trace(name)
         response = serve.post("traces", spans)
         if response.status_code == 200:
             assert serve.post("logs", logs).status_code == 200  # its trace's shard is up
@@ -77,12 +78,12 @@ def test_a_shard_down_refuses_what_it_should_hold_and_a_retry_is_stored_once(
         # Refused, with the reason and when to retry: a sender's log says why, not only "busy".
         assert response.status_code == 503, response.text
         assert response.headers.get("retry-after") and "not stored" in response.text, (response.headers, response.text)
-        refused.append((trace, spans, logs))
+        refused.append((name, trace, spans, logs))
     assert refused
 
     # OTLP/gRPC says UNAVAILABLE (an exporter retries it), with the reason.
     with pytest.raises(grpc.RpcError) as failed:
-        serve.export_grpc("traces", refused[0][1])
+        serve.export_grpc("traces", refused[0][2])
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE and "not stored" in failed.value.details()
 
     cluster.start_shard(2)
@@ -92,14 +93,21 @@ def test_a_shard_down_refuses_what_it_should_hold_and_a_retry_is_stored_once(
         response = serve.get(f"/api/ui/trace/{trace.hex()}")
         assert response.status_code == 200 and len(response.json()["spans"]) == 3, trace.hex()
     # The senders retry what was refused: stored now, and read once however many tries reached a shard.
-    for trace, spans, logs in refused:
+    for _, trace, spans, logs in refused:
         assert serve.post("traces", spans).status_code == 200
         assert serve.post("logs", logs).status_code == 200
         for replica in replicas:
             _whole(replica, trace)
+    # Once in every read: by request ID, and in a search across shards (a refused insert may have
+    # written another shard's part before the retry wrote it again).
+    for name, trace, _, _ in refused:
+        (found,) = serve.get(f"/api/traces/req-{name}").json()["data"]
+        assert found["traceID"].rjust(32, "0") == trace.hex() and len(found["spans"]) == 3
+    listed = [t["traceID"].rjust(32, "0") for t in serve.get("/api/traces", service="shop", limit="50").json()["data"]]
+    assert sorted(listed) == sorted(t.hex() for t in [*acknowledged, *(r[1] for r in refused)])
     # Every trace the stopped shard holds now was refused while it was down: nothing was taken
     # (acknowledged) for a shard that could not store it.
-    on = _placed(cluster, [t for t, _, _ in refused] + acknowledged)
+    on = _placed(cluster, [r[1] for r in refused] + acknowledged)
     assert on[2] and not set(on[2]) & set(acknowledged), on
 
 
