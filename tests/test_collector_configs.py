@@ -619,7 +619,9 @@ class _Agent:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         argv = [str(AGENT), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc}"]
         argv += ["--otlp-http-endpoint", f"127.0.0.1:{self.http}", "--exporter", "otlp"]
+        # gzip, as collector/otel-corr-replicas.yaml sends it.
         argv += ["--otlp-exporter-endpoint", f"http://127.0.0.1:{target}", "--otlp-exporter-protocol", "grpc"]
+        argv += ["--otlp-exporter-compression", "gzip"]
         argv += ["--otlp-exporter-retry-initial-backoff", "200ms", "--otlp-exporter-retry-max-backoff", "1s"]
         argv += ["--otlp-exporter-retry-max-elapsed-time", "120s", "--batch-timeout", "100ms"]
         self.proc = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT, env={**env, "NO_COLOR": "1"})
