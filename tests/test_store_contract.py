@@ -156,7 +156,8 @@ def _rfc3339(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-HOUR = 3600 * 1_000_000_000
+S = 1_000_000_000
+HOUR = 3600 * S
 V3_WINDOW = {"query.start_time_min": _rfc3339(BASE - HOUR), "query.start_time_max": _rfc3339(time.time_ns() + HOUR)}
 
 
@@ -248,6 +249,7 @@ PAGE = [
     Case("list-limit", "/api/ui/requests", {"limit": "3"}),
     Case("list-lookback", "/api/ui/requests", {"lookback": "1h"}),
     Case("list-by-request-id", "/api/ui/requests", {"q": ORDER_RID}),
+    Case("list-window", "/api/ui/requests", {"start": _rfc3339(BASE + 590 * S), "end": _rfc3339(BASE + 660 * S)}),
     Case("trace", f"/api/ui/trace/{ORDER.hex()}"),
     Case("trace-lean", f"/api/ui/trace/{PAY.hex()}", {"lean": "1"}),
     Case("trace-by-request-id", f"/api/ui/trace/{RETRY_RID}"),
@@ -277,6 +279,9 @@ SEARCH = [
     Case("find-uuid", "/api/search", {"q": str(OWN)}),
     Case("find-span-id", "/api/search", {"q": TIE_SENT_SECOND.hex()}),
     Case("find-limit", "/api/search", {"q": "service:web", "limit": "2"}),
+    Case("find-service-param", "/api/search", {"q": "customer", "service": "payments"}),
+    Case("find-lookback", "/api/search", {"q": "GatewayError", "lookback": "1h"}),
+    Case("find-window", "/api/search", {"q": "service:web", "start": _rfc3339(BASE + 590 * S)}),
     Case("find-nothing", "/api/search", {"q": "nobody-wrote-this"}, empty=True),
 ]
 
