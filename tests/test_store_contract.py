@@ -124,6 +124,8 @@ def _http(path: str, normalise: Normalise | None = None, **params: Any) -> Calla
             body = response.json()
         except ValueError:
             body = response.text
+        # Every shard is up: no answer may say it is partial (api_v3 says so only in this header).
+        assert "x-otel-corr-missing" not in response.headers, (serve.name, response.headers)
         return response.status_code, (normalise(body) if normalise else body)
 
     return answer
