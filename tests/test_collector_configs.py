@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COLLECTOR = ROOT / "collector"
 CONFIGS = {name: COLLECTOR / f"{name}.yaml" for name in ("agent", "gateway", "sampler")}
 JAEGER_CONFIG = COLLECTOR / "jaeger" / "config.yaml"
+# The other way beyond one machine: collector -> otel-corr serve replicas -> ClickHouse (not in Compose).
+REPLICAS = COLLECTOR / "otel-corr-replicas.yaml"
 COMPOSE = COLLECTOR / "docker-compose.yaml"
 DASHBOARD = COLLECTOR / "grafana" / "dashboard.json"
 DATASOURCES = COLLECTOR / "grafana" / "provisioning" / "datasources" / "datasources.yaml"
@@ -113,7 +115,8 @@ def pipelines(config: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
     return result
 
 
-ALL_COLLECTOR_CONFIGS = [*CONFIGS.values(), JAEGER_CONFIG]
+ALL_COLLECTOR_CONFIGS = [*CONFIGS.values(), REPLICAS, JAEGER_CONFIG]
+CONTRIB_CONFIGS = [*CONFIGS.values(), REPLICAS]
 
 
 # --- every file parses -------------------------------------------------------------------------
@@ -184,9 +187,9 @@ def test_memory_limiter_is_first_in_every_pipeline(path: Path) -> None:
 # --- component types exist in the pinned release -----------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_component_types_exist_in_pinned_contrib_release(name: str) -> None:
-    config = load(CONFIGS[name])
+@pytest.mark.parametrize("path", CONTRIB_CONFIGS, ids=lambda p: p.stem)
+def test_component_types_exist_in_pinned_contrib_release(path: Path) -> None:
+    config, name = load(path), path.stem
     for s in SECTIONS:
         for component_id in section(config, s):
             kind = ctype(component_id)
@@ -286,12 +289,32 @@ def test_sampler_exports_sampled_traces_to_jaeger_logs_to_loki_and_unsampled_met
 
 def test_endpoints_come_from_environment_placeholders() -> None:
     placeholder = re.compile(r"^\$\{env:[A-Z0-9_]+(:-[^}]*)?\}")
-    for name, path in CONFIGS.items():
+    for path in CONTRIB_CONFIGS:
+        name = path.stem
         for component_id, exporter in section(load(path), "exporters").items():
             if "endpoint" in (exporter or {}) and ctype(component_id) != "prometheus":
                 assert placeholder.match(exporter["endpoint"]), f"{name}: {component_id}: {exporter['endpoint']}"
     lb = load(CONFIGS["gateway"])["exporters"]["load_balancing"]
     assert placeholder.match(lb["resolver"]["dns"]["hostname"])
+
+
+def test_replicas_config_spreads_exports_over_every_replica_and_retries_refusals() -> None:
+    """Collector -> otel-corr replicas: any replica takes any span (the cluster shards by trace ID), so the
+    exporter balances over every replica's address rather than routing by trace ID; a replica's 503 /
+    UNAVAILABLE (a shard down) is retried; no batch is larger than a replica takes."""
+    from otel_corr.server._app import MAX_ITEMS
+
+    config = load(REPLICAS)
+    exporter_id, exporter = _one_of_type(config, "exporters", "otlp_grpc")
+    assert set(section(config, "exporters")) == {exporter_id}, "no load_balancing: no routing by trace ID"
+    # A name that resolves to one address per replica (a headless Service), resolved by gRPC itself.
+    assert re.fullmatch(r"\$\{env:[A-Z0-9_]+:-dns:///[a-z0-9.-]+:4317\}", exporter["endpoint"]), exporter["endpoint"]
+    assert exporter["balancer_name"] == "round_robin"
+    assert exporter["retry_on_failure"]["enabled"] is True
+    batch = exporter["sending_queue"]["batch"]
+    assert batch["sizer"] == "items" and 0 < batch["min_size"] <= batch["max_size"] <= MAX_ITEMS // 2
+    for name in ("traces", "logs"):
+        assert config["service"]["pipelines"][name]["exporters"] == [exporter_id]
 
 
 def test_span_metrics_names_match_the_dashboard_and_jaeger() -> None:
@@ -583,3 +606,108 @@ def test_rotel_agent_forwards_spans_and_logs_to_otel_corr_serve(tmp_path: Path) 
                     proc.kill()
                     proc.wait(5)
             out.close()
+
+
+class _Agent:
+    """A rotel agent on free ports forwarding OTLP/gRPC to ``target`` (a replica's gRPC port), retrying
+    what it refuses every second at most, for up to two minutes."""
+
+    def __init__(self, tmp: Path, name: str, target: int) -> None:
+        self.http, self.grpc = free_port(), free_port()
+        self.log = tmp / f"{name}.log"
+        self._out = open(self.log, "w")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        argv = [str(AGENT), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc}"]
+        argv += ["--otlp-http-endpoint", f"127.0.0.1:{self.http}", "--exporter", "otlp"]
+        # gzip, as collector/otel-corr-replicas.yaml sends it.
+        argv += ["--otlp-exporter-endpoint", f"http://127.0.0.1:{target}", "--otlp-exporter-protocol", "grpc"]
+        argv += ["--otlp-exporter-compression", "gzip"]
+        argv += ["--otlp-exporter-retry-initial-backoff", "200ms", "--otlp-exporter-retry-max-backoff", "1s"]
+        argv += ["--otlp-exporter-retry-max-elapsed-time", "120s", "--batch-timeout", "100ms"]
+        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT, env={**env, "NO_COLOR": "1"})
+        wait_for_port(self.http, self.proc)
+        wait_for_port(self.grpc, self.proc)
+
+    def post(self, kind: str, body: bytes) -> None:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http}/v1/{kind}", data=body, headers={"content-type": "application/x-protobuf"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._out.close()
+
+
+def _wait_whole(replica: Any, request_id: str, spans: int, timeout: float = 60) -> dict[str, Any]:
+    """Poll until the trace of ``request_id`` has ``spans`` spans and a log line on ``replica``; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = replica.get(f"/api/ui/trace/{request_id}")
+        if response.status_code == 200:
+            body: dict[str, Any] = response.json()
+            if len(body["spans"]) >= spans and body["logs"]:
+                return body
+        assert time.monotonic() < deadline, (replica.name, request_id, response.status_code, response.text[:300])
+        time.sleep(0.2)
+
+
+@pytest.mark.e2e
+def test_rotel_agents_forward_to_otel_corr_replicas_on_a_clickhouse_cluster(tmp_path: Path) -> None:
+    """collector/otel-corr-replicas.yaml's topology with real parts: two hosts' agents (rotel) each forward to
+    their own ``otel-corr serve`` replica on one 2-shard ClickHouse cluster.  A request that crossed both hosts
+    is one trace on either replica, found by its request ID.  With a shard stopped, the replicas refuse
+    the batches it should hold, the agents retry them, and once it is back every trace is stored, once."""
+    from ._stores import clickhouse_serve, crossing_trace
+    from .clickhouse_cluster import MISSING, ClickHouseCluster, find_server
+
+    if find_server() is None:
+        pytest.skip(MISSING)
+    with ClickHouseCluster(tmp_path / "clickhouse") as cluster:
+        replicas: list[Any] = []
+        agents: list[_Agent] = []
+        try:
+            for number in (1, 2):
+                replicas.append(clickhouse_serve(tmp_path, f"replica-{number}", cluster.url_via(number)))
+                agents.append(_Agent(tmp_path, f"agent-{number}", replicas[-1].grpc))
+
+            def send(name: str) -> None:
+                _, front, back, logs = crossing_trace(name)
+                agents[0].post("traces", front)  # the front host's agent, to replica 1
+                agents[1].post("traces", back)  # the back host's agent, to replica 2
+                agents[1].post("logs", logs)
+
+            send("crossing")
+            for replica in replicas:
+                trace = _wait_whole(replica, "req-crossing", 3)
+                assert {s["service"] for s in trace["spans"]} == {"front", "back"}, replica.name
+                assert [line["message"] for line in trace["logs"]] == ["prices for crossing read"]
+
+            cluster.stop_shard(2)
+            names = [f"outage-{i}" for i in range(6)]
+            for name in names:
+                send(name)
+            # Refused while the shard is down (a trace on it cannot be stored): the agents say so and retry.
+            deadline = time.monotonic() + 30
+            while not any("Unavailable" in a.output() and "not stored" in a.output() for a in agents):
+                assert time.monotonic() < deadline, agents[0].output()[-2000:] + agents[1].output()[-2000:]
+                time.sleep(0.2)
+            cluster.start_shard(2)
+            for name in names:
+                for replica in replicas:
+                    trace = _wait_whole(replica, f"req-{name}", 3)
+                    assert len(trace["spans"]) == 3 and len(trace["logs"]) == 1, (replica.name, trace)
+        finally:
+            for agent in agents:
+                agent.stop()
+            for replica in replicas:
+                replica.stop()
