@@ -1337,7 +1337,19 @@ class Store:
         if status_range is not None:
             where.append("s.http_status >= :status_low AND s.http_status < :status_high")
             params["status_low"], params["status_high"] = status_range
-        return self._spans("WHERE " + " AND ".join(where) + " ORDER BY s.start_ns DESC LIMIT :limit", params)
+        # Equal starts by span ID (as the ClickHouse store); a span stored twice (a retried batch)
+        # listed once: a few more rows are read than shown, for the copies to drop.
+        params["limit"] = limit + min(limit, 64)
+        spans = self._spans(
+            "WHERE " + " AND ".join(where) + " ORDER BY s.start_ns DESC, s.span_id DESC LIMIT :limit", params
+        )
+        seen: set[tuple[bytes, bytes]] = set()
+        unique = []
+        for span in spans:
+            if (span.trace_id, span.span_id) not in seen:
+                seen.add((span.trace_id, span.span_id))
+                unique.append(span)
+        return unique[:limit]
 
     def endpoint_stats(self, since_ns: int) -> list[Served]:
         """Every span that served a request since ``since_ns``.
@@ -1350,13 +1362,20 @@ class Store:
         rows = (
             self._read()
             .execute(
-                "SELECT s.service, s.name, s.start_ns, s.duration_ns, s.status FROM spans s"
+                "SELECT s.service, s.name, s.start_ns, s.duration_ns, s.status, s.trace_id, s.span_id FROM spans s"
                 f" WHERE s.start_ns >= :since AND {_SERVED_SPAN}",
                 {"since": since_ns},
             )
             .fetchall()
         )
-        return [Served(*r) for r in rows]  # the SELECT's columns, in Served's order
+        # A span stored twice (a retried batch) is one request: counted once.
+        seen: set[tuple[bytes, bytes]] = set()
+        served = []
+        for r in rows:
+            if (r[5], r[6]) not in seen:
+                seen.add((r[5], r[6]))
+                served.append(Served(*r[:5]))  # the SELECT's first columns, in Served's order
+        return served
 
     def recent_requests(
         self, service: str, name: str, since_ns: int, limit: int, until_ns: int | None = None
