@@ -1,0 +1,221 @@
+"""A current ClickHouse release in process: chDB (ClickHouse 26.x as a library) behind clickhouse-driver's ``Client``.
+
+Debian's ``clickhouse-server`` is 18.16; issue 21 wants the ClickHouse store to run on current
+releases too, and no current server binary installs here.  chDB (PyPI ``chdb-core``) is the
+ClickHouse engine of a current release embedded in Python: no server, no network.  This module
+makes it look like the driver's client the store talks to, so the store's own methods (schema,
+inserts, every read) run on it unchanged:
+
+- :class:`ChdbClient` has the ``execute(query, params=None, *, columnar=False, settings=None)``
+  the store calls: ``%(name)s`` parameters are substituted by clickhouse-driver's own escaping
+  (what the real client does before sending), an insert's rows become a ``VALUES`` literal,
+  results come back as tuples with ``String``/``FixedString`` as bytes (the store's
+  ``strings_as_bytes``), and an engine error is the driver's ``ServerException`` with its code.
+- :class:`ChdbEngine` opens the engine on a directory with a configuration declaring cluster
+  :data:`CLUSTER` of one shard on the engine itself: its ``Distributed`` tables then work (the
+  shard is local, so nothing goes over the network), which is how the store's DDL and
+  distributed inserts are tested as written.
+- :func:`chdb_store` opens a :class:`ClickHouseStore` whose per-thread clients are
+  :class:`ChdbClient` s.
+
+One engine per process (chDB's rule: every connection of a process is on one path).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+__all__ = ["CLUSTER", "MISSING", "ChdbClient", "ChdbEngine", "available", "chdb_store"]
+
+#: The cluster the engine's configuration declares (the store URL's ``?cluster=``).
+CLUSTER = "otel_corr_current"
+#: Why these tests cannot run here, for ``pytest.skip``.
+MISSING = "chDB is not installed (pip install chdb-core): no current ClickHouse engine to test the store on"
+
+# Settings the driver keeps on its side (never sent to the server as such).
+_CLIENT_ONLY = {"strings_as_bytes"}
+# Arrow output with every String/FixedString as bytes (the store's strings_as_bytes), set per connection.
+_OUTPUT = "output_format_arrow_string_as_string=0&output_format_arrow_fixed_string_as_fixed_byte_array=1"
+_CODE = re.compile(r"Code: (\d+)\.")
+_VALUES = re.compile(r"\bVALUES\s*$", re.IGNORECASE)
+_READS = ("SELECT", "WITH", "EXPLAIN", "SHOW", "DESCRIBE", "(")
+
+
+def available() -> bool:
+    """Whether chDB can be imported (the tests skip with :data:`MISSING` otherwise)."""
+    try:
+        importlib.import_module("chdb")
+    except ImportError:
+        return False
+    return True
+
+
+def _config(cluster: str) -> str:
+    # A shard on 127.0.0.1 at the engine's own tcp_port is "local": the Distributed table reads and
+    # writes the shard's table in process.  Nothing listens on the port (chDB starts no server).
+    return f"""<clickhouse>
+    <tcp_port>9000</tcp_port>
+    <remote_servers><{cluster}><shard><replica><host>127.0.0.1</host><port>9000</port></replica></shard></{cluster}>
+    </remote_servers>
+</clickhouse>
+"""
+
+
+class ChdbEngine:
+    """chDB's engine on ``root`` (data and configuration); hands out connections, closes them all."""
+
+    def __init__(self, root: Path, *, cluster: str = CLUSTER) -> None:
+        self.chdb = importlib.import_module("chdb")
+        self.errors = importlib.import_module("clickhouse_driver.errors")
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.root / "config.xml"
+        config.write_text(_config(cluster))
+        self.cluster = cluster
+        self._address = f"{self.root / 'data'}?config-file={config}&{_OUTPUT}"
+        self._connections: list[Any] = []
+        self._lock = threading.Lock()
+        self.version = self.client().execute("SELECT version()")[0][0].decode()
+
+    def url(self, database: str) -> str:
+        """A store URL for this engine (the host is never dialled: :func:`chdb_store` swaps the clients)."""
+        return f"clickhouse://127.0.0.1:9000/{database}?cluster={self.cluster}"
+
+    def client(self) -> ChdbClient:
+        """A new connection, as a driver client (one per thread, as the store uses them)."""
+        with self._lock:
+            connection = self.chdb.connect(self._address)
+            self._connections.append(connection)
+        return ChdbClient(self, connection)
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+
+def _literal(value: Any) -> str:
+    """``value`` as a ClickHouse literal in a ``VALUES`` list (bytes byte for byte, as the driver sends them)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "'" + "".join(f"\\x{b:02x}" for b in bytes(value)) + "'"
+    if isinstance(value, str):
+        return _literal(value.encode())
+    if isinstance(value, datetime):
+        return f"'{value:%Y-%m-%d %H:%M:%S}'"
+    if isinstance(value, date):
+        return f"'{value:%Y-%m-%d}'"
+    if isinstance(value, list | tuple):
+        inner = ", ".join(_literal(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+    raise TypeError(f"no ClickHouse literal for {type(value).__name__}")
+
+
+def _python(value: Any) -> Any:
+    """An Arrow value as the driver returns it: a ``Tuple`` (an Arrow struct) as a tuple."""
+    if isinstance(value, dict):
+        return tuple(_python(v) for v in value.values())
+    if isinstance(value, list):
+        return [_python(v) for v in value]
+    return value
+
+
+def _setting(value: Any) -> str:
+    return repr(value) if isinstance(value, int | float) else "'" + str(value).replace("'", "\\'") + "'"
+
+
+class ChdbClient:
+    """clickhouse-driver's ``Client`` as far as the store uses it, on one chDB connection."""
+
+    def __init__(self, engine: ChdbEngine, connection: Any) -> None:
+        self.engine = engine
+        self.connection = connection
+        #: Merged into every query's settings (the store sets ``max_execution_time`` here).
+        self.settings: dict[str, Any] = {"strings_as_bytes": True}
+        #: Every statement as sent to the engine (what a test may want to look at).
+        self.sent: list[str] = []
+
+    def execute(
+        self,
+        query: str,
+        params: dict[str, Any] | Iterable[Any] | None = None,
+        *,
+        columnar: bool = False,
+        settings: dict[str, Any] | None = None,
+    ) -> list[Any]:
+        merged = {k: v for k, v in {**self.settings, **(settings or {})}.items() if k not in _CLIENT_ONLY}
+        clause = ", ".join(f"{k} = {_setting(v)}" for k, v in merged.items())
+        if params is not None and not isinstance(params, dict):
+            return self._insert(query, params, columnar=columnar, clause=clause)
+        if params is not None:
+            escape = importlib.import_module("clickhouse_driver.util.escape")
+            query = query % escape.escape_params(params, None)  # the driver's own substitution
+        head = query.lstrip().upper()
+        if clause and head.startswith(_READS):
+            query += f", {clause}" if re.search(r"\bSETTINGS\b", query[-400:], re.IGNORECASE) else f" SETTINGS {clause}"
+        elif clause:
+            # DDL and ALTER take no query SETTINGS clause (CREATE's would be the table's): set them
+            # on the connection, as the driver's client settings stay on its session.
+            for name, value in merged.items():
+                self._run(f"SET {name} = {_setting(value)}")
+        table = self._run(query)
+        if table is None or table.num_columns == 0:
+            return []
+        columns = [[_python(v) for v in column.to_pylist()] for column in table.columns]
+        if columnar:
+            return [tuple(c) for c in columns]
+        return list(zip(*columns, strict=True))
+
+    def _insert(self, query: str, data: Iterable[Any], *, columnar: bool, clause: str) -> list[Any]:
+        if not _VALUES.search(query):
+            raise ValueError(f"an insert with data must end in VALUES: {query[:200]}")
+        rows: Sequence[Sequence[Any]] = list(zip(*data, strict=True)) if columnar else list(data)
+        if not rows:
+            return []
+        head = _VALUES.sub("", query).rstrip()
+        if clause:
+            head += f" SETTINGS {clause}"
+        self._run(f"{head} VALUES " + ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows))
+        return []
+
+    def _run(self, query: str) -> Any:
+        self.sent.append(query)
+        try:
+            return self.connection.query(query, "ArrowTable")
+        except self.engine.chdb.ChdbError as exc:
+            message = str(exc)
+            found = _CODE.search(message)
+            raise self.engine.errors.ServerException(message, int(found.group(1)) if found else None) from None
+
+    def disconnect(self) -> None:
+        """The driver's ``disconnect``: the connection stays open for the engine to close."""
+
+
+def chdb_store(engine: ChdbEngine, database: str, **kwargs: Any) -> ClickHouseStore:
+    """A :class:`ClickHouseStore` on ``database`` whose per-thread clients run on ``engine``."""
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    class _Store(ClickHouseStore):
+        def _client(self, host: str, port: int) -> Any:
+            local = self._local
+            client: ChdbClient | None = getattr(local, "chdb", None)
+            if client is None:
+                client = local.chdb = engine.client()
+            return client
+
+    return _Store(engine.url(database), **kwargs)
