@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import importlib
 import re
+import struct
 import threading
-from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +40,10 @@ __all__ = ["CLUSTER", "MISSING", "ChdbClient", "ChdbEngine", "available", "chdb_
 #: The cluster the engine's configuration declares (the store URL's ``?cluster=``).
 CLUSTER = "otel_corr_current"
 #: Why these tests cannot run here, for ``pytest.skip``.
-MISSING = "chDB is not installed (pip install chdb-core): no current ClickHouse engine to test the store on"
+MISSING = "chDB is not installed (pip install --no-deps chdb-core): no current ClickHouse engine to test the store on"
 
 # Settings the driver keeps on its side (never sent to the server as such).
 _CLIENT_ONLY = {"strings_as_bytes"}
-# Arrow output with every String/FixedString as bytes (the store's strings_as_bytes), set per connection.
-_OUTPUT = "output_format_arrow_string_as_string=0&output_format_arrow_fixed_string_as_fixed_byte_array=1"
 _CODE = re.compile(r"Code: (\d+)\.")
 _VALUES = re.compile(r"\bVALUES\s*$", re.IGNORECASE)
 _READS = ("SELECT", "WITH", "EXPLAIN", "SHOW", "DESCRIBE", "(")
@@ -81,7 +80,7 @@ class ChdbEngine:
         config = self.root / "config.xml"
         config.write_text(_config(cluster))
         self.cluster = cluster
-        self._address = f"{self.root / 'data'}?config-file={config}&{_OUTPUT}"
+        self._address = f"{self.root / 'data'}?config-file={config}"
         self._connections: list[Any] = []
         self._lock = threading.Lock()
         self.version = self.client().execute("SELECT version()")[0][0].decode()
@@ -92,10 +91,19 @@ class ChdbEngine:
 
     def client(self) -> ChdbClient:
         """A new connection, as a driver client (one per thread, as the store uses them)."""
+        return ChdbClient(self)
+
+    def connect(self) -> Any:
+        """A new chDB connection (closed by :meth:`close` if its client has not)."""
         with self._lock:
             connection = self.chdb.connect(self._address)
             self._connections.append(connection)
-        return ChdbClient(self, connection)
+        return connection
+
+    def release(self, connection: Any) -> None:
+        with self._lock:
+            self._connections.remove(connection)
+        connection.close()
 
     def close(self) -> None:
         with self._lock:
@@ -126,15 +134,6 @@ def _literal(value: Any) -> str:
     raise TypeError(f"no ClickHouse literal for {type(value).__name__}")
 
 
-def _python(value: Any) -> Any:
-    """An Arrow value as the driver returns it: a ``Tuple`` (an Arrow struct) as a tuple."""
-    if isinstance(value, dict):
-        return tuple(_python(v) for v in value.values())
-    if isinstance(value, list):
-        return [_python(v) for v in value]
-    return value
-
-
 def _setting(value: Any) -> str:
     return repr(value) if isinstance(value, int | float) else "'" + str(value).replace("'", "\\'") + "'"
 
@@ -142,9 +141,9 @@ def _setting(value: Any) -> str:
 class ChdbClient:
     """clickhouse-driver's ``Client`` as far as the store uses it, on one chDB connection."""
 
-    def __init__(self, engine: ChdbEngine, connection: Any) -> None:
+    def __init__(self, engine: ChdbEngine) -> None:
         self.engine = engine
-        self.connection = connection
+        self.connection = engine.connect()
         #: Merged into every query's settings (the store sets ``max_execution_time`` here).
         self.settings: dict[str, Any] = {"strings_as_bytes": True}
         #: Every statement as sent to the engine (what a test may want to look at).
@@ -173,13 +172,10 @@ class ChdbClient:
             # on the connection, as the driver's client settings stay on its session.
             for name, value in merged.items():
                 self._run(f"SET {name} = {_setting(value)}")
-        table = self._run(query)
-        if table is None or table.num_columns == 0:
-            return []
-        columns = [[_python(v) for v in column.to_pylist()] for column in table.columns]
+        rows = _decode(self._run(query))
         if columnar:
-            return [tuple(c) for c in columns]
-        return list(zip(*columns, strict=True))
+            return list(zip(*rows, strict=True))
+        return rows
 
     def _insert(self, query: str, data: Iterable[Any], *, columnar: bool, clause: str) -> list[Any]:
         if not _VALUES.search(query):
@@ -193,17 +189,140 @@ class ChdbClient:
         self._run(f"{head} VALUES " + ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows))
         return []
 
-    def _run(self, query: str) -> Any:
+    def _run(self, query: str) -> bytes:
         self.sent.append(query)
         try:
-            return self.connection.query(query, "ArrowTable")
+            return bytes(self.connection.query(query, "RowBinaryWithNamesAndTypes").bytes())
         except self.engine.chdb.ChdbError as exc:
+            # A query that fails after its output began (a timeout) leaves part of it in the
+            # connection, read as the next answer (chDB 26.9): go on with a fresh connection.
+            self.engine.release(self.connection)
+            self.connection = self.engine.connect()
             message = str(exc)
             found = _CODE.search(message)
             raise self.engine.errors.ServerException(message, int(found.group(1)) if found else None) from None
 
     def disconnect(self) -> None:
         """The driver's ``disconnect``: the connection stays open for the engine to close."""
+
+
+# --- RowBinaryWithNamesAndTypes, decoded as the driver decodes the native protocol -------------------
+# (What chDB answers in without pyarrow or pandas: the engine alone, ``pip install --no-deps chdb-core``.)
+
+_Reader = Callable[[memoryview, int], tuple[Any, int]]
+_FIXED = {
+    "UInt8": "<B",
+    "UInt16": "<H",
+    "UInt32": "<I",
+    "UInt64": "<Q",
+    "Int8": "<b",
+    "Int16": "<h",
+    "Int32": "<i",
+    "Int64": "<q",
+    "Float32": "<f",
+    "Float64": "<d",
+}
+_EPOCH = date(1970, 1, 1)
+
+
+def _varint(data: memoryview, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def _arguments(spec: str) -> list[str]:
+    """The top-level arguments of ``Name(a, b(c, d))``: ``["a", "b(c, d)"]``."""
+    inner, parts, depth, start = spec[spec.index("(") + 1 : -1], [], 0, 0
+    for i, char in enumerate(inner):
+        depth += char == "("
+        depth -= char == ")"
+        if char == "," and depth == 0:
+            parts.append(inner[start:i].strip())
+            start = i + 1
+    parts.append(inner[start:].strip())
+    return parts
+
+
+def _reader(spec: str) -> _Reader:
+    """A decoder of one value of ClickHouse type ``spec`` (the types the store reads and writes)."""
+    name = spec.split("(", 1)[0]
+    if name in _FIXED:
+        packer = struct.Struct(_FIXED[name])
+        return lambda data, at: (packer.unpack_from(data, at)[0], at + packer.size)
+    if name == "Bool":
+        return lambda data, at: (bool(data[at]), at + 1)
+    if name == "String":
+
+        def string(data: memoryview, at: int) -> tuple[Any, int]:
+            size, at = _varint(data, at)
+            return bytes(data[at : at + size]), at + size
+
+        return string
+    if name == "FixedString":
+        width = int(_arguments(spec)[0])
+        return lambda data, at: (bytes(data[at : at + width]), at + width)
+    if name == "Date":
+        return lambda data, at: (_EPOCH + timedelta(days=int.from_bytes(data[at : at + 2], "little")), at + 2)
+    if name in ("LowCardinality", "SimpleAggregateFunction"):
+        return _reader(_arguments(spec)[-1])
+    if name == "Nullable":
+        inner = _reader(_arguments(spec)[0])
+        return lambda data, at: (None, at + 1) if data[at] else inner(data, at + 1)
+    if name in ("Array", "Map"):
+        items = [_reader(a) for a in _arguments(spec)]
+
+        def collection(data: memoryview, at: int) -> tuple[Any, int]:
+            count, at = _varint(data, at)
+            values = []
+            for _ in range(count):
+                value = []
+                for item in items:
+                    one, at = item(data, at)
+                    value.append(one)
+                values.append(value[0] if name == "Array" else tuple(value))
+            return (values if name == "Array" else dict(values)), at
+
+        return collection
+    if name == "Tuple":
+        fields = [_reader(a.split(" ", 1)[-1] if re.match(r"\w+ \w", a) else a) for a in _arguments(spec)]
+
+        def record(data: memoryview, at: int) -> tuple[Any, int]:
+            values = []
+            for field in fields:
+                value, at = field(data, at)
+                values.append(value)
+            return tuple(values), at
+
+        return record
+    raise TypeError(f"no decoder for ClickHouse type {spec} in tests/clickhouse_chdb.py")
+
+
+def _decode(answer: bytes) -> list[tuple[Any, ...]]:
+    """The rows of a ``RowBinaryWithNamesAndTypes`` answer as tuples (``b""``: a statement without rows)."""
+    if not answer:
+        return []
+    data = memoryview(answer)
+    count, at = _varint(data, 0)
+    specs = []
+    for _ in range(2 * count):  # the names, then the types
+        size, at = _varint(data, at)
+        specs.append(bytes(data[at : at + size]).decode())
+        at += size
+    readers = [_reader(spec) for spec in specs[count:]]
+    rows = []
+    while at < len(data):
+        row = []
+        for read in readers:
+            value, at = read(data, at)
+            row.append(value)
+        rows.append(tuple(row))
+    return rows
 
 
 def chdb_store(engine: ChdbEngine, database: str, **kwargs: Any) -> ClickHouseStore:

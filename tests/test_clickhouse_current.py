@@ -1,0 +1,189 @@
+"""The ClickHouse store on a current ClickHouse release (chDB: ClickHouse 26.x in process), answering as on 18.16.
+
+Issue 21: the store must work on Debian's 18.16 (``test_clickhouse_store.py``, a real cluster)
+and on current releases.  No current server installs here; chDB is the engine of one, as a
+library (``tests/clickhouse_chdb.py`` puts it behind the driver's client).  Here the store's
+own code runs on it unchanged: every statement of ``MIGRATIONS`` (``Distributed`` tables on a
+one-shard cluster of the engine itself, materialized views, the Null insert table), the
+writer's synchronous distributed inserts, and every read; the answers are compared with the
+SQLite store's (the read tests of ``test_clickhouse_store.py``, run again here on 26.x) and,
+where Debian's server is installed, with the same rows on a real two-shard 18.16 cluster.
+Last, what a current release adds (``docs/design/clickhouse-store.md`` (h)): its DDL creates on
+26.x and a log-text query uses the token index.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otel_corr.server._otlp import decode_logs
+from otel_corr.server._store import QueryTimeout, Store
+
+from .clickhouse_chdb import MISSING, ChdbEngine, available, chdb_store
+from .test_clickhouse_store import BASE, BATCHES, LOGS, OWN, T1, T2, T3, _request, _span, _submit
+
+pytestmark = [pytest.mark.skipif(not available(), reason=MISSING)]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbEngine]:
+    running = ChdbEngine(tmp_path_factory.mktemp("chdb"))
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def _database() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+def _tables(store: Any) -> dict[str, str]:
+    """Each table of the store's database and its engine, as the engine lists them."""
+    rows = store._on(store.shards[0]).execute(
+        "SELECT name, engine FROM system.tables WHERE database = %(db)s", {"db": store.url.database}
+    )
+    return {name.decode(): kind.decode() for name, kind in rows}
+
+
+def test_the_engine_is_a_current_release(engine: ChdbEngine) -> None:
+    """What "current" means here: a release of the last two years (18.16 is from 2018)."""
+    major = int(engine.version.split(".")[0])
+    assert major >= 24, engine.version
+
+
+def test_every_migration_creates_on_a_current_release(engine: ChdbEngine) -> None:
+    from otel_corr.server._clickhouse import MIGRATIONS, SCHEMA_VERSION
+
+    store = chdb_store(engine, _database())
+    try:
+        # Every table and view each statement creates, with the engine it names (a view: its own).
+        expected = {}
+        for _, statements in MIGRATIONS:
+            for statement in statements:
+                created = re.match(r"CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS \{db\}\.(\w+)", statement)
+                if created:
+                    kind = re.search(r"ENGINE = (\w+)", statement)
+                    expected[created[2]] = "MaterializedView" if created[1] != "TABLE" else kind[1] if kind else "?"
+        assert "Distributed" in expected.values()  # the cluster's tables are made, not skipped
+        assert _tables(store) == {**expected, "schema_version": "MergeTree"}
+        applied = list(range(1, SCHEMA_VERSION + 1))
+        assert store.schema_versions() == {1: applied}
+        assert store.ensure_schema() == {1: SCHEMA_VERSION}  # a second start: nothing to do
+        assert store.schema_versions() == {1: applied}
+        ((version,),) = store._on(store.shards[0]).execute("SELECT version()")
+        assert [s.version for s in store.health()] == [version.decode()] == [engine.version]
+    finally:
+        store.close()
+
+
+def test_keyed_reads_answer_as_sqlite(engine: ChdbEngine, tmp_path: Path) -> None:
+    """A trace (whole, lean, one span), its logs, a request-ID lookup: as SQLite answers them."""
+    sqlite = Store(tmp_path / "s.db")
+    current = chdb_store(engine, _database())
+    try:
+        later = _request("front", [_span(T3, 9, kind=2, request_id="req-1")])
+        for body in (*BATCHES, BATCHES[1], later):  # the second batch twice: a retry, read once
+            _submit(sqlite, body)
+            _submit(current, body)
+        for request in LOGS:
+            records, _, _ = decode_logs(request)
+            sqlite.submit([], [], records).result(timeout=30)
+            current.submit([], [], records).result(timeout=30)
+        for trace in (T1, T2, T3):
+            assert current.trace(trace) == sqlite.trace(trace)
+            lean, expected = current.trace(trace, details=False), sqlite.trace(trace, details=False)
+            assert [replace(s, raw=b"") for s in lean] == [replace(s, raw=b"") for s in expected]
+            for span, other in zip(lean, expected, strict=True):
+                assert current.unpack_detail(span.raw) == sqlite.unpack_detail(other.raw)
+                current.expand(span)
+                sqlite.expand(other)
+                assert span == other
+            assert current.logs(trace) == sqlite.logs(trace)
+            assert [r.time_ns for r in current.trace_logs(trace)] == [r.time_ns for r in sqlite.trace_logs(trace)]
+        assert [s.span_id[-1] for s in current.trace(T1)] == [1, 2, 3, 4]
+        assert [r.body for r in current.logs(T1)] == ["started", "charging", "card declined"]
+        three = (3).to_bytes(8, "big")
+        assert current.span(T1, three) == sqlite.span(T1, three) is not None
+        assert current.span(T1, bytes(8)) is None
+        for request_id in ("req-1", str(OWN), str(uuid.uuid4()), "nobody"):
+            assert current.traces_for_request(request_id) == sqlite.traces_for_request(request_id), request_id
+        assert current.traces_for_request("req-1") == [T3, T1]
+        assert current.stats()["spans"] == 3 + 3 + 3 + 1  # the retry stored twice (read once)
+    finally:
+        sqlite.close()
+        current.close()
+
+
+def test_retention_drops_old_days_on_a_current_release(engine: ChdbEngine) -> None:
+    day = 86_400 * 10**9
+    store = chdb_store(engine, _database())
+    try:
+        old = [uuid.UUID(int=i).bytes for i in range(1, 6)]
+        spans = [_span(t, i + 1, request_id=f"old-{i}") for i, t in enumerate(old)]
+        for span in spans:
+            span.start_time_unix_nano -= 3 * day
+            span.end_time_unix_nano -= 3 * day
+        _submit(store, _request("front", spans))
+        _submit(store, _request("front", [_span(T1, 1, request_id="new")]))
+        assert store.prune(max_age_ns=2 * day, now_ns=BASE) == len(old)
+        assert all(store.trace(t) == [] for t in old)
+        assert store.traces_for_request("old-1") == []
+        assert len(store.trace(T1)) == 1 and store.traces_for_request("new") == [T1]
+        assert store.prune(max_age_ns=2 * day, now_ns=BASE) == 0
+    finally:
+        store.close()
+
+
+def test_the_query_budget_stops_a_query_on_a_current_release(engine: ChdbEngine) -> None:
+    """``max_execution_time`` (what ``budget`` sends) still stops a query, with the code the store maps."""
+    store = chdb_store(engine, _database())
+    try:
+        slow = "SELECT sum(sleepEachRow(0.25)) FROM numbers(40) SETTINGS max_block_size = 1"  # 10 s unbounded
+        started = time.monotonic()
+        with pytest.raises(QueryTimeout), store.budget(time.monotonic() + 1):
+            store._on(store.shards[0]).execute(slow)
+        assert time.monotonic() - started < 8  # stopped by the server, not run out
+        assert store._on(store.shards[0]).execute("SELECT 1") == [(1,)]  # and the store goes on
+    finally:
+        store.close()
+
+
+# --- what a current release adds (design note (h)): creates on 26.x, and a query uses it -------------
+
+
+def test_what_a_current_release_adds_creates_and_is_used(engine: ChdbEngine) -> None:
+    """The DDL the design note proposes behind a version check: Map attributes, LowCardinality, codecs,
+    DateTime64, TTL and a token index for log text; ``hasToken`` skips granules by the index."""
+    client = engine.client()
+    db = _database()
+    client.execute(f"CREATE DATABASE {db}")
+    client.execute(
+        f"""CREATE TABLE {db}.logs (
+            trace_id FixedString(16), time DateTime64(9) CODEC(Delta, ZSTD(1)),
+            service LowCardinality(String), body String CODEC(ZSTD(3)),
+            attributes Map(LowCardinality(String), String),
+            INDEX body_tokens body TYPE tokenbf_v1(8192, 3, 0) GRANULARITY 1
+        ) ENGINE = MergeTree() PARTITION BY toDate(time) ORDER BY (service, time)
+        TTL toDateTime(time) + INTERVAL 30 DAY DELETE SETTINGS index_granularity = 128"""
+    )
+    client.execute(
+        f"INSERT INTO {db}.logs (trace_id, time, service, body, attributes) SELECT toFixedString('', 16),"
+        " now64(9) + number, 'front', if(number = 777, 'card declined', concat('line ', toString(number), ' ok')),"
+        " map('k', toString(number)) FROM numbers(2048)"
+    )
+    query = f"SELECT count() FROM {db}.logs WHERE hasToken(body, 'declined')"
+    assert client.execute(query) == [(1,)]
+    assert client.execute(f"SELECT count() FROM {db}.logs WHERE attributes['k'] = '777'") == [(1,)]
+    plan = "\n".join(r[0].decode() for r in client.execute(f"EXPLAIN indexes = 1 {query}"))
+    skip = plan[plan.index("body_tokens") :]
+    granules = re.search(r"Granules: (\d+)/(\d+)", skip)
+    assert granules and int(granules[1]) < int(granules[2]), plan  # the token index dropped granules
