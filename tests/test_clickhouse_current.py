@@ -175,15 +175,46 @@ def test_what_a_current_release_adds_creates_and_is_used(engine: ChdbEngine) -> 
         ) ENGINE = MergeTree() PARTITION BY toDate(time) ORDER BY (service, time)
         TTL toDateTime(time) + INTERVAL 30 DAY DELETE SETTINGS index_granularity = 128"""
     )
-    client.execute(
+    client.execute(  # 2048 lines now, and one 40 days old (past the TTL)
         f"INSERT INTO {db}.logs (trace_id, time, service, body, attributes) SELECT toFixedString('', 16),"
         " now64(9) + number, 'front', if(number = 777, 'card declined', concat('line ', toString(number), ' ok')),"
         " map('k', toString(number)) FROM numbers(2048)"
     )
+    client.execute(
+        f"INSERT INTO {db}.logs (trace_id, time, service, body, attributes) SELECT toFixedString('', 16),"
+        " now64(9) - INTERVAL 40 DAY, 'front', 'old card declined', map() FROM numbers(1)"
+    )
+    client.execute(f"OPTIMIZE TABLE {db}.logs FINAL")  # TTL applies at merges: the old line goes
     query = f"SELECT count() FROM {db}.logs WHERE hasToken(body, 'declined')"
-    assert client.execute(query) == [(1,)]
+    assert client.execute(query) == [(1,)]  # the old line is gone
     assert client.execute(f"SELECT count() FROM {db}.logs WHERE attributes['k'] = '777'") == [(1,)]
     plan = "\n".join(r[0].decode() for r in client.execute(f"EXPLAIN indexes = 1 {query}"))
     skip = plan[plan.index("body_tokens") :]
     granules = re.search(r"Granules: (\d+)/(\d+)", skip)
     assert granules and int(granules[1]) < int(granules[2]), plan  # the token index dropped granules
+
+
+def test_a_projection_could_be_the_search_copy_on_a_current_release(engine: ChdbEngine) -> None:
+    """Spans ordered by trace with a projection ordered by (service, start): a service + time query reads
+    the projection's few granules, one table instead of a copy filled by a view (design note (h))."""
+    client = engine.client()
+    db = _database()
+    client.execute(f"CREATE DATABASE {db}")
+    client.execute(
+        f"""CREATE TABLE {db}.spans (trace_id FixedString(16), service LowCardinality(String), start_ns UInt64,
+            name String, PROJECTION by_service (SELECT * ORDER BY service, start_ns))
+        ENGINE = MergeTree() ORDER BY (trace_id, start_ns) SETTINGS index_granularity = 128"""
+    )
+    client.execute(
+        f"INSERT INTO {db}.spans SELECT toFixedString(reinterpretAsString(cityHash64(intDiv(number, 10))), 16),"
+        f" concat('svc', toString(number % 20)), {BASE} + number * 1000, 'op' FROM numbers(20000)"
+    )
+    query = (
+        f"SELECT count() FROM {db}.spans WHERE service = 'svc3'"
+        f" AND start_ns BETWEEN {BASE + 2_000_000} AND {BASE + 4_000_000}"
+    )
+    assert client.execute(query) == [(100,)]
+    plan = "\n".join(r[0].decode() for r in client.execute(f"EXPLAIN indexes = 1, projections = 1 {query}"))
+    assert "ReadFromMergeTree (by_service)" in plan, plan
+    granules = re.search(r"Granules: (\d+)/(\d+)", plan[plan.index("by_service") :])
+    assert granules and int(granules[1]) * 10 < int(granules[2]), plan
