@@ -15,8 +15,8 @@ inserts, every read) run on it unchanged:
   :data:`CLUSTER` of one shard on the engine itself: its ``Distributed`` tables then work (the
   shard is local, so nothing goes over the network), which is how the store's DDL and
   distributed inserts are tested as written.
-- :func:`chdb_store` opens a :class:`ClickHouseStore` whose per-thread clients are
-  :class:`ChdbClient` s.
+- :class:`ChdbStore` (:func:`chdb_store`) is the real :class:`ClickHouseStore` whose per-thread
+  clients are :class:`ChdbClient` s.
 
 One engine per process (chDB's rule: every connection of a process is on one path).
 """
@@ -30,12 +30,12 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from otel_corr.server._clickhouse import ClickHouseStore
+# The class, not the driver: ``clickhouse_driver`` is imported when a store opens.
+from otel_corr.server._clickhouse import ClickHouseStore
 
-__all__ = ["CLUSTER", "MISSING", "ChdbClient", "ChdbEngine", "available", "chdb_store"]
+__all__ = ["CLUSTER", "MISSING", "ChdbClient", "ChdbEngine", "ChdbStore", "available", "chdb_store"]
 
 #: The cluster the engine's configuration declares (the store URL's ``?cluster=``).
 CLUSTER = "otel_corr_current"
@@ -325,16 +325,20 @@ def _decode(answer: bytes) -> list[tuple[Any, ...]]:
     return rows
 
 
-def chdb_store(engine: ChdbEngine, database: str, **kwargs: Any) -> ClickHouseStore:
+class ChdbStore(ClickHouseStore):
+    """The real :class:`ClickHouseStore` on ``database`` of ``engine``: only its per-thread clients differ."""
+
+    def __init__(self, engine: ChdbEngine, database: str, **kwargs: Any) -> None:
+        self.engine = engine
+        super().__init__(engine.url(database), **kwargs)
+
+    def _client(self, host: str, port: int) -> Any:
+        client: ChdbClient | None = getattr(self._local, "chdb", None)
+        if client is None:
+            client = self._local.chdb = self.engine.client()
+        return client
+
+
+def chdb_store(engine: ChdbEngine, database: str, **kwargs: Any) -> ChdbStore:
     """A :class:`ClickHouseStore` on ``database`` whose per-thread clients run on ``engine``."""
-    from otel_corr.server._clickhouse import ClickHouseStore
-
-    class _Store(ClickHouseStore):
-        def _client(self, host: str, port: int) -> Any:
-            local = self._local
-            client: ChdbClient | None = getattr(local, "chdb", None)
-            if client is None:
-                client = local.chdb = engine.client()
-            return client
-
-    return _Store(engine.url(database), **kwargs)
+    return ChdbStore(engine, database, **kwargs)
