@@ -18,14 +18,18 @@ inserts, every read) run on it unchanged:
 - :class:`ChdbStore` (:func:`chdb_store`) is the real :class:`ClickHouseStore` whose per-thread
   clients are :class:`ChdbClient` s.
 
-One engine per process (chDB's rule: every connection of a process is on one path).
+One engine per process (chDB's rule: every connection of a process is on one path): test modules
+share :func:`shared_engine`, each test on a database of its own.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import re
+import shutil
 import struct
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
@@ -35,7 +39,7 @@ from typing import Any
 # The class, not the driver: ``clickhouse_driver`` is imported when a store opens.
 from otel_corr.server._clickhouse import ClickHouseStore
 
-__all__ = ["CLUSTER", "MISSING", "ChdbClient", "ChdbEngine", "ChdbStore", "available", "chdb_store"]
+__all__ = ["CLUSTER", "MISSING", "ChdbClient", "ChdbEngine", "ChdbStore", "available", "chdb_store", "shared_engine"]
 
 #: The cluster the engine's configuration declares (the store URL's ``?cluster=``).
 CLUSTER = "otel_corr_current"
@@ -110,6 +114,24 @@ class ChdbEngine:
             connections, self._connections = self._connections, []
         for connection in connections:
             connection.close()
+
+
+_shared: ChdbEngine | None = None
+
+
+def shared_engine() -> ChdbEngine:
+    """The process's engine, on a temporary directory removed at exit (every test module uses this one)."""
+    global _shared
+    if _shared is None:
+        root = Path(tempfile.mkdtemp(prefix="otel-corr-chdb-"))
+        _shared = ChdbEngine(root)
+        atexit.register(_close_shared, _shared)
+    return _shared
+
+
+def _close_shared(engine: ChdbEngine) -> None:
+    engine.close()
+    shutil.rmtree(engine.root, ignore_errors=True)
 
 
 def _literal(value: Any) -> str:

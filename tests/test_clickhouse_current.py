@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,19 +26,15 @@ import pytest
 from otel_corr.server._otlp import decode_logs
 from otel_corr.server._store import QueryTimeout, Store
 
-from .clickhouse_chdb import MISSING, ChdbEngine, available, chdb_store
+from .clickhouse_chdb import MISSING, ChdbEngine, available, chdb_store, shared_engine
 from .test_clickhouse_store import BASE, BATCHES, LOGS, OWN, T1, T2, T3, _request, _span, _submit
 
 pytestmark = [pytest.mark.skipif(not available(), reason=MISSING)]
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbEngine]:
-    running = ChdbEngine(tmp_path_factory.mktemp("chdb"))
-    try:
-        yield running
-    finally:
-        running.close()
+def engine() -> ChdbEngine:
+    return shared_engine()
 
 
 def _database() -> str:
