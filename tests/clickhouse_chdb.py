@@ -15,8 +15,8 @@ inserts, every read) run on it unchanged:
   :data:`CLUSTER` of one shard on the engine itself: its ``Distributed`` tables then work (the
   shard is local, so nothing goes over the network), which is how the store's DDL and
   distributed inserts are tested as written.
-- :class:`ChdbStore` (:func:`chdb_store`) is the real :class:`ClickHouseStore` whose per-thread
-  clients are :class:`ChdbClient` s.
+- :class:`ChdbStore` (:func:`chdb_store`) is the real :class:`ClickHouseStore` whose connections
+  (``_connect``) are :class:`ChdbClient` s.
 
 One engine per process (chDB's rule: every connection of a process is on one path): test modules
 share :func:`shared_engine`, each test on a database of its own.
@@ -31,7 +31,7 @@ import shutil
 import struct
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,12 @@ class ChdbClient:
             return list(zip(*rows, strict=True))
         return rows
 
+    def execute_iter(
+        self, query: str, params: dict[str, Any] | None = None, *, settings: dict[str, Any] | None = None
+    ) -> Iterator[Any]:
+        """The driver's streaming read: here the whole answer, then its rows one by one."""
+        return iter(self.execute(query, params, settings=settings))
+
     def _insert(self, query: str, data: Iterable[Any], *, columnar: bool, clause: str) -> list[Any]:
         if not _VALUES.search(query):
             raise ValueError(f"an insert with data must end in VALUES: {query[:200]}")
@@ -354,11 +360,8 @@ class ChdbStore(ClickHouseStore):
         self.engine = engine
         super().__init__(engine.url(database), **kwargs)
 
-    def _client(self, host: str, port: int) -> Any:
-        client: ChdbClient | None = getattr(self._local, "chdb", None)
-        if client is None:
-            client = self._local.chdb = self.engine.client()
-        return client
+    def _connect(self, host: str, port: int) -> Any:
+        return self.engine.client()  # every host of the one-shard cluster is the engine
 
 
 def chdb_store(engine: ChdbEngine, database: str, **kwargs: Any) -> ChdbStore:
