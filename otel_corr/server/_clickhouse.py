@@ -559,15 +559,7 @@ class ClickHouseStore:
         Run again if the upgrade was interrupted: a span copied twice is read once.
         """
         db = self.url.database
-        reader = self._driver.Client(
-            shard.host,
-            port=shard.port,
-            user=self.url.user,
-            password=self.url.password,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            send_receive_timeout=QUERY_TIMEOUT_S,
-            settings={"strings_as_bytes": True},
-        )
+        reader = self._connect(shard.host, shard.port)
         writer = self._on(shard)
         insert = f"INSERT INTO {db}.spans_search_local ({_SEARCH_COLUMNS}) VALUES"
         resources: dict[bytes, tuple[list[bytes], list[bytes]]] = {}
