@@ -448,17 +448,22 @@ class ClickHouseStore:
             clients = self._local.clients = {}
         client = clients.get((host, port))
         if client is None:
-            client = clients[(host, port)] = self._driver.Client(
-                host,
-                port=port,
-                user=self.url.user,
-                password=self.url.password,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                send_receive_timeout=QUERY_TIMEOUT_S,
-                # Bytes in and out: IDs and details are binary; the text columns are encoded here.
-                settings={"strings_as_bytes": True},
-            )
+            client = clients[(host, port)] = self._connect(host, port)
         return client
+
+    def _connect(self, host: str, port: int) -> Client:
+        """A new client for one server: every connection the store makes is made here (the tests
+        of a current release replace it with an in-process engine, ``tests/clickhouse_chdb.py``)."""
+        return self._driver.Client(
+            host,
+            port=port,
+            user=self.url.user,
+            password=self.url.password,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            send_receive_timeout=QUERY_TIMEOUT_S,
+            # Bytes in and out: IDs and details are binary; the text columns are encoded here.
+            settings={"strings_as_bytes": True},
+        )
 
     def _entry(self) -> Client:
         """The client inserts go through: the current entry host (see :meth:`_next_entry`)."""
@@ -554,15 +559,7 @@ class ClickHouseStore:
         Run again if the upgrade was interrupted: a span copied twice is read once.
         """
         db = self.url.database
-        reader = self._driver.Client(
-            shard.host,
-            port=shard.port,
-            user=self.url.user,
-            password=self.url.password,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            send_receive_timeout=QUERY_TIMEOUT_S,
-            settings={"strings_as_bytes": True},
-        )
+        reader = self._connect(shard.host, shard.port)
         writer = self._on(shard)
         insert = f"INSERT INTO {db}.spans_search_local ({_SEARCH_COLUMNS}) VALUES"
         resources: dict[bytes, tuple[list[bytes], list[bytes]]] = {}
