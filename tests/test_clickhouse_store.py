@@ -870,3 +870,17 @@ def test_no_query_starts_past_the_budget(cluster: ClickHouseCluster, url: str) -
                 store.trace(T1)
     finally:
         store.close()
+
+
+def test_the_all_zero_trace_id_has_no_logs(cluster: ClickHouseCluster, url: str) -> None:
+    """Records without a trace are kept under the zero ID: asking for that "trace" finds none, as on SQLite."""
+    from otel_corr.server._clickhouse import ClickHouseStore
+    from otel_corr.server._model import LogRecord
+
+    store = ClickHouseStore(url)
+    try:
+        loose = LogRecord(time_ns=BASE, severity_number=9, severity_text="INFO", body="no trace", service="front")
+        store.submit([], [], [loose]).result(timeout=60)
+        assert store.logs(bytes(16)) == []
+    finally:
+        store.close()

@@ -1030,6 +1030,8 @@ class ClickHouseStore:
     def trace_logs(self, trace_id: bytes) -> LazyLogs:
         """The log records of one trace, in time order, each decoded when first read (as
         ``Store.trace_logs``: ``why`` bisects by time and decodes the few it looks at)."""
+        if trace_id == _ZERO_TRACE:  # where records without a trace are kept: not a trace of its own
+            return LazyLogs([], _no_record)
         rows = self._keyed(
             trace_id,
             f"the logs of trace {trace_id.hex()}",
@@ -1482,6 +1484,10 @@ def _is_network(exc: BaseException) -> bool:
 #: ClickHouse error codes for "a server did not answer": NETWORK_ERROR, SOCKET_TIMEOUT,
 #: ALL_CONNECTION_TRIES_FAILED, CANNOT_READ_FROM_SOCKET, CANNOT_WRITE_TO_SOCKET, TIMEOUT_EXCEEDED.
 _NETWORK_CODES = frozenset({209, 210, 279, 95, 96, 159})
+
+
+def _no_record(index: int) -> LogRecord:
+    raise IndexError(index)  # an empty LazyLogs never loads one
 
 
 def _u8(value: int) -> int:
