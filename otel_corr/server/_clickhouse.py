@@ -482,15 +482,12 @@ class ClickHouseStore:
     def _on(self, shard: _Shard) -> Client:
         """This thread's client for ``shard``, its queries bounded by the thread's :meth:`budget` if any."""
         client = self._client(shard.host, shard.port)
-        deadline: float | None = getattr(self._local, "deadline", None)
-        if deadline is None:
-            client.settings.pop("max_execution_time", None)
-        elif time.monotonic() > deadline:
+        if self.past_budget():
             # A handler making one query after another (a search reading each trace it found):
             # none starts past the budget, as SQLite's progress handler stops the next statement.
             raise QueryTimeout
-        else:  # the driver merges these into every query's settings
-            client.settings["max_execution_time"] = max(1, int(deadline - time.monotonic() + 0.999))
+        client.settings.pop("max_execution_time", None)
+        client.settings.update(self.query_settings())  # the driver merges these into every query's
         return client
 
     # --- schema ----------------------------------------------------------------------------
