@@ -3,11 +3,13 @@ and `otel-corr demo` end to end."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -478,7 +480,13 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     """`otel-corr demo` starts everything, prints IDs and links; each ID is found by `otel-corr trace`."""
     port = free_port()
     out, err = tmp_path / "demo.out", tmp_path / "demo.err"
-    with open(out, "w") as handle, open(err, "w") as progress:
+    # The demo's serve prefers OTLP's default port 4318, where another test process of the same run
+    # may export (its spans then showed up as "unknown_service:python"): held here, the demo takes
+    # a free port of its own (a socket bound, not listening: an exporter there is refused).
+    held = socket.socket()
+    with contextlib.suppress(OSError):  # already taken: the demo moves on anyway
+        held.bind(("127.0.0.1", 4318))
+    with held, open(out, "w") as handle, open(err, "w") as progress:
         demo = subprocess.Popen(
             [sys.executable, "-m", "otel_corr", "demo", "--port", str(port), "--json"],
             stdout=handle,
