@@ -251,9 +251,9 @@ def lookup_breakdown(
     cache = parse("cache")
     rows: list[tuple[str, Any]] = [
         ("driver round trip: SELECT 1 on a shard", lambda r: shard.execute("SELECT 1")),
-        ("the key's shard (cityHash64 asked of a shard)", lambda r: store._home(r.trace_id, "trace")),
-        ("store.trace(trace_id): hash + read", lambda r: store.trace(r.trace_id)),
-        ("store.logs(trace_id): hash + read", lambda r: store.logs(r.trace_id)),
+        ("the key's shard (CityHash64 computed locally)", lambda r: store._home(r.trace_id)),
+        ("store.trace(trace_id): one read", lambda r: store.trace(r.trace_id)),
+        ("store.logs(trace_id): one read", lambda r: store.logs(r.trace_id)),
         ("store.traces_for_request(request_id)", lambda r: store.traces_for_request(r.request_id, limit=1)),
         (
             "store.search(web-frontend, 1 h, status=500): IDs only",
@@ -275,7 +275,7 @@ def lookup_breakdown(
         # What one trace read makes the shard read (the driver's progress packets): rows and bytes.
         read = []
         for ref in picks[:20]:
-            home = store._home(ref.trace_id, "trace")
+            home = store._home(ref.trace_id)
             client = cluster.shard_clients[[f"{h}:{p}" for h, p in cluster.shards].index(home.address)]
             client.execute(
                 _SPAN_READ.format(table=f"{cluster.target.database}.spans_local", span=""),

@@ -481,3 +481,94 @@ def test_spans_stored_before_the_upgrade_to_v2_are_found_by_their_events_and_att
             assert [f.trace_id for f in _same(both, text, now_ns=NOW).found] == [T[0]], text
     finally:
         both.close()
+
+
+def test_log_records_stored_before_v3_are_found_by_their_exception(
+    cluster: ClickHouseCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schema v3 searches a log record's body and ``texts`` (its exception's type and message) instead of
+    the whole attributes JSON.  Records stored before it, and what a replica still on v2 inserts during
+    a rolling upgrade, have no ``texts`` of their own: the column's DEFAULT computes it from the
+    attributes, so their exceptions are still found, as SQLite finds them.  An interrupted migration
+    runs again without failing on the column it already added."""
+    from otel_corr.server import _clickhouse
+    from otel_corr.server._clickhouse import ClickHouseStore
+
+    url = _url(cluster)
+
+    def logs(trace: bytes, kind: str, message: str) -> bytes:
+        request = ExportLogsServiceRequest()
+        rl = request.resource_logs.add()
+        rl.resource.attributes.append(_kv("service.name", "checkout"))
+        record = LogMessage(time_unix_nano=BASE + 5, trace_id=trace, span_id=b"\x01" * 8, severity_number=17)
+        record.body.string_value = "charge failed"
+        record.attributes.extend(
+            [_kv("exception.type", kind), _kv("exception.message", message), _kv("code.file.path", "/app/zebra.py")]
+        )
+        rl.scope_logs.add().log_records.append(record)
+        return request.SerializeToString()
+
+    def spans(trace: bytes) -> bytes:
+        request = ExportTraceServiceRequest()
+        rs = request.resource_spans.add()
+        rs.resource.attributes.append(_kv("service.name", "checkout"))
+        span = SpanMessage(trace_id=trace, span_id=b"\x01" * 8, name="POST /charge", kind=2)
+        span.start_time_unix_nano, span.end_time_unix_nano = BASE, BASE + MS
+        rs.scope_spans.add().spans.append(span)
+        return request.SerializeToString()
+
+    def v2_insert(store: Any, body: bytes) -> None:
+        """As a v2 writer inserts log records: without ``texts``."""
+        records, _, _ = decode_logs(parse_logs(body, PROTOBUF))
+        store._entry().execute(
+            f"INSERT INTO {store.url.database}.logs ({_clickhouse._LOG_COLUMNS}) VALUES",
+            [
+                (r.trace_id, r.span_id, r.time_ns, r.severity_number, r.severity_text.encode(), r.body.encode())
+                + (r.logger.encode(), (r.request_id or "").encode(), _clickhouse._dumps(r.attributes).encode())
+                + (r.service.encode(), _clickhouse._dumps(r.resource).encode())
+                for r in records
+            ],
+            settings={"insert_distributed_sync": 1},
+        )
+
+    old = (T[0], "GatewayError", "upstream déclined")
+    late, new = (T[1], "QuotaExceeded", "over budget"), (T[2], "CardExpired", "expired card")
+    with monkeypatch.context() as patch:  # a release that knew schema v2, and its writer
+        patch.setattr(_clickhouse, "MIGRATIONS", _clickhouse.MIGRATIONS[:2])
+        patch.setattr(_clickhouse, "SCHEMA_VERSION", 2)
+        v2 = ClickHouseStore(url)
+    try:
+        assert v2.schema_versions() == {1: [1, 2], 2: [1, 2]}
+        v2_insert(v2, logs(*old))
+    finally:
+        v2.close()
+    both = Both(tmp_path, url)  # this release: upgrades every shard to v3
+    try:
+        clickhouse = both.clickhouse
+        assert clickhouse.schema_versions() == {1: [1, 2, 3], 2: [1, 2, 3]}
+        v2_insert(clickhouse, logs(*late))  # a replica still on v2, after the upgrade
+        both.post("/v1/logs", logs(*new), PROTOBUF)
+        for case in (old, late):  # SQLite: the same records
+            both.sqlite.submit([], [], decode_logs(parse_logs(logs(*case), PROTOBUF))[0]).result(timeout=60)
+        for trace in (old[0], late[0], new[0]):
+            both.post("/v1/traces", spans(trace), PROTOBUF)
+        for text, expected in (
+            ("gatewayerror", [old[0]]),
+            ("declined", [old[0]]),  # folded from the stored "déclined"
+            ("quotaexceeded budget", [late[0]]),
+            ('"expired card"', [new[0]]),
+            ("zebra", []),  # a path in the attributes: not a word of the record (SQLite's answer too)
+        ):
+            assert [f.trace_id for f in _same(both, text, now_ns=NOW).found] == expected, text
+        # The migration again, as after an interruption before its version row: the column is there.
+        for shard in clickhouse.shards:
+            clickhouse._on(shard).execute(
+                f"ALTER TABLE {clickhouse.url.database}.schema_version DELETE WHERE version = 3"
+            )
+        deadline = time.monotonic() + 30
+        while clickhouse.schema_versions() != {1: [1, 2], 2: [1, 2]} and time.monotonic() < deadline:
+            time.sleep(0.1)  # the mutation runs in the background
+        assert clickhouse.ensure_schema() == {1: 2, 2: 2}
+        assert clickhouse.schema_versions() == {1: [1, 2, 3], 2: [1, 2, 3]}
+    finally:
+        both.close()

@@ -303,6 +303,17 @@ def test_a_shard_down_is_named_never_half_an_answer(tmp_path: Path) -> None:
             on_2 = next(t for t in traces if homes[t] == 2)
             on_1 = next(t for t in traces if homes[t] == 1)
             whole, whole_2 = store.trace(on_1), store.trace(on_2)
+            # The shard a key is looked up on, computed here (ClickHouse's CityHash), is where the
+            # cluster stored it: for every trace and every request ID of the batch.
+            assert {t: store._home(t).number for t in traces} == homes
+            assert all(
+                store._home(f"r-{i}".encode()).number
+                == _home(store, "request_ids", "request_id = %(r)s", {"r": f"r-{i}"})
+                for i in range(len(traces))
+            )
+            # Several traces at once (a search's results) read as each alone; their logs too.
+            assert store.traces([*traces, T1]) == {t: store.trace(t) for t in traces}  # T1: not stored
+            assert store.logs_of(traces[:3]) == {t: store.logs(t) for t in traces[:3]}
             request_on_2 = next(
                 f"r-{i}"
                 for i in range(len(traces))
@@ -349,6 +360,11 @@ def test_a_shard_down_is_named_never_half_an_answer(tmp_path: Path) -> None:
                 store.trace(on_2)
             assert [s.number for s in raised.value.shards] == [2]
             assert store.trace(on_1) == whole  # its shard answers: the whole trace, not an error
+            assert store.traces([on_1]) == {on_1: whole}
+            with pytest.raises(ShardUnavailable, match=f"shard 2 \\({address}\\)"):
+                store.traces([on_1, on_2])  # never the half of the traces that are there
+            with pytest.raises(ShardUnavailable, match="shard 2"):
+                store.logs_of([on_2])
             with pytest.raises(ShardUnavailable, match="shard 2"):
                 store.traces_for_request(request_on_2)
             assert [(s.number, s.up) for s in store.health()] == [(1, True), (2, False)]
@@ -751,8 +767,9 @@ def test_a_v1_store_upgrades_to_v2_and_its_spans_stay_readable(
 
     store = ClickHouseStore(url)  # this release: upgrades every shard
     try:
-        assert store.schema_versions() == {1: [1, 2], 2: [1, 2]}
-        assert store.ensure_schema() == {1: 2, 2: 2}  # done once
+        current = list(range(1, _clickhouse.SCHEMA_VERSION + 1))
+        assert store.schema_versions() == {1: current, 2: current}
+        assert store.ensure_schema() == {1: current[-1], 2: current[-1]}  # done once
         for body in new:
             _submit(sqlite_store, body)
             _submit(store, body)

@@ -14,7 +14,9 @@ skip indexes), so here SQL narrows and Python decides:
    page holds the traces that pass every prefilter.
 3. The prefilters are supersets, never the answer: a word is a folded regular expression (case
    and diacritics as FTS5's ``unicode61`` folds them, ``_index.words``) matched against
-   ``logs.body``/``logs.attributes`` and ``spans.detail`` (the serialized span: its events and
+   ``logs.body``/``logs.texts`` (v3: the exception's type and message, what SQLite indexes beyond
+   the body), run in ``WHERE`` on the rows a cheap ``PREWHERE`` keeps (the word as ASCII without
+   case, or a text beyond ASCII: ``_Sql.quick``), and ``spans.detail`` (the serialized span: its events and
    status message are in it as text); ``key=value`` is the attribute's ``KeyValue`` bytes in
    ``spans.detail`` (the same bytes ``_index.attribute_tokens`` hashes for SQLite) or its key in
    the resource.  Each candidate trace is then read whole (its spans and logs, one query per page
@@ -114,11 +116,11 @@ class _LogRow(NamedTuple):
 
 
 _SPANS_OF = (
-    f"SELECT {_SPAN_COLUMNS} FROM {{table}} WHERE trace_id IN ({{keys}})"
+    f"SELECT {_SPAN_COLUMNS} FROM {{table}} PREWHERE trace_id IN ({{keys}})"
     " ORDER BY trace_id, start_ns, span_id LIMIT 1 BY trace_id, span_id"
 )
 _LOGS_OF = (
-    "SELECT trace_id, span_id, time_ns, body, attributes FROM {table} WHERE trace_id IN ({keys})"
+    "SELECT trace_id, span_id, time_ns, body, attributes FROM {table} PREWHERE trace_id IN ({keys})"
     " ORDER BY time_ns DESC, span_id, body"
 )
 
@@ -227,6 +229,14 @@ def _word_regex(word: str) -> str | None:
     return "\\p{M}*".join(parts)
 
 
+class _Pre(str):
+    """A condition to run as ``PREWHERE`` (:meth:`_Run.hits`): a cheap superset that ClickHouse
+    decides first, so the costly ones (the folded regular expressions) run only on the rows it keeps
+    (18.16 evaluates every condition of a ``WHERE`` on every row: no short circuit)."""
+
+    __slots__ = ()
+
+
 class _Sql:
     """Conditions with their parameters, named ``p0``, ``p1``, ... (all bound, never formatted in)."""
 
@@ -249,6 +259,22 @@ class _Sql:
         for word in _phrase_words(term.text):
             conditions.append("(" + " OR ".join(self.word(c, word) for c in columns) + ")")
         return " AND ".join(conditions) or "0"
+
+    def quick(self, columns: Sequence[str], term: Term) -> _Pre:
+        """A cheap superset of :meth:`term`: each word, case-insensitively, in one of the columns, or a
+        column with a character beyond ASCII (only there does folding do more than lower ASCII case,
+        so only there can a word match that a plain search misses; :meth:`term` then decides)."""
+        conditions = []
+        for word in _phrase_words(term.text):
+            if _word_regex(word) is None:
+                continue  # narrows nothing in term() either
+            bound = self.bind(word) if word.isascii() else None
+            alternatives = [
+                *(f"positionCaseInsensitive({c}, {bound}) > 0" for c in columns if bound is not None),
+                *(f"lengthUTF8({c}) != length({c})" for c in columns),
+            ]
+            conditions.append("(" + " OR ".join(alternatives) + ")")
+        return _Pre(" AND ".join(conditions) or "1")
 
     def window(self, column: str, query: Query) -> list[str]:
         """The time window on ``column`` and on the day partitions it spans (so whole days are skipped)."""
@@ -644,7 +670,7 @@ class _Run:
             v1_until = None  # the window starts after every span the search copy may lack
         if _SEARCH_COPY:
             if term is not None:
-                conditions = [*sql.window("start_ns", q), sql.term(("texts",), term)]
+                conditions = [*sql.window("start_ns", q), sql.quick(("texts",), term), sql.term(("texts",), term)]
             else:
                 conditions = sql.span_clauses(q, search_copy=True)  # the window included
             out.append(("spans_search", conditions))
@@ -677,7 +703,7 @@ class _Run:
 
     def text_traces(self, sql: _Sql, term: Term) -> str:
         """A shard-local subquery: the traces with a log line or a span event in the window that may hold ``term``."""
-        logs = " AND ".join([*sql.window("time_ns", self.query), sql.term(("body", "attributes"), term), _HAS_TRACE])
+        logs = " AND ".join([*sql.window("time_ns", self.query), sql.term(("body", "texts"), term), _HAS_TRACE])
         parts = [f"SELECT trace_id FROM {self.table('logs_local')} WHERE {logs}"]
         for table, where in self.span_sources(sql, term=term):
             parts.append(f"SELECT trace_id FROM {self.table(table + '_local')} WHERE {' AND '.join(where)}")
@@ -694,12 +720,15 @@ class _Run:
             sql.params.update(params)
             parts = []
             for table, column, where in sources:
-                conditions = list(where)
+                pre = [c for c in where if isinstance(c, _Pre)]
+                conditions = [c for c in where if not isinstance(c, _Pre)]
                 if after is not None:
                     t, trace = sql.bind(after[0]), sql.bind(after[1].hex())
                     conditions.append(f"({column} < {t} OR ({column} = {t} AND trace_id < unhex({trace})))")
+                prewhere = f" PREWHERE {' AND '.join(pre)}" if pre else ""
                 parts.append(
-                    f"SELECT {column} AS t, trace_id FROM {self.table(table)} WHERE {' AND '.join(conditions) or '1'}"
+                    f"SELECT {column} AS t, trace_id FROM {self.table(table)}{prewhere}"
+                    f" WHERE {' AND '.join(conditions) or '1'}"
                     f" ORDER BY t DESC, trace_id DESC LIMIT {page}"
                 )
             if len(parts) == 1:
@@ -737,7 +766,13 @@ class _Run:
     def drive_text(self, term: Term) -> None:
         sql = _Sql()
         narrowing = self.narrowing(sql, term)
-        logs = [*sql.window("time_ns", self.query), sql.term(("body", "attributes"), term), _HAS_TRACE, *narrowing]
+        logs = [
+            *sql.window("time_ns", self.query),
+            sql.quick(("body", "texts"), term),
+            sql.term(("body", "texts"), term),
+            _HAS_TRACE,
+            *narrowing,
+        ]
         sources = [("logs", "time_ns", logs)]
         sources += [(table, "start_ns", [*where, *narrowing]) for table, where in self.span_sources(sql, term=term)]
         self.walk(self.hits(sources, sql.params), term)

@@ -1122,6 +1122,15 @@ class Store:
         """The log records of one trace, in time order, every one decoded."""
         return list(self.trace_logs(trace_id))
 
+    def traces(self, trace_ids: Sequence[bytes]) -> dict[bytes, list[Span]]:
+        """Several traces, as :meth:`trace` each (one local file: nothing to gain from one query)."""
+        found = ((t, self.trace(t)) for t in dict.fromkeys(trace_ids))
+        return {t: spans for t, spans in found if spans}
+
+    def logs_of(self, trace_ids: Sequence[bytes]) -> dict[bytes, list[LogRecord]]:
+        """The log records of several traces, as :meth:`logs` each."""
+        return {t: self.logs(t) for t in dict.fromkeys(trace_ids)}
+
     def trace_logs(self, trace_id: bytes) -> LazyLogs:
         """The log records of one trace, in time order, each decoded when first read (see
         :class:`LazyLogs`): what ``why`` reads, which looks at a few of a big trace's records."""

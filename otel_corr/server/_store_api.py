@@ -16,7 +16,7 @@ A *keyed* read (a trace by ID, a request ID, a trace's logs) whose key's shard i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
@@ -145,6 +145,14 @@ class TraceStore(Protocol):
     def logs(self, trace_id: bytes) -> list[LogRecord]: ...
 
     def trace_logs(self, trace_id: bytes) -> LazyLogs: ...
+
+    def traces(self, trace_ids: Sequence[bytes]) -> dict[bytes, list[Span]]:
+        """Several traces at once (a search's results), as :meth:`trace` each: only those found are keys."""
+        ...
+
+    def logs_of(self, trace_ids: Sequence[bytes]) -> dict[bytes, list[LogRecord]]:
+        """The log records of several traces at once, as :meth:`logs` each."""
+        ...
 
     # --- reads: every shard (partial answers noted with note_missing) -----------------------------
     def services(self) -> list[str]: ...
