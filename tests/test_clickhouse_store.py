@@ -313,7 +313,10 @@ def test_a_shard_down_is_named_never_half_an_answer(tmp_path: Path) -> None:
             )
             # Several traces at once (a search's results) read as each alone; their logs too.
             assert store.traces([*traces, T1]) == {t: store.trace(t) for t in traces}  # T1: not stored
-            assert store.logs_of(traces[:3]) == {t: store.logs(t) for t in traces[:3]}
+            assert store.traces_and_logs([T1, *traces[:3]]) == (
+                {t: store.trace(t) for t in traces[:3]},
+                {t: store.logs(t) for t in traces[:3]},
+            )
             request_on_2 = next(
                 f"r-{i}"
                 for i in range(len(traces))
@@ -364,7 +367,7 @@ def test_a_shard_down_is_named_never_half_an_answer(tmp_path: Path) -> None:
             with pytest.raises(ShardUnavailable, match=f"shard 2 \\({address}\\)"):
                 store.traces([on_1, on_2])  # never the half of the traces that are there
             with pytest.raises(ShardUnavailable, match="shard 2"):
-                store.logs_of([on_2])
+                store.traces_and_logs([on_1, on_2])
             with pytest.raises(ShardUnavailable, match="shard 2"):
                 store.traces_for_request(request_on_2)
             assert [(s.number, s.up) for s in store.health()] == [(1, True), (2, False)]

@@ -339,8 +339,7 @@ def build_app(
             return v1_json(v1_error(400, str(exc)), 400)
         # The traces found, in one read per shard (not one after another): a search's cost is its own
         # query plus one round, whatever the limit.
-        spans = store.traces(found_ids)
-        logs = store.logs_of([t for t in found_ids if t in spans])
+        spans, logs = store.traces_and_logs(found_ids)
         data = [v1_trace(spans[t], logs[t]) for t in found_ids if t in spans]
         return v1_json(v1_envelope(data))
 

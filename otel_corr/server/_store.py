@@ -1127,9 +1127,12 @@ class Store:
         found = ((t, self.trace(t)) for t in dict.fromkeys(trace_ids))
         return {t: spans for t, spans in found if spans}
 
-    def logs_of(self, trace_ids: Sequence[bytes]) -> dict[bytes, list[LogRecord]]:
-        """The log records of several traces, as :meth:`logs` each."""
-        return {t: self.logs(t) for t in dict.fromkeys(trace_ids)}
+    def traces_and_logs(
+        self, trace_ids: Sequence[bytes], *, logs: bool = True
+    ) -> tuple[dict[bytes, list[Span]], dict[bytes, list[LogRecord]]]:
+        """:meth:`traces`, and the log records of those found (as :meth:`logs` each)."""
+        spans = self.traces(trace_ids)
+        return spans, {t: self.logs(t) for t in spans} if logs else {}
 
     def trace_logs(self, trace_id: bytes) -> LazyLogs:
         """The log records of one trace, in time order, each decoded when first read (see

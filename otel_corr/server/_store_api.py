@@ -150,8 +150,10 @@ class TraceStore(Protocol):
         """Several traces at once (a search's results), as :meth:`trace` each: only those found are keys."""
         ...
 
-    def logs_of(self, trace_ids: Sequence[bytes]) -> dict[bytes, list[LogRecord]]:
-        """The log records of several traces at once, as :meth:`logs` each."""
+    def traces_and_logs(
+        self, trace_ids: Sequence[bytes], *, logs: bool = True
+    ) -> tuple[dict[bytes, list[Span]], dict[bytes, list[LogRecord]]]:
+        """:meth:`traces`, and the log records of each trace found (as :meth:`logs`; none if not ``logs``)."""
         ...
 
     # --- reads: every shard (partial answers noted with note_missing) -----------------------------
