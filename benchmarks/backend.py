@@ -181,7 +181,7 @@ import tracemalloc
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -1187,9 +1187,31 @@ def run_posts(
     )
 
 
+#: Bodies joined into one request by the ingest phases (``--bodies-per-request``): a collector's batch
+#: is 4,096-16,384 spans (``collector/otel-corr-replicas.yaml``), the bodies here 512.
+BODIES_PER_REQUEST = 1
+
+
+def joined(bodies: Sequence[Body]) -> Body:
+    """Several bodies as one request: OTLP requests concatenate (their repeated fields append)."""
+    if len(bodies) == 1:
+        return bodies[0]
+    last = bodies[-1]
+    return replace(
+        last,
+        data=b"".join(b.data for b in bodies),
+        spans=sum(b.spans for b in bodies),
+        logs=b"".join(b.logs for b in bodies),
+        log_records=sum(b.log_records for b in bodies),
+        log_marker=next((b.log_marker for b in reversed(bodies) if b.log_marker), None),
+    )
+
+
 def prebuilt(bodies: Sequence[Body], threads: int) -> Callable[[int], Iterator[Body]]:
     def source(i: int) -> Iterator[Body]:
-        return iter(bodies[i::threads])
+        mine = bodies[i::threads]
+        n = BODIES_PER_REQUEST
+        return (joined(mine[k : k + n]) for k in range(0, len(mine), n))
 
     return source
 
@@ -1596,6 +1618,11 @@ def run(args: argparse.Namespace) -> None:
         f"{args.hours:g} h; {args.pool} template bodies; {args.queries} queries of each kind "
         f"(+{args.warmup} warm-up); UUID request IDs {'= trace IDs (--own-ids)' if args.own_ids else 'random'};"
         f" load average at start {loadavg()}"
+        + (
+            f"; ingest phases: {BODIES_PER_REQUEST} bodies ({BODIES_PER_REQUEST * SPANS_PER_BODY:,} spans) a request"
+            if BODIES_PER_REQUEST > 1
+            else ""
+        )
     )
     print(flush=True)
     t_start = time.perf_counter()
@@ -2701,6 +2728,11 @@ def run_compare(args: argparse.Namespace) -> None:
         f" (+{args.warmup} warm-up; /api/search {args.search_queries or args.queries} each"
         f"{f', at most {args.search_budget:g} s' if args.search_budget else ''}), round-robin over the replicas;"
         f" load average at start {loadavg()}"
+        + (
+            f"; ingest phases: {BODIES_PER_REQUEST} bodies ({BODIES_PER_REQUEST * SPANS_PER_BODY:,} spans) a request"
+            if BODIES_PER_REQUEST > 1
+            else ""
+        )
     )
     print(flush=True)
     t_start = time.perf_counter()
@@ -2892,6 +2924,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="sqlite (default: the run above); clickhouse = start a 2-shard cluster here (Debian's clickhouse-server);"
         " or clickhouse://host:9000[,host2:9000]/db?cluster=NAME: issue 21's comparison, SQLite baseline first",
     )
+    p.add_argument(
+        "--bodies-per-request",
+        type=int,
+        default=1,
+        help="join this many 512-span bodies into each request of the ingest phases (the fill: one a request);"
+        " 8 = 4,096 spans, the smallest batch of collector/otel-corr-replicas.yaml (default 1)",
+    )
     p.add_argument("--replicas", type=int, default=2, help="serve processes on the cluster (default 2)")
     p.add_argument("--senders", type=int, default=2, help="posting threads per serve process (default 2)")
     p.add_argument(
@@ -2952,6 +2991,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.warmup = 20 if args.warmup is None else args.warmup
     if args.logs_per_span is not None and args.logs_per_span < 0:
         p.error("--logs-per-span >= 0 please")
+    if args.bodies_per_request < 1:
+        p.error("--bodies-per-request >= 1 please")
     if args.spans < SPANS_PER_BODY or args.queries < 1 or args.phase_bodies < 2 or args.pool < 1 or args.hours <= 0:
         p.error("--spans >= 512, --queries >= 1, --phase-bodies >= 2, --pool >= 1 and --hours > 0 please")
     return args
@@ -2959,6 +3000,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    global BODIES_PER_REQUEST
+    BODIES_PER_REQUEST = args.bodies_per_request
     if args.profile:
         profile(args) if args.store == "sqlite" else profile_clickhouse(args)
     elif args.upgrade_from:

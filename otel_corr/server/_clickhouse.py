@@ -130,12 +130,13 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 request_id String, scope String, detail String, http_status UInt16, resource String,
                 day """
             + _DAY.format(column="start_ns")
-            # Granules of 1,024 rows, not 8,192: a trace is a few rows, and a lookup reads whole
-            # granules of ``detail`` (at 1M spans: 29/71 ms p50/p99 at 8,192, 8.8/27 at 1,024, for
-            # 2 % more bytes; benchmarks/results/clickhouse-2026-12-04-*.txt, design note g2).
-            # Edited in place, not a new migration: no store of version 1 was served before.
+            # Granules of 256 rows, not 8,192: a trace is a few rows, and a lookup reads one granule
+            # of the trace ID per part (of every column before reads used PREWHERE).  At 200k spans
+            # 29/71 ms p50/p99 at 8,192, 8.8/27 at 1,024 (design note g2); at 1M, one trace read on
+            # a shard 3.96 ms at 1,024, 1.93 at 256, 1.82 at 128 (design note j).  Edited in place,
+            # not a new migration: otel-corr has not been released (a store made at 1,024 keeps it).
             + """) ENGINE = MergeTree() PARTITION BY day ORDER BY (trace_id, start_ns, span_id)"""
-            " SETTINGS index_granularity = 1024",
+            " SETTINGS index_granularity = 256",
             "CREATE TABLE IF NOT EXISTS {db}.spans AS {db}.spans_local"
             " ENGINE = Distributed({cluster}, {db}, spans_local, cityHash64(trace_id))",
             # The request-ID index, sharded by request ID: one shard answers a lookup.  One row per
@@ -155,7 +156,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 resource String, day """
             + _DAY.format(column="time_ns")
             + """) ENGINE = MergeTree() PARTITION BY day ORDER BY (trace_id, time_ns)"""
-            " SETTINGS index_granularity = 1024",
+            " SETTINGS index_granularity = 256",
             "CREATE TABLE IF NOT EXISTS {db}.logs AS {db}.logs_local"
             " ENGINE = Distributed({cluster}, {db}, logs_local,"
             " if(trace_id = toFixedString(unhex('00000000000000000000000000000000'), 16),"
