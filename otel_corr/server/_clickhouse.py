@@ -1124,7 +1124,9 @@ class ClickHouseStore:
             try:
                 client = self._on(shard)
                 client.settings.update(settings)  # the caller's budget, on a reader thread too (_on resets it)
-                rows: list[tuple[Any, ...]] = client.execute(statement.format(where=condition), params)
+                rows: list[tuple[Any, ...]] = client.execute(
+                    statement.format(where=condition), params, settings={"max_threads": 1}
+                )
                 return rows
             except self._unavailable() as exc:
                 self._drop(shard)
