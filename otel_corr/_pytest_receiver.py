@@ -36,6 +36,9 @@ class Receiver:
         self._keeper = keeper
         self._forward_to = forward_to  # the backend's OTLP base URL: every body is passed on as it came
         self._tokens: dict[str, TestRun] = {}
+        #: Whether the shared endpoint was handed out (``otel_corr_session_endpoint``): a live server of a
+        #: module or session may then send for any test, and may not have sent yet when one fails.
+        self.shared = False
         self.last_receipt = 0.0  # time.monotonic() of the last body received
         self.last_receipt_ns = 0  # and time.time_ns(), to compare with a test's start
         self.forward_failures = 0
@@ -62,7 +65,9 @@ class Receiver:
     def endpoint(self, test: TestRun | None) -> tuple[str, dict[str, str]]:
         """(URL, environment) of the endpoint for ``test`` only (its own path), or the shared one for None."""
         base = self.url
-        if test is not None:
+        if test is None:
+            self.shared = True
+        else:
             token = secrets.token_hex(8)
             self._tokens[token] = test
             base = f"{self.url}/t/{token}"
@@ -87,9 +92,11 @@ class Receiver:
 
     def wait_quiet(self, test: TestRun, quiet: float = 0.4, limit: float = 3.0) -> None:
         """Wait until nothing has arrived for ``quiet`` seconds (at most ``limit``): a live server's last
-        batch.  Only for a test that has a server sending (it asked for an endpoint, or something
-        arrived while it ran): every other failing test would pay ``quiet`` for nothing."""
-        if test not in self._tokens.values() and self.last_receipt_ns < test.start_ns:
+        batch.  Only for a test that may have a server sending (it asked for an endpoint, the shared
+        endpoint is out, or something arrived while it ran): every other failing test would pay
+        ``quiet`` for nothing.  (The shared endpoint counts even when nothing arrived yet: a shared
+        server's export of the failing request can come after the test's report is being made.)"""
+        if test not in self._tokens.values() and not self.shared and self.last_receipt_ns < test.start_ns:
             return
         start = time.monotonic()
         while True:

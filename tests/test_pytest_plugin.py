@@ -293,3 +293,47 @@ def test_a_url_that_is_not_a_url_is_said_and_the_tests_run(tmp_path: Path) -> No
     result = run_sample(tmp_path, "--otel-corr-url", "http://127.0.0.1:abc", "check_fastapi.py")
     assert "2 failed, 1 passed" in result.stdout and "INTERNALERROR" not in result.stdout + result.stderr
     assert "traces not sent: http://127.0.0.1:abc is not a URL" in result.stdout
+
+
+def test_a_failing_test_waits_for_a_shared_servers_late_export() -> None:
+    """With the shared endpoint out (a module's live server), a failing test waits for what the server has not
+    sent yet: its request's span may be exported after the test failed, before anything else arrived in it (seen
+    in CI: the report showed no trace when the server was slow to export)."""
+    import threading
+    import time
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from otel_corr._pytest_capture import Keeper, TestRun
+    from otel_corr._pytest_receiver import Receiver
+
+    keeper = Keeper()
+    receiver = Receiver(keeper)
+    try:
+        receiver.endpoint(None)  # otel_corr_session_endpoint, handed to a module's server
+        test = keeper.running = TestRun("check.py::test_fails")
+        request = ExportTraceServiceRequest()
+        span = (
+            request.resource_spans.add()
+            .scope_spans.add()
+            .spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="GET /orders/0", kind=2)
+        )
+        span.start_time_unix_nano = test.start_ns + 1
+        span.end_time_unix_nano = test.start_ns + 2
+
+        def export_late() -> None:
+            time.sleep(0.2)  # the server's batch processor, after the test's assertion failed
+            httpx.post(
+                f"{receiver.url}/v1/traces",
+                content=request.SerializeToString(),
+                headers={"Content-Type": "application/x-protobuf"},
+            )
+
+        sender = threading.Thread(target=export_late)
+        sender.start()
+        receiver.wait_quiet(test)
+        arrived = [s.name for s in test.received_spans]  # what the report would show, made now
+        sender.join()
+        assert arrived == ["GET /orders/0"]
+    finally:
+        receiver.close()
