@@ -261,20 +261,20 @@ class _Sql:
         return " AND ".join(conditions) or "0"
 
     def quick(self, columns: Sequence[str], term: Term) -> _Pre:
-        """A cheap superset of :meth:`term`: each word, case-insensitively, in one of the columns, or a
-        column with a character beyond ASCII (only there does folding do more than lower ASCII case,
-        so only there can a word match that a plain search misses; :meth:`term` then decides)."""
-        conditions = []
-        for word in _phrase_words(term.text):
-            if _word_regex(word) is None:
-                continue  # narrows nothing in term() either
-            bound = self.bind(word) if word.isascii() else None
-            alternatives = [
-                *(f"positionCaseInsensitive({c}, {bound}) > 0" for c in columns if bound is not None),
-                *(f"lengthUTF8({c}) != length({c})" for c in columns),
-            ]
-            conditions.append("(" + " OR ".join(alternatives) + ")")
-        return _Pre(" AND ".join(conditions) or "1")
+        """A cheap superset of :meth:`term`: its longest word (likely the rarest), case-insensitively, in
+        one of the columns, or a column with a character beyond ASCII (only there does folding do more
+        than lower ASCII case, so only there can a word match that a plain search misses).  One word
+        only: each is a scan of every row, and :meth:`term` checks the others on the rows kept."""
+        narrowing = [w for w in _phrase_words(term.text) if _word_regex(w) is not None]  # as term() narrows
+        if not narrowing:
+            return _Pre("1")
+        word = max(narrowing, key=len)
+        bound = self.bind(word) if word.isascii() else None
+        alternatives = [
+            *(f"positionCaseInsensitive({c}, {bound}) > 0" for c in columns if bound is not None),
+            *(f"lengthUTF8({c}) != length({c})" for c in columns),
+        ]
+        return _Pre("(" + " OR ".join(alternatives) + ")")
 
     def window(self, column: str, query: Query) -> list[str]:
         """The time window on ``column`` and on the day partitions it spans (so whole days are skipped)."""
